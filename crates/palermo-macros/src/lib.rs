@@ -1,0 +1,283 @@
+//! `#[palermo::job]`: turns an `async fn` into a Palermo job.
+//!
+//! From `async fn send_email(to: String, subject: String) -> anyhow::Result<()>` it writes
+//! a struct `SendEmail { to, subject }` (the message body), its `palermo::Job` impl that calls
+//! the function, and its registration, so a worker binary finds every job linked into it.
+//! Arguments of type `State<T>` or `JobContext` are filled in by the worker, not serialized.
+
+use proc_macro::TokenStream;
+use proc_macro2::Span;
+use quote::{format_ident, quote};
+use syn::{
+    parse::Parser, punctuated::Punctuated, spanned::Spanned, Expr, ExprLit, FnArg, ItemFn, Lit,
+    Meta, Pat, Token, Type,
+};
+
+/// Makes an `async fn` a job. Options: `queue = "mail"` (default `"default"`),
+/// `name = "wire_name"` (default the function's name), `max_attempts = 5`,
+/// `timeout = "30s"` (`ms`, `s`, `m`, `h`), `serializer = "json" | "msgpack"`.
+#[proc_macro_attribute]
+pub fn job(attr: TokenStream, item: TokenStream) -> TokenStream {
+    match expand(attr.into(), item) {
+        Ok(tokens) => tokens.into(),
+        Err(e) => e.to_compile_error().into(),
+    }
+}
+
+struct Options {
+    queue: String,
+    name: Option<String>,
+    max_attempts: Option<u32>,
+    timeout_ms: Option<u64>,
+    serializer: Option<proc_macro2::TokenStream>,
+}
+
+fn expand(
+    attr: proc_macro2::TokenStream,
+    item: TokenStream,
+) -> syn::Result<proc_macro2::TokenStream> {
+    let options = parse_options(attr)?;
+    let function: ItemFn = syn::parse(item)?;
+    let sig = &function.sig;
+    if sig.asyncness.is_none() {
+        return Err(syn::Error::new(
+            sig.fn_token.span(),
+            "#[job] needs an `async fn`",
+        ));
+    }
+    if !sig.generics.params.is_empty() {
+        return Err(syn::Error::new(
+            sig.generics.span(),
+            "a job function cannot be generic",
+        ));
+    }
+
+    let fn_name = &sig.ident;
+    let vis = &function.vis;
+    let struct_name = format_ident!(
+        "{}",
+        pascal_case(&fn_name.to_string()),
+        span = fn_name.span()
+    );
+    let mut fields = Vec::new();
+    let mut field_names = Vec::new();
+    let mut call_args = Vec::new();
+    let mut injected = Vec::new();
+    for input in &sig.inputs {
+        let FnArg::Typed(arg) = input else {
+            return Err(syn::Error::new(
+                input.span(),
+                "a job function cannot take `self`",
+            ));
+        };
+        let Pat::Ident(pat) = arg.pat.as_ref() else {
+            return Err(syn::Error::new(
+                arg.pat.span(),
+                "job arguments must be plain names",
+            ));
+        };
+        let ident = &pat.ident;
+        let ty = &arg.ty;
+        call_args.push(quote!(#ident));
+        match injected_kind(ty) {
+            Some(Injected::State) => injected.push(quote!(let #ident: #ty = __ctx.state()?;)),
+            Some(Injected::Context) => injected.push(quote!(let #ident: #ty = __ctx.clone();)),
+            None => {
+                fields.push(quote!(pub #ident: #ty));
+                field_names.push(ident.clone());
+            }
+        }
+    }
+
+    let wire_name = options.name.unwrap_or_else(|| fn_name.to_string());
+    let queue = options.queue;
+    let max_attempts = match options.max_attempts {
+        Some(n) => quote!(::core::option::Option::Some(#n)),
+        None => quote!(::core::option::Option::None),
+    };
+    let timeout = match options.timeout_ms {
+        Some(ms) => quote!(::core::option::Option::Some(::core::time::Duration::from_millis(#ms))),
+        None => quote!(::core::option::Option::None),
+    };
+    let format = match options.serializer {
+        Some(f) => quote!(::core::option::Option::Some(::palermo::Format::#f)),
+        None => quote!(::core::option::Option::None),
+    };
+    let doc = format!("The arguments of the `{wire_name}` job (queue `{queue}`); enqueue one to run [`{fn_name}`].");
+
+    Ok(quote! {
+        #function
+
+        #[doc = #doc]
+        #[derive(::core::fmt::Debug, ::core::clone::Clone, ::palermo::__private::serde::Serialize, ::palermo::__private::serde::Deserialize)]
+        #[serde(crate = "::palermo::__private::serde")]
+        #vis struct #struct_name {
+            #(#fields,)*
+        }
+
+        impl ::palermo::Job for #struct_name {
+            const NAME: &'static str = #wire_name;
+            const QUEUE: &'static str = #queue;
+            const MAX_ATTEMPTS: ::core::option::Option<u32> = #max_attempts;
+            const TIMEOUT: ::core::option::Option<::core::time::Duration> = #timeout;
+            const FORMAT: ::core::option::Option<::palermo::Format> = #format;
+
+            async fn run(self, __ctx: ::palermo::JobContext) -> ::palermo::JobResult {
+                let Self { #(#field_names,)* } = self;
+                #(#injected)*
+                #fn_name(#(#call_args),*).await.map_err(::core::convert::Into::into)
+            }
+        }
+
+        ::palermo::__private::inventory::submit! {
+            ::palermo::__private::Registration::of::<#struct_name>(::core::concat!(::core::file!(), ":", ::core::line!()))
+        }
+    })
+}
+
+enum Injected {
+    State,
+    Context,
+}
+
+fn injected_kind(ty: &Type) -> Option<Injected> {
+    let Type::Path(path) = ty else { return None };
+    match path.path.segments.last()?.ident.to_string().as_str() {
+        "State" => Some(Injected::State),
+        "JobContext" => Some(Injected::Context),
+        _ => None,
+    }
+}
+
+fn parse_options(attr: proc_macro2::TokenStream) -> syn::Result<Options> {
+    let mut options = Options {
+        queue: "default".into(),
+        name: None,
+        max_attempts: None,
+        timeout_ms: None,
+        serializer: None,
+    };
+    let metas = Punctuated::<Meta, Token![,]>::parse_terminated.parse2(attr)?;
+    for meta in metas {
+        let Meta::NameValue(nv) = &meta else {
+            return Err(syn::Error::new(meta.span(), "expected `option = value`"));
+        };
+        let key = nv
+            .path
+            .get_ident()
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        match key.as_str() {
+            "queue" => {
+                let (queue, span) = string(&nv.value)?;
+                validate_queue(&queue).map_err(|e| syn::Error::new(span, e))?;
+                options.queue = queue;
+            }
+            "name" => {
+                let (name, span) = string(&nv.value)?;
+                if name.is_empty() || name.len() > 200 {
+                    return Err(syn::Error::new(span, "a job name must be 1 to 200 bytes long"));
+                }
+                options.name = Some(name);
+            }
+            "max_attempts" => {
+                let Expr::Lit(ExprLit { lit: Lit::Int(n), .. }) = &nv.value else {
+                    return Err(syn::Error::new(nv.value.span(), "max_attempts takes a whole number, e.g. 5"));
+                };
+                let n: u32 = n.base10_parse()?;
+                if n == 0 {
+                    return Err(syn::Error::new(nv.value.span(), "max_attempts must be at least 1 (1 means no retry)"));
+                }
+                options.max_attempts = Some(n);
+            }
+            "timeout" => {
+                let (text, span) = string(&nv.value)?;
+                options.timeout_ms = Some(parse_duration_ms(&text).map_err(|e| syn::Error::new(span, e))?);
+            }
+            "serializer" => {
+                let (text, span) = string(&nv.value)?;
+                options.serializer = Some(match text.as_str() {
+                    "json" => quote!(Json),
+                    "msgpack" => quote!(MessagePack),
+                    _ => return Err(syn::Error::new(span, "serializer must be \"json\" or \"msgpack\"")),
+                });
+            }
+            _ => {
+                return Err(syn::Error::new(
+                    nv.path.span(),
+                    format!("unknown #[job] option `{key}`; the options are queue, name, max_attempts, timeout, serializer"),
+                ))
+            }
+        }
+    }
+    Ok(options)
+}
+
+fn string(expr: &Expr) -> syn::Result<(String, Span)> {
+    match expr {
+        Expr::Lit(ExprLit {
+            lit: Lit::Str(s), ..
+        }) => Ok((s.value(), s.span())),
+        other => Err(syn::Error::new(other.span(), "expected a string literal")),
+    }
+}
+
+/// The same rules as `palermo::topology::validate_queue_name`, checked at compile time.
+fn validate_queue(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > 200 {
+        return Err("a queue name must be 1 to 200 bytes long".into());
+    }
+    if name.starts_with("amq.") {
+        return Err("queue names starting with \"amq.\" are reserved by RabbitMQ".into());
+    }
+    if let Some(bad) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | ':')))
+    {
+        return Err(format!(
+            "queue name {name:?} contains {bad:?}; use letters, digits and . _ - :"
+        ));
+    }
+    Ok(())
+}
+
+fn parse_duration_ms(text: &str) -> Result<u64, String> {
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number.parse().map_err(|_| {
+        format!("timeout {text:?} is not like \"30s\", \"500ms\", \"5m\" or \"1h\"")
+    })?;
+    let factor = match unit {
+        "ms" => 1,
+        "s" | "" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        _ => {
+            return Err(format!(
+                "timeout {text:?} has unit {unit:?}; use ms, s, m or h"
+            ))
+        }
+    };
+    match number.checked_mul(factor) {
+        Some(0) | None => Err(format!(
+            "timeout {text:?} must be more than zero and not absurdly large"
+        )),
+        Some(ms) => Ok(ms),
+    }
+}
+
+fn pascal_case(snake: &str) -> String {
+    snake
+        .split('_')
+        .filter(|part| !part.is_empty())
+        .map(|part| {
+            let mut chars = part.chars();
+            match chars.next() {
+                Some(first) => first.to_uppercase().chain(chars).collect::<String>(),
+                None => String::new(),
+            }
+        })
+        .collect()
+}

@@ -1,0 +1,125 @@
+//! Connecting to RabbitMQ and publishing with a confirm: the two AMQP operations that the
+//! client and the worker share.
+
+use lapin::{
+    options::{BasicPublishOptions, ConfirmSelectOptions},
+    uri::AMQPUri,
+    BasicProperties, Channel, Connection, ConnectionProperties,
+};
+
+use crate::{error::Error, topology::EXCHANGE};
+
+/// Opens a connection; `name` shows in RabbitMQ's connection list.
+pub async fn connect(url: &str, name: &str) -> Result<Connection, Error> {
+    let uri: AMQPUri = url.parse().map_err(|reason: String| Error::InvalidUrl {
+        url: redact(url),
+        reason,
+    })?;
+    let props = ConnectionProperties::default().with_connection_name(name.into());
+    Connection::connect_uri(uri, props)
+        .await
+        .map_err(|source| Error::Connect {
+            url: redact(url),
+            source,
+        })
+}
+
+/// Opens a channel in confirm mode.
+pub async fn confirm_channel(conn: &Connection) -> Result<Channel, Error> {
+    let channel = conn
+        .create_channel()
+        .await
+        .map_err(Error::broker("channel.open"))?;
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await
+        .map_err(Error::broker("confirm.select"))?;
+    Ok(channel)
+}
+
+/// A publish that the broker has received but not yet confirmed.
+pub struct Pending {
+    queue: String,
+    confirm: lapin::PublisherConfirm,
+}
+
+impl Pending {
+    /// Waits for the broker's confirm; only `Ok` means the message is stored.
+    pub async fn confirmed(self) -> Result<(), Error> {
+        let confirmation = self
+            .confirm
+            .await
+            .map_err(Error::broker("publisher confirm"))?;
+        if confirmation.is_nack() {
+            return Err(Error::Nacked { queue: self.queue });
+        }
+        if confirmation.take_message().is_some() {
+            return Err(Error::Unroutable { queue: self.queue });
+        }
+        Ok(())
+    }
+}
+
+/// Publishes a persistent, mandatory message to `queue` through the `palermo` exchange,
+/// without waiting for the confirm (pipelining).
+pub async fn publish(
+    channel: &Channel,
+    queue: &str,
+    body: &[u8],
+    properties: BasicProperties,
+) -> Result<Pending, Error> {
+    let confirm = channel
+        .basic_publish(
+            EXCHANGE.into(),
+            queue.into(),
+            BasicPublishOptions {
+                mandatory: true,
+                ..Default::default()
+            },
+            body,
+            properties.with_delivery_mode(2),
+        )
+        .await
+        .map_err(Error::broker("basic.publish"))?;
+    Ok(Pending {
+        queue: queue.to_string(),
+        confirm,
+    })
+}
+
+/// Publishes and waits for the confirm.
+pub async fn publish_confirmed(
+    channel: &Channel,
+    queue: &str,
+    body: &[u8],
+    properties: BasicProperties,
+) -> Result<(), Error> {
+    publish(channel, queue, body, properties)
+        .await?
+        .confirmed()
+        .await
+}
+
+/// The URL without its password, for messages.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{}{user}:***{}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn redact_hides_the_password() {
+        assert_eq!(
+            super::redact("amqp://guest:secret@host:5672/%2f"),
+            "amqp://guest:***@host:5672/%2f"
+        );
+        assert_eq!(super::redact("amqp://host"), "amqp://host");
+    }
+}

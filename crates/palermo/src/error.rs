@@ -1,0 +1,58 @@
+//! The errors the library returns. Binaries turn them into one-line messages with anyhow.
+
+use std::time::Duration;
+
+/// Everything that can go wrong in a client or a worker.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The AMQP URL did not parse.
+    #[error("invalid AMQP URL {url:?}: {reason}")]
+    InvalidUrl { url: String, reason: String },
+    /// No broker answered at the URL, or it refused the login.
+    #[error("cannot connect to RabbitMQ at {url}: {source}")]
+    Connect {
+        url: String,
+        #[source]
+        source: lapin::Error,
+    },
+    /// A broker operation failed (the connection or channel closed, a declare was refused...).
+    #[error("RabbitMQ {operation} failed: {source}")]
+    Broker {
+        operation: &'static str,
+        #[source]
+        source: lapin::Error,
+    },
+    /// The broker answered a publish with a negative confirm: the message is not stored.
+    #[error("RabbitMQ refused (nacked) the message published to queue {queue:?}")]
+    Nacked { queue: String },
+    /// The broker returned the message as unroutable: no queue is bound for it.
+    #[error("RabbitMQ could not route the message to queue {queue:?} (is the queue deleted?)")]
+    Unroutable { queue: String },
+    /// The broker did not confirm a publish in time.
+    #[error("RabbitMQ did not confirm the publish to queue {queue:?} within {timeout:?}")]
+    ConfirmTimeout { queue: String, timeout: Duration },
+    /// The job's arguments could not be serialized.
+    #[error("cannot serialize the arguments of job {job:?} with {format}: {reason}")]
+    Serialize {
+        job: String,
+        format: &'static str,
+        reason: String,
+    },
+    /// The configuration is invalid; the message says what to change.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// Two jobs linked into one binary share a wire name.
+    #[error("two jobs are named {name:?}: {first} and {second}; give one of them #[job(name = \"...\")]")]
+    DuplicateJobName {
+        name: String,
+        first: String,
+        second: String,
+    },
+}
+
+impl Error {
+    pub(crate) fn broker(operation: &'static str) -> impl FnOnce(lapin::Error) -> Error {
+        move |source| Error::Broker { operation, source }
+    }
+}

@@ -1,0 +1,147 @@
+//! The job trait, a job's context and its outcome.
+//!
+//! `#[palermo::job]` writes the [`Job`] impl for you: it turns the function's arguments into
+//! a struct (`send_email` → `SendEmail`) that is the message body, and calls the function when
+//! a worker receives one.
+
+use std::{future::Future, sync::Arc, time::Duration};
+
+use serde::{de::DeserializeOwned, Serialize};
+use uuid::Uuid;
+
+use crate::{serializer::Format, state::StateMap};
+
+/// A job: serializable arguments plus the code that runs them.
+///
+/// The name is the job's identity on the wire; it must be stable across deploys and unique
+/// within one worker binary.
+pub trait Job: Serialize + DeserializeOwned + Send + 'static {
+    /// The wire name. Defaults to the function's name.
+    const NAME: &'static str;
+    /// The queue [`crate::Client::enqueue`] sends it to. Defaults to `"default"`.
+    const QUEUE: &'static str;
+    /// How many times a job may run before it is moved to the failed queue; `None` uses
+    /// the worker's default.
+    const MAX_ATTEMPTS: Option<u32> = None;
+    /// How long one run may take; `None` uses the worker's default.
+    const TIMEOUT: Option<Duration> = None;
+    /// The serializer; `None` uses the client's (JSON unless changed).
+    const FORMAT: Option<Format> = None;
+
+    /// Runs the job.
+    fn run(self, ctx: JobContext) -> impl Future<Output = JobResult> + Send;
+
+    /// A short human-readable rendering of the arguments for headers and views.
+    fn preview(&self) -> String {
+        crate::wire::preview(&serde_json::to_string(self).unwrap_or_default())
+    }
+}
+
+/// What a job run returns.
+pub type JobResult = Result<(), JobError>;
+
+/// Why a job run did not succeed. Any error converts into it (`?` works on anyhow and std
+/// errors); the constructors say what should happen next.
+#[derive(Debug)]
+pub struct JobError {
+    pub(crate) error: anyhow::Error,
+    pub(crate) kind: ErrorKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ErrorKind {
+    /// An ordinary failure: retried while attempts remain.
+    Retry,
+    /// Failed for good: straight to the failed queue, whatever attempts remain.
+    FailNow,
+    /// Not a failure: run again after this delay, without using an attempt.
+    Snooze(Duration),
+}
+
+impl JobError {
+    /// An ordinary failure, retried with backoff while attempts remain.
+    pub fn retry(error: impl Into<anyhow::Error>) -> Self {
+        Self {
+            error: error.into(),
+            kind: ErrorKind::Retry,
+        }
+    }
+
+    /// A failure that retrying cannot fix (a bad argument, say): the job goes to the failed
+    /// queue now.
+    pub fn fail_now(error: impl Into<anyhow::Error>) -> Self {
+        Self {
+            error: error.into(),
+            kind: ErrorKind::FailNow,
+        }
+    }
+
+    /// Not a failure: run the job again after `delay` without counting an attempt (the
+    /// resource it needs is busy, a rate limit applies...).
+    pub fn snooze(delay: Duration) -> Self {
+        Self {
+            error: anyhow::anyhow!("snoozed for {delay:?}"),
+            kind: ErrorKind::Snooze(delay),
+        }
+    }
+
+    /// The underlying error.
+    pub fn error(&self) -> &anyhow::Error {
+        &self.error
+    }
+
+    /// Whether the job asked not to be retried ([`JobError::fail_now`]).
+    pub fn is_fail_now(&self) -> bool {
+        self.kind == ErrorKind::FailNow
+    }
+
+    /// The delay of a [`JobError::snooze`].
+    pub fn snooze_delay(&self) -> Option<Duration> {
+        match self.kind {
+            ErrorKind::Snooze(delay) => Some(delay),
+            _ => None,
+        }
+    }
+}
+
+impl<E: Into<anyhow::Error>> From<E> for JobError {
+    fn from(error: E) -> Self {
+        JobError::retry(error)
+    }
+}
+
+/// What a running job knows about itself, and the application state the worker was given.
+/// Take it as an argument (`ctx: palermo::JobContext`) to use it.
+#[derive(Clone, Debug)]
+pub struct JobContext {
+    /// The job's id (the AMQP `message_id`).
+    pub id: Uuid,
+    /// The job's wire name.
+    pub name: Arc<str>,
+    /// The queue it was delivered from.
+    pub queue: Arc<str>,
+    /// 1 on the first run, 2 on the first retry...
+    pub attempt: u32,
+    /// The attempt after which it goes to the failed queue.
+    pub max_attempts: u32,
+    pub(crate) state: Arc<StateMap>,
+}
+
+impl JobContext {
+    /// The state of type `T` the worker was given with [`crate::worker::WorkerBuilder::state`].
+    pub fn state<T: Send + Sync + 'static>(&self) -> Result<crate::State<T>, JobError> {
+        self.state.get::<T>().map_err(JobError::fail_now)
+    }
+
+    /// A context for calling a job's function directly, in a unit test of the job.
+    pub fn for_test(name: &str, state: StateMap) -> Self {
+        Self {
+            id: Uuid::new_v4(),
+            name: name.into(),
+            queue: "test".into(),
+            attempt: 1,
+            max_attempts: 1,
+            state: Arc::new(state),
+        }
+    }
+}

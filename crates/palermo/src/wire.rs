@@ -1,0 +1,319 @@
+//! Wire format v1: what a job message looks like on RabbitMQ (docs/wire-format.md is the
+//! reference for other languages; this module is the implementation).
+//!
+//! The body is the serialized arguments. Everything else travels in AMQP properties and
+//! `x-palermo-*` headers, so any admin tool can list, show and requeue a job without linking
+//! its code. Parsing is strict about meaning and lenient about AMQP integer widths, because
+//! other clients (pika, amqplib) pick their own.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use lapin::{
+    types::{AMQPValue, FieldTable, LongString, ShortString},
+    BasicProperties,
+};
+use uuid::Uuid;
+
+use crate::serializer::Format;
+
+/// The wire version this library writes and reads.
+pub const VERSION: i64 = 1;
+/// The `app_id` property of messages Palermo publishes.
+pub const APP_ID: &str = "palermo";
+/// How long the arguments preview may be, in characters.
+pub const PREVIEW_MAX_CHARS: usize = 120;
+/// Longest error text kept in a failure header, in bytes.
+pub const ERROR_MAX_BYTES: usize = 8 * 1024;
+/// Longest backtrace kept in a failure header, in bytes.
+pub const BACKTRACE_MAX_BYTES: usize = 16 * 1024;
+
+/// Header names.
+pub mod header {
+    pub const VERSION: &str = "x-palermo-version";
+    pub const JOB: &str = "x-palermo-job";
+    pub const SERIALIZER: &str = "x-palermo-serializer";
+    pub const PREVIEW: &str = "x-palermo-args-preview";
+    pub const QUEUE: &str = "x-palermo-queue";
+    pub const ATTEMPT: &str = "x-palermo-attempt";
+    pub const MAX_ATTEMPTS: &str = "x-palermo-max-attempts";
+    pub const ENQUEUED_AT: &str = "x-palermo-enqueued-at";
+    // Failure headers.
+    pub const FAILURE_ID: &str = "x-palermo-failure-id";
+    pub const ERROR: &str = "x-palermo-error";
+    pub const ERROR_KIND: &str = "x-palermo-error-kind";
+    pub const BACKTRACE: &str = "x-palermo-backtrace";
+    pub const FAILED_AT: &str = "x-palermo-failed-at";
+    pub const FIRST_FAILED_AT: &str = "x-palermo-first-failed-at";
+    pub const WORKER: &str = "x-palermo-worker";
+    pub const SOURCE_QUEUE: &str = "x-palermo-source-queue";
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Shortens `text` to at most [`PREVIEW_MAX_CHARS`] characters, ending in `…` when cut.
+pub fn preview(text: &str) -> String {
+    truncate_chars(text, PREVIEW_MAX_CHARS)
+}
+
+fn truncate_chars(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max.saturating_sub(1)) {
+        Some((cut, _)) if text[cut..].chars().nth(1).is_some() => format!("{}…", &text[..cut]),
+        _ => text.to_string(),
+    }
+}
+
+/// Shortens `text` to at most `max` bytes on a character boundary.
+pub fn truncate_bytes(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut cut = max;
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    &text[..cut]
+}
+
+/// The metadata of one job message.
+#[derive(Clone, Debug, PartialEq)]
+pub struct JobMeta {
+    /// The job id, also the AMQP `message_id`.
+    pub id: Uuid,
+    /// The job's wire name, also the AMQP `type`.
+    pub name: String,
+    /// The queue the job belongs to.
+    pub queue: String,
+    /// The serializer of the body.
+    pub format: Format,
+    /// A short rendering of the arguments.
+    pub preview: String,
+    /// 1 for the first run.
+    pub attempt: u32,
+    /// Set when the enqueuer knew it; otherwise the worker's default applies.
+    pub max_attempts: Option<u32>,
+    /// When it was first enqueued, ms since the epoch.
+    pub enqueued_at_ms: i64,
+}
+
+impl JobMeta {
+    /// The AMQP properties of a message carrying this job.
+    pub fn properties(&self) -> BasicProperties {
+        let mut headers = FieldTable::default();
+        headers.insert(header::VERSION.into(), AMQPValue::LongLongInt(VERSION));
+        put_str(&mut headers, header::JOB, &self.name);
+        put_str(&mut headers, header::SERIALIZER, self.format.name());
+        put_str(&mut headers, header::PREVIEW, &self.preview);
+        put_str(&mut headers, header::QUEUE, &self.queue);
+        put_int(&mut headers, header::ATTEMPT, self.attempt.into());
+        if let Some(max) = self.max_attempts {
+            put_int(&mut headers, header::MAX_ATTEMPTS, max.into());
+        }
+        put_int(&mut headers, header::ENQUEUED_AT, self.enqueued_at_ms);
+        BasicProperties::default()
+            .with_message_id(self.id.to_string().into())
+            .with_type(short(&self.name))
+            .with_timestamp((self.enqueued_at_ms / 1000).max(0) as u64)
+            .with_content_type(self.format.content_type().into())
+            .with_delivery_mode(2)
+            .with_app_id(APP_ID.into())
+            .with_headers(headers)
+    }
+
+    /// Reads the metadata of a received message; the error names what is wrong.
+    pub fn parse(props: &BasicProperties) -> Result<Self, String> {
+        let empty = FieldTable::default();
+        let headers = props.headers().as_ref().unwrap_or(&empty);
+        let version = get_int(headers, header::VERSION)?.ok_or_else(|| missing(header::VERSION))?;
+        if version != VERSION {
+            return Err(format!(
+                "unsupported wire version {version} in header {} (this worker reads version {VERSION})",
+                header::VERSION
+            ));
+        }
+        let id = props
+            .message_id()
+            .as_ref()
+            .ok_or("the message_id property (the job id) is missing")?;
+        let id = Uuid::parse_str(id.as_str())
+            .map_err(|_| format!("the message_id property {:?} is not a UUID", id.as_str()))?;
+        let name = get_str(headers, header::JOB)?.ok_or_else(|| missing(header::JOB))?;
+        if name.is_empty() {
+            return Err(format!("header {} is empty", header::JOB));
+        }
+        let format_name =
+            get_str(headers, header::SERIALIZER)?.ok_or_else(|| missing(header::SERIALIZER))?;
+        let format = Format::from_name(&format_name).ok_or_else(|| {
+            format!(
+                "unknown serializer {format_name:?} in header {} (known: json, msgpack)",
+                header::SERIALIZER
+            )
+        })?;
+        let queue = get_str(headers, header::QUEUE)?.ok_or_else(|| missing(header::QUEUE))?;
+        let attempt = positive(headers, header::ATTEMPT)?.unwrap_or(1);
+        let max_attempts = positive(headers, header::MAX_ATTEMPTS)?;
+        Ok(Self {
+            id,
+            name,
+            queue,
+            format,
+            preview: get_str(headers, header::PREVIEW)?.unwrap_or_default(),
+            attempt,
+            max_attempts,
+            enqueued_at_ms: get_int(headers, header::ENQUEUED_AT)?.unwrap_or(0),
+        })
+    }
+}
+
+fn missing(name: &str) -> String {
+    format!("header {name} is missing")
+}
+
+fn positive(headers: &FieldTable, name: &str) -> Result<Option<u32>, String> {
+    match get_int(headers, name)? {
+        None => Ok(None),
+        Some(n) if (1..=i64::from(u32::MAX)).contains(&n) => Ok(Some(n as u32)),
+        Some(n) => Err(format!(
+            "header {name} is {n}; it must be a whole number from 1"
+        )),
+    }
+}
+
+fn short(text: &str) -> ShortString {
+    ShortString::try_new(truncate_bytes(text, 255)).unwrap_or_default()
+}
+
+/// Sets a string header.
+pub fn put_str(headers: &mut FieldTable, name: &str, value: &str) {
+    headers.insert(name.into(), AMQPValue::LongString(LongString::from(value)));
+}
+
+/// Sets an integer header.
+pub fn put_int(headers: &mut FieldTable, name: &str, value: i64) {
+    headers.insert(name.into(), AMQPValue::LongLongInt(value));
+}
+
+/// Reads a string header; `Err` when it has a non-string AMQP type or is not UTF-8.
+pub fn get_str(headers: &FieldTable, name: &str) -> Result<Option<String>, String> {
+    match headers.inner().get(name) {
+        None => Ok(None),
+        Some(AMQPValue::LongString(s)) => std::str::from_utf8(s.as_bytes())
+            .map(|s| Some(s.to_string()))
+            .map_err(|_| format!("header {name} is not valid UTF-8")),
+        Some(AMQPValue::ShortString(s)) => Ok(Some(s.to_string())),
+        Some(other) => Err(format!(
+            "header {name} has AMQP type {}, expected a string",
+            type_name(other)
+        )),
+    }
+}
+
+/// Reads an integer header of any AMQP integer width; `Err` for other types.
+pub fn get_int(headers: &FieldTable, name: &str) -> Result<Option<i64>, String> {
+    let value = match headers.inner().get(name) {
+        None => return Ok(None),
+        Some(v) => v,
+    };
+    let n = match value {
+        AMQPValue::ShortShortInt(n) => i64::from(*n),
+        AMQPValue::ShortShortUInt(n) => i64::from(*n),
+        AMQPValue::ShortInt(n) => i64::from(*n),
+        AMQPValue::ShortUInt(n) => i64::from(*n),
+        AMQPValue::LongInt(n) => i64::from(*n),
+        AMQPValue::LongUInt(n) => i64::from(*n),
+        AMQPValue::LongLongInt(n) => *n,
+        AMQPValue::Timestamp(n) => i64::try_from(*n).unwrap_or(i64::MAX),
+        other => {
+            return Err(format!(
+                "header {name} has AMQP type {}, expected an integer",
+                type_name(other)
+            ))
+        }
+    };
+    Ok(Some(n))
+}
+
+fn type_name(value: &AMQPValue) -> &'static str {
+    match value {
+        AMQPValue::Boolean(_) => "boolean",
+        AMQPValue::Float(_) | AMQPValue::Double(_) => "float",
+        AMQPValue::DecimalValue(_) => "decimal",
+        AMQPValue::ShortString(_) | AMQPValue::LongString(_) => "string",
+        AMQPValue::FieldArray(_) => "array",
+        AMQPValue::FieldTable(_) => "table",
+        AMQPValue::ByteArray(_) => "byte array",
+        AMQPValue::Void => "void",
+        _ => "integer",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta() -> JobMeta {
+        JobMeta {
+            id: Uuid::new_v4(),
+            name: "send_email".into(),
+            queue: "mail".into(),
+            format: Format::Json,
+            preview: "{}".into(),
+            attempt: 1,
+            max_attempts: Some(3),
+            enqueued_at_ms: 1_700_000_000_000,
+        }
+    }
+
+    #[test]
+    fn properties_round_trip() {
+        let meta = meta();
+        let props = meta.properties();
+        assert_eq!(JobMeta::parse(&props).expect("parse"), meta);
+        assert_eq!(props.delivery_mode(), &Some(2));
+        assert_eq!(
+            props.kind().as_ref().map(|k| k.as_str()),
+            Some("send_email")
+        );
+    }
+
+    #[test]
+    fn parse_names_the_problem() {
+        let mut props = meta().properties();
+        let mut headers = props.headers().clone().unwrap_or_default();
+        headers.insert(header::ATTEMPT.into(), AMQPValue::LongString("two".into()));
+        props = props.with_headers(headers.clone());
+        let err = JobMeta::parse(&props).expect_err("bad attempt type");
+        assert!(
+            err.contains("x-palermo-attempt") && err.contains("integer"),
+            "{err}"
+        );
+
+        headers.insert(header::ATTEMPT.into(), AMQPValue::LongInt(-1));
+        let err =
+            JobMeta::parse(&props.clone().with_headers(headers.clone())).expect_err("negative");
+        assert!(err.contains("-1"), "{err}");
+
+        headers.insert(header::VERSION.into(), AMQPValue::LongInt(2));
+        let err = JobMeta::parse(&props.with_headers(headers)).expect_err("future version");
+        assert!(err.contains("version 2"), "{err}");
+
+        let err = JobMeta::parse(&BasicProperties::default()).expect_err("nothing");
+        assert!(err.contains(header::VERSION), "{err}");
+    }
+
+    #[test]
+    fn preview_is_capped_at_120_chars() {
+        assert_eq!(preview("short"), "short");
+        let long = "é".repeat(300);
+        let p = preview(&long);
+        assert_eq!(p.chars().count(), PREVIEW_MAX_CHARS);
+        assert!(p.ends_with('…'));
+        assert_eq!(preview(&"x".repeat(120)), "x".repeat(120));
+        assert_eq!(truncate_bytes("héllo", 2), "h");
+    }
+}

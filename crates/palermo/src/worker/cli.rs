@@ -1,0 +1,116 @@
+//! The edge of a worker binary: flags and environment in, exit code out.
+//!
+//! A demo app's `main` is one line: `palermo::worker::cli::main(|worker| worker.state(db))`.
+//! The first SIGINT/SIGTERM stops the worker gracefully; a second exits at once, leaving
+//! unacked jobs to the broker.
+
+use std::{process::ExitCode, time::Duration};
+
+use clap::Parser;
+use tracing::{error, warn};
+
+use super::{Worker, WorkerBuilder};
+use crate::{config::WorkerConfig, shutdown};
+
+/// `worker --queues mail,video --concurrency 4`
+#[derive(Debug, Clone, Parser)]
+#[command(about = "Runs the Palermo jobs linked into this binary")]
+pub struct WorkerArgs {
+    /// Queues to consume, comma-separated (e.g. mail,video).
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub queues: Vec<String>,
+    /// Jobs run at once (one channel with prefetch 1 each).
+    #[arg(long, default_value_t = 1)]
+    pub concurrency: usize,
+    /// Seconds running jobs get to finish after SIGINT/SIGTERM.
+    #[arg(long, default_value_t = 30)]
+    pub shutdown_timeout: u64,
+    /// Seconds one job may run when it sets no timeout of its own.
+    #[arg(long, default_value_t = 25 * 60)]
+    pub job_timeout: u64,
+    /// RabbitMQ URL.
+    #[arg(long, env = "PALERMO_AMQP_URL", default_value = crate::DEFAULT_AMQP_URL)]
+    pub amqp_url: String,
+    /// Queue failed jobs go to.
+    #[arg(long, default_value = crate::topology::FAILED_QUEUE)]
+    pub failed_queue: String,
+}
+
+impl WorkerArgs {
+    /// The configuration these flags describe.
+    pub fn config(&self) -> WorkerConfig {
+        WorkerConfig {
+            amqp_url: self.amqp_url.clone(),
+            queues: self.queues.iter().map(|q| q.trim().to_string()).collect(),
+            concurrency: self.concurrency,
+            shutdown_timeout: Duration::from_secs(self.shutdown_timeout),
+            job_timeout: Duration::from_secs(self.job_timeout),
+            failed_queue: self.failed_queue.clone(),
+        }
+    }
+}
+
+/// Logs to stderr at the level in `RUST_LOG` (default `info`).
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Parses the flags, runs the worker until it is stopped, and returns the exit code: 0 after
+/// a clean stop, 1 with a one-line message on a bad configuration or a broker failure.
+pub fn main(configure: impl FnOnce(WorkerBuilder) -> WorkerBuilder) -> ExitCode {
+    let args = WorkerArgs::parse();
+    init_tracing();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(args, configure)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs a worker with these flags until SIGINT/SIGTERM.
+pub async fn run(
+    args: WorkerArgs,
+    configure: impl FnOnce(WorkerBuilder) -> WorkerBuilder,
+) -> anyhow::Result<()> {
+    let worker = configure(Worker::builder(args.config())).build()?;
+    let (trigger, shutdown) = shutdown::channel();
+    tokio::spawn(async move {
+        if let Err(e) = wait_for_signal().await {
+            error!(error = %e, "cannot listen for signals");
+            return;
+        }
+        warn!("stop requested: finishing running jobs (send the signal again to exit now)");
+        trigger.stop();
+        if wait_for_signal().await.is_ok() {
+            warn!("second stop signal: exiting now; unacked jobs return to their queues");
+            std::process::exit(130);
+        }
+    });
+    worker.run(shutdown).await?;
+    Ok(())
+}
+
+async fn wait_for_signal() -> std::io::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    Ok(())
+}
