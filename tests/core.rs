@@ -16,7 +16,7 @@ use lapin::{
     types::{AMQPValue, FieldTable},
     BasicProperties,
 };
-use palermo::{wire::header, Client, Format, JobContext, State, Worker, WorkerConfig};
+use palermo::{wire::header, Client, Format, JobContext, State, Worker};
 use serde::{Deserialize, Serialize};
 use support::{amqp_url, eventually, unique, Broker, RunningWorker};
 
@@ -89,10 +89,14 @@ async fn slow(ms: u64, seen: State<Arc<Seen>>, ctx: JobContext) -> anyhow::Resul
     Ok(())
 }
 
-fn worker(queues: &[&str], failed: &str, concurrency: usize, seen: &Arc<Seen>) -> RunningWorker {
-    let mut config = WorkerConfig::new(queues.iter().copied());
-    config.amqp_url = amqp_url();
-    config.failed_queue = failed.to_string();
+fn worker(
+    broker: &Broker,
+    queues: &[&str],
+    failed: &str,
+    concurrency: usize,
+    seen: &Arc<Seen>,
+) -> RunningWorker {
+    let mut config = broker.worker_config(queues, failed);
     config.concurrency = concurrency;
     RunningWorker::start_with(Worker::builder(config).state(seen.clone()))
 }
@@ -149,7 +153,7 @@ async fn enqueued_jobs_run_with_their_arguments_intact_in_both_formats() {
         .await
         .expect("enqueue");
 
-    let running = worker(&[&queue], &failed, 1, &seen);
+    let running = worker(&broker, &[&queue], &failed, 1, &seen);
     eventually(WAIT, "three jobs ran", || async {
         seen.calls.lock().expect("lock").len() == 3
     })
@@ -166,5 +170,311 @@ async fn enqueued_jobs_run_with_their_arguments_intact_in_both_formats() {
     }
     assert_eq!(broker.ready(&queue).await, 0, "queue ends empty");
     assert_eq!(broker.ready(&failed).await, 0, "nothing failed");
+    broker.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_failing_job_lands_once_in_the_failed_queue_with_every_header_and_its_body() {
+    let broker = Broker::connect().await;
+    let (queue, failed) = (unique("fail"), unique("failed"));
+    broker.track(&[&queue, &failed]);
+    let seen = Arc::new(Seen::default());
+    let client = Client::connect(&amqp_url()).await.expect("client");
+    let id = client
+        .enqueue_to(
+            &queue,
+            AlwaysFails {
+                reason: "insufficient funds".into(),
+            },
+        )
+        .await
+        .expect("enqueue");
+    let running = worker(&broker, &[&queue], &failed, 1, &seen);
+    eventually(WAIT, "the failure is published", || async {
+        broker.ready(&failed).await == 1
+    })
+    .await;
+    running.stop().await;
+
+    let messages = broker.drain(&failed).await;
+    assert_eq!(messages.len(), 1, "exactly one failure");
+    let (props, body) = &messages[0];
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(body).expect("json body"),
+        serde_json::json!({"reason": "insufficient funds"})
+    );
+    assert_eq!(
+        props.message_id().as_ref().map(|m| m.to_string()),
+        Some(id.to_string())
+    );
+    assert_eq!(
+        header_str(props, header::JOB).as_deref(),
+        Some("always_fails")
+    );
+    assert_eq!(
+        header_str(props, header::QUEUE).as_deref(),
+        Some(queue.as_str())
+    );
+    assert_eq!(
+        header_str(props, header::ERROR_KIND).as_deref(),
+        Some("error")
+    );
+    let error = header_str(props, header::ERROR).expect("error header");
+    assert!(
+        error.contains("card declined: insufficient funds"),
+        "{error}"
+    );
+    let worker_id = header_str(props, header::WORKER).expect("worker header");
+    assert!(
+        worker_id.contains(&format!(":{}:", std::process::id())),
+        "{worker_id}"
+    );
+    assert!(header_str(props, header::FAILURE_ID).is_some());
+    let headers = props.headers().clone().unwrap_or_default();
+    for name in [
+        header::ATTEMPT,
+        header::FAILED_AT,
+        header::FIRST_FAILED_AT,
+        header::ENQUEUED_AT,
+    ] {
+        assert!(
+            palermo::wire::get_int(&headers, name)
+                .ok()
+                .flatten()
+                .is_some(),
+            "{name} missing"
+        );
+    }
+    assert_eq!(broker.ready(&queue).await, 0);
+    broker.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_panicking_job_is_reported_with_its_message_and_the_worker_keeps_running() {
+    let broker = Broker::connect().await;
+    let (queue, failed) = (unique("panic"), unique("failed"));
+    broker.track(&[&queue, &failed]);
+    let seen = Arc::new(Seen::default());
+    let client = Client::connect(&amqp_url()).await.expect("client");
+    client
+        .enqueue_to(&queue, Panics { n: 7 })
+        .await
+        .expect("enqueue");
+    let running = worker(&broker, &[&queue], &failed, 1, &seen);
+    eventually(WAIT, "the panic is published", || async {
+        broker.ready(&failed).await == 1
+    })
+    .await;
+    client
+        .enqueue_to(&queue, Slow { ms: 1 })
+        .await
+        .expect("enqueue after panic");
+    eventually(WAIT, "the worker still runs jobs", || async {
+        seen.done.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    running.stop().await;
+
+    let messages = broker.drain(&failed).await;
+    let (props, _) = &messages[0];
+    assert_eq!(
+        header_str(props, header::ERROR_KIND).as_deref(),
+        Some("panic")
+    );
+    let error = header_str(props, header::ERROR).expect("error");
+    assert!(error.contains("index 7 out of range"), "{error}");
+    let backtrace = header_str(props, header::BACKTRACE).expect("backtrace");
+    assert!(backtrace.contains("index 7 out of range"), "{backtrace}");
+    broker.cleanup().await;
+}
+
+/// Publishes straight onto `queue` through the palermo exchange, bypassing the client.
+async fn publish_raw(broker: &Broker, queue: &str, body: &[u8], props: BasicProperties) {
+    broker
+        .channel
+        .basic_publish(
+            "palermo".into(),
+            queue.into(),
+            BasicPublishOptions::default(),
+            body,
+            props,
+        )
+        .await
+        .expect("publish")
+        .await
+        .expect("confirm");
+}
+
+fn good_headers(job: &str, queue: &str) -> FieldTable {
+    let mut headers = FieldTable::default();
+    headers.insert(header::VERSION.into(), AMQPValue::LongInt(1));
+    headers.insert(header::JOB.into(), AMQPValue::LongString(job.into()));
+    headers.insert(
+        header::SERIALIZER.into(),
+        AMQPValue::LongString("json".into()),
+    );
+    headers.insert(header::QUEUE.into(), AMQPValue::LongString(queue.into()));
+    headers
+}
+
+#[tokio::test]
+async fn bad_messages_go_to_the_failed_queue_with_a_reason_and_the_worker_keeps_consuming() {
+    let broker = Broker::connect().await;
+    let (queue, failed) = (unique("bad"), unique("failed"));
+    broker.track(&[&queue, &failed]);
+    let seen = Arc::new(Seen::default());
+    let running = worker(&broker, &[&queue], &failed, 1, &seen);
+    eventually(WAIT, "the worker consumes", || async {
+        broker.consumers(&queue).await == 1
+    })
+    .await;
+
+    let with = |headers: FieldTable| {
+        BasicProperties::default()
+            .with_message_id(uuid::Uuid::new_v4().to_string().into())
+            .with_headers(headers)
+    };
+    let cases: Vec<(&str, Vec<u8>, BasicProperties)> = vec![
+        (
+            "unknown job",
+            br#"{}"#.to_vec(),
+            with(good_headers("no_such_job", &queue)),
+        ),
+        (
+            "cannot decode",
+            b"\xff\xfe not json".to_vec(),
+            with(good_headers("slow", &queue)),
+        ),
+        (
+            "missing",
+            br#"{"ms":1}"#.to_vec(),
+            BasicProperties::default(),
+        ),
+    ];
+    for (_, body, props) in &cases {
+        publish_raw(&broker, &queue, body, props.clone()).await;
+    }
+    let client = Client::connect(&amqp_url()).await.expect("client");
+    client
+        .enqueue_to(&queue, Slow { ms: 1 })
+        .await
+        .expect("good job");
+    eventually(WAIT, "three failures and one good job", || async {
+        broker.ready(&failed).await == 3 && seen.done.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    running.stop().await;
+
+    let messages = broker.drain(&failed).await;
+    for ((expected, body, _), (props, failed_body)) in cases.iter().zip(&messages) {
+        let error = header_str(props, header::ERROR).expect("reason");
+        assert!(
+            error.contains(expected),
+            "expected {expected:?} in {error:?}"
+        );
+        assert_eq!(body, failed_body, "the raw body is kept");
+        assert_eq!(
+            header_str(props, header::SOURCE_QUEUE).as_deref(),
+            Some(queue.as_str())
+        );
+    }
+    broker.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_slot_never_holds_more_than_one_unacked_delivery() {
+    let broker = Broker::connect().await;
+    let (queue, failed) = (unique("prefetch"), unique("failed"));
+    broker.track(&[&queue, &failed]);
+    let seen = Arc::new(Seen::default());
+    let client = Client::connect(&amqp_url()).await.expect("client");
+    let ids = client
+        .enqueue_many_to(&queue, (0..10).map(|_| Slow { ms: 300 }))
+        .await
+        .expect("enqueue_many");
+    assert_eq!(ids.len(), 10);
+
+    let running = worker(&broker, &[&queue], &failed, 2, &seen);
+    // Delivered = 10 - ready, and delivered <= acked + 2 <= done + 2. Reading `ready` before
+    // `done` keeps the check conservative while jobs finish in between.
+    let mut min_slack = i64::MAX;
+    while seen.done.load(Ordering::SeqCst) < 10 {
+        let ready = i64::from(broker.ready(&queue).await);
+        let done = seen.done.load(Ordering::SeqCst) as i64;
+        min_slack = min_slack.min(ready - (10 - done - 2));
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    running.stop().await;
+    assert!(
+        min_slack >= 0,
+        "the broker handed out more than 2 unacked deliveries (slack {min_slack})"
+    );
+    assert_eq!(
+        seen.max_running.load(Ordering::SeqCst),
+        2,
+        "both slots were busy"
+    );
+    broker.cleanup().await;
+}
+
+#[tokio::test]
+async fn enqueue_without_a_broker_is_an_error() {
+    let err = Client::connect("amqp://guest:guest@127.0.0.1:1/%2f")
+        .await
+        .err()
+        .expect("no broker on port 1");
+    assert!(matches!(err, palermo::Error::Connect { .. }), "{err}");
+    assert!(err.to_string().contains("127.0.0.1:1"), "{err}");
+}
+
+#[tokio::test]
+async fn a_message_built_by_hand_from_the_wire_format_doc_runs() {
+    // What a Python (pika) or Node producer following docs/wire-format.md sends: 8- and
+    // 32-bit integers, no preview, no enqueued-at.
+    let broker = Broker::connect().await;
+    let (queue, failed) = (unique("foreign"), unique("failed"));
+    broker.track(&[&queue, &failed]);
+    let seen = Arc::new(Seen::default());
+    let running = worker(&broker, &[&queue], &failed, 1, &seen);
+    eventually(WAIT, "the worker consumes", || async {
+        broker.consumers(&queue).await == 1
+    })
+    .await;
+    let mut headers = FieldTable::default();
+    headers.insert(header::VERSION.into(), AMQPValue::ShortShortUInt(1));
+    headers.insert(header::JOB.into(), AMQPValue::LongString("record".into()));
+    headers.insert(
+        header::SERIALIZER.into(),
+        AMQPValue::LongString("json".into()),
+    );
+    headers.insert(
+        header::QUEUE.into(),
+        AMQPValue::LongString(queue.as_str().into()),
+    );
+    headers.insert(header::ATTEMPT.into(), AMQPValue::LongInt(1));
+    let props = BasicProperties::default()
+        .with_message_id(uuid::Uuid::new_v4().to_string().into())
+        .with_content_type("application/json".into())
+        .with_delivery_mode(2)
+        .with_app_id("python".into())
+        .with_headers(headers);
+    let body =
+        br#"{"label":"from python","numbers":[1,2],"address":{"street":"Corso","zip":null}}"#;
+    publish_raw(&broker, &queue, body, props).await;
+    eventually(WAIT, "the job ran", || async {
+        seen.calls.lock().expect("lock").len() == 1
+    })
+    .await;
+    running.stop().await;
+    let calls = seen.calls.lock().expect("lock").clone();
+    assert_eq!(calls[0].0, "from python");
+    assert_eq!(
+        calls[0].2,
+        Address {
+            street: "Corso".into(),
+            zip: None
+        }
+    );
+    assert_eq!(broker.ready(&failed).await, 0);
     broker.cleanup().await;
 }

@@ -1,1 +1,73 @@
-fn main() {}
+//! `palermo`: the admin command. It speaks AMQP to the broker and links no job code, so it
+//! can enqueue, inspect and (with the store) list and retry any job by name.
+
+mod admin;
+mod commands;
+mod output;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Palermo's admin command.
+#[derive(Debug, Parser)]
+#[command(
+    name = "palermo",
+    version,
+    about = "Inspect and manage Palermo jobs on RabbitMQ"
+)]
+struct Cli {
+    /// RabbitMQ URL.
+    #[arg(long, global = true, env = "PALERMO_AMQP_URL", default_value = palermo::DEFAULT_AMQP_URL)]
+    amqp_url: String,
+    #[command(flatten)]
+    admin: admin::Settings,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Publish a job by name, without linking its code; prints its id once confirmed.
+    Enqueue(commands::enqueue::Args),
+    /// Job queues: ready and consumers from AMQP, unacked from heartbeats, failed from the store.
+    Queues(commands::queues::Args),
+    /// List, show, retry and remove failed jobs (recorded from the failed queue).
+    Failed(commands::failed::Args),
+    /// Workers from their heartbeats: alive, stopped or gone, and what each is running.
+    Workers(commands::workers::Args),
+    /// Processed and failed job counts: all time and the last hour.
+    Stats(commands::stats::Args),
+    /// Apply the admin database's pending migrations.
+    Migrate(commands::migrate::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    admin::init_logging();
+    admin::default_sigpipe();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Enqueue(args) => commands::enqueue::run(&cli.amqp_url, args).await,
+            Command::Queues(args) => commands::queues::run(&cli.amqp_url, &cli.admin, args).await,
+            Command::Failed(args) => commands::failed::run(&cli.amqp_url, &cli.admin, args).await,
+            Command::Workers(args) => commands::workers::run(&cli.amqp_url, &cli.admin, args).await,
+            Command::Stats(args) => commands::stats::run(&cli.amqp_url, &cli.admin, args).await,
+            Command::Migrate(args) => commands::migrate::run(&cli.admin, args).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", admin::error_line(&e));
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -15,7 +15,9 @@ use syn::{
 
 /// Makes an `async fn` a job. Options: `queue = "mail"` (default `"default"`),
 /// `name = "wire_name"` (default the function's name), `max_attempts = 5`,
-/// `timeout = "30s"` (`ms`, `s`, `m`, `h`), `serializer = "json" | "msgpack"`.
+/// `timeout = "30s"` (`ms`, `s`, `m`, `h`), `serializer = "json" | "msgpack"`,
+/// `backoff = "5s"` (the first retry's delay, doubling up to the default cap of 6 h) or
+/// `backoff = "5s..10m"` (first delay..cap).
 #[proc_macro_attribute]
 pub fn job(attr: TokenStream, item: TokenStream) -> TokenStream {
     match expand(attr.into(), item) {
@@ -30,6 +32,8 @@ struct Options {
     max_attempts: Option<u32>,
     timeout_ms: Option<u64>,
     serializer: Option<proc_macro2::TokenStream>,
+    /// Base and cap in ms; the cap `None` keeps the default.
+    backoff_ms: Option<(u64, Option<u64>)>,
 }
 
 fn expand(
@@ -99,6 +103,19 @@ fn expand(
         Some(ms) => quote!(::core::option::Option::Some(::core::time::Duration::from_millis(#ms))),
         None => quote!(::core::option::Option::None),
     };
+    let backoff = match options.backoff_ms {
+        Some((base, max)) => {
+            let max = match max {
+                Some(ms) => quote!(::core::time::Duration::from_millis(#ms)),
+                None => quote!(::palermo::Backoff::DEFAULT.max),
+            };
+            quote!(::core::option::Option::Some(::palermo::Backoff::exponential(
+                ::core::time::Duration::from_millis(#base),
+                #max,
+            )))
+        }
+        None => quote!(::core::option::Option::None),
+    };
     let format = match options.serializer {
         Some(f) => quote!(::core::option::Option::Some(::palermo::Format::#f)),
         None => quote!(::core::option::Option::None),
@@ -120,6 +137,7 @@ fn expand(
             const QUEUE: &'static str = #queue;
             const MAX_ATTEMPTS: ::core::option::Option<u32> = #max_attempts;
             const TIMEOUT: ::core::option::Option<::core::time::Duration> = #timeout;
+            const BACKOFF: ::core::option::Option<::palermo::Backoff> = #backoff;
             const FORMAT: ::core::option::Option<::palermo::Format> = #format;
 
             async fn run(self, __ctx: ::palermo::JobContext) -> ::palermo::JobResult {
@@ -156,6 +174,7 @@ fn parse_options(attr: proc_macro2::TokenStream) -> syn::Result<Options> {
         max_attempts: None,
         timeout_ms: None,
         serializer: None,
+        backoff_ms: None,
     };
     let metas = Punctuated::<Meta, Token![,]>::parse_terminated.parse2(attr)?;
     for meta in metas {
@@ -192,7 +211,11 @@ fn parse_options(attr: proc_macro2::TokenStream) -> syn::Result<Options> {
             }
             "timeout" => {
                 let (text, span) = string(&nv.value)?;
-                options.timeout_ms = Some(parse_duration_ms(&text).map_err(|e| syn::Error::new(span, e))?);
+                options.timeout_ms = Some(parse_duration_ms(&text).map_err(|e| syn::Error::new(span, format!("timeout {e}")))?);
+            }
+            "backoff" => {
+                let (text, span) = string(&nv.value)?;
+                options.backoff_ms = Some(parse_backoff(&text).map_err(|e| syn::Error::new(span, e))?);
             }
             "serializer" => {
                 let (text, span) = string(&nv.value)?;
@@ -205,7 +228,7 @@ fn parse_options(attr: proc_macro2::TokenStream) -> syn::Result<Options> {
             _ => {
                 return Err(syn::Error::new(
                     nv.path.span(),
-                    format!("unknown #[job] option `{key}`; the options are queue, name, max_attempts, timeout, serializer"),
+                    format!("unknown #[job] option `{key}`; the options are queue, name, max_attempts, timeout, backoff, serializer"),
                 ))
             }
         }
@@ -241,28 +264,46 @@ fn validate_queue(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// `"5s"` (base) or `"5s..10m"` (base..cap), within the delay queues' ~388 days.
+fn parse_backoff(text: &str) -> Result<(u64, Option<u64>), String> {
+    const MAX_MS: u64 = ((1 << 25) - 1) * 1000; // palermo::delay::MAX_DELAY
+    let (base, max) = match text.split_once("..") {
+        Some((base, max)) => (base.trim(), Some(max.trim())),
+        None => (text.trim(), None),
+    };
+    let base = parse_duration_ms(base).map_err(|e| format!("backoff {e}"))?;
+    let max = max
+        .map(|max| parse_duration_ms(max).map_err(|e| format!("backoff cap {e}")))
+        .transpose()?;
+    if max.is_some_and(|max| max < base) {
+        return Err(format!(
+            "backoff {text:?}: the cap is shorter than the first delay"
+        ));
+    }
+    if base.max(max.unwrap_or(0)) > MAX_MS {
+        return Err(format!("backoff {text:?}: delays are limited to 388 days"));
+    }
+    Ok((base, max))
+}
+
 fn parse_duration_ms(text: &str) -> Result<u64, String> {
     let split = text
         .find(|c: char| !c.is_ascii_digit())
         .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
     let number: u64 = number.parse().map_err(|_| {
-        format!("timeout {text:?} is not like \"30s\", \"500ms\", \"5m\" or \"1h\"")
+        format!("{text:?} is not a duration like \"30s\", \"500ms\", \"5m\" or \"1h\"")
     })?;
     let factor = match unit {
         "ms" => 1,
         "s" | "" => 1_000,
         "m" => 60_000,
         "h" => 3_600_000,
-        _ => {
-            return Err(format!(
-                "timeout {text:?} has unit {unit:?}; use ms, s, m or h"
-            ))
-        }
+        _ => return Err(format!("{text:?} has unit {unit:?}; use ms, s, m or h")),
     };
     match number.checked_mul(factor) {
         Some(0) | None => Err(format!(
-            "timeout {text:?} must be more than zero and not absurdly large"
+            "{text:?} must be more than zero and not absurdly large"
         )),
         Some(ms) => Ok(ms),
     }
@@ -280,4 +321,21 @@ fn pascal_case(snake: &str) -> String {
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_backoff;
+
+    #[test]
+    fn backoff_option() {
+        assert_eq!(parse_backoff("5s"), Ok((5_000, None)));
+        assert_eq!(parse_backoff("500ms..10m"), Ok((500, Some(600_000))));
+        assert!(parse_backoff("10m..5s").unwrap_err().contains("shorter"));
+        assert!(parse_backoff("5x").unwrap_err().contains("unit"));
+        assert!(parse_backoff("1s..400d").is_err());
+        assert!(parse_backoff("1s..10000h")
+            .unwrap_err()
+            .contains("388 days"));
+    }
 }

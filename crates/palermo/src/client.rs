@@ -1,9 +1,11 @@
 //! Enqueueing jobs. `enqueue` returns only once the broker has confirmed the message is
-//! stored: a returned id is a job that exists.
+//! stored: a returned id is a job that exists. `enqueue_in` / `enqueue_at` store the job in
+//! the [`crate::delay`] queues, from where the broker moves it to its queue when it is due.
 
 use std::{
     collections::HashSet,
     sync::{Arc, Mutex},
+    time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
 use lapin::{Channel, Connection};
@@ -11,11 +13,12 @@ use uuid::Uuid;
 
 use crate::{
     broker::{self, Pending},
+    delay::{self, DelayQueues},
     error::Error,
     job::Job,
     serializer::Format,
     topology,
-    wire::{self, JobMeta},
+    wire::{self, header, JobMeta},
 };
 
 /// A handle for enqueueing jobs; cheap to clone, safe to share between tasks. It holds one
@@ -31,6 +34,8 @@ struct Inner {
     channel: Channel,
     /// Queues declared and bound on this connection (declare before the first publish).
     declared: Mutex<HashSet<String>>,
+    /// The delay queues, declared at the first delayed enqueue.
+    delays: DelayQueues,
 }
 
 /// A job given by name with already-serialized arguments, for tools that do not link the
@@ -60,6 +65,7 @@ impl Client {
                 connection,
                 channel,
                 declared: Mutex::new(HashSet::new()),
+                delays: DelayQueues::default(),
             }),
             format: Format::default(),
         })
@@ -89,10 +95,19 @@ impl Client {
         &self,
         jobs: impl IntoIterator<Item = J>,
     ) -> Result<Vec<Uuid>, Error> {
+        self.enqueue_many_to(J::QUEUE, jobs).await
+    }
+
+    /// [`Client::enqueue_many`] on `queue` instead of the jobs' default one.
+    pub async fn enqueue_many_to<J: Job>(
+        &self,
+        queue: &str,
+        jobs: impl IntoIterator<Item = J>,
+    ) -> Result<Vec<Uuid>, Error> {
         let mut ids = Vec::new();
         let mut pending = Vec::new();
         for job in jobs {
-            let (id, p) = self.publish(J::QUEUE, &job).await?;
+            let (id, p) = self.publish(queue, &job).await?;
             ids.push(id);
             pending.push(p);
         }
@@ -123,6 +138,97 @@ impl Client {
             meta.properties(),
         )
         .await?;
+        Ok(meta.id)
+    }
+
+    /// Enqueues a job on its default queue to run after `delay`, rounded up to whole seconds
+    /// (so never early; about a second late at most), up to [`delay::MAX_DELAY`] (about 388
+    /// days). The job waits in the broker and survives a restart.
+    pub async fn enqueue_in<J: Job>(&self, job: J, delay: Duration) -> Result<Uuid, Error> {
+        self.enqueue_to_in(J::QUEUE, job, delay).await
+    }
+
+    /// Enqueues a job on its default queue to run at `at` (a `SystemTime`, or anything that
+    /// converts into one, such as a chrono `DateTime`); a time in the past runs it now.
+    pub async fn enqueue_at<J: Job>(
+        &self,
+        job: J,
+        at: impl Into<SystemTime>,
+    ) -> Result<Uuid, Error> {
+        self.enqueue_to_at(J::QUEUE, job, at).await
+    }
+
+    /// [`Client::enqueue_in`] on `queue` instead of the job's default one.
+    pub async fn enqueue_to_in<J: Job>(
+        &self,
+        queue: &str,
+        job: J,
+        delay: Duration,
+    ) -> Result<Uuid, Error> {
+        let at = SystemTime::now()
+            .checked_add(delay)
+            .ok_or(Error::DelayTooLong {
+                requested: delay,
+                max: delay::MAX_DELAY,
+            })?;
+        self.enqueue_to_at(queue, job, at).await
+    }
+
+    /// [`Client::enqueue_at`] on `queue` instead of the job's default one.
+    pub async fn enqueue_to_at<J: Job>(
+        &self,
+        queue: &str,
+        job: J,
+        at: impl Into<SystemTime>,
+    ) -> Result<Uuid, Error> {
+        let format = J::FORMAT.unwrap_or(self.format);
+        let body = format.encode(&job).map_err(|reason| Error::Serialize {
+            job: J::NAME.to_string(),
+            format: format.name(),
+            reason,
+        })?;
+        let meta = self.meta(J::NAME, queue, format, job.preview(), J::MAX_ATTEMPTS);
+        self.publish_at(meta, &body, at.into()).await
+    }
+
+    /// [`Client::enqueue_raw`] to run at `at`.
+    pub async fn enqueue_raw_at(&self, job: RawJob, at: SystemTime) -> Result<Uuid, Error> {
+        let preview = job
+            .format
+            .to_json_value(&job.body)
+            .map(|value| wire::preview(&value.to_string()))
+            .map_err(|reason| Error::Serialize {
+                job: job.name.clone(),
+                format: job.format.name(),
+                reason,
+            })?;
+        let meta = self.meta(&job.name, &job.queue, job.format, preview, job.max_attempts);
+        self.publish_at(meta, &job.body, at).await
+    }
+
+    async fn publish_at(&self, meta: JobMeta, body: &[u8], at: SystemTime) -> Result<Uuid, Error> {
+        let due_ms = at
+            .duration_since(UNIX_EPOCH)
+            .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+            .unwrap_or(0);
+        let mut properties = meta.properties();
+        let mut headers = properties.headers().clone().unwrap_or_default();
+        wire::put_int(&mut headers, header::SCHEDULED_FOR, due_ms);
+        wire::put_int(&mut headers, header::NEXT_RUN_AT, due_ms);
+        properties = properties.with_headers(headers);
+        self.inner
+            .delays
+            .publish(
+                &self.inner.channel,
+                delay::Kind::Scheduled,
+                delay::until(at),
+                &meta.queue,
+                body,
+                properties,
+            )
+            .await?
+            .confirmed()
+            .await?;
         Ok(meta.id)
     }
 

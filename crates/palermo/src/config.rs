@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::{error::Error, topology};
+use crate::{delay, error::Error, retry::Backoff, topology};
 
 /// How a worker runs.
 #[derive(Clone, Debug)]
@@ -19,12 +19,26 @@ pub struct WorkerConfig {
     /// After SIGINT/SIGTERM, how long in-flight jobs may take to finish before the worker
     /// exits and leaves them to the broker. Defaults to 30 s.
     pub shutdown_timeout: Duration,
-    /// How long one run of a job may take when the job sets no `timeout`. Defaults to
-    /// 25 minutes: below RabbitMQ's `consumer_timeout` (30 minutes), which would otherwise
-    /// close the channel under a running job.
+    /// How long one run of a job may take when the job sets no `timeout`; a run past it is
+    /// cancelled and counts as a failed attempt. Defaults to 25 minutes: below RabbitMQ's
+    /// `consumer_timeout` (30 minutes), which would otherwise close the channel under a
+    /// running job (docs/retries.md says how to raise it for longer jobs).
     pub job_timeout: Duration,
+    /// How many times a job runs at most when neither its message nor the job
+    /// (`#[job(max_attempts = ..)]`) says; 1 means no retry. Defaults to
+    /// [`crate::retry::DEFAULT_MAX_ATTEMPTS`] (15, about a day of retries).
+    pub max_attempts: u32,
+    /// The delays between attempts when the job sets no `backoff`. Defaults to
+    /// [`Backoff::DEFAULT`]: 15 s doubling up to 6 hours, plus 0–25 % jitter.
+    pub backoff: Backoff,
     /// The queue failed jobs go to. Defaults to [`topology::FAILED_QUEUE`].
     pub failed_queue: String,
+    /// How often the worker publishes a heartbeat (who it is, what it runs, its counters).
+    /// The admin side marks a worker gone after three missed heartbeats. Defaults to 5 s.
+    pub heartbeat_interval: Duration,
+    /// The topic exchange (and queue) heartbeats go to. Defaults to
+    /// [`topology::EVENTS_EXCHANGE`].
+    pub events_exchange: String,
 }
 
 impl Default for WorkerConfig {
@@ -35,7 +49,11 @@ impl Default for WorkerConfig {
             concurrency: 1,
             shutdown_timeout: Duration::from_secs(30),
             job_timeout: Duration::from_secs(25 * 60),
+            max_attempts: crate::retry::DEFAULT_MAX_ATTEMPTS,
+            backoff: Backoff::DEFAULT,
             failed_queue: topology::FAILED_QUEUE.to_string(),
+            heartbeat_interval: Duration::from_secs(5),
+            events_exchange: topology::EVENTS_EXCHANGE.to_string(),
         }
     }
 }
@@ -58,6 +76,12 @@ impl WorkerConfig {
         }
         for (i, queue) in self.queues.iter().enumerate() {
             topology::validate_queue_name(queue).map_err(Error::Config)?;
+            if delay::is_reserved(queue) {
+                return Err(Error::Config(format!(
+                    "{queue:?} is one of the delay queues; workers do not consume them (pick a name not starting with {:?})",
+                    delay::PREFIX
+                )));
+            }
             if self.queues[..i].contains(queue) {
                 return Err(Error::Config(format!("queue {queue:?} is listed twice")));
             }
@@ -68,6 +92,15 @@ impl WorkerConfig {
             }
         }
         topology::validate_queue_name(&self.failed_queue).map_err(Error::Config)?;
+        topology::validate_queue_name(&self.events_exchange).map_err(Error::Config)?;
+        if !(Duration::from_millis(10)..=Duration::from_secs(3600))
+            .contains(&self.heartbeat_interval)
+        {
+            return Err(Error::Config(format!(
+                "the heartbeat interval is {:?}; it must be from 10 ms to 1 hour",
+                self.heartbeat_interval
+            )));
+        }
         if !(1..=1000).contains(&self.concurrency) {
             return Err(Error::Config(format!(
                 "concurrency is {}; it must be from 1 to 1000",
@@ -79,6 +112,12 @@ impl WorkerConfig {
                 "the job timeout must be more than zero".into(),
             ));
         }
+        if self.max_attempts == 0 {
+            return Err(Error::Config(
+                "max attempts is 0; it must be at least 1 (1 means no retry)".into(),
+            ));
+        }
+        self.backoff.validate().map_err(Error::Config)?;
         Ok(())
     }
 }
@@ -100,5 +139,16 @@ mod tests {
         config.concurrency = 0;
         assert!(config.validate().is_err());
         assert!(WorkerConfig::new(["bad name"]).validate().is_err());
+        let err = WorkerConfig::new(["palermo.delay.retry.0"])
+            .validate()
+            .expect_err("delay queue");
+        assert!(err.to_string().contains("delay"), "{err}");
+        let mut config = WorkerConfig::new(["mail"]);
+        config.max_attempts = 0;
+        assert!(config.validate().is_err());
+        config.max_attempts = 1;
+        config.backoff.jitter = -1.0;
+        let err = config.validate().expect_err("jitter");
+        assert!(err.to_string().contains("jitter"), "{err}");
     }
 }

@@ -42,6 +42,9 @@ pub enum Error {
     /// The configuration is invalid; the message says what to change.
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// A job was to be delayed longer than the delay queues can hold.
+    #[error("cannot delay a job by {requested:?}: the delay queues hold at most {max:?} (about 388 days)")]
+    DelayTooLong { requested: Duration, max: Duration },
     /// Two jobs linked into one binary share a wire name.
     #[error("two jobs are named {name:?}: {first} and {second}; give one of them #[job(name = \"...\")]")]
     DuplicateJobName {

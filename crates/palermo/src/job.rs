@@ -25,6 +25,8 @@ pub trait Job: Serialize + DeserializeOwned + Send + 'static {
     const MAX_ATTEMPTS: Option<u32> = None;
     /// How long one run may take; `None` uses the worker's default.
     const TIMEOUT: Option<Duration> = None;
+    /// The delays between runs after failures; `None` uses the worker's default.
+    const BACKOFF: Option<crate::retry::Backoff> = None;
     /// The serializer; `None` uses the client's (JSON unless changed).
     const FORMAT: Option<Format> = None;
 

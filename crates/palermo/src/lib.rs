@@ -20,21 +20,26 @@
 //!
 //! The pipeline is visible in the module tree:
 //! [`client`] publishes → RabbitMQ → [`worker`] (one [`worker::slot`] per concurrency slot)
-//! → [`worker::execute`] runs one delivery → ack, or [`worker::failure`] publishes the failed
-//! job to `palermo.failed` first. The wire format lives in [`wire`] and is documented in
-//! `docs/wire-format.md`; delivery is **at-least-once**: a job may run twice (after a crash
-//! between its end and its ack), never zero times.
+//! → [`worker::execute`] runs one delivery → ack, or, first, a retry into the [`delay`] queues
+//! ([`retry`] decides when; [`worker::retrying`] publishes) or the failed job to
+//! `palermo.failed` ([`worker::failure`]). The wire format lives in [`wire`] and is
+//! documented in `docs/wire-format.md`; delivery is **at-least-once**: a job may run twice
+//! (after a crash between its end and its ack), never zero times.
 
 pub mod broker;
 pub mod client;
 pub mod config;
+pub mod delay;
 pub mod error;
+pub mod history;
 pub mod job;
 pub mod registry;
+pub mod retry;
 pub mod serializer;
 pub mod shutdown;
 pub mod state;
 pub mod topology;
+pub mod when;
 pub mod wire;
 pub mod worker;
 
@@ -43,6 +48,7 @@ pub use config::WorkerConfig;
 pub use error::Error;
 pub use job::{Job, JobContext, JobError, JobResult};
 pub use palermo_macros::job;
+pub use retry::Backoff;
 pub use serializer::Format;
 pub use state::State;
 pub use worker::Worker;

@@ -26,6 +26,8 @@ pub struct Registration {
     pub max_attempts: Option<u32>,
     /// `Job::TIMEOUT`.
     pub timeout: Option<Duration>,
+    /// `Job::BACKOFF`.
+    pub backoff: Option<crate::retry::Backoff>,
     /// Where the job is defined, for error messages.
     pub location: &'static str,
     /// Decodes the body; on success returns the run, ready to await.
@@ -40,6 +42,7 @@ impl Registration {
             queue: J::QUEUE,
             max_attempts: J::MAX_ATTEMPTS,
             timeout: J::TIMEOUT,
+            backoff: J::BACKOFF,
             location,
             decode: decode_and_run::<J>,
         }

@@ -17,6 +17,13 @@ use crate::error::Error;
 pub const EXCHANGE: &str = "palermo";
 /// Where jobs go when they fail for good; the admin side records them from here.
 pub const FAILED_QUEUE: &str = "palermo.failed";
+/// The topic exchange workers publish heartbeats and offline events to (routing keys
+/// `worker.heartbeat`, `worker.offline`). A durable queue of the same name, bound with `#`,
+/// keeps them until the admin side's recorder reads them.
+pub const EVENTS_EXCHANGE: &str = "palermo.events";
+/// The most events the events queue keeps when no recorder reads it; the oldest go first.
+/// Heartbeats carry cumulative counters, so dropping old ones loses no count.
+pub const EVENTS_QUEUE_MAX_LENGTH: i64 = 10_000;
 /// Longest queue name accepted, in bytes (AMQP allows 255; the rest is kept for suffixes).
 pub const MAX_QUEUE_NAME: usize = 200;
 
@@ -84,6 +91,96 @@ pub async fn declare_queue(channel: &Channel, queue: &str) -> Result<(), Error> 
         )
         .await
         .map_err(Error::broker("queue.bind"))
+}
+
+/// Declares the events topic exchange `name`, the durable queue of the same name (capped at
+/// [`EVENTS_QUEUE_MAX_LENGTH`], oldest dropped first) and the binding between them. Workers
+/// and the recorder both call this, so the arguments always match.
+pub async fn declare_events(channel: &Channel, name: &str) -> Result<(), Error> {
+    validate_queue_name(name).map_err(Error::Config)?;
+    channel
+        .exchange_declare(
+            name.into(),
+            ExchangeKind::Topic,
+            ExchangeDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .map_err(Error::broker("exchange.declare"))?;
+    let mut arguments = FieldTable::default();
+    arguments.insert(
+        "x-max-length".into(),
+        lapin::types::AMQPValue::LongLongInt(EVENTS_QUEUE_MAX_LENGTH),
+    );
+    channel
+        .queue_declare(name.into(), QueueDeclareOptions::durable(), arguments)
+        .await
+        .map_err(Error::broker("queue.declare"))?;
+    channel
+        .queue_bind(
+            name.into(),
+            name.into(),
+            "#".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .map_err(Error::broker("queue.bind"))
+}
+
+/// What AMQP tells about a queue: messages ready for delivery and consumers. (AMQP has no
+/// count of unacked messages; the admin side gets those from worker heartbeats.)
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QueueDepth {
+    /// Messages waiting for a consumer.
+    pub ready: u32,
+    /// Consumers attached.
+    pub consumers: u32,
+}
+
+/// Looks a queue up without creating it (a passive declare, on a throwaway channel because
+/// the broker closes the channel when the queue does not exist). `None`: no such queue.
+pub async fn inspect(
+    connection: &lapin::Connection,
+    queue: &str,
+) -> Result<Option<QueueDepth>, Error> {
+    let channel = connection
+        .create_channel()
+        .await
+        .map_err(Error::broker("channel.open"))?;
+    let passive = QueueDeclareOptions {
+        passive: true,
+        ..Default::default()
+    };
+    let name = lapin::types::ShortString::try_new(queue)
+        .map_err(|e| Error::Config(format!("queue name {queue:?}: {e}")))?;
+    match channel
+        .queue_declare(name, passive, FieldTable::default())
+        .await
+    {
+        Ok(q) => {
+            let _ = channel.close(200, "done".into()).await;
+            Ok(Some(QueueDepth {
+                ready: q.message_count(),
+                consumers: q.consumer_count(),
+            }))
+        }
+        Err(e) if is_not_found(&e) => Ok(None),
+        Err(e) => Err(Error::Broker {
+            operation: "queue.declare (passive)",
+            source: e,
+        }),
+    }
+}
+
+fn is_not_found(error: &lapin::Error) -> bool {
+    matches!(
+        error.kind(),
+        lapin::ErrorKind::ProtocolError(e) if e.get_id() == 404
+    )
 }
 
 #[cfg(test)]

@@ -46,7 +46,27 @@ pub mod header {
     pub const FIRST_FAILED_AT: &str = "x-palermo-first-failed-at";
     pub const WORKER: &str = "x-palermo-worker";
     pub const SOURCE_QUEUE: &str = "x-palermo-source-queue";
+    /// Header values cut to fit a frame (see [`super::fit_headers`]), comma-separated.
+    pub const HEADERS_CUT: &str = "x-palermo-headers-cut";
+    // Retry and scheduling headers (docs/retries.md).
+    /// Every failed attempt so far, as a JSON array (see [`super::HISTORY_MAX_ENTRIES`]).
+    pub const ERROR_HISTORY: &str = "x-palermo-error-history";
+    /// When a delayed job (retry, snooze or scheduled) is due, ms since the epoch.
+    pub const NEXT_RUN_AT: &str = "x-palermo-next-run-at";
+    /// When `enqueue_in` / `enqueue_at` asked the job to run, ms since the epoch.
+    pub const SCHEDULED_FOR: &str = "x-palermo-scheduled-for";
+    /// How many times the job snoozed (snoozes use no attempt).
+    pub const SNOOZES: &str = "x-palermo-snoozes";
+    /// On the failed queue: why no retry follows (`attempts_exhausted`, `fail_now`,
+    /// `not_retryable`).
+    pub const GAVE_UP: &str = "x-palermo-gave-up";
 }
+
+/// Most entries kept in the error history header: the first failure and the latest ones.
+pub const HISTORY_MAX_ENTRIES: usize = 20;
+/// Longest error text kept in one error history entry, in bytes (the last error is also in
+/// `x-palermo-error`, up to [`ERROR_MAX_BYTES`]).
+pub const HISTORY_ERROR_MAX_BYTES: usize = 512;
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
@@ -78,6 +98,82 @@ pub fn truncate_bytes(text: &str, max: usize) -> &str {
         cut -= 1;
     }
     &text[..cut]
+}
+
+/// Most bytes of headers Palermo puts on a message it republishes (a retry, a failure). AMQP
+/// sends all properties in one frame, and a frame over the negotiated `frame_max` (64 KiB or
+/// more) makes the broker close the whole connection; a message that arrived with huge
+/// headers must not take the worker down when it is handed on.
+pub const HEADERS_BUDGET: usize = 32 * 1024;
+/// What a header value is cut to when the headers are over [`HEADERS_BUDGET`].
+const CUT_VALUE_BYTES: usize = 1024;
+
+/// Cuts the largest string values (then drops the largest tables and arrays) until
+/// `headers` encode to at most `budget` bytes; names what it cut in
+/// `x-palermo-headers-cut`. The error history is kept whole (it trims itself).
+pub fn fit_headers(headers: &mut FieldTable, budget: usize) {
+    if encoded_len(headers) <= budget {
+        return;
+    }
+    let mut map = headers.inner().clone();
+    let mut by_size: Vec<(ShortString, usize)> = map
+        .iter()
+        .filter(|(name, _)| name.as_str() != header::ERROR_HISTORY)
+        .map(|(name, value)| (name.clone(), value_len(value)))
+        .collect();
+    by_size.sort_by_key(|entry| std::cmp::Reverse(entry.1));
+    let mut cut = Vec::new();
+    for (name, _) in by_size {
+        if table_len(&map) <= budget {
+            break;
+        }
+        let Some(value) = map.get_mut(&name) else {
+            continue;
+        };
+        match value {
+            AMQPValue::LongString(s) if s.len() > CUT_VALUE_BYTES => {
+                let text = String::from_utf8_lossy(s.as_bytes());
+                *value = AMQPValue::LongString(
+                    format!("{}…[cut]", truncate_bytes(&text, CUT_VALUE_BYTES))
+                        .as_str()
+                        .into(),
+                );
+            }
+            AMQPValue::FieldTable(_) | AMQPValue::FieldArray(_) | AMQPValue::ByteArray(_) => {
+                map.remove(&name);
+            }
+            _ => continue,
+        }
+        cut.push(name.to_string());
+    }
+    let mut fitted = FieldTable::from(map);
+    if !cut.is_empty() {
+        put_str(&mut fitted, header::HEADERS_CUT, &cut.join(","));
+    }
+    *headers = fitted;
+}
+
+fn table_len(map: &std::collections::BTreeMap<ShortString, AMQPValue>) -> usize {
+    4 + map
+        .iter()
+        .map(|(k, v)| 1 + k.as_str().len() + value_len(v))
+        .sum::<usize>()
+}
+
+/// Roughly how many bytes `headers` take on the wire (exact for strings and tables).
+pub fn encoded_len(headers: &FieldTable) -> usize {
+    table_len(headers.inner())
+}
+
+fn value_len(value: &AMQPValue) -> usize {
+    1 + match value {
+        AMQPValue::LongString(s) => 4 + s.len(),
+        AMQPValue::ShortString(s) => 1 + s.as_str().len(),
+        AMQPValue::ByteArray(b) => 4 + b.as_slice().len(),
+        AMQPValue::FieldTable(t) => encoded_len(t),
+        AMQPValue::FieldArray(a) => 4 + a.as_slice().iter().map(value_len).sum::<usize>(),
+        _ => 8,
+    }
 }
 
 /// The metadata of one job message.
@@ -146,9 +242,10 @@ impl JobMeta {
         if name.is_empty() {
             return Err(format!("header {} is empty", header::JOB));
         }
+        // Borrowed: a worker parses every delivery, and this one is only looked up.
         let format_name =
-            get_str(headers, header::SERIALIZER)?.ok_or_else(|| missing(header::SERIALIZER))?;
-        let format = Format::from_name(&format_name).ok_or_else(|| {
+            str_ref(headers, header::SERIALIZER)?.ok_or_else(|| missing(header::SERIALIZER))?;
+        let format = Format::from_name(format_name).ok_or_else(|| {
             format!(
                 "unknown serializer {format_name:?} in header {} (known: json, msgpack)",
                 header::SERIALIZER
@@ -200,12 +297,17 @@ pub fn put_int(headers: &mut FieldTable, name: &str, value: i64) {
 
 /// Reads a string header; `Err` when it has a non-string AMQP type or is not UTF-8.
 pub fn get_str(headers: &FieldTable, name: &str) -> Result<Option<String>, String> {
+    str_ref(headers, name).map(|s| s.map(str::to_string))
+}
+
+/// [`get_str`] without the copy.
+fn str_ref<'a>(headers: &'a FieldTable, name: &str) -> Result<Option<&'a str>, String> {
     match headers.inner().get(name) {
         None => Ok(None),
         Some(AMQPValue::LongString(s)) => std::str::from_utf8(s.as_bytes())
-            .map(|s| Some(s.to_string()))
+            .map(Some)
             .map_err(|_| format!("header {name} is not valid UTF-8")),
-        Some(AMQPValue::ShortString(s)) => Ok(Some(s.to_string())),
+        Some(AMQPValue::ShortString(s)) => Ok(Some(s.as_str())),
         Some(other) => Err(format!(
             "header {name} has AMQP type {}, expected a string",
             type_name(other)
@@ -304,6 +406,27 @@ mod tests {
 
         let err = JobMeta::parse(&BasicProperties::default()).expect_err("nothing");
         assert!(err.contains(header::VERSION), "{err}");
+    }
+
+    #[test]
+    fn oversized_headers_are_cut_to_the_budget() {
+        let mut headers = meta().properties().headers().clone().unwrap_or_default();
+        put_str(&mut headers, "x-custom", &"y".repeat(70_000));
+        put_str(&mut headers, header::ERROR, &"e".repeat(9_000));
+        fit_headers(&mut headers, HEADERS_BUDGET);
+        assert!(encoded_len(&headers) <= HEADERS_BUDGET);
+        assert_eq!(
+            get_str(&headers, header::JOB).ok().flatten().as_deref(),
+            Some("send_email")
+        );
+        let cut = get_str(&headers, header::HEADERS_CUT)
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        assert_eq!(cut, "x-custom");
+        let before = headers.clone();
+        fit_headers(&mut headers, HEADERS_BUDGET);
+        assert_eq!(headers, before, "headers within the budget are left alone");
     }
 
     #[test]

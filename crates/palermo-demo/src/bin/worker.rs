@@ -1,1 +1,8 @@
-fn main() {}
+//! The demo's worker: `worker --queues mail,video,default --concurrency 4`. Every job linked
+//! into this binary (the demo crate's) is found automatically.
+
+use palermo_demo::Mailer;
+
+fn main() -> std::process::ExitCode {
+    palermo::worker::cli::main(|worker| worker.state(Mailer::default()))
+}

@@ -25,15 +25,34 @@ pub struct WorkerArgs {
     /// Seconds running jobs get to finish after SIGINT/SIGTERM.
     #[arg(long, default_value_t = 30)]
     pub shutdown_timeout: u64,
-    /// Seconds one job may run when it sets no timeout of its own.
+    /// Seconds one job may run when it sets no timeout of its own (keep it below RabbitMQ's
+    /// consumer_timeout, 30 minutes by default).
     #[arg(long, default_value_t = 25 * 60)]
     pub job_timeout: u64,
+    /// Runs of a job at most, when the job does not say; 1 means no retry.
+    #[arg(long, default_value_t = crate::retry::DEFAULT_MAX_ATTEMPTS)]
+    pub max_attempts: u32,
+    /// Seconds before the first retry; each further retry waits twice as long.
+    #[arg(long, default_value_t = crate::retry::Backoff::DEFAULT.base.as_secs())]
+    pub backoff_base: u64,
+    /// Longest wait between two retries, in seconds.
+    #[arg(long, default_value_t = crate::retry::Backoff::DEFAULT.max.as_secs())]
+    pub backoff_max: u64,
+    /// Random extra wait, as a fraction of the delay (0 to 1).
+    #[arg(long, default_value_t = crate::retry::Backoff::DEFAULT.jitter)]
+    pub backoff_jitter: f64,
     /// RabbitMQ URL.
     #[arg(long, env = "PALERMO_AMQP_URL", default_value = crate::DEFAULT_AMQP_URL)]
     pub amqp_url: String,
     /// Queue failed jobs go to.
     #[arg(long, default_value = crate::topology::FAILED_QUEUE)]
     pub failed_queue: String,
+    /// Seconds between heartbeats (fractions allowed, e.g. 0.5).
+    #[arg(long, default_value_t = 5.0)]
+    pub heartbeat_interval: f64,
+    /// Topic exchange heartbeats go to.
+    #[arg(long, default_value = crate::topology::EVENTS_EXCHANGE)]
+    pub events_exchange: String,
 }
 
 impl WorkerArgs {
@@ -45,7 +64,16 @@ impl WorkerArgs {
             concurrency: self.concurrency,
             shutdown_timeout: Duration::from_secs(self.shutdown_timeout),
             job_timeout: Duration::from_secs(self.job_timeout),
+            max_attempts: self.max_attempts,
+            backoff: crate::retry::Backoff {
+                base: Duration::from_secs(self.backoff_base),
+                max: Duration::from_secs(self.backoff_max),
+                jitter: self.backoff_jitter,
+            },
             failed_queue: self.failed_queue.clone(),
+            heartbeat_interval: Duration::try_from_secs_f64(self.heartbeat_interval)
+                .unwrap_or(Duration::ZERO),
+            events_exchange: self.events_exchange.clone(),
         }
     }
 }

@@ -1,7 +1,17 @@
 //! Executing one delivery: parse, look up, decode, run with a timeout and a panic guard,
-//! then ack, or publish the failure and ack only once it is confirmed.
+//! then settle it. This is where the outcome of a run is decided:
+//!
+//! - success → ack;
+//! - [`crate::JobError::snooze`] → publish it again, delayed, same attempt → ack;
+//! - error, panic or timeout with attempts left → publish the retry, delayed by the
+//!   [`crate::retry`] backoff → ack;
+//! - [`crate::JobError::fail_now`], the last attempt, or a message that cannot run at all →
+//!   publish it to the failed queue → ack.
+//!
+//! Every publish is confirmed before the ack; when it cannot be, the delivery goes back to
+//! the broker unacked, so nothing is lost.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use lapin::{
     message::Delivery,
@@ -11,29 +21,75 @@ use lapin::{
 use tracing::{error, info, warn};
 
 use super::{
-    failure::{self, Failure, FailureKind},
-    panic, Shared,
+    failure::{self, Failure, FailureKind, GaveUp},
+    panic,
+    retrying::{self, NextAttempt},
+    Shared,
 };
-use crate::{job::JobContext, wire::JobMeta};
+use crate::{
+    error::Error,
+    job::{ErrorKind, JobContext},
+    retry::{self, Backoff, Decision},
+    wire::JobMeta,
+};
 
-/// Runs one delivery to its end: acked, or handed to the failed queue and then acked, or,
-/// when that hand-over cannot be confirmed, returned to the broker unacked.
+/// How a run ended.
+enum Outcome {
+    Done,
+    /// The job asked to run again after `delay`, without using an attempt.
+    Snoozed {
+        meta: JobMeta,
+        delay: Duration,
+    },
+    /// The run failed; `ran` is `None` when the message could not be run at all.
+    Failed {
+        failure: Failure,
+        ran: Option<Ran>,
+    },
+}
+
+/// What is known about a job that ran and failed.
+struct Ran {
+    meta: JobMeta,
+    max_attempts: u32,
+    backoff: Backoff,
+    fail_now: bool,
+    elapsed: Duration,
+}
+
+impl Outcome {
+    /// Whether the run did not fail (it succeeded or snoozed).
+    fn is_ok(&self) -> bool {
+        !matches!(self, Outcome::Failed { .. })
+    }
+}
+
+/// Runs one delivery to its end: acked, or handed over (retry, snooze, failed queue) and then
+/// acked, or, when that hand-over cannot be confirmed, returned to the broker unacked.
 pub(crate) async fn execute(shared: &Shared, channel: &Channel, delivery: Delivery) {
+    let running = shared.stats.started(&delivery);
     let outcome = run(shared, &delivery).await;
-    let failure = match outcome {
-        Ok(()) => {
+    running.finished(outcome.is_ok());
+    let handed_over = match outcome {
+        Outcome::Done => {
             ack(&delivery).await;
             return;
         }
-        Err(failure) => failure,
+        Outcome::Snoozed { meta, delay } => {
+            info!(job.id = %meta.id, job.name = %meta.name, queue = %meta.queue, attempt = meta.attempt, ?delay, "job snoozed");
+            retrying::snooze(shared, channel, &delivery, &meta, delay).await
+        }
+        Outcome::Failed { failure, ran } => {
+            hand_over_failure(shared, channel, &delivery, &failure, ran).await
+        }
     };
-    match failure::publish(shared, channel, &delivery, &failure).await {
+    match handed_over {
         Ok(()) => ack(&delivery).await,
         Err(e) => {
             error!(
                 error = %e,
                 queue = %delivery.routing_key,
-                "could not hand a failed job to the failed queue; returning it to its queue"
+                "could not hand the job over (retry or failed queue); returning it to its queue"
             );
             let requeue = BasicNackOptions {
                 requeue: true,
@@ -46,6 +102,67 @@ pub(crate) async fn execute(shared: &Shared, channel: &Channel, delivery: Delive
     }
 }
 
+/// Publishes a failed job's retry, or the job to the failed queue; logs the failure once.
+async fn hand_over_failure(
+    shared: &Shared,
+    channel: &Channel,
+    delivery: &Delivery,
+    failure: &Failure,
+    ran: Option<Ran>,
+) -> Result<(), Error> {
+    let Some(ran) = ran else {
+        return failure::publish(
+            shared,
+            channel,
+            delivery,
+            failure,
+            GaveUp::NotRetryable,
+            None,
+        )
+        .await;
+    };
+    let (meta, max) = (&ran.meta, ran.max_attempts);
+    let (gave_up, decision) = if ran.fail_now {
+        (GaveUp::FailNow, Decision::Exhausted)
+    } else {
+        let decision = retry::decide(meta.attempt, max, &ran.backoff);
+        (GaveUp::AttemptsExhausted, decision)
+    };
+    let next = match decision {
+        Decision::Retry {
+            next_attempt,
+            delay,
+        } => NextAttempt {
+            attempt: next_attempt,
+            max_attempts: max,
+            delay,
+        },
+        Decision::Exhausted => {
+            warn!(
+                job.id = %meta.id, job.name = %meta.name, queue = %meta.queue, attempt = meta.attempt,
+                max_attempts = max, kind = failure.kind.as_str(), error = %failure.message,
+                elapsed = ?ran.elapsed, gave_up = gave_up.as_str(), "job failed; moving it to the failed queue"
+            );
+            return failure::publish(shared, channel, delivery, failure, gave_up, Some(max)).await;
+        }
+    };
+    warn!(
+        job.id = %meta.id, job.name = %meta.name, queue = %meta.queue, attempt = meta.attempt,
+        max_attempts = max, kind = failure.kind.as_str(), error = %failure.message,
+        elapsed = ?ran.elapsed, retry_in = ?next.delay, "job failed; retrying"
+    );
+    match retrying::retry(shared, channel, delivery, meta, failure, next).await {
+        // The retry cannot be published at all (its queue name is invalid...): keep the job
+        // in the failed queue rather than requeue it forever.
+        Err(e @ (Error::Config(_) | Error::DelayTooLong { .. })) => {
+            warn!(job.id = %meta.id, error = %e, "cannot retry the job; moving it to the failed queue");
+            let gave_up = GaveUp::NotRetryable;
+            failure::publish(shared, channel, delivery, failure, gave_up, Some(max)).await
+        }
+        other => other,
+    }
+}
+
 async fn ack(delivery: &Delivery) {
     if let Err(e) = delivery.ack(BasicAckOptions::default()).await {
         // The channel is gone: the broker redelivers the message (at-least-once).
@@ -53,15 +170,19 @@ async fn ack(delivery: &Delivery) {
     }
 }
 
-/// Runs the job in `delivery`; `Err` says why it failed.
-async fn run(shared: &Shared, delivery: &Delivery) -> Result<(), Failure> {
-    let meta = JobMeta::parse(&delivery.properties).map_err(|reason| {
-        warn!(queue = %delivery.routing_key, %reason, "malformed message; moving it to the failed queue");
-        Failure::new(FailureKind::Malformed, reason)
-    })?;
+/// Runs the job in `delivery` and says how it ended.
+async fn run(shared: &Shared, delivery: &Delivery) -> Outcome {
+    let rejected = |failure| Outcome::Failed { failure, ran: None };
+    let meta = match JobMeta::parse(&delivery.properties) {
+        Ok(meta) => meta,
+        Err(reason) => {
+            warn!(queue = %delivery.routing_key, %reason, "malformed message; moving it to the failed queue");
+            return rejected(Failure::new(FailureKind::Malformed, reason));
+        }
+    };
     let Some(registration) = shared.registry.get(&meta.name) else {
-        warn!(job.id = %meta.id, job.name = %meta.name, "no job of that name in this worker");
-        return Err(Failure::new(
+        warn!(job.id = %meta.id, job.name = %meta.name, "no job of that name in this worker; moving it to the failed queue");
+        return rejected(Failure::new(
             FailureKind::UnknownJob,
             format!(
                 "unknown job {:?}: this worker runs {:?}",
@@ -70,32 +191,50 @@ async fn run(shared: &Shared, delivery: &Delivery) -> Result<(), Failure> {
             ),
         ));
     };
+    // The enqueuer's choice first, then the job's, then the worker's.
+    let max_attempts = meta
+        .max_attempts
+        .or(registration.max_attempts)
+        .unwrap_or(shared.config.max_attempts);
     let ctx = JobContext {
         id: meta.id,
         name: registration.name.into(),
         queue: meta.queue.as_str().into(),
         attempt: meta.attempt,
-        max_attempts: meta.max_attempts.or(registration.max_attempts).unwrap_or(1),
+        max_attempts,
         state: shared.state.clone(),
     };
-    let job = (registration.decode)(meta.format, &delivery.data, ctx).map_err(|reason| {
-        warn!(job.id = %meta.id, job.name = %meta.name, %reason, "cannot decode the job's arguments");
-        Failure::new(
-            FailureKind::Undecodable,
-            format!("cannot decode the arguments of {:?} as {}: {reason}", meta.name, meta.format),
-        )
-    })?;
+    let job = match (registration.decode)(meta.format, &delivery.data, ctx) {
+        Ok(job) => job,
+        Err(reason) => {
+            warn!(job.id = %meta.id, job.name = %meta.name, %reason, "cannot decode the job's arguments; moving it to the failed queue");
+            return rejected(Failure::new(
+                FailureKind::Undecodable,
+                format!(
+                    "cannot decode the arguments of {:?} as {}: {reason}",
+                    meta.name, meta.format
+                ),
+            ));
+        }
+    };
 
     let timeout = registration.timeout.unwrap_or(shared.config.job_timeout);
     let started = Instant::now();
+    // On timeout the job's future is dropped: it stops at its next `.await`.
     let result = tokio::time::timeout(timeout, panic::catch(job)).await;
     let elapsed = started.elapsed();
+    let mut fail_now = false;
     let failure = match result {
         Ok(Ok(Ok(()))) => {
             info!(job.id = %meta.id, job.name = %meta.name, queue = %meta.queue, attempt = meta.attempt, ?elapsed, "job done");
-            return Ok(());
+            return Outcome::Done;
         }
         Ok(Ok(Err(job_error))) => {
+            match job_error.kind {
+                ErrorKind::Snooze(delay) => return Outcome::Snoozed { meta, delay },
+                ErrorKind::FailNow => fail_now = true,
+                ErrorKind::Retry => {}
+            }
             let error = job_error.error();
             let backtrace = match error.backtrace().status() {
                 std::backtrace::BacktraceStatus::Captured => Some(error.backtrace().to_string()),
@@ -114,9 +253,14 @@ async fn run(shared: &Shared, delivery: &Delivery) -> Result<(), Failure> {
         },
         Err(_) => Failure::new(FailureKind::Timeout, format!("timed out after {timeout:?}")),
     };
-    warn!(
-        job.id = %meta.id, job.name = %meta.name, queue = %meta.queue, attempt = meta.attempt,
-        kind = failure.kind.as_str(), error = %failure.message, ?elapsed, "job failed"
-    );
-    Err(failure)
+    Outcome::Failed {
+        failure,
+        ran: Some(Ran {
+            meta,
+            max_attempts,
+            backoff: registration.backoff.unwrap_or(shared.config.backoff),
+            fail_now,
+            elapsed,
+        }),
+    }
 }

@@ -10,8 +10,11 @@
 pub mod cli;
 pub mod execute;
 pub mod failure;
+pub mod heartbeat;
 pub mod panic;
+pub mod retrying;
 pub mod slot;
+pub(crate) mod stats;
 
 use std::sync::Arc;
 
@@ -36,6 +39,10 @@ pub(crate) struct Shared {
     pub state: Arc<StateMap>,
     /// `hostname:pid:queues`.
     pub identity: String,
+    /// Counters and in-flight jobs, for heartbeats.
+    pub stats: stats::Stats,
+    /// The delay queues retries and snoozes go through, declared at the first one.
+    pub delays: crate::delay::DelayQueues,
 }
 
 /// Builds a [`Worker`]: the configuration, the application state jobs may ask for.
@@ -88,7 +95,9 @@ impl Worker {
             slots.spawn(slot.run(shutdown.clone()));
         }
 
+        let heart = heartbeat::start(self.shared.clone(), &connection).await?;
         let result = self.supervise(&mut slots, shutdown).await;
+        heart.stop(result.is_ok()).await;
         if let Err(e) = connection.close(200, "worker stopped".into()).await {
             warn!(error = %e, "closing the broker connection failed");
         }
@@ -178,6 +187,8 @@ impl WorkerBuilder {
                 registry,
                 state: Arc::new(self.state),
                 identity,
+                stats: stats::Stats::default(),
+                delays: Default::default(),
             }),
         })
     }

@@ -2,16 +2,19 @@
 //! each queue, so the slot never holds more than one unacked delivery, whichever queue it
 //! came from.
 
-use std::sync::Arc;
+use std::{
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+};
 
-use futures_lite::StreamExt;
+use futures_lite::Stream;
 use lapin::{
     message::Delivery,
     options::{BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions},
     types::{FieldTable, ShortString},
-    Channel,
+    Channel, Consumer,
 };
-use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
 use super::{execute, Shared};
@@ -22,7 +25,7 @@ pub(crate) struct Slot {
     shared: Arc<Shared>,
     channel: Channel,
     tags: Vec<ShortString>,
-    deliveries: mpsc::Receiver<Result<Delivery, lapin::Error>>,
+    deliveries: Deliveries,
 }
 
 impl Slot {
@@ -36,13 +39,11 @@ impl Slot {
             .basic_qos(1, BasicQosOptions { global: true })
             .await
             .map_err(Error::broker("basic.qos"))?;
-        // Deliveries of all the slot's consumers meet here. The broker sends the channel at
-        // most one unacked delivery, so this buffer never holds more than one.
-        let (tx, deliveries) = mpsc::channel(2);
         let mut tags = Vec::new();
+        let mut consumers = Vec::new();
         for queue in &shared.config.queues {
             let tag = consumer_tag(&shared.identity, number, queue);
-            let mut consumer = channel
+            let consumer = channel
                 .basic_consume(
                     queue.as_str().into(),
                     tag.clone(),
@@ -52,20 +53,13 @@ impl Slot {
                 .await
                 .map_err(Error::broker("basic.consume"))?;
             tags.push(tag);
-            let tx = tx.clone();
-            tokio::spawn(async move {
-                while let Some(delivery) = consumer.next().await {
-                    if tx.send(delivery).await.is_err() {
-                        break;
-                    }
-                }
-            });
+            consumers.push(consumer);
         }
         Ok(Self {
             shared,
             channel,
             tags,
-            deliveries,
+            deliveries: Deliveries { consumers, next: 0 },
         })
     }
 
@@ -91,7 +85,7 @@ impl Slot {
             let delivery = tokio::select! {
                 biased;
                 () = shutdown.requested() => break Ok(()),
-                delivery = self.deliveries.recv() => delivery,
+                delivery = self.deliveries.next() => delivery,
             };
             match delivery {
                 Some(Ok(delivery)) => execute::execute(&self.shared, &self.channel, delivery).await,
@@ -118,7 +112,7 @@ impl Slot {
     /// After a stop, returns deliveries that arrived but were not started to the queue.
     async fn hand_back_unstarted(&mut self) {
         let wait = std::time::Duration::from_secs(2);
-        while let Ok(Some(delivery)) = tokio::time::timeout(wait, self.deliveries.recv()).await {
+        while let Ok(Some(delivery)) = tokio::time::timeout(wait, self.deliveries.next()).await {
             let Ok(delivery) = delivery else { break };
             let requeue = BasicNackOptions {
                 requeue: true,
@@ -135,4 +129,45 @@ impl Slot {
 fn consumer_tag(identity: &str, slot: usize, queue: &str) -> ShortString {
     let tag = format!("palermo:{identity}:{slot}:{queue}");
     ShortString::try_new(wire::truncate_bytes(&tag, 255)).unwrap_or_default()
+}
+
+/// The slot's consumers, read in the slot's own task: no forwarding task and channel per
+/// delivery (that hop was a measurable share of a no-op job's cost, docs/performance.md).
+/// Polled in turn, starting after the one that delivered last, so no queue is starved; a
+/// consumer the broker cancels is dropped, and the stream ends when all have ended. The
+/// broker sends the channel at most one unacked delivery, so at most one is ever waiting.
+struct Deliveries {
+    consumers: Vec<Consumer>,
+    next: usize,
+}
+
+impl Deliveries {
+    /// The next delivery of any consumer; `None` once every consumer was cancelled.
+    /// Cancel-safe: a delivery is taken only when it is returned.
+    async fn next(&mut self) -> Option<Result<Delivery, lapin::Error>> {
+        std::future::poll_fn(|cx| self.poll_next(cx)).await
+    }
+
+    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Delivery, lapin::Error>>> {
+        let mut tried = 0;
+        while tried < self.consumers.len() {
+            let index = (self.next + tried) % self.consumers.len();
+            match Pin::new(&mut self.consumers[index]).poll_next(cx) {
+                Poll::Ready(Some(delivery)) => {
+                    self.next = index + 1;
+                    return Poll::Ready(Some(delivery));
+                }
+                // Cancelled: forget it, and look at the one now in its place.
+                Poll::Ready(None) => {
+                    self.consumers.remove(index);
+                }
+                Poll::Pending => tried += 1,
+            }
+        }
+        if self.consumers.is_empty() {
+            Poll::Ready(None)
+        } else {
+            Poll::Pending
+        }
+    }
 }

@@ -1,0 +1,260 @@
+//! The yardstick: plain lapin doing the same AMQP work as Palermo, with none of its
+//! framework.
+//!
+//! The publisher sends the very bytes Palermo sends (body, properties and `x-palermo-*`
+//! headers, built once), persistent, mandatory, through the `palermo` exchange, with a
+//! publisher confirm each. The consumer (`palermo-bench raw-worker`, its own process like the
+//! Palermo worker) opens one channel per slot with `basic.qos(1, global)`, one consumer each,
+//! and acks every delivery. Whatever Palermo does beyond that is overhead.
+
+use std::{
+    process::ExitCode,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
+};
+
+use anyhow::{bail, Context};
+use clap::Parser;
+use futures_lite::StreamExt;
+use lapin::{
+    options::{
+        BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
+        ConfirmSelectOptions,
+    },
+    types::FieldTable,
+    BasicProperties, Channel, Connection, ConnectionProperties,
+};
+use palermo::{
+    topology::EXCHANGE,
+    wire::{self, JobMeta},
+    Format,
+};
+use uuid::Uuid;
+
+use crate::jobs;
+
+/// The subcommand that makes this executable a raw lapin consumer.
+pub const WORKER_COMMAND: &str = "raw-worker";
+
+/// One prepared message: the bytes Palermo would send for a job.
+#[derive(Clone)]
+pub struct Message {
+    pub body: Vec<u8>,
+    pub properties: BasicProperties,
+}
+
+impl Message {
+    /// The message Palermo's client publishes for `job` on `queue`.
+    pub fn of<J: palermo::Job>(queue: &str, job: &J) -> anyhow::Result<Self> {
+        let body = Format::Json
+            .encode(job)
+            .map_err(|reason| anyhow::anyhow!("cannot encode {}: {reason}", J::NAME))?;
+        let meta = JobMeta {
+            id: Uuid::new_v4(),
+            name: J::NAME.to_string(),
+            queue: queue.to_string(),
+            format: Format::Json,
+            preview: job.preview(),
+            attempt: 1,
+            max_attempts: J::MAX_ATTEMPTS,
+            enqueued_at_ms: wire::now_ms(),
+        };
+        Ok(Self {
+            body,
+            properties: meta.properties(),
+        })
+    }
+}
+
+/// Publishes with lapin alone on its own confirm-mode channel.
+pub struct Publisher {
+    channel: Channel,
+}
+
+impl Publisher {
+    /// Opens a confirm-mode channel on `connection`.
+    pub async fn open(connection: &Connection) -> anyhow::Result<Self> {
+        let channel = connection
+            .create_channel()
+            .await
+            .context("opening the raw publisher's channel")?;
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await
+            .context("confirm.select on the raw publisher's channel")?;
+        Ok(Self { channel })
+    }
+
+    async fn send(
+        &self,
+        queue: &str,
+        message: &Message,
+    ) -> anyhow::Result<lapin::PublisherConfirm> {
+        self.channel
+            .basic_publish(
+                EXCHANGE.into(),
+                queue.into(),
+                BasicPublishOptions {
+                    mandatory: true,
+                    ..Default::default()
+                },
+                &message.body,
+                message.properties.clone(),
+            )
+            .await
+            .with_context(|| format!("basic.publish to {queue}"))
+    }
+
+    /// Publishes `message` and waits for its confirm.
+    pub async fn publish_confirmed(&self, queue: &str, message: &Message) -> anyhow::Result<()> {
+        let confirm = self.send(queue, message).await?;
+        check(confirm.await.context("publisher confirm")?, queue)
+    }
+
+    /// Publishes `n` copies of `message`, each waiting for its confirm before the next.
+    pub async fn publish_serial(
+        &self,
+        queue: &str,
+        message: &Message,
+        n: u64,
+    ) -> anyhow::Result<()> {
+        for _ in 0..n {
+            self.publish_confirmed(queue, message).await?;
+        }
+        Ok(())
+    }
+
+    /// Publishes `n` copies of `message`, then waits for all the confirms.
+    pub async fn publish_pipelined(
+        &self,
+        queue: &str,
+        message: &Message,
+        n: u64,
+    ) -> anyhow::Result<()> {
+        let mut confirms = Vec::with_capacity(n as usize);
+        for _ in 0..n {
+            confirms.push(self.send(queue, message).await?);
+        }
+        for confirm in confirms {
+            check(confirm.await.context("publisher confirm")?, queue)?;
+        }
+        Ok(())
+    }
+}
+
+fn check(confirmation: lapin::Confirmation, queue: &str) -> anyhow::Result<()> {
+    if confirmation.is_nack() {
+        bail!("the broker nacked a message for {queue}");
+    }
+    if confirmation.take_message().is_some() {
+        bail!("a message for {queue} was unroutable");
+    }
+    Ok(())
+}
+
+/// `palermo-bench raw-worker --queue q --channels 4 --expect 20000`
+#[derive(Debug, Parser)]
+struct RawArgs {
+    /// The queue to consume.
+    #[arg(long)]
+    queue: String,
+    /// Channels, one consumer with prefetch 1 each.
+    #[arg(long, default_value_t = 1)]
+    channels: usize,
+    /// Print `drained` after this many `noop` messages.
+    #[arg(long, default_value_t = u64::MAX)]
+    expect: u64,
+    /// RabbitMQ URL.
+    #[arg(long, default_value = palermo::DEFAULT_AMQP_URL)]
+    amqp_url: String,
+}
+
+/// `palermo-bench raw-worker …`: consumes until SIGTERM or SIGINT.
+pub fn worker_main() -> ExitCode {
+    let args = RawArgs::parse_from(std::env::args_os().skip(1));
+    let result = tokio::runtime::Runtime::new()
+        .context("starting the async runtime")
+        .and_then(|runtime| runtime.block_on(consume(args)));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn consume(args: RawArgs) -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("listening for SIGINT")?;
+    let connection = Connection::connect(
+        &args.amqp_url,
+        ConnectionProperties::default().with_connection_name("palermo-bench raw".into()),
+    )
+    .await
+    .context("connecting to the broker")?;
+    let done = Arc::new(AtomicU64::new(0));
+    let mut consumers = tokio::task::JoinSet::new();
+    for number in 0..args.channels {
+        let channel = connection.create_channel().await.context("channel.open")?;
+        channel
+            .basic_qos(1, BasicQosOptions { global: true })
+            .await
+            .context("basic.qos")?;
+        let mut consumer = channel
+            .basic_consume(
+                args.queue.as_str().into(),
+                format!("palermo-bench-raw:{}:{number}", std::process::id()).into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .context("basic.consume")?;
+        let (done, expect) = (done.clone(), args.expect);
+        consumers.spawn(async move {
+            while let Some(delivery) = consumer.next().await {
+                let delivery = delivery.context("receiving a delivery")?;
+                let is_latency = delivery
+                    .properties
+                    .kind()
+                    .as_ref()
+                    .is_some_and(|kind| kind.as_str() == <jobs::Latency as palermo::Job>::NAME);
+                if is_latency {
+                    let probe: jobs::Latency = serde_json::from_slice(&delivery.data)
+                        .context("decoding a latency probe")?;
+                    println!(
+                        "latency {}",
+                        jobs::now_ns().saturating_sub(probe.sent_at_ns)
+                    );
+                }
+                delivery
+                    .ack(BasicAckOptions::default())
+                    .await
+                    .context("basic.ack")?;
+                if !is_latency && done.fetch_add(1, Ordering::Relaxed) + 1 == expect {
+                    done.store(0, Ordering::Relaxed);
+                    println!("drained");
+                }
+            }
+            anyhow::Ok(())
+        });
+    }
+    let result = tokio::select! {
+        _ = term.recv() => Ok(()),
+        _ = int.recv() => Ok(()),
+        Some(joined) = consumers.join_next() => match joined {
+            Ok(Ok(())) => Err(anyhow::anyhow!("the broker cancelled a consumer")),
+            Ok(Err(e)) => Err(e),
+            Err(e) => Err(anyhow::anyhow!("a consumer task failed: {e}")),
+        },
+    };
+    consumers.abort_all();
+    connection
+        .close(200, "raw worker stopped".into())
+        .await
+        .context("connection.close")?;
+    result
+}

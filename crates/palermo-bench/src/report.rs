@@ -1,0 +1,202 @@
+//! The table: every figure as the median of the repetitions with its min and max, Palermo
+//! beside raw lapin, and their ratio, which is the number that holds on a noisy machine.
+
+use std::fmt::Write;
+
+/// One row of the table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Metric {
+    EnqueueOne,
+    EnqueueMany,
+    Drain1,
+    Drain4,
+    LatencyP50,
+    LatencyP99,
+    LatencyMax,
+    RssIdle,
+    RssDraining,
+    Cpu1,
+    Cpu4,
+}
+
+impl Metric {
+    /// Every row, in table order.
+    pub const ALL: [Metric; 11] = [
+        Metric::EnqueueOne,
+        Metric::EnqueueMany,
+        Metric::Drain1,
+        Metric::Drain4,
+        Metric::LatencyP50,
+        Metric::LatencyP99,
+        Metric::LatencyMax,
+        Metric::RssIdle,
+        Metric::RssDraining,
+        Metric::Cpu1,
+        Metric::Cpu4,
+    ];
+
+    /// The row's label: what Palermo does, against what raw lapin does, in which unit.
+    pub fn label(self) -> &'static str {
+        match self {
+            Metric::EnqueueOne => "enqueue one by one vs publish+confirm serial (jobs/s)",
+            Metric::EnqueueMany => "enqueue_many vs publish pipelined, confirms after (jobs/s)",
+            Metric::Drain1 => "drain no-op, concurrency 1 vs 1 channel (jobs/s)",
+            Metric::Drain4 => "drain no-op, concurrency 4 vs 4 channels (jobs/s)",
+            Metric::LatencyP50 => "latency enqueue → start, p50, idle (ms)",
+            Metric::LatencyP99 => "latency enqueue → start, p99, idle (ms)",
+            Metric::LatencyMax => "latency enqueue → start, max, idle (ms)",
+            Metric::RssIdle => "worker RSS idle, concurrency 1 (MB)",
+            Metric::RssDraining => "worker peak RSS draining, concurrency 4 (MB)",
+            Metric::Cpu1 => "worker CPU s per 10,000 jobs, concurrency 1",
+            Metric::Cpu4 => "worker CPU s per 10,000 jobs, concurrency 4",
+        }
+    }
+
+    /// The goal for the row, if it has one.
+    fn goal(self) -> &'static str {
+        match self {
+            Metric::EnqueueMany | Metric::Drain1 | Metric::Drain4 => "≥ 0.90",
+            Metric::RssIdle => "≤ 15 MB",
+            _ => "",
+        }
+    }
+
+    fn decimals(self) -> usize {
+        match self {
+            Metric::EnqueueOne | Metric::EnqueueMany | Metric::Drain1 | Metric::Drain4 => 0,
+            Metric::LatencyP50 | Metric::LatencyP99 | Metric::LatencyMax => 2,
+            Metric::RssIdle | Metric::RssDraining => 1,
+            Metric::Cpu1 | Metric::Cpu4 => 3,
+        }
+    }
+}
+
+/// The samples of every row, one per repetition and side.
+#[derive(Default)]
+pub struct Report {
+    rows: Vec<(Metric, Vec<f64>, Vec<f64>)>,
+}
+
+impl Report {
+    /// Adds one repetition's figure for Palermo (`palermo == true`) or raw lapin.
+    pub fn add(&mut self, metric: Metric, palermo: bool, value: f64) {
+        let index = match self.rows.iter().position(|(m, _, _)| *m == metric) {
+            Some(index) => index,
+            None => {
+                self.rows.push((metric, Vec::new(), Vec::new()));
+                self.rows.len() - 1
+            }
+        };
+        let row = &mut self.rows[index];
+        if palermo {
+            row.1.push(value);
+        } else {
+            row.2.push(value);
+        }
+    }
+
+    /// A Markdown table of the rows measured, in [`Metric::ALL`] order.
+    pub fn table(&self) -> String {
+        let mut out = String::new();
+        out.push_str("| measure | Palermo median (min–max) | raw lapin median (min–max) | Palermo / raw | goal |\n");
+        out.push_str("|---|---|---|---|---|\n");
+        for metric in Metric::ALL {
+            let Some((_, palermo, raw)) = self.rows.iter().find(|(m, _, _)| *m == metric) else {
+                continue;
+            };
+            let (p, r) = (Spread::of(palermo), Spread::of(raw));
+            let ratio = match (p, r) {
+                (Some(p), Some(r)) if r.median > 0.0 => format!("{:.2}", p.median / r.median),
+                _ => "–".into(),
+            };
+            let d = metric.decimals();
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {ratio} | {} |",
+                metric.label(),
+                Spread::show(p, d),
+                Spread::show(r, d),
+                metric.goal()
+            );
+        }
+        out
+    }
+}
+
+/// Median, min and max of some samples.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Spread {
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
+}
+
+impl Spread {
+    /// `None` for no samples.
+    pub fn of(samples: &[f64]) -> Option<Spread> {
+        let mut sorted = samples.to_vec();
+        sorted.sort_by(f64::total_cmp);
+        let n = sorted.len();
+        if n == 0 {
+            return None;
+        }
+        let median = if n % 2 == 1 {
+            sorted[n / 2]
+        } else {
+            (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
+        };
+        Some(Spread {
+            median,
+            min: sorted[0],
+            max: sorted[n - 1],
+        })
+    }
+
+    fn show(spread: Option<Spread>, decimals: usize) -> String {
+        match spread {
+            Some(s) => format!(
+                "{:.d$} ({:.d$}–{:.d$})",
+                s.median,
+                s.min,
+                s.max,
+                d = decimals
+            ),
+            None => "–".into(),
+        }
+    }
+}
+
+/// The `q` quantile (0..=1) of sorted samples, by nearest rank.
+pub fn quantile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = (q * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn medians_quantiles_and_the_table() {
+        let s = Spread::of(&[3.0, 1.0, 2.0]).expect("samples");
+        assert_eq!((s.median, s.min, s.max), (2.0, 1.0, 3.0));
+        assert_eq!(Spread::of(&[1.0, 2.0]).expect("samples").median, 1.5);
+        assert_eq!(Spread::of(&[]), None);
+        let sorted: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(quantile(&sorted, 0.5), 50.0);
+        assert_eq!(quantile(&sorted, 0.99), 99.0);
+        assert_eq!(quantile(&sorted, 1.0), 100.0);
+
+        let mut report = Report::default();
+        report.add(Metric::Drain1, true, 900.0);
+        report.add(Metric::Drain1, false, 1000.0);
+        let table = report.table();
+        assert!(
+            table.contains("| 900 (900–900) | 1000 (1000–1000) | 0.90 |"),
+            "{table}"
+        );
+    }
+}

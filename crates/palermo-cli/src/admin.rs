@@ -1,0 +1,116 @@
+//! What the admin commands share: where the store and the admin queues are, and opening them.
+//!
+//! Every command that reads failures, workers or statistics first drains the failed and
+//! events queues into the store (see `palermo_store::recorder`), so what it shows is current
+//! even when no dashboard is running.
+
+use anyhow::Context as _;
+use palermo_store::{Recorder, RecorderConfig, Store};
+
+/// Flags of the admin commands, also read from the environment.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Settings {
+    /// The admin database: sqlite:PATH (created if missing) or postgres://user@host/db.
+    #[arg(long, global = true, env = "PALERMO_DATABASE_URL", hide_env_values = true, default_value = palermo_store::DEFAULT_DATABASE_URL)]
+    pub database_url: String,
+    /// The failed queue the workers publish to.
+    #[arg(long, global = true, env = "PALERMO_FAILED_QUEUE", default_value = palermo::topology::FAILED_QUEUE)]
+    pub failed_queue: String,
+    /// The exchange (and queue) the workers' heartbeats go to.
+    #[arg(long, global = true, env = "PALERMO_EVENTS_EXCHANGE", default_value = palermo::topology::EVENTS_EXCHANGE)]
+    pub events_exchange: String,
+    /// Test hook: abort between recording a failure and acking it.
+    #[arg(long, global = true, hide = true)]
+    pub crash_after_commit: bool,
+}
+
+impl Settings {
+    /// Opens (and migrates) the store.
+    pub async fn store(&self) -> anyhow::Result<Store> {
+        Ok(Store::open(&self.database_url).await?)
+    }
+
+    /// Opens the store, connects to the broker and records what is queued.
+    pub async fn recorder(&self, amqp_url: &str) -> anyhow::Result<Recorder> {
+        palermo::topology::validate_queue_name(&self.failed_queue)
+            .map_err(|e| anyhow::anyhow!("--failed-queue: {e}"))?;
+        palermo::topology::validate_queue_name(&self.events_exchange)
+            .map_err(|e| anyhow::anyhow!("--events-exchange: {e}"))?;
+        let store = self.store().await?;
+        let config = RecorderConfig {
+            amqp_url: amqp_url.to_string(),
+            failed_queue: self.failed_queue.clone(),
+            events_exchange: self.events_exchange.clone(),
+            crash_after_commit: self.crash_after_commit,
+            ..RecorderConfig::default()
+        };
+        let recorder = Recorder::connect(store, config).await?;
+        recorder
+            .drain()
+            .await
+            .context("recording the failed and events queues")?;
+        Ok(recorder)
+    }
+}
+
+/// Logs to stderr at the level in `RUST_LOG` (default: warnings only; output is on stdout).
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Lets `palermo ... | head` end quietly: Rust ignores SIGPIPE, which turns a closed stdout
+/// into a panic in `println!`; the default action ends the process as other tools do.
+pub fn default_sigpipe() {
+    // SAFETY: setting a signal's disposition to the default, before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
+/// The error and its causes on one line, each cause once (library errors often repeat their
+/// source in their own message).
+pub fn error_line(error: &anyhow::Error) -> String {
+    let mut line = error.to_string();
+    for cause in error.chain().skip(1) {
+        let text = cause.to_string();
+        if !line.contains(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+    }
+    line.replace('\n', " ")
+}
+
+/// Who the history says did a retry or removal: `palermo cli (user@host)`.
+pub fn actor() -> String {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".into());
+    let host = gethostname::gethostname().to_string_lossy().into_owned();
+    format!("palermo cli ({user}@{host})")
+}
+
+/// Cuts `text` to its first line and `max` characters, for table cells.
+pub fn cell(text: &str, max: usize) -> String {
+    let line = text.lines().next().unwrap_or("");
+    let cut: String = line.chars().take(max).collect();
+    if cut.len() < line.len() || text.lines().nth(1).is_some() {
+        format!("{}…", cut.trim_end())
+    } else {
+        cut
+    }
+}
+
+/// A job name for people: `(unknown)` when the message had none.
+pub fn job_name(name: &str) -> &str {
+    if name.is_empty() {
+        "(unknown)"
+    } else {
+        name
+    }
+}

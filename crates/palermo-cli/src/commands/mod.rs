@@ -1,0 +1,8 @@
+//! One module per subcommand.
+
+pub mod enqueue;
+pub mod failed;
+pub mod migrate;
+pub mod queues;
+pub mod stats;
+pub mod workers;

@@ -1,0 +1,34 @@
+//! # palermo-store: the admin side's database
+//!
+//! RabbitMQ cannot browse a queue or take one message out of its middle, so the admin side
+//! does not try: failures travel through the failed queue and are *recorded* here, in SQL,
+//! where they can be listed, searched, shown, retried and removed. Workers never touch this
+//! crate; they speak only AMQP, and their heartbeats are recorded here too.
+//!
+//! - [`Store`] ([`store`]): SQLite by default (`sqlite:palermo.db`), PostgreSQL by URL;
+//!   migrations applied on open.
+//! - [`failures`], [`filter`], [`actions`]: the failures table, its filters, retry and
+//!   removal marks with their history.
+//! - [`workers`], [`stats`]: workers from heartbeats; per-minute throughput.
+//! - [`recorder`]: consumes the failed and events queues into the store (acks after commit).
+//! - [`requeue`]: retrying a failure = publish (confirmed), then mark retried.
+//!
+//! docs/admin.md is the user guide: schema, recorder, retry ordering, CLI.
+
+pub mod actions;
+pub mod error;
+pub mod failures;
+pub mod filter;
+pub mod recorder;
+pub mod requeue;
+pub mod stats;
+pub mod store;
+pub mod time;
+pub mod workers;
+
+pub use error::{Rejection, StoreError};
+pub use failures::{Failure, FailureDetail};
+pub use filter::{Filter, Page};
+pub use recorder::{Recorder, RecorderConfig};
+pub use requeue::Requeuer;
+pub use store::{Backend, Store, DEFAULT_DATABASE_URL};

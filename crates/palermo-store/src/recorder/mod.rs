@@ -1,0 +1,248 @@
+//! The recorder: moves what workers send over AMQP into the store.
+//!
+//! - Failed jobs, from the failed queue (`palermo.failed`) into the failures table. A message
+//!   is acked only after the transaction holding its row has committed; if the recorder dies
+//!   in between, the broker redelivers it and the insert, keyed by the failure id, does
+//!   nothing. So a failure is never lost and never recorded twice.
+//! - Heartbeats and offline events, from the events queue (`palermo.events`) into the workers
+//!   table and the statistics. Events are acked after their transaction too; one that cannot
+//!   be read is logged and dropped (the next heartbeat replaces it).
+//! - Upkeep: workers silent for [`RecorderConfig::missed_heartbeats`] intervals are marked
+//!   gone; old workers, resolved failures and minute statistics are pruned.
+//!
+//! [`Recorder::drain`] records what is queued now and returns: every CLI command does that
+//! before it reads, so the CLI works without a dashboard. [`Recorder::run`] keeps consuming
+//! until told to stop: the dashboard runs it. Both may run at once, any number of them.
+
+pub mod message;
+mod run;
+
+use std::{collections::HashMap, time::Duration};
+
+use lapin::{
+    message::Delivery,
+    options::{BasicAckOptions, BasicGetOptions},
+    Channel, Connection,
+};
+use tracing::{debug, info, warn};
+
+use crate::{error::Result, time, Store};
+
+/// How the recorder runs. Environment variables and flags are read by the binaries only.
+#[derive(Clone, Debug)]
+pub struct RecorderConfig {
+    /// The broker. Defaults to [`palermo::DEFAULT_AMQP_URL`].
+    pub amqp_url: String,
+    /// The failed queue to record. Defaults to [`palermo::topology::FAILED_QUEUE`].
+    pub failed_queue: String,
+    /// The events exchange (and queue) heartbeats arrive on. Defaults to
+    /// [`palermo::topology::EVENTS_EXCHANGE`].
+    pub events_exchange: String,
+    /// Heartbeat intervals of silence after which a worker is marked gone. Defaults to 3.
+    pub missed_heartbeats: u32,
+    /// How long a stopped or gone worker stays listed. Defaults to 1 hour.
+    pub prune_workers_after: Duration,
+    /// How long a retried or removed failure is kept for the history. Defaults to 7 days.
+    pub resolved_retention: Duration,
+    /// How long minute statistics are kept (totals are kept for ever). Defaults to 7 days.
+    pub stats_retention: Duration,
+    /// How often [`Recorder::run`] marks gone workers and prunes. Defaults to 1 s.
+    pub maintenance_interval: Duration,
+    /// Messages recorded per transaction when draining, and the prefetch of
+    /// [`Recorder::run`]. Defaults to 200.
+    pub batch: u16,
+    /// Test hook: end the process (exit code 70) right after the first commit, before its
+    /// ack, as a crash would.
+    #[doc(hidden)]
+    pub crash_after_commit: bool,
+}
+
+impl Default for RecorderConfig {
+    fn default() -> Self {
+        RecorderConfig {
+            amqp_url: palermo::DEFAULT_AMQP_URL.into(),
+            failed_queue: palermo::topology::FAILED_QUEUE.into(),
+            events_exchange: palermo::topology::EVENTS_EXCHANGE.into(),
+            missed_heartbeats: 3,
+            prune_workers_after: Duration::from_secs(3600),
+            resolved_retention: Duration::from_secs(7 * 86_400),
+            stats_retention: Duration::from_secs(7 * 86_400),
+            maintenance_interval: Duration::from_secs(1),
+            batch: 200,
+            crash_after_commit: false,
+        }
+    }
+}
+
+/// What one [`Recorder::drain`] did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Drained {
+    /// Messages taken from the failed queue.
+    pub failures: u64,
+    /// Of those, failures new to the store.
+    pub new_failures: u64,
+    /// Events taken from the events queue (unreadable ones included).
+    pub events: u64,
+}
+
+/// Records into a [`Store`] from one broker connection.
+pub struct Recorder {
+    store: Store,
+    config: RecorderConfig,
+    connection: Connection,
+    channel: Channel,
+}
+
+impl Recorder {
+    /// Connects to the broker and declares the failed queue and the events exchange and
+    /// queue (so nothing sent before the first worker started is dropped).
+    pub async fn connect(store: Store, config: RecorderConfig) -> Result<Recorder> {
+        let connection = palermo::broker::connect(&config.amqp_url, "palermo recorder").await?;
+        let channel = palermo::broker::confirm_channel(&connection).await?;
+        palermo::topology::declare_exchange(&channel).await?;
+        palermo::topology::declare_queue(&channel, &config.failed_queue).await?;
+        palermo::topology::declare_events(&channel, &config.events_exchange).await?;
+        Ok(Recorder {
+            store,
+            config,
+            connection,
+            channel,
+        })
+    }
+
+    /// The broker connection, for other admin work (retries, queue depths).
+    pub fn connection(&self) -> &Connection {
+        &self.connection
+    }
+
+    /// The store it records into.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Records everything queued now, then does the upkeep, and returns.
+    pub async fn drain(&self) -> Result<Drained> {
+        let mut drained = Drained::default();
+        loop {
+            let batch = self.get_batch(&self.config.failed_queue).await?;
+            let Some(last) = batch.last() else { break };
+            let failures: Vec<_> = batch
+                .iter()
+                .map(|d| message::failure(&d.properties, &d.data))
+                .collect();
+            drained.new_failures += self.store.insert_failures(&failures).await?;
+            self.committed();
+            ack_up_to(last).await?;
+            drained.failures += batch.len() as u64;
+        }
+        loop {
+            let batch = self.get_batch(&self.config.events_exchange).await?;
+            let Some(last) = batch.last() else { break };
+            self.record_events(&batch).await?;
+            ack_up_to(last).await?;
+            drained.events += batch.len() as u64;
+        }
+        self.maintain().await?;
+        if drained.failures > 0 || drained.events > 0 {
+            debug!(?drained, "drained the failed and events queues");
+        }
+        Ok(drained)
+    }
+
+    /// Marks silent workers gone and prunes what is past its retention.
+    pub async fn maintain(&self) -> Result<()> {
+        let now = time::now_ms();
+        let ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+        let gone = self
+            .store
+            .mark_gone(now, self.config.missed_heartbeats)
+            .await?;
+        if gone > 0 {
+            info!(
+                workers = gone,
+                "workers marked gone after missed heartbeats"
+            );
+        }
+        self.store
+            .prune_workers(now.saturating_sub(ms(self.config.prune_workers_after)))
+            .await?;
+        self.store
+            .prune_resolved(now.saturating_sub(ms(self.config.resolved_retention)))
+            .await?;
+        self.store
+            .prune_stats(now.saturating_sub(ms(self.config.stats_retention)))
+            .await?;
+        Ok(())
+    }
+
+    /// Up to `batch` messages from `queue`, unacked.
+    async fn get_batch(&self, queue: &str) -> Result<Vec<Delivery>> {
+        let mut batch = Vec::new();
+        while batch.len() < usize::from(self.config.batch.max(1)) {
+            let got = self
+                .channel
+                .basic_get(queue.into(), BasicGetOptions { no_ack: false })
+                .await
+                .map_err(|source| palermo::Error::Broker {
+                    operation: "basic.get",
+                    source,
+                })?;
+            match got {
+                Some(message) => batch.push(message.delivery),
+                None => break,
+            }
+        }
+        Ok(batch)
+    }
+
+    /// Records events; of several from one worker run only the newest counts (each carries
+    /// the whole state and cumulative counters), which keeps a long backlog cheap.
+    async fn record_events(&self, batch: &[Delivery]) -> Result<()> {
+        let mut newest = HashMap::new();
+        for delivery in batch {
+            match message::event(&delivery.data) {
+                Ok(beat) => {
+                    let entry = newest.entry(beat.id).or_insert_with(|| beat.clone());
+                    if beat.seq > entry.seq {
+                        *entry = beat;
+                    }
+                }
+                Err(reason) => warn!(%reason, "dropping an unreadable event"),
+            }
+        }
+        for beat in newest.values().filter(|beat| self.is_current(beat)) {
+            self.store.record_heartbeat(beat).await?;
+        }
+        Ok(())
+    }
+
+    /// Whether an event is recent enough to record. One older than the time a finished
+    /// worker stays listed could belong to a run already pruned, whose counters would then
+    /// be counted a second time.
+    fn is_current(&self, beat: &palermo::worker::heartbeat::Heartbeat) -> bool {
+        let horizon =
+            i64::try_from(self.config.prune_workers_after.as_millis()).unwrap_or(i64::MAX);
+        let current = beat.sent_at >= time::now_ms().saturating_sub(horizon);
+        if !current {
+            debug!(worker = %beat.identity, sent_at = beat.sent_at, "dropping an event older than the worker retention");
+        }
+        current
+    }
+
+    fn committed(&self) {
+        if self.config.crash_after_commit {
+            warn!("crash_after_commit is set: exiting between the commit and the ack");
+            std::process::exit(70);
+        }
+    }
+}
+
+async fn ack_up_to(last: &Delivery) -> Result<()> {
+    last.ack(BasicAckOptions { multiple: true })
+        .await
+        .map_err(|source| palermo::Error::Broker {
+            operation: "basic.ack",
+            source,
+        })?;
+    Ok(())
+}

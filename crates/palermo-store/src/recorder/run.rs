@@ -1,0 +1,136 @@
+//! The recorder as a long-running task (the dashboard's): a consumer on the failed queue and
+//! one on the events queue, each message recorded and then acked, and the upkeep on a timer,
+//! all in one `select!` loop that a [`Shutdown`] ends.
+
+use futures_lite::StreamExt;
+use lapin::{
+    message::Delivery,
+    options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions},
+    types::FieldTable,
+    Consumer,
+};
+use palermo::shutdown::Shutdown;
+use tracing::{info, warn};
+
+use super::{message, Recorder};
+use crate::error::{Result, StoreError};
+
+/// How long the recorder waits after a database error before taking the next message.
+const RETRY_PAUSE: std::time::Duration = std::time::Duration::from_secs(1);
+
+impl Recorder {
+    /// Records until `shutdown` is requested or the broker connection fails. Unacked
+    /// messages go back to their queue when it returns.
+    pub async fn run(self, mut shutdown: Shutdown) -> Result<()> {
+        let channel = palermo::broker::confirm_channel(&self.connection).await?;
+        channel
+            .basic_qos(self.config.batch.max(1), BasicQosOptions::default())
+            .await
+            .map_err(broker("basic.qos"))?;
+        let mut failed = consume(&channel, &self.config.failed_queue, "failed").await?;
+        let mut events = consume(&channel, &self.config.events_exchange, "events").await?;
+        let mut upkeep = tokio::time::interval(self.config.maintenance_interval);
+        info!(failed_queue = %self.config.failed_queue, events = %self.config.events_exchange, "recorder running");
+        let result = loop {
+            tokio::select! {
+                () = shutdown.requested() => break Ok(()),
+                delivery = failed.next() => match delivery {
+                    Some(Ok(delivery)) => {
+                        if let Err(e) = self.record_failure(&delivery).await {
+                            break Err(e);
+                        }
+                    }
+                    Some(Err(e)) => break Err(broker("basic.consume")(e)),
+                    None => break Err(StoreError::Broker(palermo::Error::Config("the broker cancelled the recorder's consumer on the failed queue".into()))),
+                },
+                delivery = events.next() => match delivery {
+                    Some(Ok(delivery)) => {
+                        if let Err(e) = self.record_event(&delivery).await {
+                            break Err(e);
+                        }
+                    }
+                    Some(Err(e)) => break Err(broker("basic.consume")(e)),
+                    None => break Err(StoreError::Broker(palermo::Error::Config("the broker cancelled the recorder's consumer on the events queue".into()))),
+                },
+                _ = upkeep.tick() => {
+                    if let Err(e) = self.maintain().await {
+                        warn!(error = %e, "recorder upkeep failed; trying again at the next tick");
+                    }
+                }
+            }
+        };
+        let _ = channel.close(200, "recorder stopped".into()).await;
+        let _ = self.connection.close(200, "recorder stopped".into()).await;
+        info!("recorder stopped");
+        result
+    }
+
+    async fn record_failure(&self, delivery: &Delivery) -> Result<()> {
+        let failure = message::failure(&delivery.properties, &delivery.data);
+        match self
+            .store
+            .insert_failures(std::slice::from_ref(&failure))
+            .await
+        {
+            Ok(_) => {
+                self.committed();
+                ack(delivery).await
+            }
+            Err(e) => give_back(delivery, e).await,
+        }
+    }
+
+    async fn record_event(&self, delivery: &Delivery) -> Result<()> {
+        match message::event(&delivery.data) {
+            Ok(beat) if !self.is_current(&beat) => {}
+            Ok(beat) => {
+                if let Err(e) = self.store.record_heartbeat(&beat).await {
+                    return give_back(delivery, e).await;
+                }
+            }
+            Err(reason) => warn!(%reason, "dropping an unreadable event"),
+        }
+        ack(delivery).await
+    }
+}
+
+/// A database error is not the message's fault: it goes back to its queue, and the recorder
+/// pauses a moment (a restarting database) rather than spin on it.
+async fn give_back(delivery: &Delivery, error: StoreError) -> Result<()> {
+    warn!(error = %error, "could not record a message; returning it to its queue");
+    delivery
+        .nack(BasicNackOptions {
+            requeue: true,
+            ..Default::default()
+        })
+        .await
+        .map_err(broker("basic.nack"))?;
+    tokio::time::sleep(RETRY_PAUSE).await;
+    Ok(())
+}
+
+async fn consume(channel: &lapin::Channel, queue: &str, what: &str) -> Result<Consumer> {
+    channel
+        .basic_consume(
+            queue.into(),
+            format!("palermo-recorder:{what}:{}", std::process::id())
+                .as_str()
+                .into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .map_err(broker("basic.consume"))
+}
+
+async fn ack(delivery: &Delivery) -> Result<()> {
+    delivery
+        .ack(BasicAckOptions::default())
+        .await
+        .map_err(broker("basic.ack"))?;
+    Ok(())
+}
+
+fn broker(operation: &'static str) -> impl FnOnce(lapin::Error) -> StoreError {
+    move |source| StoreError::Broker(palermo::Error::Broker { operation, source })
+}

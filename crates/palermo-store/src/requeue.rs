@@ -1,0 +1,273 @@
+//! Retrying failures: publish each job back to its original queue, then mark it retried.
+//!
+//! The order is what makes a retry safe. The job is published with a publisher confirm
+//! first; only once the broker has confirmed it is stored is the failure marked retried (and
+//! so hidden from the list). A crash between the two leaves the job both in its queue and in
+//! the failed list: at worst it runs twice, if someone retries it again. The other order
+//! could lose it (marked retried, never published). Delivery stays at-least-once.
+//!
+//! The republished message is the original one, body and properties untouched, except for
+//! the failure and retry headers, which are dropped, and a fresh attempt count
+//! (`x-palermo-attempt: 1`). Its job id (`message_id`) stays, so a later failure of the same
+//! job shows this one in its history. Nothing here needs the job's code: a failure whose job
+//! no worker knows is retried like any other.
+
+use std::collections::HashSet;
+
+use lapin::{types::FieldTable, BasicProperties, Channel};
+use palermo::{
+    broker, topology,
+    wire::{self, header},
+};
+use tracing::info;
+
+use crate::{
+    error::{Rejection, Result, StoreError},
+    filter::Filter,
+    Store,
+};
+
+/// Headers a retry drops: what the failure and the automatic retries added.
+const DROPPED_HEADERS: &[&str] = &[
+    header::FAILURE_ID,
+    header::ERROR,
+    header::ERROR_KIND,
+    header::BACKTRACE,
+    header::FAILED_AT,
+    header::FIRST_FAILED_AT,
+    header::WORKER,
+    header::SOURCE_QUEUE,
+    header::ERROR_HISTORY,
+    header::NEXT_RUN_AT,
+    header::SNOOZES,
+    header::GAVE_UP,
+    "x-death",
+    "x-first-death-exchange",
+    "x-first-death-queue",
+    "x-first-death-reason",
+    "x-last-death-exchange",
+    "x-last-death-queue",
+    "x-last-death-reason",
+    "x-delivery-count",
+];
+
+/// How many failures `retry --all` publishes before waiting for their confirms.
+const BATCH: u32 = 200;
+
+/// Retries failures through one broker channel (in confirm mode).
+pub struct Requeuer<'a> {
+    store: &'a Store,
+    channel: Channel,
+    declared: HashSet<String>,
+    actor: String,
+}
+
+impl<'a> Requeuer<'a> {
+    /// Opens a confirm channel on `connection`; `actor` is recorded with each retry.
+    pub async fn new(
+        store: &'a Store,
+        connection: &lapin::Connection,
+        actor: impl Into<String>,
+    ) -> Result<Requeuer<'a>> {
+        let channel = broker::confirm_channel(connection).await?;
+        topology::declare_exchange(&channel).await?;
+        Ok(Requeuer {
+            store,
+            channel,
+            declared: HashSet::new(),
+            actor: actor.into(),
+        })
+    }
+
+    /// Retries these failures, all or none: if any id is unknown, already retried or removed,
+    /// or has no queue to go back to, nothing is published and the error lists them. Returns
+    /// the ids retried.
+    pub async fn retry(&mut self, ids: &[String]) -> Result<Vec<String>> {
+        let mut rejections = self.store.check_open(ids).await?;
+        let mut jobs = Vec::new();
+        for id in ids {
+            if rejections.iter().any(|r| &r.id == id) || jobs.iter().any(|(i, _, _, _)| i == id) {
+                continue;
+            }
+            match self.store.payload(id).await? {
+                Some((queue, _, _)) if topology::validate_queue_name(&queue).is_err() => {
+                    rejections.push(Rejection {
+                        id: id.clone(),
+                        reason: format!("its original queue {queue:?} is unknown or invalid, so it cannot be retried (remove it instead)"),
+                    })
+                }
+                Some((queue, body, properties)) => jobs.push((id.clone(), queue, body, properties)),
+                None => rejections.push(Rejection {
+                    id: id.clone(),
+                    reason: "no failure has this id".into(),
+                }),
+            }
+        }
+        if !rejections.is_empty() {
+            return Err(StoreError::Rejected(rejections));
+        }
+        self.publish_and_mark(jobs).await
+    }
+
+    /// Retries every open failure matching `filter`; returns how many.
+    pub async fn retry_matching(&mut self, filter: &Filter) -> Result<u64> {
+        let mut retried = 0;
+        let mut skipped: HashSet<String> = HashSet::new();
+        loop {
+            let ids = self
+                .store
+                .failure_ids(filter, BATCH + skipped.len() as u32)
+                .await?;
+            let ids: Vec<String> = ids.into_iter().filter(|id| !skipped.contains(id)).collect();
+            if ids.is_empty() {
+                return Ok(retried);
+            }
+            let mut jobs = Vec::new();
+            for id in ids {
+                match self.store.payload(&id).await? {
+                    Some((queue, body, properties))
+                        if topology::validate_queue_name(&queue).is_ok() =>
+                    {
+                        jobs.push((id, queue, body, properties))
+                    }
+                    _ => {
+                        tracing::warn!(failure.id = %id, "skipping a failure without a valid original queue");
+                        skipped.insert(id);
+                    }
+                }
+            }
+            retried += self.publish_and_mark(jobs).await?.len() as u64;
+        }
+    }
+
+    /// Publishes every job (pipelined), waits for each confirm, and marks each confirmed one
+    /// retried. Stops at the first publish that is not confirmed.
+    async fn publish_and_mark(
+        &mut self,
+        jobs: Vec<(String, String, Vec<u8>, String)>,
+    ) -> Result<Vec<String>> {
+        let mut pending = Vec::new();
+        for (id, queue, body, properties) in jobs {
+            if !self.declared.contains(&queue) {
+                topology::declare_queue(&self.channel, &queue).await?;
+                self.declared.insert(queue.clone());
+            }
+            let properties = republished(&properties, &id);
+            let confirm = broker::publish(&self.channel, &queue, &body, properties).await?;
+            pending.push((id, queue, confirm));
+        }
+        // Every confirm is awaited even after one fails, so that each job the broker did
+        // store is marked retried and no confirmed job stays listed.
+        let mut confirmed = Vec::new();
+        let mut first_error = None;
+        for (id, queue, confirm) in pending {
+            match confirm.confirmed().await {
+                Ok(()) => confirmed.push((id, queue)),
+                Err(e) => {
+                    first_error.get_or_insert(StoreError::from(e));
+                }
+            }
+        }
+        self.store.mark_retried(&confirmed, &self.actor).await?;
+        for (id, queue) in &confirmed {
+            info!(failure.id = %id, %queue, "failed job retried");
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(confirmed.into_iter().map(|(id, _)| id).collect()),
+        }
+    }
+}
+
+/// The properties of a retried job: the recorded ones without failure and retry headers and
+/// with attempt 1. Properties that cannot be read back (a store written by hand) become the
+/// minimum that lets the message route.
+fn republished(recorded: &str, failure_id: &str) -> BasicProperties {
+    let original: BasicProperties = match serde_json::from_str(recorded) {
+        Ok(properties) => properties,
+        Err(e) => {
+            tracing::warn!(failure.id = %failure_id, error = %e, "the recorded AMQP properties do not parse; retrying with none");
+            BasicProperties::default()
+        }
+    };
+    let mut headers = FieldTable::default();
+    if let Some(recorded) = original.headers() {
+        for (name, value) in recorded.inner() {
+            if !DROPPED_HEADERS.contains(&name.as_str()) {
+                headers.insert(name.clone(), value.clone());
+            }
+        }
+    }
+    wire::put_int(&mut headers, header::ATTEMPT, 1);
+    // Rebuilt field by field: `expiration` and `user_id` (which the broker checks against
+    // the connection's user) are left out on purpose.
+    let mut properties = BasicProperties::default()
+        .with_headers(headers)
+        .with_delivery_mode(2)
+        .with_app_id(
+            original
+                .app_id()
+                .clone()
+                .unwrap_or_else(|| wire::APP_ID.into()),
+        );
+    if let Some(v) = original.content_type() {
+        properties = properties.with_content_type(v.clone());
+    }
+    if let Some(v) = original.content_encoding() {
+        properties = properties.with_content_encoding(v.clone());
+    }
+    if let Some(v) = original.message_id() {
+        properties = properties.with_message_id(v.clone());
+    }
+    if let Some(v) = original.kind() {
+        properties = properties.with_type(v.clone());
+    }
+    if let Some(v) = original.timestamp() {
+        properties = properties.with_timestamp(*v);
+    }
+    if let Some(v) = original.priority() {
+        properties = properties.with_priority(*v);
+    }
+    if let Some(v) = original.correlation_id() {
+        properties = properties.with_correlation_id(v.clone());
+    }
+    if let Some(v) = original.reply_to() {
+        properties = properties.with_reply_to(v.clone());
+    }
+    properties
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_retry_drops_failure_headers_and_starts_at_attempt_one() {
+        let mut headers = FieldTable::default();
+        wire::put_str(&mut headers, header::JOB, "send_email");
+        wire::put_str(&mut headers, header::ERROR, "boom");
+        wire::put_int(&mut headers, header::ATTEMPT, 5);
+        wire::put_str(&mut headers, "x-tenant", "acme");
+        let original = BasicProperties::default()
+            .with_message_id("job-1".into())
+            .with_user_id("someone".into())
+            .with_expiration("1000".into())
+            .with_headers(headers);
+        let json = serde_json::to_string(&original).expect("json");
+        let props = republished(&json, "f");
+        let headers = props.headers().clone().unwrap_or_default();
+        assert_eq!(wire::get_int(&headers, header::ATTEMPT), Ok(Some(1)));
+        assert_eq!(wire::get_str(&headers, header::ERROR), Ok(None));
+        assert_eq!(
+            wire::get_str(&headers, header::JOB),
+            Ok(Some("send_email".into()))
+        );
+        assert_eq!(wire::get_str(&headers, "x-tenant"), Ok(Some("acme".into())));
+        assert_eq!(
+            props.message_id().as_ref().map(|m| m.as_str()),
+            Some("job-1")
+        );
+        assert!(props.user_id().is_none() && props.expiration().is_none());
+        assert_eq!(props.delivery_mode(), &Some(2));
+    }
+}

@@ -1,0 +1,235 @@
+//! Heartbeats: how the admin side learns which workers are alive and what they are doing,
+//! while workers keep speaking only AMQP.
+//!
+//! Every `heartbeat_interval` (5 s by default) a worker publishes a [`Heartbeat`] as JSON to
+//! the `palermo.events` topic exchange with routing key `worker.heartbeat`; on a clean stop it
+//! publishes a last one with routing key `worker.offline` and waits for its confirm. The
+//! recorder in `palermo-store` reads them from the durable queue of the same name, and marks a
+//! worker gone once three heartbeats are missing. docs/wire-format.md describes the message.
+
+use std::{sync::Arc, time::Duration};
+
+use lapin::{options::BasicPublishOptions, BasicProperties, Channel, Connection, PublisherConfirm};
+use serde::{Deserialize, Serialize};
+use tokio::{sync::oneshot, task::JoinHandle};
+use tracing::{debug, warn};
+use uuid::Uuid;
+
+use super::{stats::Snapshot, Shared};
+use crate::{broker, error::Error, topology, wire};
+
+/// The routing key of a periodic heartbeat.
+pub const HEARTBEAT_KEY: &str = "worker.heartbeat";
+/// The routing key of the event a worker sends when it stops cleanly.
+pub const OFFLINE_KEY: &str = "worker.offline";
+/// The version of the event format this library writes.
+pub const EVENT_VERSION: u32 = 1;
+/// The AMQP `type` of event messages.
+pub const EVENT_TYPE: &str = "palermo.worker";
+
+/// How long a clean stop waits for the broker to confirm the offline event.
+const OFFLINE_CONFIRM_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// One heartbeat or offline event: the body of a message on the events exchange.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Heartbeat {
+    /// [`EVENT_VERSION`].
+    pub version: u32,
+    /// `heartbeat` or `offline`.
+    pub event: String,
+    /// This run of the worker, new at every start.
+    pub id: Uuid,
+    /// `hostname:pid:queues`, as in failures' `x-palermo-worker` header.
+    pub identity: String,
+    pub host: String,
+    pub pid: u32,
+    pub queues: Vec<String>,
+    pub concurrency: usize,
+    /// When the worker started, ms since the epoch.
+    pub started_at: i64,
+    /// When this event was sent, ms since the epoch (worker's clock).
+    pub sent_at: i64,
+    /// 1 for the first event of this run, then one more each time.
+    pub seq: u64,
+    /// The worker's heartbeat interval, so the reader knows when one is missing.
+    pub interval_ms: u64,
+    /// Runs finished since the start, whatever their outcome.
+    pub processed: u64,
+    /// Runs failed since the start (included in `processed`).
+    pub failed: u64,
+    /// The same counts per queue and job.
+    #[serde(default)]
+    pub counters: Vec<Counter>,
+    /// The jobs running now.
+    #[serde(default)]
+    pub jobs: Vec<RunningJob>,
+}
+
+/// Cumulative counts for one queue and job name.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counter {
+    pub queue: String,
+    /// The job's wire name; empty for a message whose name could not be read.
+    pub job: String,
+    pub processed: u64,
+    pub failed: u64,
+}
+
+/// A job in flight.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunningJob {
+    /// The job id; empty for a message without one.
+    pub id: String,
+    pub name: String,
+    pub queue: String,
+    /// When this run started, ms since the epoch.
+    pub started_at: i64,
+    /// The arguments preview.
+    pub preview: String,
+}
+
+impl Heartbeat {
+    /// Whether this is the event of a clean stop.
+    pub fn is_offline(&self) -> bool {
+        self.event == "offline"
+    }
+}
+
+/// The running heartbeat task of a worker.
+pub(crate) struct Heart {
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<Sender>,
+}
+
+/// Builds and publishes events for one run of a worker.
+struct Sender {
+    shared: Arc<Shared>,
+    channel: Channel,
+    id: Uuid,
+    started_at: i64,
+    seq: u64,
+}
+
+/// Declares the events exchange and queue and starts beating (the first heartbeat goes out
+/// at once).
+pub(crate) async fn start(shared: Arc<Shared>, connection: &Connection) -> Result<Heart, Error> {
+    let channel = broker::confirm_channel(connection).await?;
+    topology::declare_events(&channel, &shared.config.events_exchange).await?;
+    let mut sender = Sender {
+        shared,
+        channel,
+        id: Uuid::new_v4(),
+        started_at: wire::now_ms(),
+        seq: 0,
+    };
+    let (stop, mut stopped) = oneshot::channel();
+    let task = tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(sender.shared.config.heartbeat_interval);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = &mut stopped => break,
+                _ = ticks.tick() => {
+                    // Not waiting for the confirm: a lost heartbeat is replaced by the next.
+                    if let Err(e) = sender.publish(HEARTBEAT_KEY).await {
+                        warn!(error = %e, "could not publish a heartbeat");
+                    }
+                }
+            }
+        }
+        sender
+    });
+    Ok(Heart { stop, task })
+}
+
+impl Heart {
+    /// Stops beating. After a clean stop (`clean`), publishes the offline event with the final
+    /// counters and waits (a few seconds at most) for its confirm.
+    pub async fn stop(self, clean: bool) {
+        let _ = self.stop.send(());
+        let mut sender = match self.task.await {
+            Ok(sender) => sender,
+            Err(e) => {
+                warn!(error = %e, "the heartbeat task ended abnormally");
+                return;
+            }
+        };
+        if !clean {
+            return;
+        }
+        let sent = async {
+            let confirm = sender.publish(OFFLINE_KEY).await?;
+            let confirmation = confirm.await.map_err(Error::broker("publisher confirm"))?;
+            if confirmation.is_nack() {
+                return Err(Error::Nacked {
+                    queue: sender.shared.config.events_exchange.clone(),
+                });
+            }
+            Ok(())
+        };
+        match tokio::time::timeout(OFFLINE_CONFIRM_TIMEOUT, sent).await {
+            Ok(Ok(())) => debug!("offline event sent"),
+            Ok(Err(e)) => warn!(error = %e, "could not publish the offline event"),
+            Err(_) => warn!("the broker did not confirm the offline event in time"),
+        }
+    }
+}
+
+impl Sender {
+    /// Publishes an event (not mandatory: with no queue bound, nobody is listening).
+    async fn publish(&mut self, key: &str) -> Result<PublisherConfirm, Error> {
+        self.seq += 1;
+        let body = serde_json::to_vec(&self.event(key))
+            .map_err(|e| Error::Config(format!("cannot serialize a heartbeat: {e}")))?;
+        let properties = BasicProperties::default()
+            .with_content_type("application/json".into())
+            .with_type(EVENT_TYPE.into())
+            .with_app_id(wire::APP_ID.into())
+            .with_timestamp((wire::now_ms() / 1000).max(0) as u64)
+            // Offline events are persistent; a heartbeat lost in a broker restart is not missed.
+            .with_delivery_mode(if key == OFFLINE_KEY { 2 } else { 1 });
+        self.channel
+            .basic_publish(
+                self.shared.config.events_exchange.as_str().into(),
+                key.into(),
+                BasicPublishOptions::default(),
+                &body,
+                properties,
+            )
+            .await
+            .map_err(Error::broker("basic.publish"))
+    }
+
+    fn event(&self, key: &str) -> Heartbeat {
+        let config = &self.shared.config;
+        let Snapshot {
+            processed,
+            failed,
+            counters,
+            jobs,
+        } = self.shared.stats.snapshot();
+        Heartbeat {
+            version: EVENT_VERSION,
+            event: if key == OFFLINE_KEY {
+                "offline"
+            } else {
+                "heartbeat"
+            }
+            .into(),
+            id: self.id,
+            identity: self.shared.identity.clone(),
+            host: gethostname::gethostname().to_string_lossy().into_owned(),
+            pid: std::process::id(),
+            queues: config.queues.clone(),
+            concurrency: config.concurrency,
+            started_at: self.started_at,
+            sent_at: wire::now_ms(),
+            seq: self.seq,
+            interval_ms: u64::try_from(config.heartbeat_interval.as_millis()).unwrap_or(u64::MAX),
+            processed,
+            failed,
+            counters,
+            jobs,
+        }
+    }
+}

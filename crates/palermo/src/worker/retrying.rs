@@ -1,0 +1,126 @@
+//! Running a job again later: a retry after a failed attempt (the next attempt number, the
+//! failure recorded in its headers) or a snooze (the same attempt; not a failure), both
+//! published through the [`crate::delay`] queues.
+//!
+//! The worker never holds a delivery to wait: the job goes back to the broker, delayed, and
+//! the caller acks the original only once that publish is confirmed. A crash in between runs
+//! the job once more (at-least-once), it never loses it.
+
+use std::time::Duration;
+
+use lapin::{message::Delivery, types::FieldTable, Channel};
+use tracing::warn;
+
+use super::{
+    failure::{self, Failure},
+    Shared,
+};
+use crate::{
+    delay::{self, Kind},
+    error::Error,
+    wire::{self, header, JobMeta},
+};
+
+/// The run a retry schedules.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct NextAttempt {
+    /// Its attempt number.
+    pub attempt: u32,
+    /// The job's max attempts, written into the message.
+    pub max_attempts: u32,
+    /// How long it waits.
+    pub delay: Duration,
+}
+
+/// Publishes the retry of `delivery` as `next`, with `failure` recorded; waits for the
+/// confirm.
+pub(crate) async fn retry(
+    shared: &Shared,
+    channel: &Channel,
+    delivery: &Delivery,
+    meta: &JobMeta,
+    failure: &Failure,
+    next: NextAttempt,
+) -> Result<(), Error> {
+    let mut headers = failure::failure_headers(shared, delivery, failure, meta.attempt);
+    wire::put_int(&mut headers, header::ATTEMPT, next.attempt.into());
+    wire::put_int(&mut headers, header::MAX_ATTEMPTS, next.max_attempts.into());
+    publish(
+        shared,
+        channel,
+        delivery,
+        meta,
+        Kind::Retry,
+        next.delay,
+        headers,
+    )
+    .await
+}
+
+/// Publishes `delivery` to run again after `delay` with the same attempt number, counting the
+/// snooze in `x-palermo-snoozes`; waits for the confirm. Delays beyond
+/// [`delay::MAX_DELAY`] are shortened to it.
+pub(crate) async fn snooze(
+    shared: &Shared,
+    channel: &Channel,
+    delivery: &Delivery,
+    meta: &JobMeta,
+    delay: Duration,
+) -> Result<(), Error> {
+    let delay = if delay > delay::MAX_DELAY {
+        warn!(
+            job.id = %meta.id, job.name = %meta.name, requested = ?delay, max = ?delay::MAX_DELAY,
+            "snooze longer than the delay queues hold; shortened"
+        );
+        delay::MAX_DELAY
+    } else {
+        delay
+    };
+    let mut headers = failure::without(&failure::headers_of(delivery), &[]);
+    let snoozes = wire::get_int(&headers, header::SNOOZES)
+        .ok()
+        .flatten()
+        .unwrap_or(0);
+    wire::put_int(&mut headers, header::SNOOZES, snoozes.saturating_add(1));
+    publish(
+        shared,
+        channel,
+        delivery,
+        meta,
+        Kind::Scheduled,
+        delay,
+        headers,
+    )
+    .await
+}
+
+async fn publish(
+    shared: &Shared,
+    channel: &Channel,
+    delivery: &Delivery,
+    meta: &JobMeta,
+    kind: Kind,
+    delay: Duration,
+    mut headers: FieldTable,
+) -> Result<(), Error> {
+    let secs = delay::whole_seconds(delay).ok_or(Error::DelayTooLong {
+        requested: delay,
+        max: delay::MAX_DELAY,
+    })?;
+    let due = wire::now_ms().saturating_add(i64::try_from(secs * 1000).unwrap_or(i64::MAX));
+    wire::put_int(&mut headers, header::NEXT_RUN_AT, due);
+    let properties = failure::republished(&delivery.properties, headers);
+    shared
+        .delays
+        .publish(
+            channel,
+            kind,
+            delay,
+            &meta.queue,
+            &delivery.data,
+            properties,
+        )
+        .await?
+        .confirmed()
+        .await
+}

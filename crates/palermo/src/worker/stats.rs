@@ -1,0 +1,140 @@
+//! What a worker counts for its heartbeats: runs finished and runs failed, per queue and job,
+//! since the worker started, and the jobs running right now.
+//!
+//! The counters only grow. A heartbeat carries their current values, and the recorder adds
+//! the difference from the last heartbeat it saw, so a lost, repeated or late heartbeat
+//! changes no total. "Processed" counts every finished run whatever its outcome (as in
+//! Sidekiq and Resque); "failed" counts the runs that ended in an error, a panic, a timeout or
+//! a rejected message, including those that will be retried.
+
+use std::{
+    collections::BTreeMap,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Mutex, MutexGuard,
+    },
+};
+
+use lapin::message::Delivery;
+
+use super::heartbeat::{Counter, RunningJob};
+use crate::wire::{self, header, JobMeta};
+
+/// A worker's counters and in-flight jobs, shared by its slots and its heartbeat task.
+#[derive(Debug, Default)]
+pub(crate) struct Stats {
+    processed: AtomicU64,
+    failed: AtomicU64,
+    /// (queue, job) → (processed, failed).
+    per_job: Mutex<BTreeMap<(String, String), (u64, u64)>>,
+    running: Mutex<BTreeMap<u64, RunningJob>>,
+    next_key: AtomicU64,
+}
+
+/// What [`Stats::snapshot`] returns.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Snapshot {
+    pub processed: u64,
+    pub failed: u64,
+    pub counters: Vec<Counter>,
+    pub jobs: Vec<RunningJob>,
+}
+
+/// A job in flight. [`Running::finished`] counts it; dropping it without that (a stop that
+/// abandons the job) only takes it off the in-flight list.
+#[must_use = "call finished() when the run ends"]
+pub(crate) struct Running<'a> {
+    stats: &'a Stats,
+    key: u64,
+    queue: String,
+    job: String,
+}
+
+impl Stats {
+    /// Notes that `delivery` started running. Reads what it can of a malformed message.
+    pub fn started(&self, delivery: &Delivery) -> Running<'_> {
+        let job = match JobMeta::parse(&delivery.properties) {
+            Ok(meta) => RunningJob {
+                id: meta.id.to_string(),
+                name: meta.name,
+                queue: meta.queue,
+                started_at: wire::now_ms(),
+                preview: meta.preview,
+            },
+            Err(_) => {
+                let headers = delivery.properties.headers().clone().unwrap_or_default();
+                let read = |name| wire::get_str(&headers, name).ok().flatten();
+                RunningJob {
+                    id: delivery
+                        .properties
+                        .message_id()
+                        .as_ref()
+                        .map(|id| id.to_string())
+                        .unwrap_or_default(),
+                    name: read(header::JOB).unwrap_or_default(),
+                    queue: read(header::QUEUE).unwrap_or_else(|| delivery.routing_key.to_string()),
+                    started_at: wire::now_ms(),
+                    preview: read(header::PREVIEW).unwrap_or_default(),
+                }
+            }
+        };
+        let key = self.next_key.fetch_add(1, Ordering::Relaxed);
+        let (queue, name) = (job.queue.clone(), job.name.clone());
+        lock(&self.running).insert(key, job);
+        Running {
+            stats: self,
+            key,
+            queue,
+            job: name,
+        }
+    }
+
+    /// The counters and the jobs running now.
+    pub fn snapshot(&self) -> Snapshot {
+        let counters = lock(&self.per_job)
+            .iter()
+            .map(|((queue, job), (processed, failed))| Counter {
+                queue: queue.clone(),
+                job: job.clone(),
+                processed: *processed,
+                failed: *failed,
+            })
+            .collect();
+        Snapshot {
+            processed: self.processed.load(Ordering::Relaxed),
+            failed: self.failed.load(Ordering::Relaxed),
+            counters,
+            jobs: lock(&self.running).values().cloned().collect(),
+        }
+    }
+}
+
+impl Running<'_> {
+    /// Counts the run: processed, and failed unless `succeeded`.
+    pub fn finished(self, succeeded: bool) {
+        let failed = u64::from(!succeeded);
+        {
+            let mut per_job = lock(&self.stats.per_job);
+            let entry = per_job
+                .entry((self.queue.clone(), self.job.clone()))
+                .or_default();
+            entry.0 += 1;
+            entry.1 += failed;
+        }
+        self.stats.processed.fetch_add(1, Ordering::Relaxed);
+        self.stats.failed.fetch_add(failed, Ordering::Relaxed);
+    }
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        lock(&self.stats.running).remove(&self.key);
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Every update is a single insert, remove or increment: a panic cannot leave them torn.
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The whole test suite: services up, formatting and lints, every test, then the disruptive
+# tests (broker restarts, killed processes) one at a time after the rest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/broker.sh
+scripts/postgres.sh
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets -- -D warnings
+echo "== cargo test"
+cargo test --workspace
+if ls tests/disruptive_*.rs >/dev/null 2>&1; then
+  echo "== disruptive tests (one at a time)"
+  trap 'scripts/broker.sh' EXIT   # whatever happens, leave the broker running
+  cargo test --test 'disruptive_*' -- --ignored --test-threads=1
+fi
+echo "== demo smoke run"
+scripts/demo.sh --smoke
