@@ -12,9 +12,12 @@ echo "[demo] building the demo (first run takes a few minutes)"
 cargo build -q -p palermo-demo -p palermo-cli
 BIN=target/debug
 LOG=target/demo-worker.log
+# The admin store of the demo: `palermo failed list` and friends read it.
+export PALERMO_DATABASE_URL=${PALERMO_DATABASE_URL:-sqlite:target/demo.db}
 
-failed_ready() { "$BIN/palermo" queues --json | tr -d ' \n' | grep -o '"queue":"palermo.failed","exists":true,"ready":[0-9]*' | grep -o '[0-9]*$' || echo 0; }
-before=$(failed_ready)
+# Failures recorded so far (each call first records what is in palermo.failed).
+failed_total() { "$BIN/palermo" failed list --json --limit 1 | grep -o '"total": *[0-9]*' | head -1 | grep -o '[0-9]*$' || echo 0; }
+before=$(failed_total)
 
 "$BIN/worker" --queues mail,video,default --concurrency 4 >"$LOG" 2>&1 &
 WORKER=$!
@@ -27,20 +30,24 @@ echo "[demo] worker pid $WORKER, log in $LOG"
 if [ "$SMOKE" = "--smoke" ]; then
   for _ in $(seq 90); do
     done_jobs=$(grep -c "job done" "$LOG" || true)
-    now=$(failed_ready)
+    now=$(failed_total)
     if [ "$done_jobs" -ge 20 ] && [ "$now" -gt "$before" ]; then
-      echo "[demo] smoke ok: $done_jobs jobs done, $((now - before)) new failures in palermo.failed"
+      echo "[demo] smoke ok: $done_jobs jobs done, $((now - before)) new failures recorded from palermo.failed"
       "$BIN/palermo" queues mail video default
+      "$BIN/palermo" failed list --limit 5
       exit 0
     fi
     sleep 1
   done
-  echo "[demo] smoke FAILED: jobs done=$(grep -c 'job done' "$LOG" || true), failures before=$before now=$(failed_ready)"
+  echo "[demo] smoke FAILED: jobs done=$(grep -c 'job done' "$LOG" || true), failures before=$before now=$(failed_total)"
   tail -40 "$LOG"
   exit 1
 fi
 
-echo "[demo] jobs are flowing; Ctrl-C to stop. Queues every 5 s:"
+echo "[demo] jobs are flowing; Ctrl-C to stop. Queues every 5 s. In another terminal try:"
+echo "[demo]   PALERMO_DATABASE_URL=$PALERMO_DATABASE_URL $BIN/palermo failed list"
+echo "[demo]   PALERMO_DATABASE_URL=$PALERMO_DATABASE_URL $BIN/palermo failed retry --all"
+echo "[demo]   $BIN/palermo workers    $BIN/palermo stats"
 tail -n +1 -f "$LOG" &
 TAIL=$!
 trap 'kill $TAIL 2>/dev/null; stop' EXIT

@@ -13,6 +13,8 @@ echo "== cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 echo "== cargo test"
 cargo test --workspace
+echo "== the worker suites again, on quorum queues"
+PALERMO_TEST_QUEUE_TYPE=quorum cargo test --test core --test malformed --test retries
 if ls tests/disruptive_*.rs >/dev/null 2>&1; then
   echo "== disruptive tests (one at a time)"
   trap 'scripts/broker.sh' EXIT   # whatever happens, leave the broker running

@@ -18,7 +18,7 @@ use lapin::{
 };
 use palermo::{wire::header, Client, Format, JobContext, State, Worker};
 use serde::{Deserialize, Serialize};
-use support::{amqp_url, eventually, unique, Broker, RunningWorker};
+use support::{eventually, unique, Broker, RunningWorker};
 
 const WAIT: Duration = Duration::from_secs(15);
 
@@ -112,7 +112,7 @@ async fn enqueued_jobs_run_with_their_arguments_intact_in_both_formats() {
     let (queue, failed) = (unique("roundtrip"), unique("failed"));
     broker.track(&[&queue, &failed]);
     let seen = Arc::new(Seen::default());
-    let client = Client::connect(&amqp_url()).await.expect("client");
+    let client = support::client().await;
     let address = Address {
         street: "Via Roma 1 — «Palermo»".into(),
         zip: Some(90133),
@@ -179,7 +179,7 @@ async fn a_failing_job_lands_once_in_the_failed_queue_with_every_header_and_its_
     let (queue, failed) = (unique("fail"), unique("failed"));
     broker.track(&[&queue, &failed]);
     let seen = Arc::new(Seen::default());
-    let client = Client::connect(&amqp_url()).await.expect("client");
+    let client = support::client().await;
     let id = client
         .enqueue_to(
             &queue,
@@ -255,7 +255,7 @@ async fn a_panicking_job_is_reported_with_its_message_and_the_worker_keeps_runni
     let (queue, failed) = (unique("panic"), unique("failed"));
     broker.track(&[&queue, &failed]);
     let seen = Arc::new(Seen::default());
-    let client = Client::connect(&amqp_url()).await.expect("client");
+    let client = support::client().await;
     client
         .enqueue_to(&queue, Panics { n: 7 })
         .await
@@ -354,7 +354,7 @@ async fn bad_messages_go_to_the_failed_queue_with_a_reason_and_the_worker_keeps_
     for (_, body, props) in &cases {
         publish_raw(&broker, &queue, body, props.clone()).await;
     }
-    let client = Client::connect(&amqp_url()).await.expect("client");
+    let client = support::client().await;
     client
         .enqueue_to(&queue, Slow { ms: 1 })
         .await
@@ -387,7 +387,7 @@ async fn a_slot_never_holds_more_than_one_unacked_delivery() {
     let (queue, failed) = (unique("prefetch"), unique("failed"));
     broker.track(&[&queue, &failed]);
     let seen = Arc::new(Seen::default());
-    let client = Client::connect(&amqp_url()).await.expect("client");
+    let client = support::client().await;
     let ids = client
         .enqueue_many_to(&queue, (0..10).map(|_| Slow { ms: 300 }))
         .await

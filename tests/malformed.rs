@@ -17,8 +17,8 @@ use lapin::{
     types::{AMQPValue, FieldTable},
     BasicProperties,
 };
-use palermo::{wire::header, Client, State, Worker};
-use support::{amqp_url, eventually, unique, Broker, RunningWorker};
+use palermo::{wire::header, State, Worker};
+use support::{eventually, unique, Broker, RunningWorker};
 
 #[palermo::job(max_attempts = 1)]
 async fn greet(name: String, times: u32, done: State<Arc<AtomicUsize>>) -> anyhow::Result<()> {
@@ -240,7 +240,7 @@ async fn every_kind_of_bad_message_is_failed_with_its_reason_and_good_jobs_keep_
     })
     .await;
 
-    let client = Client::connect(&amqp_url()).await.expect("client");
+    let client = support::client().await;
     let cases = cases(&queue);
     for case in &cases {
         broker

@@ -18,7 +18,7 @@ use std::{
 };
 
 use lapin::BasicProperties;
-use palermo::{history, wire::header, Backoff, Client, Job, JobContext, JobError, State, Worker};
+use palermo::{history, wire::header, Backoff, Job, JobContext, JobError, State, Worker};
 use support::{amqp_url, eventually, unique, Broker, RunningWorker};
 use tokio::sync::Semaphore;
 
@@ -182,7 +182,7 @@ async fn a_job_failing_twice_then_succeeding_runs_three_times_with_growing_delay
     broker.track(&[&queue, &failed]);
     let seen = Arc::new(Seen::default());
     let running = worker(&broker, &queue, &failed, 2, &seen);
-    let client = Client::connect(&amqp_url()).await.expect("client");
+    let client = support::client().await;
     // The worker declares the delay queues at its first delayed publish; let a snooze do it,
     // so that the first retry's delay is not measured with the declarations in it.
     client
@@ -242,7 +242,7 @@ async fn a_job_that_always_fails_reaches_the_failed_queue_once_with_its_whole_hi
     broker.track(&[&queue, &failed]);
     let seen = Arc::new(Seen::default());
     let running = worker(&broker, &queue, &failed, 1, &seen);
-    let client = Client::connect(&amqp_url()).await.expect("client");
+    let client = support::client().await;
     let label = "doomed";
     let id = client
         .enqueue_to(
@@ -317,7 +317,7 @@ async fn fail_now_skips_the_remaining_attempts() {
     broker.track(&[&queue, &failed]);
     let seen = Arc::new(Seen::default());
     let running = worker(&broker, &queue, &failed, 1, &seen);
-    let client = Client::connect(&amqp_url()).await.expect("client");
+    let client = support::client().await;
     let label = "ghost";
     client
         .enqueue_to(
@@ -360,7 +360,7 @@ async fn a_snooze_runs_the_job_again_later_without_using_an_attempt() {
     broker.track(&[&queue, &failed]);
     let seen = Arc::new(Seen::default());
     let running = worker(&broker, &queue, &failed, 1, &seen);
-    let client = Client::connect(&amqp_url()).await.expect("client");
+    let client = support::client().await;
     let label = "sleepy";
     client
         .enqueue_to(
@@ -400,7 +400,7 @@ async fn scheduled_jobs_start_on_time_and_a_long_delay_does_not_hold_back_a_shor
     broker.track(&[&queue, &failed]);
     let seen = Arc::new(Seen::default());
     let running = worker(&broker, &queue, &failed, 2, &seen);
-    let client = Client::connect(&amqp_url()).await.expect("client");
+    let client = support::client().await;
     let job = |label: &str| Scheduled {
         label: label.into(),
     };
@@ -473,7 +473,7 @@ async fn a_timed_out_job_is_cancelled_recorded_as_timed_out_and_retried() {
     broker.track(&[&queue, &failed]);
     let seen = Arc::new(Seen::default());
     let running = worker(&broker, &queue, &failed, 1, &seen);
-    let client = Client::connect(&amqp_url()).await.expect("client");
+    let client = support::client().await;
     let label = "stuck";
     client
         .enqueue_to(
@@ -557,7 +557,7 @@ async fn while_a_thousand_delayed_jobs_wait_the_worker_holds_only_its_running_jo
     broker.track(&[&queue, &failed]);
     let seen = Arc::new(Seen::default());
     let running = worker(&broker, &queue, &failed, CONCURRENCY, &seen);
-    let client = Client::connect(&amqp_url()).await.expect("client");
+    let client = support::client().await;
     // Occupy both slots, so the worker would take more if the broker offered more.
     for _ in 0..CONCURRENCY {
         client
@@ -591,7 +591,12 @@ async fn while_a_thousand_delayed_jobs_wait_the_worker_holds_only_its_running_jo
     let connection = palermo::broker::connect(&amqp_url(), "retries test")
         .await
         .expect("connect");
-    let waiting = palermo::delay::waiting(&connection).await.expect("count");
+    let waiting = palermo::delay::waiting(
+        &connection,
+        palermo::delay::Layout::of(support::queue_type()),
+    )
+    .await
+    .expect("count");
     let _ = connection.close(200, "done".into()).await;
     let after = rss_kib();
     let unacked_now = unacked(&queue);

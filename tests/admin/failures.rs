@@ -2,13 +2,12 @@
 
 use std::sync::{atomic::Ordering, Arc};
 
-use palermo::Client;
 use serde_json::Value;
 
 use crate::{
     admin_support::{stderr, stdout, Admin, BACKENDS},
     failure_rows,
-    support::{amqp_url, eventually, unique, Broker},
+    support::{eventually, unique, Broker},
     worker, AlwaysFails, Charge, Seen, WAIT,
 };
 
@@ -22,7 +21,7 @@ async fn a_failed_job_is_listed_with_every_field_and_a_retry_runs_it_and_clears_
         let seen = Arc::new(Seen::default());
         seen.fail.store(true, Ordering::SeqCst);
         let running = worker(&admin, &[&queue], 1, &seen);
-        let client = Client::connect(&amqp_url()).await.expect("client");
+        let client = crate::support::client().await;
         let job_id = client
             .enqueue_to(&queue, Charge { order: 42 })
             .await
@@ -114,7 +113,7 @@ async fn retry_all_by_queue_and_remove_by_id_touch_only_what_they_name() {
     broker.track(&[&qa, &qb]);
     let seen = Arc::new(Seen::default());
     let running = worker(&admin, &[&qa, &qb], 2, &seen);
-    let client = Client::connect(&amqp_url()).await.expect("client");
+    let client = crate::support::client().await;
     for n in 0..2 {
         client
             .enqueue_to(&qa, AlwaysFails { n })
@@ -184,7 +183,7 @@ async fn a_failure_of_a_job_no_worker_knows_can_be_listed_shown_retried_and_remo
     broker.track(&[&queue]);
     let seen = Arc::new(Seen::default());
     let running = worker(&admin, &[&queue], 1, &seen);
-    let client = Client::connect(&amqp_url()).await.expect("client");
+    let client = crate::support::client().await;
     for n in 0..2 {
         let raw = palermo::client::RawJob {
             name: "nobody_knows_me".into(),

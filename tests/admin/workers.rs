@@ -5,7 +5,6 @@ use std::{
     time::Duration,
 };
 
-use palermo::Client;
 use serde_json::Value;
 
 use crate::{
@@ -23,7 +22,7 @@ async fn statistics_count_a_real_run_exactly() {
         broker.track(&[&queue, &other]);
         let seen = Arc::new(Seen::default());
         let running = worker(&admin, &[&queue, &other], 3, &seen);
-        let client = Client::connect(&amqp_url()).await.expect("client");
+        let client = crate::support::client().await;
         client
             .enqueue_many_to(&queue, (0..17).map(|order| Charge { order }))
             .await
@@ -84,7 +83,7 @@ async fn a_worker_shows_up_within_a_heartbeat_with_its_job_and_its_queue_with_th
     broker.track(&[&queue]);
     let seen = Arc::new(Seen::default());
     let running = worker(&admin, &[&queue], 2, &seen);
-    let client = Client::connect(&amqp_url()).await.expect("client");
+    let client = crate::support::client().await;
     let job = client
         .enqueue_to(&queue, Sleepy { ms: 4000 })
         .await
@@ -167,6 +166,7 @@ async fn the_recorder_can_run_continuously() {
         amqp_url: amqp_url(),
         failed_queue: admin.failed.clone(),
         events_exchange: admin.events.clone(),
+        queue_type: crate::support::queue_type(),
         ..Default::default()
     };
     let recorder = palermo_store::Recorder::connect(store.clone(), config)
@@ -177,7 +177,7 @@ async fn the_recorder_can_run_continuously() {
 
     let seen = Arc::new(Seen::default());
     let running = worker(&admin, &[&queue], 1, &seen);
-    let client = Client::connect(&amqp_url()).await.expect("client");
+    let client = crate::support::client().await;
     client
         .enqueue_to(&queue, AlwaysFails { n: 1 })
         .await

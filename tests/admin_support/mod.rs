@@ -104,6 +104,7 @@ impl Admin {
     /// (gone after three missed beats: 750 ms of slack for a loaded machine)..
     pub fn worker_config(&self, queues: &[&str]) -> palermo::WorkerConfig {
         let mut config = palermo::WorkerConfig::new(queues.iter().copied());
+        config.queue_type = crate::support::queue_type();
         config.amqp_url = amqp_url();
         config.failed_queue = self.failed.clone();
         config.events_exchange = self.events.clone();
@@ -119,6 +120,7 @@ impl Admin {
             .env("PALERMO_DATABASE_URL", &self.db.url)
             .env("PALERMO_FAILED_QUEUE", &self.failed)
             .env("PALERMO_EVENTS_EXCHANGE", &self.events)
+            .env("PALERMO_QUEUE_TYPE", crate::support::queue_type().name())
             .env("RUST_BACKTRACE", "0")
             .output()
             .expect("run palermo")

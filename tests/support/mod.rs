@@ -16,6 +16,22 @@ pub fn amqp_url() -> String {
     std::env::var("PALERMO_AMQP_URL").unwrap_or_else(|_| palermo::DEFAULT_AMQP_URL.to_string())
 }
 
+/// The queue type the tests declare: `PALERMO_TEST_QUEUE_TYPE=quorum` runs them on quorum
+/// queues (scripts/test.sh does, for a second pass over the core suites).
+pub fn queue_type() -> palermo::topology::QueueType {
+    std::env::var("PALERMO_TEST_QUEUE_TYPE")
+        .ok()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_default()
+}
+
+/// A client of the test broker declaring queues of [`queue_type`].
+pub async fn client() -> palermo::Client {
+    palermo::Client::connect_with(&amqp_url(), queue_type())
+        .await
+        .expect("client")
+}
+
 /// `prefix.<uuid>`: a queue name no other test uses.
 pub fn unique(prefix: &str) -> String {
     format!("test.{prefix}.{}", uuid::Uuid::new_v4().simple())
@@ -61,6 +77,7 @@ impl Broker {
         config.amqp_url = amqp_url();
         config.failed_queue = failed.to_string();
         config.events_exchange = events;
+        config.queue_type = queue_type();
         config
     }
 

@@ -16,6 +16,13 @@ async fn fail(reason: String) -> anyhow::Result<()> {
     Err(anyhow::anyhow!("{reason}"))
 }
 
+/// Kills the whole worker process, as a job with a fatal bug would.
+#[palermo::job(queue = "test")]
+async fn abort_now(why: String) -> anyhow::Result<()> {
+    eprintln!("aborting: {why}");
+    std::process::abort();
+}
+
 fn main() -> ExitCode {
     palermo::worker::cli::main(|worker| worker)
 }

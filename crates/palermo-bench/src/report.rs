@@ -1,5 +1,9 @@
 //! The table: every figure as the median of the repetitions with its min and max, Palermo
 //! beside raw lapin, and their ratio, which is the number that holds on a noisy machine.
+//!
+//! The ratio is paired: each repetition measures both sides back to back, so its ratio
+//! cancels the drift of a shared machine between repetitions; the table shows the median of
+//! those ratios with their min and max, which also says how much to trust the row.
 
 use std::fmt::Write;
 
@@ -98,17 +102,20 @@ impl Report {
     /// A Markdown table of the rows measured, in [`Metric::ALL`] order.
     pub fn table(&self) -> String {
         let mut out = String::new();
-        out.push_str("| measure | Palermo median (min–max) | raw lapin median (min–max) | Palermo / raw | goal |\n");
+        out.push_str("| measure | Palermo median (min–max) | raw lapin median (min–max) | Palermo / raw, paired median (min–max) | goal |\n");
         out.push_str("|---|---|---|---|---|\n");
         for metric in Metric::ALL {
             let Some((_, palermo, raw)) = self.rows.iter().find(|(m, _, _)| *m == metric) else {
                 continue;
             };
             let (p, r) = (Spread::of(palermo), Spread::of(raw));
-            let ratio = match (p, r) {
-                (Some(p), Some(r)) if r.median > 0.0 => format!("{:.2}", p.median / r.median),
-                _ => "–".into(),
-            };
+            let ratios: Vec<f64> = palermo
+                .iter()
+                .zip(raw)
+                .filter(|(_, r)| **r > 0.0)
+                .map(|(p, r)| p / r)
+                .collect();
+            let ratio = Spread::show(Spread::of(&ratios), 2);
             let d = metric.decimals();
             let _ = writeln!(
                 out,
@@ -191,11 +198,13 @@ mod tests {
         assert_eq!(quantile(&sorted, 1.0), 100.0);
 
         let mut report = Report::default();
-        report.add(Metric::Drain1, true, 900.0);
-        report.add(Metric::Drain1, false, 1000.0);
+        for (palermo, raw) in [(900.0, 1000.0), (1000.0, 800.0), (450.0, 600.0)] {
+            report.add(Metric::Drain1, true, palermo);
+            report.add(Metric::Drain1, false, raw);
+        }
         let table = report.table();
         assert!(
-            table.contains("| 900 (900–900) | 1000 (1000–1000) | 0.90 |"),
+            table.contains("| 900 (450–1000) | 800 (600–1000) | 0.90 (0.75–1.25) |"),
             "{table}"
         );
     }

@@ -32,7 +32,7 @@ fn the_harness_prints_every_row_on_a_small_run() {
     );
     assert!(
         stdout.contains(
-            "| measure | Palermo median (min–max) | raw lapin median (min–max) | Palermo / raw |"
+            "| measure | Palermo median (min–max) | raw lapin median (min–max) | Palermo / raw"
         ),
         "no table header:\n{stdout}"
     );

@@ -19,6 +19,14 @@ pub struct Settings {
     /// The exchange (and queue) the workers' heartbeats go to.
     #[arg(long, global = true, env = "PALERMO_EVENTS_EXCHANGE", default_value = palermo::topology::EVENTS_EXCHANGE)]
     pub events_exchange: String,
+    /// The queue type of the deployment: classic or quorum (as the workers' --queue-type).
+    #[arg(
+        long,
+        global = true,
+        env = "PALERMO_QUEUE_TYPE",
+        default_value = "classic"
+    )]
+    pub queue_type: palermo::topology::QueueType,
     /// Test hook: abort between recording a failure and acking it.
     #[arg(long, global = true, hide = true)]
     pub crash_after_commit: bool,
@@ -42,6 +50,7 @@ impl Settings {
             failed_queue: self.failed_queue.clone(),
             events_exchange: self.events_exchange.clone(),
             crash_after_commit: self.crash_after_commit,
+            queue_type: self.queue_type,
             ..RecorderConfig::default()
         };
         let recorder = Recorder::connect(store, config).await?;

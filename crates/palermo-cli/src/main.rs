@@ -55,7 +55,9 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Enqueue(args) => commands::enqueue::run(&cli.amqp_url, args).await,
+            Command::Enqueue(args) => {
+                commands::enqueue::run(&cli.amqp_url, cli.admin.queue_type, args).await
+            }
             Command::Queues(args) => commands::queues::run(&cli.amqp_url, &cli.admin, args).await,
             Command::Failed(args) => commands::failed::run(&cli.amqp_url, &cli.admin, args).await,
             Command::Workers(args) => commands::workers::run(&cli.amqp_url, &cli.admin, args).await,

@@ -41,6 +41,8 @@ const DROPPED_HEADERS: &[&str] = &[
     header::NEXT_RUN_AT,
     header::SNOOZES,
     header::GAVE_UP,
+    header::REDELIVERIES,
+    header::HEADERS_CUT,
     "x-death",
     "x-first-death-exchange",
     "x-first-death-queue",
@@ -60,6 +62,7 @@ pub struct Requeuer<'a> {
     channel: Channel,
     declared: HashSet<String>,
     actor: String,
+    queue_type: topology::QueueType,
 }
 
 impl<'a> Requeuer<'a> {
@@ -76,7 +79,14 @@ impl<'a> Requeuer<'a> {
             channel,
             declared: HashSet::new(),
             actor: actor.into(),
+            queue_type: topology::QueueType::default(),
         })
+    }
+
+    /// Declares missing job queues as `queue_type` (the deployment's; classic by default).
+    pub fn with_queue_type(mut self, queue_type: topology::QueueType) -> Self {
+        self.queue_type = queue_type;
+        self
     }
 
     /// Retries these failures, all or none: if any id is unknown, already retried or removed,
@@ -149,7 +159,7 @@ impl<'a> Requeuer<'a> {
         let mut pending = Vec::new();
         for (id, queue, body, properties) in jobs {
             if !self.declared.contains(&queue) {
-                topology::declare_queue(&self.channel, &queue).await?;
+                topology::declare_queue(&self.channel, &queue, self.queue_type).await?;
                 self.declared.insert(queue.clone());
             }
             let properties = republished(&properties, &id);

@@ -36,6 +36,8 @@ struct Inner {
     declared: Mutex<HashSet<String>>,
     /// The delay queues, declared at the first delayed enqueue.
     delays: DelayQueues,
+    /// The type of the queues this client declares.
+    queue_type: topology::QueueType,
 }
 
 /// A job given by name with already-serialized arguments, for tools that do not link the
@@ -57,6 +59,12 @@ pub struct RawJob {
 impl Client {
     /// Connects to the broker at `url` (`amqp://user:pass@host:port/vhost`).
     pub async fn connect(url: &str) -> Result<Self, Error> {
+        Self::connect_with(url, topology::QueueType::default()).await
+    }
+
+    /// Connects, declaring queues of `queue_type` (all of a deployment's clients, workers
+    /// and admin tools must use the same type).
+    pub async fn connect_with(url: &str, queue_type: topology::QueueType) -> Result<Self, Error> {
         let connection = broker::connect(url, "palermo client").await?;
         let channel = broker::confirm_channel(&connection).await?;
         topology::declare_exchange(&channel).await?;
@@ -65,7 +73,8 @@ impl Client {
                 connection,
                 channel,
                 declared: Mutex::new(HashSet::new()),
-                delays: DelayQueues::default(),
+                delays: DelayQueues::new(queue_type),
+                queue_type,
             }),
             format: Format::default(),
         })
@@ -278,7 +287,7 @@ impl Client {
         if self.is_declared(queue) {
             return Ok(());
         }
-        topology::declare_queue(&self.inner.channel, queue).await?;
+        topology::declare_queue(&self.inner.channel, queue, self.inner.queue_type).await?;
         self.lock_declared().insert(queue.to_string());
         Ok(())
     }

@@ -31,6 +31,13 @@ pub struct WorkerConfig {
     /// The delays between attempts when the job sets no `backoff`. Defaults to
     /// [`Backoff::DEFAULT`]: 15 s doubling up to 6 hours, plus 0–25 % jitter.
     pub backoff: Backoff,
+    /// How many times a job may come back to the queue without any run finishing (its
+    /// worker died, lost its connection...) before it goes to the failed queue as a poison
+    /// message instead of running again. Defaults to 5.
+    pub max_redeliveries: u32,
+    /// The type of the queues the worker declares (job queues, the failed queue, the delay
+    /// queues); see [`topology::QueueType`]. Defaults to classic.
+    pub queue_type: topology::QueueType,
     /// The queue failed jobs go to. Defaults to [`topology::FAILED_QUEUE`].
     pub failed_queue: String,
     /// How often the worker publishes a heartbeat (who it is, what it runs, its counters).
@@ -50,6 +57,8 @@ impl Default for WorkerConfig {
             shutdown_timeout: Duration::from_secs(30),
             job_timeout: Duration::from_secs(25 * 60),
             max_attempts: crate::retry::DEFAULT_MAX_ATTEMPTS,
+            max_redeliveries: 5,
+            queue_type: topology::QueueType::Classic,
             backoff: Backoff::DEFAULT,
             failed_queue: topology::FAILED_QUEUE.to_string(),
             heartbeat_interval: Duration::from_secs(5),
@@ -110,6 +119,11 @@ impl WorkerConfig {
         if self.job_timeout.is_zero() {
             return Err(Error::Config(
                 "the job timeout must be more than zero".into(),
+            ));
+        }
+        if self.max_redeliveries == 0 {
+            return Err(Error::Config(
+                "max_redeliveries is 0; it must be at least 1 (5 is the default)".into(),
             ));
         }
         if self.max_attempts == 0 {

@@ -45,17 +45,61 @@ use tokio::sync::OnceCell;
 use crate::{
     broker::{self, Pending},
     error::Error,
-    topology,
+    topology::{self, QueueType},
 };
 
 /// Binary delay levels: level `n` holds a message for 2^n seconds.
 pub const LEVELS: u32 = 25;
 /// The longest delay: 2^25 − 1 seconds, about 388 days.
 pub const MAX_DELAY: Duration = Duration::from_secs((1 << LEVELS) - 1);
-/// The prefix of every delay exchange and queue; no job queue may start with it.
+/// The prefix of every delay exchange and queue of classic deployments; no job queue may
+/// start with it.
 pub const PREFIX: &str = "palermo.delay.";
-/// The exchange that routes a due job to its queue.
-pub const DELIVER_EXCHANGE: &str = "palermo.delay.deliver";
+/// The same for quorum deployments. Each queue type has its own layout, so that classic and
+/// quorum deployments sharing one broker never deliver a delayed job twice.
+pub const QUORUM_PREFIX: &str = "palermo.qdelay.";
+
+/// The delay layout of one queue type: the names of its exchanges and queues.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Layout {
+    /// The type of the level queues.
+    pub queue_type: QueueType,
+}
+
+impl Layout {
+    /// The layout of `queue_type` deployments.
+    pub fn of(queue_type: QueueType) -> Self {
+        Self { queue_type }
+    }
+
+    fn prefix(self) -> &'static str {
+        match self.queue_type {
+            QueueType::Quorum => QUORUM_PREFIX,
+            _ => PREFIX,
+        }
+    }
+
+    /// The exchange of a level.
+    pub fn exchange(self, level: u32) -> String {
+        format!("{}{level}", self.prefix())
+    }
+
+    /// The exchange that routes a due job to its queue.
+    pub fn deliver_exchange(self) -> String {
+        format!("{}deliver", self.prefix())
+    }
+
+    /// The queue of a level and kind, e.g. `palermo.delay.retry.3` (TTL 8 s).
+    pub fn queue(self, kind: Kind, level: u32) -> String {
+        format!("{}{}.{level}", self.prefix(), kind.name())
+    }
+
+    /// `palermo.delay.retry.*` or `palermo.delay.scheduled.*`: all the level queues of a
+    /// kind, as `palermo queues` names them.
+    pub fn queues_of(self, kind: Kind) -> String {
+        format!("{}{}.*", self.prefix(), kind.name())
+    }
+}
 
 /// Why a job waits, which decides the queues it waits in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -84,19 +128,9 @@ impl Kind {
     }
 }
 
-/// The exchange of a level.
-pub fn exchange(level: u32) -> String {
-    format!("{PREFIX}{level}")
-}
-
-/// The queue of a level and kind, e.g. `palermo.delay.retry.3` (TTL 8 s).
-pub fn queue(kind: Kind, level: u32) -> String {
-    format!("{PREFIX}{}.{level}", kind.name())
-}
-
-/// Whether `name` belongs to the delay layout (job queues may not).
+/// Whether `name` belongs to a delay layout (job queues may not).
 pub fn is_reserved(name: &str) -> bool {
-    name.starts_with(PREFIX)
+    name.starts_with(PREFIX) || name.starts_with(QUORUM_PREFIX)
 }
 
 /// A delay in whole seconds, rounded up so that a job never runs early; `None` when it is
@@ -142,11 +176,20 @@ pub fn destination(routing_key: &str) -> Option<&str> {
 /// binding declared once. Share one per connection.
 #[derive(Debug, Default)]
 pub struct DelayQueues {
+    layout: Layout,
     declared: OnceCell<()>,
     bound: Mutex<HashSet<String>>,
 }
 
 impl DelayQueues {
+    /// The delay queues of a `queue_type` deployment.
+    pub fn new(queue_type: QueueType) -> Self {
+        Self {
+            layout: Layout::of(queue_type),
+            ..Self::default()
+        }
+    }
+
     /// Publishes a job that lands in `queue` after `delay` (rounded up to whole seconds),
     /// without waiting for the confirm. Declares the delay layout, `queue` and its delivery
     /// binding the first time.
@@ -163,12 +206,14 @@ impl DelayQueues {
             requested: delay,
             max: MAX_DELAY,
         })?;
-        self.declared.get_or_try_init(|| declare(channel)).await?;
+        self.declared
+            .get_or_try_init(|| declare(channel, self.layout))
+            .await?;
         self.bind(channel, queue).await?;
         let key = routing_key(kind, secs, queue);
         broker::publish_via(
             channel,
-            &exchange(LEVELS - 1),
+            &self.layout.exchange(LEVELS - 1),
             &key,
             queue,
             body,
@@ -181,8 +226,8 @@ impl DelayQueues {
         if self.lock().contains(queue) {
             return Ok(());
         }
-        topology::declare_queue(channel, queue).await?;
-        bind_queue(channel, queue).await?;
+        topology::declare_queue(channel, queue, self.layout.queue_type).await?;
+        bind_queue(channel, queue, self.layout).await?;
         self.lock().insert(queue.to_string());
         Ok(())
     }
@@ -196,19 +241,20 @@ impl DelayQueues {
 }
 
 /// Declares every delay exchange and queue and their bindings (harmless when they exist).
-pub async fn declare(channel: &Channel) -> Result<(), Error> {
-    declare_topic(channel, DELIVER_EXCHANGE).await?;
+pub async fn declare(channel: &Channel, layout: Layout) -> Result<(), Error> {
+    let deliver = layout.deliver_exchange();
+    declare_topic(channel, &deliver).await?;
     // Bottom up, so that a level's dead-letter exchange exists before its queue fills.
     for level in 0..LEVELS {
-        let this = exchange(level);
+        let this = layout.exchange(level);
         let next = match level {
-            0 => DELIVER_EXCHANGE.to_string(),
-            _ => exchange(level - 1),
+            0 => deliver.clone(),
+            _ => layout.exchange(level - 1),
         };
         declare_topic(channel, &this).await?;
         for kind in Kind::ALL {
-            let name = queue(kind, level);
-            let mut args = FieldTable::default();
+            let name = layout.queue(kind, level);
+            let mut args = layout.queue_type.arguments();
             args.insert(
                 "x-message-ttl".into(),
                 AMQPValue::LongLongInt(1000_i64 << level),
@@ -247,13 +293,13 @@ pub async fn declare(channel: &Channel) -> Result<(), Error> {
 }
 
 /// Binds a job queue to the delivery exchange, so that delayed jobs for it arrive.
-pub async fn bind_queue(channel: &Channel, queue: &str) -> Result<(), Error> {
+pub async fn bind_queue(channel: &Channel, queue: &str, layout: Layout) -> Result<(), Error> {
     topology::validate_queue_name(queue).map_err(Error::Config)?;
     let pattern = format!("{}{queue}", "*.".repeat(LEVELS as usize + 1));
     channel
         .queue_bind(
             queue.into(),
-            DELIVER_EXCHANGE.into(),
+            layout.deliver_exchange().as_str().into(),
             short(&pattern)?,
             QueueBindOptions::default(),
             FieldTable::default(),
@@ -290,12 +336,6 @@ async fn declare_topic(channel: &Channel, name: &str) -> Result<(), Error> {
         .map_err(Error::broker("exchange.declare (delay)"))
 }
 
-/// `palermo.delay.retry.*` or `palermo.delay.scheduled.*`: all the level queues of a kind,
-/// as `palermo queues` names them.
-pub fn queues_of(kind: Kind) -> String {
-    format!("{PREFIX}{}.*", kind.name())
-}
-
 /// How many jobs wait in the delay queues.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Waiting {
@@ -309,11 +349,11 @@ pub struct Waiting {
 
 /// Counts the jobs waiting in the delay queues, by passive declares (nothing is created;
 /// missing queues count as empty).
-pub async fn waiting(connection: &Connection) -> Result<Waiting, Error> {
+pub async fn waiting(connection: &Connection, layout: Layout) -> Result<Waiting, Error> {
     let mut waiting = Waiting::default();
     for level in 0..LEVELS {
         for kind in Kind::ALL {
-            let depth = topology::inspect(connection, &queue(kind, level)).await?;
+            let depth = topology::inspect(connection, &layout.queue(kind, level)).await?;
             waiting.declared |= depth.is_some();
             let ready = depth.map_or(0, |depth| u64::from(depth.ready));
             match kind {
@@ -364,9 +404,13 @@ mod tests {
 
     #[test]
     fn names() {
-        assert_eq!(queue(Kind::Retry, 3), "palermo.delay.retry.3");
-        assert_eq!(exchange(24), "palermo.delay.24");
-        assert!(is_reserved(&queue(Kind::Scheduled, 0)));
+        let classic = Layout::default();
+        assert_eq!(classic.queue(Kind::Retry, 3), "palermo.delay.retry.3");
+        assert_eq!(classic.exchange(24), "palermo.delay.24");
+        assert!(is_reserved(&classic.queue(Kind::Scheduled, 0)));
+        let quorum = Layout::of(QueueType::Quorum);
+        assert_eq!(quorum.deliver_exchange(), "palermo.qdelay.deliver");
+        assert!(is_reserved(&quorum.queue(Kind::Retry, 0)));
         assert!(!is_reserved("palermo.failed"));
     }
 }

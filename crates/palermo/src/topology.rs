@@ -70,14 +70,74 @@ pub async fn declare_exchange(channel: &Channel) -> Result<(), Error> {
         .map_err(Error::broker("exchange.declare"))
 }
 
-/// Declares a durable job queue and binds it to the exchange under its own name.
-pub async fn declare_queue(channel: &Channel, queue: &str) -> Result<(), Error> {
+/// The kind of RabbitMQ queue Palermo declares for job queues, the failed queue and the
+/// delay queues. One deployment uses one kind everywhere (`PALERMO_QUEUE_TYPE`): RabbitMQ
+/// refuses to re-declare a queue as another kind.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum QueueType {
+    /// Classic queues: one node, the fastest consumers. The default.
+    #[default]
+    Classic,
+    /// Quorum queues: replicated over a cluster (Raft), for deployments that must survive
+    /// the loss of a node. They refuse channel-wide prefetch, so a worker slot then holds up
+    /// to one unacked delivery per queue it serves; they count redeliveries themselves
+    /// (`x-delivery-count`).
+    Quorum,
+}
+
+impl QueueType {
+    /// `classic` or `quorum`.
+    pub fn name(self) -> &'static str {
+        match self {
+            QueueType::Classic => "classic",
+            QueueType::Quorum => "quorum",
+        }
+    }
+
+    /// The `queue.declare` arguments that make a queue of this type.
+    pub fn arguments(self) -> FieldTable {
+        let mut args = FieldTable::default();
+        if self == QueueType::Quorum {
+            args.insert(
+                "x-queue-type".into(),
+                lapin::types::AMQPValue::LongString("quorum".into()),
+            );
+        }
+        args
+    }
+}
+
+impl std::str::FromStr for QueueType {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "classic" => Ok(QueueType::Classic),
+            "quorum" => Ok(QueueType::Quorum),
+            other => Err(format!("queue type {other:?} is not classic or quorum")),
+        }
+    }
+}
+
+impl std::fmt::Display for QueueType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Declares a durable job queue of `queue_type` and binds it to the exchange under its own
+/// name.
+pub async fn declare_queue(
+    channel: &Channel,
+    queue: &str,
+    queue_type: QueueType,
+) -> Result<(), Error> {
     validate_queue_name(queue).map_err(Error::Config)?;
     channel
         .queue_declare(
             queue.into(),
             QueueDeclareOptions::durable(),
-            FieldTable::default(),
+            queue_type.arguments(),
         )
         .await
         .map_err(Error::broker("queue.declare"))?;
@@ -186,6 +246,12 @@ fn is_not_found(error: &lapin::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::validate_queue_name;
+
+    #[test]
+    fn queue_types_parse() {
+        assert_eq!("quorum".parse(), Ok(super::QueueType::Quorum));
+        assert!("stream".parse::<super::QueueType>().is_err());
+    }
 
     #[test]
     fn queue_names() {

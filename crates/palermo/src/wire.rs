@@ -46,6 +46,9 @@ pub mod header {
     pub const FIRST_FAILED_AT: &str = "x-palermo-first-failed-at";
     pub const WORKER: &str = "x-palermo-worker";
     pub const SOURCE_QUEUE: &str = "x-palermo-source-queue";
+    /// Times the message came back without a run finishing (classic queues; see
+    /// `worker::poison`).
+    pub const REDELIVERIES: &str = "x-palermo-redeliveries";
     /// Header values cut to fit a frame (see [`super::fit_headers`]), comma-separated.
     pub const HEADERS_CUT: &str = "x-palermo-headers-cut";
     // Retry and scheduling headers (docs/retries.md).

@@ -28,7 +28,11 @@ pub struct Args {
     at: Option<String>,
 }
 
-pub async fn run(amqp_url: &str, args: Args) -> anyhow::Result<()> {
+pub async fn run(
+    amqp_url: &str,
+    queue_type: palermo::topology::QueueType,
+    args: Args,
+) -> anyhow::Result<()> {
     palermo::topology::validate_queue_name(&args.queue).map_err(anyhow::Error::msg)?;
     let value: serde_json::Value = serde_json::from_str(&args.args)
         .with_context(|| format!("--args is not valid JSON: {}", args.args))?;
@@ -58,7 +62,7 @@ pub async fn run(amqp_url: &str, args: Args) -> anyhow::Result<()> {
         (None, None) => None,
     };
     let body = format.encode(&value).map_err(anyhow::Error::msg)?;
-    let client = Client::connect(amqp_url).await?;
+    let client = Client::connect_with(amqp_url, queue_type).await?;
     let job = RawJob {
         name: args.job,
         queue: args.queue,

@@ -172,7 +172,9 @@ pub async fn run(amqp_url: &str, settings: &Settings, args: Args) -> anyhow::Res
             let json = act.json;
             let recorder = settings.recorder(amqp_url).await?;
             let mut requeuer =
-                Requeuer::new(recorder.store(), recorder.connection(), admin::actor()).await?;
+                Requeuer::new(recorder.store(), recorder.connection(), admin::actor())
+                    .await?
+                    .with_queue_type(settings.queue_type);
             if act.all {
                 let count = requeuer.retry_matching(&act.filter.filter()?).await?;
                 report(json, "retried", count, None);

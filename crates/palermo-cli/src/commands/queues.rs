@@ -73,13 +73,14 @@ pub async fn run(amqp_url: &str, settings: &Settings, args: Args) -> anyhow::Res
             queue,
         });
     }
-    let waiting = palermo::delay::waiting(recorder.connection()).await?;
+    let layout = palermo::delay::Layout::of(settings.queue_type);
+    let waiting = palermo::delay::waiting(recorder.connection(), layout).await?;
     for (kind, count) in [
         (palermo::delay::Kind::Retry, waiting.retrying),
         (palermo::delay::Kind::Scheduled, waiting.scheduled),
     ] {
         rows.push(Row {
-            queue: palermo::delay::queues_of(kind),
+            queue: layout.queues_of(kind),
             exists: waiting.declared,
             ready: Some(u32::try_from(count).unwrap_or(u32::MAX)),
             unacked: 0,

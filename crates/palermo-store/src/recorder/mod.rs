@@ -51,6 +51,9 @@ pub struct RecorderConfig {
     /// Messages recorded per transaction when draining, and the prefetch of
     /// [`Recorder::run`]. Defaults to 200.
     pub batch: u16,
+    /// The type of the failed queue (and of the queues retries go back to): see
+    /// [`palermo::topology::QueueType`]. Defaults to classic.
+    pub queue_type: palermo::topology::QueueType,
     /// Test hook: end the process (exit code 70) right after the first commit, before its
     /// ack, as a crash would.
     #[doc(hidden)]
@@ -69,6 +72,7 @@ impl Default for RecorderConfig {
             stats_retention: Duration::from_secs(7 * 86_400),
             maintenance_interval: Duration::from_secs(1),
             batch: 200,
+            queue_type: palermo::topology::QueueType::Classic,
             crash_after_commit: false,
         }
     }
@@ -100,7 +104,7 @@ impl Recorder {
         let connection = palermo::broker::connect(&config.amqp_url, "palermo recorder").await?;
         let channel = palermo::broker::confirm_channel(&connection).await?;
         palermo::topology::declare_exchange(&channel).await?;
-        palermo::topology::declare_queue(&channel, &config.failed_queue).await?;
+        palermo::topology::declare_queue(&channel, &config.failed_queue, config.queue_type).await?;
         palermo::topology::declare_events(&channel, &config.events_exchange).await?;
         Ok(Recorder {
             store,

@@ -41,6 +41,12 @@ pub struct WorkerArgs {
     /// Random extra wait, as a fraction of the delay (0 to 1).
     #[arg(long, default_value_t = crate::retry::Backoff::DEFAULT.jitter)]
     pub backoff_jitter: f64,
+    /// Queue type of a deployment: classic or quorum (for replicated clusters).
+    #[arg(long, env = "PALERMO_QUEUE_TYPE", default_value = "classic")]
+    pub queue_type: crate::topology::QueueType,
+    /// Times a job may come back without a run finishing before it is failed as poison.
+    #[arg(long, default_value_t = 5)]
+    pub max_redeliveries: u32,
     /// RabbitMQ URL.
     #[arg(long, env = "PALERMO_AMQP_URL", default_value = crate::DEFAULT_AMQP_URL)]
     pub amqp_url: String,
@@ -65,6 +71,8 @@ impl WorkerArgs {
             shutdown_timeout: Duration::from_secs(self.shutdown_timeout),
             job_timeout: Duration::from_secs(self.job_timeout),
             max_attempts: self.max_attempts,
+            max_redeliveries: self.max_redeliveries,
+            queue_type: self.queue_type,
             backoff: crate::retry::Backoff {
                 base: Duration::from_secs(self.backoff_base),
                 max: Duration::from_secs(self.backoff_max),

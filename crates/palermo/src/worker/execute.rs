@@ -22,7 +22,7 @@ use tracing::{error, info, warn};
 
 use super::{
     failure::{self, Failure, FailureKind, GaveUp},
-    panic,
+    panic, poison,
     retrying::{self, NextAttempt},
     Shared,
 };
@@ -67,6 +67,10 @@ impl Outcome {
 /// Runs one delivery to its end: acked, or handed over (retry, snooze, failed queue) and then
 /// acked, or, when that hand-over cannot be confirmed, returned to the broker unacked.
 pub(crate) async fn execute(shared: &Shared, channel: &Channel, delivery: Delivery) {
+    if let poison::Verdict::Handled(result) = poison::check(shared, channel, &delivery).await {
+        settle(&delivery, result).await;
+        return;
+    }
     let running = shared.stats.started(&delivery);
     let outcome = run(shared, &delivery).await;
     running.finished(outcome.is_ok());
@@ -83,8 +87,14 @@ pub(crate) async fn execute(shared: &Shared, channel: &Channel, delivery: Delive
             hand_over_failure(shared, channel, &delivery, &failure, ran).await
         }
     };
+    settle(&delivery, handed_over).await;
+}
+
+/// Acks `delivery` once whatever replaces it is confirmed (`Ok`); otherwise returns it to
+/// its queue unacked, so nothing is lost.
+async fn settle(delivery: &Delivery, handed_over: Result<(), Error>) {
     match handed_over {
-        Ok(()) => ack(&delivery).await,
+        Ok(()) => ack(delivery).await,
         Err(e) => {
             error!(
                 error = %e,

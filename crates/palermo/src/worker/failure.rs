@@ -35,6 +35,8 @@ pub enum FailureKind {
     UnknownJob,
     /// The body could not be decoded into the job's arguments.
     Undecodable,
+    /// It came back too many times without a run finishing ([`super::poison`]).
+    Poison,
 }
 
 impl FailureKind {
@@ -47,6 +49,7 @@ impl FailureKind {
             FailureKind::Malformed => "malformed",
             FailureKind::UnknownJob => "unknown_job",
             FailureKind::Undecodable => "undecodable",
+            FailureKind::Poison => "poison",
         }
     }
 

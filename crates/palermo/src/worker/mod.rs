@@ -12,6 +12,7 @@ pub mod execute;
 pub mod failure;
 pub mod heartbeat;
 pub mod panic;
+pub(crate) mod poison;
 pub mod retrying;
 pub mod slot;
 pub(crate) mod stats;
@@ -76,9 +77,9 @@ impl Worker {
         let connection = broker::connect(&config.amqp_url, &self.shared.identity).await?;
         let channel = broker::confirm_channel(&connection).await?;
         topology::declare_exchange(&channel).await?;
-        topology::declare_queue(&channel, &config.failed_queue).await?;
+        topology::declare_queue(&channel, &config.failed_queue, config.queue_type).await?;
         for queue in &config.queues {
-            topology::declare_queue(&channel, queue).await?;
+            topology::declare_queue(&channel, queue, config.queue_type).await?;
         }
         info!(
             worker = %self.shared.identity,
@@ -181,6 +182,7 @@ impl WorkerBuilder {
             std::process::id(),
             self.config.queues.join(",")
         );
+        let queue_type = self.config.queue_type;
         Ok(Worker {
             shared: Arc::new(Shared {
                 config: self.config,
@@ -188,7 +190,7 @@ impl WorkerBuilder {
                 state: Arc::new(self.state),
                 identity,
                 stats: stats::Stats::default(),
-                delays: Default::default(),
+                delays: crate::delay::DelayQueues::new(queue_type),
             }),
         })
     }

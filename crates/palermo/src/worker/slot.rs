@@ -35,8 +35,11 @@ impl Slot {
         channel: Channel,
         number: usize,
     ) -> Result<Self, Error> {
+        // Quorum queues refuse channel-wide prefetch (the broker closes the connection), so
+        // with them the limit is per consumer: one unacked delivery per queue of the slot.
+        let global = shared.config.queue_type == crate::topology::QueueType::Classic;
         channel
-            .basic_qos(1, BasicQosOptions { global: true })
+            .basic_qos(1, BasicQosOptions { global })
             .await
             .map_err(Error::broker("basic.qos"))?;
         let mut tags = Vec::new();
