@@ -51,6 +51,7 @@ async fn record(
     Ok(())
 }
 
+/// The same job, always in MessagePack whatever the client's default.
 #[palermo::job(queue = "core", max_attempts = 1, serializer = "msgpack")]
 async fn record_packed(
     label: String,
@@ -58,11 +59,7 @@ async fn record_packed(
     address: Address,
     seen: State<Arc<Seen>>,
 ) -> anyhow::Result<()> {
-    seen.calls
-        .lock()
-        .expect("lock")
-        .push((label, numbers, address));
-    Ok(())
+    record(label, numbers, address, seen).await
 }
 
 #[palermo::job(max_attempts = 1)]

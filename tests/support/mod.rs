@@ -2,12 +2,12 @@
 //! in-process workers, and cleanup of what a test created (and nothing else).
 #![allow(dead_code)]
 
+pub mod process;
+
 use std::{future::Future, time::Duration};
 
 use lapin::{
-    options::{QueueDeclareOptions, QueueDeleteOptions},
-    types::FieldTable,
-    BasicProperties, Channel, Connection, ConnectionProperties,
+    options::QueueDeleteOptions, BasicProperties, Channel, Connection, ConnectionProperties,
 };
 use palermo::{shutdown, WorkerConfig};
 
@@ -99,42 +99,19 @@ impl Broker {
 
     /// Messages ready in `queue` (0 if it does not exist).
     pub async fn ready(&self, queue: &str) -> u32 {
-        let Ok(channel) = self.connection.create_channel().await else {
-            return 0;
-        };
-        match channel
-            .queue_declare(
-                queue.into(),
-                QueueDeclareOptions {
-                    passive: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-        {
-            Ok(q) => q.message_count(),
-            Err(_) => 0,
-        }
+        self.depth(queue).await.map_or(0, |d| d.ready)
     }
 
-    /// Consumers on `queue`.
+    /// Consumers on `queue` (0 if it does not exist).
     pub async fn consumers(&self, queue: &str) -> u32 {
-        let Ok(channel) = self.connection.create_channel().await else {
-            return 0;
-        };
-        channel
-            .queue_declare(
-                queue.into(),
-                QueueDeclareOptions {
-                    passive: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
+        self.depth(queue).await.map_or(0, |d| d.consumers)
+    }
+
+    async fn depth(&self, queue: &str) -> Option<palermo::topology::QueueDepth> {
+        palermo::topology::inspect(&self.connection, queue)
             .await
-            .map(|q| q.consumer_count())
-            .unwrap_or(0)
+            .ok()
+            .flatten()
     }
 
     /// Takes every message now in `queue` (acked), with its properties.
@@ -227,7 +204,7 @@ impl RunningWorker {
 // it).
 
 /// Runs `rabbitmqctl` on the test broker's node.
-fn rabbitmqctl(args: &[&str]) -> std::io::Result<std::process::Output> {
+pub fn rabbitmqctl(args: &[&str]) -> std::io::Result<std::process::Output> {
     let mut command = std::process::Command::new("rabbitmqctl");
     if let Ok(node) = std::env::var("PALERMO_RABBITMQ_NODE") {
         command.args(["-n", &node]);

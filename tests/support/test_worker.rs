@@ -16,6 +16,26 @@ async fn fail(reason: String) -> anyhow::Result<()> {
     Err(anyhow::anyhow!("{reason}"))
 }
 
+/// Works `work_ms` milliseconds, then appends its job id and a newline to the file at `path`
+/// and fsyncs it: the durable record of the chaos test (tests/disruptive_chaos.rs). One short
+/// `O_APPEND` write per run, so lines of concurrent runs never interleave.
+#[palermo::job(queue = "test", max_attempts = 3)]
+async fn record_id(path: String, work_ms: u64, ctx: palermo::JobContext) -> anyhow::Result<()> {
+    use std::io::Write;
+    tokio::time::sleep(Duration::from_millis(work_ms)).await;
+    let line = format!("{}\n", ctx.id);
+    tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?;
+        file.write_all(line.as_bytes())?;
+        file.sync_data()
+    })
+    .await??;
+    Ok(())
+}
+
 /// Kills the whole worker process, as a job with a fatal bug would.
 #[palermo::job(queue = "test")]
 async fn abort_now(why: String) -> anyhow::Result<()> {

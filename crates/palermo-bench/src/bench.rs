@@ -229,6 +229,23 @@ impl Bench {
         }
     }
 
+    /// A new connection for the clean-up, trying for 30 s: a broker restarted under the run
+    /// takes a few seconds to accept connections again.
+    async fn reconnect(&self) -> lapin::Result<Connection> {
+        let mut tries = 0;
+        loop {
+            let connected =
+                Connection::connect(&self.amqp_url, ConnectionProperties::default()).await;
+            match connected {
+                Err(_) if tries < 15 => {
+                    tries += 1;
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                }
+                connected => return connected,
+            }
+        }
+    }
+
     /// Deletes every queue the run created, closes the connections and, after a clean run,
     /// the workers' logs. Best effort: it reports what it could not do.
     pub async fn finish(self, success: bool) {
@@ -238,8 +255,16 @@ impl Bench {
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner()),
         );
-        // A fresh channel: the admin channel may be what failed.
-        match self.connection.create_channel().await {
+        // A fresh channel, on a fresh connection if need be: the admin channel, or the broker
+        // itself (restarted under the run), may be what failed.
+        let (channel, spare) = match self.connection.create_channel().await {
+            Ok(channel) => (Ok(channel), None),
+            Err(_) => match self.reconnect().await {
+                Ok(connection) => (connection.create_channel().await, Some(connection)),
+                Err(e) => (Err(e), None),
+            },
+        };
+        match channel {
             Ok(channel) => {
                 for queue in queues {
                     let deleted = channel
@@ -249,21 +274,22 @@ impl Bench {
                         eprintln!("warning: could not delete queue {queue}: {e}");
                     }
                 }
-            }
-            Err(e) => eprintln!("warning: could not delete queues {queues:?}: {e}"),
-        }
-        if let Some(events) = &self.events {
-            let deleted = match self.connection.create_channel().await {
-                Ok(channel) => {
-                    channel
+                if let Some(events) = &self.events {
+                    let deleted = channel
                         .exchange_delete(events.as_str().into(), ExchangeDeleteOptions::default())
-                        .await
+                        .await;
+                    if let Err(e) = deleted {
+                        eprintln!("warning: could not delete exchange {events}: {e}");
+                    }
                 }
-                Err(e) => Err(e),
-            };
-            if let Err(e) = deleted {
-                eprintln!("warning: could not delete exchange {events}: {e}");
             }
+            Err(e) => eprintln!(
+                "warning: could not delete queues {queues:?} and exchange {:?}: {e}",
+                self.events
+            ),
+        }
+        if let Some(spare) = spare {
+            let _ = spare.close(200, "bench clean-up done".into()).await;
         }
         if let Err(e) = self.client.close().await {
             eprintln!("warning: closing the Palermo client: {e}");

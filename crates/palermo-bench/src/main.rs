@@ -90,9 +90,29 @@ fn main() -> ExitCode {
 
 async fn run(args: &Args) -> anyhow::Result<Report> {
     let bench = Bench::connect(&args.amqp_url, args.jobs, args.latency_jobs).await?;
-    let result = measure(&bench, args).await;
+    // Ctrl-C or SIGTERM still removes the run's queues: dropping the measurement kills its
+    // worker, and the clean-up below runs.
+    let result = tokio::select! {
+        result = measure(&bench, args) => result,
+        signal = interrupted() => Err(signal),
+    };
     bench.finish(result.is_ok()).await;
     result
+}
+
+/// Completes with an error naming the signal at SIGINT or SIGTERM.
+async fn interrupted() -> anyhow::Error {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = int.recv() => anyhow::anyhow!("interrupted (SIGINT)"),
+        _ = term.recv() => anyhow::anyhow!("terminated (SIGTERM)"),
+    }
 }
 
 async fn measure(bench: &Bench, args: &Args) -> anyhow::Result<Report> {

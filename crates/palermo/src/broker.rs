@@ -9,14 +9,15 @@ use lapin::{
 
 use crate::{error::Error, topology::EXCHANGE};
 
-/// The largest AMQP frame asked for when the URL sets no `frame_max`, in bytes.
+/// The largest AMQP frame asked for when the URL sets no `frame_max`, in bytes: RabbitMQ's
+/// own default, so the frames are what they would be anyway.
 ///
-/// lapin keeps a send and a receive buffer of 32 frames each per connection, so RabbitMQ's
-/// default of 128 KiB costs 8 MiB of resident memory; 64 KiB halves that. A message's
-/// properties must fit in one frame, and the largest Palermo writes (a failure: error,
-/// backtrace and error history headers) stays under 40 KiB. Larger bodies are split into
-/// several frames, which costs nothing measurable.
-pub const FRAME_MAX: u32 = 64 * 1024;
+/// Saying it up front saves memory: lapin keeps a send and a receive ring buffer of 32 frames
+/// each per connection. Left to learn the frame size from the broker, it grows the buffers
+/// to 4 MiB each and zero-fills them, 8 MiB resident from the start (half of an idle
+/// worker); told it before connecting, it allocates them untouched, and only the pages that
+/// traffic reaches become resident (docs/performance.md).
+pub const FRAME_MAX: u32 = 128 * 1024;
 
 /// Opens a connection; `name` shows in RabbitMQ's connection list.
 pub async fn connect(url: &str, name: &str) -> Result<Connection, Error> {

@@ -1,43 +1,38 @@
 //! Enqueueing jobs. `enqueue` returns only once the broker has confirmed the message is
 //! stored: a returned id is a job that exists. `enqueue_in` / `enqueue_at` store the job in
 //! the [`crate::delay`] queues, from where the broker moves it to its queue when it is due.
+//!
+//! The client survives broker restarts: an enqueue that finds the connection down reconnects
+//! (for up to [`Reconnect::wait`]) and declares its queues again, or returns
+//! [`Error::Unavailable`]; it never returns an id the broker has not confirmed.
 
 use std::{
-    collections::HashSet,
-    sync::{Arc, Mutex},
+    sync::Arc,
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
-use lapin::{Channel, Connection};
+use lapin::BasicProperties;
 use uuid::Uuid;
 
+pub use crate::session::Reconnect;
 use crate::{
     broker::{self, Pending},
-    delay::{self, DelayQueues},
+    delay,
     error::Error,
     job::Job,
     serializer::Format,
+    session::Sessions,
     topology,
     wire::{self, header, JobMeta},
 };
 
 /// A handle for enqueueing jobs; cheap to clone, safe to share between tasks. It holds one
-/// connection and one confirm-mode channel.
+/// connection and one confirm-mode channel, made again when the broker connection drops.
 #[derive(Clone)]
 pub struct Client {
-    inner: Arc<Inner>,
+    inner: Arc<Sessions>,
     format: Format,
-}
-
-struct Inner {
-    connection: Connection,
-    channel: Channel,
-    /// Queues declared and bound on this connection (declare before the first publish).
-    declared: Mutex<HashSet<String>>,
-    /// The delay queues, declared at the first delayed enqueue.
-    delays: DelayQueues,
-    /// The type of the queues this client declares.
-    queue_type: topology::QueueType,
+    reconnect: Reconnect,
 }
 
 /// A job given by name with already-serialized arguments, for tools that do not link the
@@ -64,20 +59,26 @@ impl Client {
 
     /// Connects, declaring queues of `queue_type` (all of a deployment's clients, workers
     /// and admin tools must use the same type).
+    /// An unreachable broker is an error at once here; later, enqueues reconnect.
     pub async fn connect_with(url: &str, queue_type: topology::QueueType) -> Result<Self, Error> {
-        let connection = broker::connect(url, "palermo client").await?;
-        let channel = broker::confirm_channel(&connection).await?;
-        topology::declare_exchange(&channel).await?;
         Ok(Self {
-            inner: Arc::new(Inner {
-                connection,
-                channel,
-                declared: Mutex::new(HashSet::new()),
-                delays: DelayQueues::new(queue_type),
-                queue_type,
-            }),
+            inner: Arc::new(Sessions::connect(url, queue_type).await?),
             format: Format::default(),
+            reconnect: Reconnect::default(),
         })
+    }
+
+    /// This client with another limit on how long an enqueue waits for a lost broker
+    /// connection to come back (5 s by default; zero makes one quick attempt).
+    pub fn with_reconnect_wait(mut self, wait: Duration) -> Self {
+        self.reconnect.wait = wait;
+        self
+    }
+
+    /// This client with another reconnect policy (wait and backoff).
+    pub fn with_reconnect(mut self, reconnect: Reconnect) -> Self {
+        self.reconnect = reconnect;
+        self
     }
 
     /// This client with another serializer for jobs that do not choose their own.
@@ -139,14 +140,10 @@ impl Client {
             }
         };
         let meta = self.meta(&job.name, &job.queue, job.format, preview, job.max_attempts);
-        self.ensure_declared(&job.queue).await?;
-        broker::publish_confirmed(
-            &self.inner.channel,
-            &job.queue,
-            &job.body,
-            meta.properties(),
-        )
-        .await?;
+        self.send(&job.queue, None, &job.body, meta.properties())
+            .await?
+            .confirmed()
+            .await?;
         Ok(meta.id)
     }
 
@@ -225,16 +222,8 @@ impl Client {
         wire::put_int(&mut headers, header::SCHEDULED_FOR, due_ms);
         wire::put_int(&mut headers, header::NEXT_RUN_AT, due_ms);
         properties = properties.with_headers(headers);
-        self.inner
-            .delays
-            .publish(
-                &self.inner.channel,
-                delay::Kind::Scheduled,
-                delay::until(at),
-                &meta.queue,
-                body,
-                properties,
-            )
+        let delayed = Some((delay::Kind::Scheduled, delay::until(at)));
+        self.send(&meta.queue, delayed, body, properties)
             .await?
             .confirmed()
             .await?;
@@ -242,12 +231,9 @@ impl Client {
     }
 
     /// Closes the connection, waiting for nothing: every enqueue has already been confirmed.
+    /// Later enqueues return [`Error::Closed`].
     pub async fn close(&self) -> Result<(), Error> {
-        self.inner
-            .connection
-            .close(200, "client closed".into())
-            .await
-            .map_err(Error::broker("connection.close"))
+        self.inner.close().await
     }
 
     async fn publish<J: Job>(&self, queue: &str, job: &J) -> Result<(Uuid, Pending), Error> {
@@ -258,9 +244,44 @@ impl Client {
             reason,
         })?;
         let meta = self.meta(J::NAME, queue, format, job.preview(), J::MAX_ATTEMPTS);
-        self.ensure_declared(queue).await?;
-        let pending = broker::publish(&self.inner.channel, queue, &body, meta.properties()).await?;
+        let pending = self.send(queue, None, &body, meta.properties()).await?;
         Ok((meta.id, pending))
+    }
+
+    /// Publishes to `queue` (through the delay queues when `delayed`), declaring what it
+    /// needs first, on a usable session. A publish refused because the connection died under
+    /// it is sent once more on a new connection; a publish that was sent but whose confirm
+    /// was lost is not (the caller gets the error: the job may or may not be stored).
+    async fn send(
+        &self,
+        queue: &str,
+        delayed: Option<(delay::Kind, Duration)>,
+        body: &[u8],
+        properties: BasicProperties,
+    ) -> Result<Pending, Error> {
+        let mut retried = false;
+        loop {
+            let session = self.inner.get(&self.reconnect).await?;
+            let sent = match delayed {
+                None => match session.ensure_declared(queue, self.inner.queue_type).await {
+                    Ok(()) => {
+                        broker::publish(&session.channel, queue, body, properties.clone()).await
+                    }
+                    Err(e) => Err(e),
+                },
+                Some((kind, delay)) => {
+                    let channel = &session.channel;
+                    let properties = properties.clone();
+                    (session.delays)
+                        .publish(channel, kind, delay, queue, body, properties)
+                        .await
+                }
+            };
+            match sent {
+                Err(Error::Broker { .. }) if !retried && !session.usable() => retried = true,
+                sent => return sent,
+            }
+        }
     }
 
     fn meta(
@@ -281,26 +302,5 @@ impl Client {
             max_attempts,
             enqueued_at_ms: wire::now_ms(),
         }
-    }
-
-    async fn ensure_declared(&self, queue: &str) -> Result<(), Error> {
-        if self.is_declared(queue) {
-            return Ok(());
-        }
-        topology::declare_queue(&self.inner.channel, queue, self.inner.queue_type).await?;
-        self.lock_declared().insert(queue.to_string());
-        Ok(())
-    }
-
-    fn is_declared(&self, queue: &str) -> bool {
-        self.lock_declared().contains(queue)
-    }
-
-    fn lock_declared(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
-        // A panic while holding this lock cannot leave the set inconsistent.
-        self.inner
-            .declared
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }

@@ -46,6 +46,12 @@ pub struct WorkerConfig {
     /// The topic exchange (and queue) heartbeats go to. Defaults to
     /// [`topology::EVENTS_EXCHANGE`].
     pub events_exchange: String,
+    /// The delays between attempts to reconnect after the broker connection drops: the
+    /// worker tries again after `base`, doubling up to `max` (at most 10 minutes), each plus
+    /// `jitter`. At start-up it does not wait: a broker it cannot reach is an error then.
+    /// Defaults to [`crate::reconnect::DEFAULT_BACKOFF`]: 250 ms doubling up to 5 s, plus
+    /// 0–25 %.
+    pub reconnect: Backoff,
 }
 
 impl Default for WorkerConfig {
@@ -63,6 +69,7 @@ impl Default for WorkerConfig {
             failed_queue: topology::FAILED_QUEUE.to_string(),
             heartbeat_interval: Duration::from_secs(5),
             events_exchange: topology::EVENTS_EXCHANGE.to_string(),
+            reconnect: crate::reconnect::DEFAULT_BACKOFF,
         }
     }
 }
@@ -132,6 +139,7 @@ impl WorkerConfig {
             ));
         }
         self.backoff.validate().map_err(Error::Config)?;
+        crate::reconnect::validate(&self.reconnect).map_err(Error::Config)?;
         Ok(())
     }
 }

@@ -31,7 +31,7 @@
 
 use std::{
     collections::HashSet,
-    sync::Mutex,
+    sync::{Arc, Mutex},
     time::{Duration, SystemTime},
 };
 
@@ -173,11 +173,19 @@ pub fn destination(routing_key: &str) -> Option<&str> {
 }
 
 /// The delay layout as one client or worker uses it: declared once, each job queue's delivery
-/// binding declared once. Share one per connection.
+/// binding declared once. Share one per connection, and call [`DelayQueues::forget`] after a
+/// reconnect.
 #[derive(Debug, Default)]
 pub struct DelayQueues {
     layout: Layout,
-    declared: OnceCell<()>,
+    declared: Mutex<Arc<Declared>>,
+}
+
+/// What was declared since the last [`DelayQueues::forget`]: replaced whole, so that a
+/// declare still running on a dead connection cannot mark the new one declared.
+#[derive(Debug, Default)]
+struct Declared {
+    layout: OnceCell<()>,
     bound: Mutex<HashSet<String>>,
 }
 
@@ -206,10 +214,12 @@ impl DelayQueues {
             requested: delay,
             max: MAX_DELAY,
         })?;
-        self.declared
+        let declared = self.declared();
+        declared
+            .layout
             .get_or_try_init(|| declare(channel, self.layout))
             .await?;
-        self.bind(channel, queue).await?;
+        self.bind(&declared, channel, queue).await?;
         let key = routing_key(kind, secs, queue);
         broker::publish_via(
             channel,
@@ -222,22 +232,32 @@ impl DelayQueues {
         .await
     }
 
-    async fn bind(&self, channel: &Channel, queue: &str) -> Result<(), Error> {
-        if self.lock().contains(queue) {
+    /// Forgets what was declared: the next publish declares the layout and bindings again
+    /// (after a reconnect the broker may be a new node, or have lost them).
+    pub fn forget(&self) {
+        *lock(&self.declared) = Arc::default();
+    }
+
+    fn declared(&self) -> Arc<Declared> {
+        lock(&self.declared).clone()
+    }
+
+    async fn bind(&self, declared: &Declared, channel: &Channel, queue: &str) -> Result<(), Error> {
+        if lock(&declared.bound).contains(queue) {
             return Ok(());
         }
         topology::declare_queue(channel, queue, self.layout.queue_type).await?;
         bind_queue(channel, queue, self.layout).await?;
-        self.lock().insert(queue.to_string());
+        lock(&declared.bound).insert(queue.to_string());
         Ok(())
     }
+}
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
-        // A set of names cannot be left inconsistent by a panic.
-        self.bound
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A set of names, or a pointer to one, cannot be left inconsistent by a panic.
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Declares every delay exchange and queue and their bindings (harmless when they exist).

@@ -29,6 +29,22 @@ pub enum Error {
     /// The broker returned the message as unroutable: no queue is bound for it.
     #[error("RabbitMQ could not route the message to queue {queue:?} (is the queue deleted?)")]
     Unroutable { queue: String },
+    /// The broker connection is down and did not come back within the client's reconnect
+    /// wait ([`crate::Client::with_reconnect_wait`]); nothing was published.
+    #[error("RabbitMQ at {url} is unreachable (reconnecting for {waited:?}, {attempts} attempts): {reason}")]
+    Unavailable {
+        url: String,
+        waited: Duration,
+        attempts: u32,
+        /// The last attempt's error.
+        reason: String,
+    },
+    /// A reconnect attempt (connect and declare) got no answer in time.
+    #[error("RabbitMQ at {url} did not answer within {timeout:?}")]
+    ConnectTimeout { url: String, timeout: Duration },
+    /// The client was closed with [`crate::Client::close`].
+    #[error("the client is closed")]
+    Closed,
     /// The broker did not confirm a publish in time.
     #[error("RabbitMQ did not confirm the publish to queue {queue:?} within {timeout:?}")]
     ConfirmTimeout { queue: String, timeout: Duration },

@@ -13,6 +13,9 @@
 //! [`Recorder::drain`] records what is queued now and returns: every CLI command does that
 //! before it reads, so the CLI works without a dashboard. [`Recorder::run`] keeps consuming
 //! until told to stop: the dashboard runs it. Both may run at once, any number of them.
+//! [`Recorder::run`] survives broker restarts: when its connection drops it reconnects with
+//! [`RecorderConfig::reconnect`] backoff, declares its queues again and goes on; what it had
+//! not acked is redelivered and recorded once (inserts are idempotent).
 
 pub mod message;
 mod run;
@@ -54,6 +57,10 @@ pub struct RecorderConfig {
     /// The type of the failed queue (and of the queues retries go back to): see
     /// [`palermo::topology::QueueType`]. Defaults to classic.
     pub queue_type: palermo::topology::QueueType,
+    /// The delays between attempts of [`Recorder::run`] to reconnect after the broker
+    /// connection drops. Defaults to [`palermo::reconnect::DEFAULT_BACKOFF`]: 250 ms doubling
+    /// up to 5 s, plus 0–25 %.
+    pub reconnect: palermo::Backoff,
     /// Test hook: end the process (exit code 70) right after the first commit, before its
     /// ack, as a crash would.
     #[doc(hidden)]
@@ -73,6 +80,7 @@ impl Default for RecorderConfig {
             maintenance_interval: Duration::from_secs(1),
             batch: 200,
             queue_type: palermo::topology::QueueType::Classic,
+            reconnect: palermo::reconnect::DEFAULT_BACKOFF,
             crash_after_commit: false,
         }
     }
@@ -101,11 +109,8 @@ impl Recorder {
     /// Connects to the broker and declares the failed queue and the events exchange and
     /// queue (so nothing sent before the first worker started is dropped).
     pub async fn connect(store: Store, config: RecorderConfig) -> Result<Recorder> {
-        let connection = palermo::broker::connect(&config.amqp_url, "palermo recorder").await?;
-        let channel = palermo::broker::confirm_channel(&connection).await?;
-        palermo::topology::declare_exchange(&channel).await?;
-        palermo::topology::declare_queue(&channel, &config.failed_queue, config.queue_type).await?;
-        palermo::topology::declare_events(&channel, &config.events_exchange).await?;
+        palermo::reconnect::validate(&config.reconnect).map_err(palermo::Error::Config)?;
+        let (connection, channel) = open(&config).await?;
         Ok(Recorder {
             store,
             config,
@@ -239,6 +244,16 @@ impl Recorder {
             std::process::exit(70);
         }
     }
+}
+
+/// Connects and declares the exchange, the failed queue and the events exchange and queue.
+async fn open(config: &RecorderConfig) -> Result<(Connection, Channel)> {
+    let connection = palermo::broker::connect(&config.amqp_url, "palermo recorder").await?;
+    let channel = palermo::broker::confirm_channel(&connection).await?;
+    palermo::topology::declare_exchange(&channel).await?;
+    palermo::topology::declare_queue(&channel, &config.failed_queue, config.queue_type).await?;
+    palermo::topology::declare_events(&channel, &config.events_exchange).await?;
+    Ok((connection, channel))
 }
 
 async fn ack_up_to(last: &Delivery) -> Result<()> {

@@ -1,6 +1,8 @@
 //! The recorder as a long-running task (the dashboard's): a consumer on the failed queue and
 //! one on the events queue, each message recorded and then acked, and the upkeep on a timer,
-//! all in one `select!` loop that a [`Shutdown`] ends.
+//! all in one `select!` loop that a [`Shutdown`] ends. Around it, a reconnect loop: a broker
+//! error (a restart, a cut connection, a cancelled consumer) makes it connect again with
+//! backoff and resume, so a dashboard never stops recording without a word.
 
 use futures_lite::StreamExt;
 use lapin::{
@@ -9,8 +11,8 @@ use lapin::{
     types::FieldTable,
     Consumer,
 };
-use palermo::shutdown::Shutdown;
-use tracing::{info, warn};
+use palermo::{reconnect::Schedule, shutdown::Shutdown};
+use tracing::{debug, info, warn};
 
 use super::{message, Recorder};
 use crate::error::{Result, StoreError};
@@ -19,9 +21,76 @@ use crate::error::{Result, StoreError};
 const RETRY_PAUSE: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl Recorder {
-    /// Records until `shutdown` is requested or the broker connection fails. Unacked
-    /// messages go back to their queue when it returns.
-    pub async fn run(self, mut shutdown: Shutdown) -> Result<()> {
+    /// Records until `shutdown` is requested, reconnecting whenever the broker connection
+    /// drops. Unacked messages go back to their queue (and are recorded once: inserts are
+    /// idempotent).
+    pub async fn run(mut self, mut shutdown: Shutdown) -> Result<()> {
+        let mut schedule: Option<Schedule> = None;
+        loop {
+            let started = std::time::Instant::now();
+            let lost = match self.record(&mut shutdown).await {
+                Ok(()) => break,
+                Err(e) => e,
+            };
+            if shutdown.is_requested() {
+                break;
+            }
+            warn!(error = %lost, "the recorder lost the broker; reconnecting");
+            // A connection that died soon after it was made continues the backoff.
+            let backoff = self.config.reconnect;
+            if started.elapsed() > backoff.max * 2 {
+                schedule = None;
+            }
+            let attempts = schedule.get_or_insert_with(|| Schedule::new(backoff));
+            if !self.reconnect(attempts, &mut shutdown).await {
+                break;
+            }
+            info!(after = ?attempts.elapsed(), attempts = attempts.attempts(), "the recorder reconnected to the broker");
+        }
+        if self.connection.status().connected() {
+            let _ = self.connection.close(200, "recorder stopped".into()).await;
+        }
+        info!("recorder stopped");
+        Ok(())
+    }
+
+    /// Connects again, with backoff; `false` when a stop was requested first.
+    async fn reconnect(&mut self, schedule: &mut Schedule, shutdown: &mut Shutdown) -> bool {
+        loop {
+            let delay = schedule.next_delay();
+            let opened = tokio::select! {
+                () = shutdown.requested() => return false,
+                opened = async {
+                    tokio::time::sleep(delay).await;
+                    let attempt = super::open(&self.config);
+                    match tokio::time::timeout(palermo::reconnect::ATTEMPT_TIMEOUT, attempt).await {
+                        Ok(opened) => opened,
+                        Err(_) => Err(StoreError::Broker(palermo::Error::ConnectTimeout {
+                            url: palermo::broker::redact(&self.config.amqp_url),
+                            timeout: palermo::reconnect::ATTEMPT_TIMEOUT,
+                        })),
+                    }
+                } => opened,
+            };
+            match opened {
+                Ok((connection, channel)) => {
+                    let old = std::mem::replace(&mut self.connection, connection);
+                    self.channel = channel;
+                    if old.status().connected() {
+                        let _ = old.close(200, "reconnected".into()).await;
+                    }
+                    return true;
+                }
+                Err(e) if schedule.should_warn() => {
+                    warn!(error = %e, attempts = schedule.attempts(), "the recorder cannot reconnect yet; still trying")
+                }
+                Err(e) => debug!(error = %e, "recorder reconnect attempt failed"),
+            }
+        }
+    }
+
+    /// Records on the current connection until a stop (`Ok`) or a broker error (`Err`).
+    async fn record(&self, shutdown: &mut Shutdown) -> Result<()> {
         let channel = palermo::broker::confirm_channel(&self.connection).await?;
         channel
             .basic_qos(self.config.batch.max(1), BasicQosOptions::default())
@@ -59,9 +128,9 @@ impl Recorder {
                 }
             }
         };
-        let _ = channel.close(200, "recorder stopped".into()).await;
-        let _ = self.connection.close(200, "recorder stopped".into()).await;
-        info!("recorder stopped");
+        if channel.status().connected() {
+            let _ = channel.close(200, "recorder stopped".into()).await;
+        }
         result
     }
 

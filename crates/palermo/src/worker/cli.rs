@@ -59,6 +59,13 @@ pub struct WorkerArgs {
     /// Topic exchange heartbeats go to.
     #[arg(long, default_value = crate::topology::EVENTS_EXCHANGE)]
     pub events_exchange: String,
+    /// Seconds before the first reconnect attempt after the broker connection drops; each
+    /// further attempt waits twice as long (fractions allowed, e.g. 0.25).
+    #[arg(long, default_value_t = crate::reconnect::DEFAULT_BACKOFF.base.as_secs_f64())]
+    pub reconnect_delay: f64,
+    /// Longest wait between two reconnect attempts, in seconds (at most 600).
+    #[arg(long, default_value_t = crate::reconnect::DEFAULT_BACKOFF.max.as_secs_f64())]
+    pub reconnect_max_delay: f64,
 }
 
 impl WorkerArgs {
@@ -82,6 +89,12 @@ impl WorkerArgs {
             heartbeat_interval: Duration::try_from_secs_f64(self.heartbeat_interval)
                 .unwrap_or(Duration::ZERO),
             events_exchange: self.events_exchange.clone(),
+            reconnect: crate::retry::Backoff {
+                base: Duration::try_from_secs_f64(self.reconnect_delay).unwrap_or(Duration::ZERO),
+                max: Duration::try_from_secs_f64(self.reconnect_max_delay)
+                    .unwrap_or(Duration::ZERO),
+                jitter: crate::reconnect::DEFAULT_BACKOFF.jitter,
+            },
         }
     }
 }

@@ -174,9 +174,17 @@ async fn hand_over_failure(
 }
 
 async fn ack(delivery: &Delivery) {
-    if let Err(e) = delivery.ack(BasicAckOptions::default()).await {
-        // The channel is gone: the broker redelivers the message (at-least-once).
-        warn!(error = %e, queue = %delivery.routing_key, "ack failed; the job will be redelivered");
+    // On `Ok(false)` or an error the channel is gone: the broker redelivers the message
+    // (at-least-once).
+    match delivery.ack(BasicAckOptions::default()).await {
+        Ok(true) => {}
+        Ok(false) => warn!(
+            job.id = ?delivery.properties.message_id(), queue = %delivery.routing_key,
+            "the job's channel closed before its ack; the broker will run it again"
+        ),
+        Err(e) => {
+            warn!(error = %e, queue = %delivery.routing_key, "ack failed; the job will be redelivered")
+        }
     }
 }
 

@@ -6,16 +6,20 @@
 //! publishes a last one with routing key `worker.offline` and waits for its confirm. The
 //! recorder in `palermo-store` reads them from the durable queue of the same name, and marks a
 //! worker gone once three heartbeats are missing. docs/wire-format.md describes the message.
+//!
+//! The heartbeat follows the worker's connection (`link::Link`) across reconnects, keeping
+//! its run id and counters; while the worker is disconnected, beats are skipped (the admin
+//! side sees the worker go quiet, then come back).
 
 use std::{sync::Arc, time::Duration};
 
-use lapin::{options::BasicPublishOptions, BasicProperties, Channel, Connection, PublisherConfirm};
+use lapin::{options::BasicPublishOptions, BasicProperties, Channel, PublisherConfirm};
 use serde::{Deserialize, Serialize};
 use tokio::{sync::oneshot, task::JoinHandle};
 use tracing::{debug, warn};
 use uuid::Uuid;
 
-use super::{stats::Snapshot, Shared};
+use super::{link::Link, stats::Snapshot, Shared};
 use crate::{broker, error::Error, topology, wire};
 
 /// The routing key of a periodic heartbeat.
@@ -104,7 +108,10 @@ pub(crate) struct Heart {
 /// Builds and publishes events for one run of a worker.
 struct Sender {
     shared: Arc<Shared>,
-    channel: Channel,
+    link: Link,
+    /// The channel on the worker's connection; `None` after it died, until the next beat
+    /// opens one on the current connection.
+    channel: Option<Channel>,
     id: Uuid,
     started_at: i64,
     seq: u64,
@@ -112,12 +119,12 @@ struct Sender {
 
 /// Declares the events exchange and queue and starts beating (the first heartbeat goes out
 /// at once).
-pub(crate) async fn start(shared: Arc<Shared>, connection: &Connection) -> Result<Heart, Error> {
-    let channel = broker::confirm_channel(connection).await?;
-    topology::declare_events(&channel, &shared.config.events_exchange).await?;
+pub(crate) async fn start(shared: Arc<Shared>, link: Link) -> Result<Heart, Error> {
+    let channel = open(&shared, &link).await?;
     let mut sender = Sender {
         shared,
-        channel,
+        link,
+        channel: Some(channel),
         id: Uuid::new_v4(),
         started_at: wire::now_ms(),
         seq: 0,
@@ -131,8 +138,10 @@ pub(crate) async fn start(shared: Arc<Shared>, connection: &Connection) -> Resul
                 _ = &mut stopped => break,
                 _ = ticks.tick() => {
                     // Not waiting for the confirm: a lost heartbeat is replaced by the next.
-                    if let Err(e) = sender.publish(HEARTBEAT_KEY).await {
-                        warn!(error = %e, "could not publish a heartbeat");
+                    match sender.publish(HEARTBEAT_KEY).await {
+                        Ok(Some(_)) => {}
+                        Ok(None) => debug!("disconnected from the broker; heartbeat skipped"),
+                        Err(e) => warn!(error = %e, "could not publish a heartbeat"),
                     }
                 }
             }
@@ -154,11 +163,28 @@ impl Heart {
                 return;
             }
         };
-        if !clean {
-            return;
+        if clean {
+            sender.offline().await;
         }
+        // Closed here rather than dropped, so that its close is not racing the
+        // connection's.
+        if let Some(channel) = sender.channel.take().filter(|c| c.status().connected()) {
+            if let Err(e) = channel.close(200, "worker stopped".into()).await {
+                debug!(error = %e, "closing the heartbeat channel failed");
+            }
+        }
+    }
+}
+
+impl Sender {
+    /// Publishes the offline event and waits (a few seconds at most) for its confirm.
+    async fn offline(&mut self) {
+        let sender = self;
         let sent = async {
-            let confirm = sender.publish(OFFLINE_KEY).await?;
+            let Some(confirm) = sender.publish(OFFLINE_KEY).await? else {
+                debug!("disconnected from the broker; no offline event");
+                return Ok(());
+            };
             let confirmation = confirm.await.map_err(Error::broker("publisher confirm"))?;
             if confirmation.is_nack() {
                 return Err(Error::Nacked {
@@ -175,9 +201,42 @@ impl Heart {
     }
 }
 
+/// Opens a channel on the worker's current connection and declares the events exchange and
+/// queue on it.
+async fn open(shared: &Shared, link: &Link) -> Result<Channel, Error> {
+    let channel = broker::confirm_channel(&link.current().connection).await?;
+    topology::declare_events(&channel, &shared.config.events_exchange).await?;
+    Ok(channel)
+}
+
 impl Sender {
-    /// Publishes an event (not mandatory: with no queue bound, nobody is listening).
-    async fn publish(&mut self, key: &str) -> Result<PublisherConfirm, Error> {
+    /// The open channel, or a new one; `None` while the worker is disconnected.
+    async fn channel(&mut self) -> Option<Channel> {
+        if let Some(channel) = self.channel.as_ref().filter(|c| c.status().connected()) {
+            return Some(channel.clone());
+        }
+        self.channel = None;
+        if !self.link.current().connection.status().connected() {
+            return None;
+        }
+        match open(&self.shared, &self.link).await {
+            Ok(channel) => {
+                self.channel = Some(channel.clone());
+                Some(channel)
+            }
+            Err(e) => {
+                debug!(error = %e, "cannot open the heartbeat channel yet");
+                None
+            }
+        }
+    }
+
+    /// Publishes an event (not mandatory: with no queue bound, nobody is listening);
+    /// `None` when disconnected.
+    async fn publish(&mut self, key: &str) -> Result<Option<PublisherConfirm>, Error> {
+        let Some(channel) = self.channel().await else {
+            return Ok(None);
+        };
         self.seq += 1;
         let body = serde_json::to_vec(&self.event(key))
             .map_err(|e| Error::Config(format!("cannot serialize a heartbeat: {e}")))?;
@@ -188,7 +247,7 @@ impl Sender {
             .with_timestamp((wire::now_ms() / 1000).max(0) as u64)
             // Offline events are persistent; a heartbeat lost in a broker restart is not missed.
             .with_delivery_mode(if key == OFFLINE_KEY { 2 } else { 1 });
-        self.channel
+        channel
             .basic_publish(
                 self.shared.config.events_exchange.as_str().into(),
                 key.into(),
@@ -197,6 +256,7 @@ impl Sender {
                 properties,
             )
             .await
+            .map(Some)
             .map_err(Error::broker("basic.publish"))
     }
 

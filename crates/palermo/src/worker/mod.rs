@@ -4,6 +4,8 @@
 //! ```text
 //! Worker::run ── connect, declare ──┬─ slot 0: channel, qos 1, consumers ─ execute ─ ack
 //!                                   ├─ slot 1: ...
+//!                                   ├─ link::Keeper: connection lost → back off, reconnect,
+//!                                   │    declare; each slot starts again on it (serve)
 //!                                   └─ on stop: cancel consumers, wait ≤ shutdown_timeout
 //! ```
 
@@ -11,9 +13,11 @@ pub mod cli;
 pub mod execute;
 pub mod failure;
 pub mod heartbeat;
+pub(crate) mod link;
 pub mod panic;
 pub(crate) mod poison;
 pub mod retrying;
+pub(crate) mod serve;
 pub mod slot;
 pub(crate) mod stats;
 
@@ -23,8 +27,8 @@ use tokio::task::JoinSet;
 use tracing::{error, info, warn};
 
 use crate::{
-    broker, config::WorkerConfig, error::Error, registry::Registry, shutdown::Shutdown,
-    state::StateMap, topology,
+    broker, config::WorkerConfig, error::Error, registry::Registry, shutdown, shutdown::Shutdown,
+    state::StateMap,
 };
 
 /// A worker, ready to run.
@@ -69,18 +73,13 @@ impl Worker {
     }
 
     /// Runs until `shutdown` is requested and in-flight jobs are done (or the shutdown
-    /// timeout passes, leaving their messages to the broker), or until the broker
-    /// connection fails.
+    /// timeout passes, leaving their messages to the broker). A broker that cannot be reached
+    /// or refuses the topology at start-up is an error; once started, the worker reconnects
+    /// after losing the broker, for as long as it takes (see [`WorkerConfig::reconnect`]).
     pub async fn run(self, shutdown: Shutdown) -> Result<(), Error> {
         panic::install_hook();
         let config = &self.shared.config;
-        let connection = broker::connect(&config.amqp_url, &self.shared.identity).await?;
-        let channel = broker::confirm_channel(&connection).await?;
-        topology::declare_exchange(&channel).await?;
-        topology::declare_queue(&channel, &config.failed_queue, config.queue_type).await?;
-        for queue in &config.queues {
-            topology::declare_queue(&channel, queue, config.queue_type).await?;
-        }
+        let connection = link::connect(&self.shared).await?;
         info!(
             worker = %self.shared.identity,
             queues = ?config.queues,
@@ -89,25 +88,43 @@ impl Worker {
             "worker started"
         );
 
-        let mut slots = JoinSet::new();
-        for number in 0..config.concurrency {
-            let channel = broker::confirm_channel(&connection).await?;
-            let slot = slot::Slot::start(self.shared.clone(), channel, number).await?;
-            slots.spawn(slot.run(shutdown.clone()));
-        }
+        let (keeper, link) = link::Keeper::new(self.shared.clone(), connection);
+        let started = async {
+            let heart = heartbeat::start(self.shared.clone(), link.clone()).await?;
+            let mut slots = JoinSet::new();
+            for number in 0..config.concurrency {
+                let channel = broker::confirm_channel(&keeper.connection()).await?;
+                let slot = slot::Slot::start(self.shared.clone(), channel, number).await?;
+                let (shared, link) = (self.shared.clone(), link.clone());
+                slots.spawn(serve::serve(shared, link, number, slot, shutdown.clone()));
+            }
+            Ok::<_, Error>((heart, slots))
+        };
+        let (heart, mut slots) = match started.await {
+            Ok(started) => started,
+            Err(e) => {
+                link::close(&keeper.connection(), "worker failed to start").await;
+                return Err(e);
+            }
+        };
+        let (stop_keeper, keeper_stop) = shutdown::channel();
+        let keeper = tokio::spawn(keeper.run(keeper_stop));
 
-        let heart = heartbeat::start(self.shared.clone(), &connection).await?;
         let result = self.supervise(&mut slots, shutdown).await;
         heart.stop(result.is_ok()).await;
-        if let Err(e) = connection.close(200, "worker stopped".into()).await {
-            warn!(error = %e, "closing the broker connection failed");
+        stop_keeper.stop();
+        match keeper.await {
+            Ok(Some(connection)) => link::close(&connection, "worker stopped").await,
+            Ok(None) => {}
+            Err(e) => warn!(error = %e, "the connection keeper ended abnormally"),
         }
         info!(worker = %self.shared.identity, "worker stopped");
         result
     }
 
-    /// Waits for every slot; a failing slot stops the worker. After a stop request, gives
-    /// the slots `shutdown_timeout` to finish their jobs.
+    /// Waits for every slot (each reconnects on its own: they end only at a stop); a slot
+    /// that fails or panics stops the worker. After a stop request, gives the slots
+    /// `shutdown_timeout` to finish their jobs.
     async fn supervise(
         &self,
         slots: &mut JoinSet<Result<(), Error>>,

@@ -1,6 +1,11 @@
 //! One concurrency slot: a channel with prefetch 1 for the whole channel and a consumer on
 //! each queue, so the slot never holds more than one unacked delivery, whichever queue it
 //! came from.
+//!
+//! A slot runs on one channel until a stop or until that channel dies; `serve` then starts
+//! it again on a new one. While a job runs the slot keeps listening to its
+//! consumers, so that a channel closed under the job (the broker's `consumer_timeout`, a lost
+//! connection) is logged when it happens, naming the job, and not only when the job ends.
 
 use std::{
     pin::Pin,
@@ -17,7 +22,7 @@ use lapin::{
 };
 use tracing::{debug, warn};
 
-use super::{execute, Shared};
+use super::{execute, serve, Shared};
 use crate::{error::Error, shutdown::Shutdown, wire};
 
 /// A started slot: its consumers are registered.
@@ -26,6 +31,19 @@ pub(crate) struct Slot {
     channel: Channel,
     tags: Vec<ShortString>,
     deliveries: Deliveries,
+    /// A delivery that arrived while a job ran (with per-consumer prefetch, one per queue).
+    held: Option<Delivery>,
+}
+
+/// Why [`Slot::run`] returned.
+#[derive(Debug)]
+pub(crate) enum Ended {
+    /// A stop was requested; the running job finished.
+    Stopped,
+    /// The channel failed (closed by the broker, or its connection died).
+    Lost(lapin::Error),
+    /// The broker cancelled a consumer (its queue was deleted, a cluster node went away).
+    Cancelled,
 }
 
 impl Slot {
@@ -63,12 +81,13 @@ impl Slot {
             channel,
             tags,
             deliveries: Deliveries { consumers, next: 0 },
+            held: None,
         })
     }
 
     /// Runs jobs until a stop is requested (then finishes the running one) or the channel
     /// fails.
-    pub async fn run(mut self, mut shutdown: Shutdown) -> Result<(), Error> {
+    pub async fn run(mut self, mut shutdown: Shutdown) -> Ended {
         let canceller = {
             let (channel, tags, mut shutdown) =
                 (self.channel.clone(), self.tags.clone(), shutdown.clone());
@@ -84,39 +103,89 @@ impl Slot {
                 }
             })
         };
-        let result = loop {
+        let ended = loop {
             let delivery = tokio::select! {
                 biased;
-                () = shutdown.requested() => break Ok(()),
-                delivery = self.deliveries.next() => delivery,
+                () = shutdown.requested() => break Ended::Stopped,
+                delivery = self.next_delivery() => delivery,
             };
             match delivery {
-                Some(Ok(delivery)) => execute::execute(&self.shared, &self.channel, delivery).await,
-                Some(Err(e)) => {
-                    break Err(Error::Broker {
-                        operation: "basic.consume",
-                        source: e,
-                    })
+                Some(Ok(delivery)) => {
+                    if let Some(lost) = self.execute_watching(delivery, &shutdown).await {
+                        break lost;
+                    }
                 }
-                None => {
-                    break Err(Error::Config(
-                        "the broker cancelled the slot's consumers".into(),
-                    ))
-                }
+                Some(Err(e)) => break Ended::Lost(e),
+                None => break Ended::Cancelled,
             }
         };
-        if result.is_ok() {
-            self.hand_back_unstarted().await;
+        match ended {
+            Ended::Stopped => self.hand_back_unstarted().await,
+            // The channel lives on without its consumers: close it, so that what it holds
+            // unacked goes back to the queue now.
+            Ended::Cancelled => {
+                if let Err(e) = self.channel.close(200, "consumer cancelled".into()).await {
+                    debug!(error = %e, "closing the slot's channel failed");
+                }
+            }
+            Ended::Lost(_) => {}
         }
         canceller.abort();
-        result
+        ended
+    }
+
+    /// The held delivery, else the next from the consumers. Cancel-safe.
+    async fn next_delivery(&mut self) -> Option<Result<Delivery, lapin::Error>> {
+        match self.held.take() {
+            Some(held) => Some(Ok(held)),
+            None => self.deliveries.next().await,
+        }
+    }
+
+    /// Runs one delivery to its end while listening to the consumers: a delivery that
+    /// arrives meanwhile is held for next, and the channel's death is logged at once (the job
+    /// still runs to its end; its message is already back in the queue).
+    async fn execute_watching(&mut self, delivery: Delivery, shutdown: &Shutdown) -> Option<Ended> {
+        let job = serve::JobLabel::of(&delivery);
+        let run = execute::execute(&self.shared, &self.channel, delivery);
+        tokio::pin!(run);
+        let (mut lost, mut watching) = (None, true);
+        loop {
+            tokio::select! {
+                () = &mut run => return lost,
+                event = self.deliveries.next(), if watching && self.held.is_none() => {
+                    let ended = match event {
+                        Some(Ok(delivery)) => {
+                            self.held = Some(delivery);
+                            continue;
+                        }
+                        Some(Err(e)) => Ended::Lost(e),
+                        // Cancelled by the stop, not by the broker.
+                        None if shutdown.is_requested() => {
+                            watching = false;
+                            continue;
+                        }
+                        None => Ended::Cancelled,
+                    };
+                    watching = false;
+                    serve::log_lost_under_job(&job, &ended);
+                    lost = Some(ended);
+                }
+            }
+        }
     }
 
     /// After a stop, returns deliveries that arrived but were not started to the queue.
     async fn hand_back_unstarted(&mut self) {
         let wait = std::time::Duration::from_secs(2);
-        while let Ok(Some(delivery)) = tokio::time::timeout(wait, self.deliveries.next()).await {
-            let Ok(delivery) = delivery else { break };
+        loop {
+            let delivery = match self.held.take() {
+                Some(held) => held,
+                None => match tokio::time::timeout(wait, self.deliveries.next()).await {
+                    Ok(Some(Ok(delivery))) => delivery,
+                    _ => break,
+                },
+            };
             let requeue = BasicNackOptions {
                 requeue: true,
                 ..Default::default()
@@ -136,16 +205,17 @@ fn consumer_tag(identity: &str, slot: usize, queue: &str) -> ShortString {
 
 /// The slot's consumers, read in the slot's own task: no forwarding task and channel per
 /// delivery (that hop was a measurable share of a no-op job's cost, docs/performance.md).
-/// Polled in turn, starting after the one that delivered last, so no queue is starved; a
-/// consumer the broker cancels is dropped, and the stream ends when all have ended. The
-/// broker sends the channel at most one unacked delivery, so at most one is ever waiting.
+/// Polled in turn, starting after the one that delivered last, so no queue is starved. The
+/// stream ends as soon as one consumer ends (the broker cancelled it, or we did at a stop),
+/// so that the slot starts over rather than go on without one of its queues. The broker
+/// sends the channel at most one unacked delivery, so at most one is ever waiting.
 struct Deliveries {
     consumers: Vec<Consumer>,
     next: usize,
 }
 
 impl Deliveries {
-    /// The next delivery of any consumer; `None` once every consumer was cancelled.
+    /// The next delivery of any consumer; `None` once a consumer was cancelled.
     /// Cancel-safe: a delivery is taken only when it is returned.
     async fn next(&mut self) -> Option<Result<Delivery, lapin::Error>> {
         std::future::poll_fn(|cx| self.poll_next(cx)).await
@@ -160,10 +230,7 @@ impl Deliveries {
                     self.next = index + 1;
                     return Poll::Ready(Some(delivery));
                 }
-                // Cancelled: forget it, and look at the one now in its place.
-                Poll::Ready(None) => {
-                    self.consumers.remove(index);
-                }
+                Poll::Ready(None) => return Poll::Ready(None),
                 Poll::Pending => tried += 1,
             }
         }

@@ -1,0 +1,164 @@
+//! Coming back after the broker connection drops: what the worker, the [`crate::Client`] and
+//! the admin recorder share.
+//!
+//! A broker restart, a failover or a network cut closes every connection, and the first
+//! complaint about job queues is a worker that then stops consuming without a word
+//! (celery#3201). Palermo reconnects in a plain loop: *connect → declare → consume until the
+//! connection dies → back off → again*. Each round runs the same code as a start, so a
+//! reconnected worker is set up exactly like a fresh one. lapin's own auto-recovery is not
+//! used: it replays the topology of the old connection behind the caller's back, while a
+//! worker must also re-open its delay queues, restart heartbeats and log what it lost.
+//!
+//! The delays between attempts are a [`Backoff`]: [`DEFAULT_BACKOFF`] tries after 250 ms,
+//! then doubles up to 5 s, each plus 0–25 % jitter so that a fleet of workers does not
+//! reconnect in lockstep. Once the broker is back, a worker is consuming again within the
+//! cap (5 s) plus the time to connect.
+
+use std::{
+    pin::pin,
+    time::{Duration, Instant},
+};
+
+use futures_lite::StreamExt;
+use lapin::{
+    protocol::{AMQPErrorKind, AMQPSoftError},
+    Connection, ErrorKind,
+};
+
+use crate::retry::Backoff;
+
+/// 250 ms, 500 ms, 1 s, 2 s, 4 s, then every 5 s, each plus 0–25 %.
+pub const DEFAULT_BACKOFF: Backoff = Backoff {
+    base: Duration::from_millis(250),
+    max: Duration::from_secs(5),
+    jitter: 0.25,
+};
+
+/// The longest one reconnect attempt (connect and declare) may take: a host that swallows
+/// packets would otherwise hold an attempt for the system's TCP timeout (minutes).
+pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How often a connection's state is checked besides its error events, in case an event is
+/// missed.
+const POLL: Duration = Duration::from_millis(500);
+
+/// Checks a reconnect backoff; the error says what to change.
+pub fn validate(backoff: &Backoff) -> Result<(), String> {
+    backoff
+        .validate()
+        .map_err(|e| format!("reconnect backoff: {e}"))?;
+    if backoff.max > Duration::from_secs(600) {
+        return Err(format!(
+            "the reconnect backoff max is {:?}; keep it at 10 minutes or less, or a worker stays idle that long after the broker is back",
+            backoff.max
+        ));
+    }
+    Ok(())
+}
+
+/// The attempts of one reconnect: their count and the delays between them.
+#[derive(Debug)]
+pub struct Schedule {
+    backoff: Backoff,
+    attempts: u32,
+    since: Instant,
+}
+
+impl Schedule {
+    /// A reconnect starting now.
+    pub fn new(backoff: Backoff) -> Self {
+        Self {
+            backoff,
+            attempts: 0,
+            since: Instant::now(),
+        }
+    }
+
+    /// Counts an attempt and says how long to wait before it.
+    pub fn next_delay(&mut self) -> Duration {
+        self.attempts += 1;
+        self.backoff.delay(self.attempts)
+    }
+
+    /// Attempts so far.
+    pub fn attempts(&self) -> u32 {
+        self.attempts
+    }
+
+    /// Time since the reconnect started.
+    pub fn elapsed(&self) -> Duration {
+        self.since.elapsed()
+    }
+
+    /// Whether a failed attempt is worth a warning: the first, then about once a minute,
+    /// so that a long outage is visible in the log without flooding it.
+    pub fn should_warn(&self) -> bool {
+        let per_minute = (60.0 / self.backoff.max.as_secs_f64().max(0.001)).ceil() as u32;
+        self.attempts <= 1 || self.attempts.checked_rem(per_minute) == Some(0)
+    }
+}
+
+/// Completes once `connection` is no longer usable (closed by the broker, reset, heartbeats
+/// missed). Cancel-safe.
+pub async fn lost(connection: &Connection) {
+    let mut events = pin!(connection.events_listener());
+    let mut poll = tokio::time::interval(POLL);
+    while connection.status().connected() {
+        tokio::select! {
+            // Any error event may be the connection's: look at its state again.
+            _ = events.next() => {}
+            _ = poll.tick() => {}
+        }
+    }
+}
+
+/// Whether the broker closed a channel because a delivery stayed unacked longer than its
+/// `consumer_timeout` (30 minutes by default): `406 PRECONDITION_FAILED - delivery
+/// acknowledgement on channel N timed out`.
+pub fn is_consumer_timeout(error: &lapin::Error) -> bool {
+    match error.kind() {
+        ErrorKind::ProtocolError(amqp) => {
+            matches!(
+                amqp.kind(),
+                AMQPErrorKind::Soft(AMQPSoftError::PRECONDITIONFAILED)
+            ) && amqp
+                .get_message()
+                .as_str()
+                .contains("delivery acknowledgement")
+        }
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_backoff_doubles_up_to_its_cap() {
+        let exact = DEFAULT_BACKOFF.with_jitter(0.0);
+        assert_eq!(exact.delay(1), Duration::from_millis(250));
+        assert_eq!(exact.delay(3), Duration::from_secs(1));
+        assert_eq!(exact.delay(10), Duration::from_secs(5));
+        assert!(validate(&DEFAULT_BACKOFF).is_ok());
+        let slow = Backoff::exponential(Duration::from_secs(1), Duration::from_secs(3600));
+        assert!(validate(&slow).unwrap_err().contains("10 minutes"));
+        let mut config = crate::WorkerConfig::new(["mail"]);
+        config.reconnect.base = Duration::ZERO;
+        let err = config.validate().expect_err("zero base");
+        assert!(err.to_string().contains("reconnect backoff"), "{err}");
+    }
+
+    #[test]
+    fn a_long_outage_warns_about_once_a_minute() {
+        let mut schedule = Schedule::new(DEFAULT_BACKOFF);
+        let mut warned = Vec::new();
+        for _ in 0..30 {
+            schedule.next_delay();
+            if schedule.should_warn() {
+                warned.push(schedule.attempts());
+            }
+        }
+        assert_eq!(warned, vec![1, 12, 24]);
+    }
+}

@@ -1,0 +1,210 @@
+//! A [`crate::Client`]'s connection to the broker, made again after it drops.
+//!
+//! A client lives as long as the application (a web server's), so a broker restart must not
+//! leave it broken. Each connection is a [`Session`] with its own caches of declared queues
+//! and delay topology: a new session declares everything again, in case the broker came back
+//! empty. An enqueue that finds the session dead reconnects, with backoff, for up to the
+//! client's reconnect wait, then fails with [`Error::Unavailable`]; it never reports success
+//! for a message the broker has not confirmed. One task reconnects at a time; the others wait
+//! for it.
+
+use std::{
+    collections::HashSet,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, Mutex, RwLock,
+    },
+    time::Duration,
+};
+
+use lapin::{Channel, Connection};
+use tokio::time::Instant;
+use tracing::{info, warn};
+
+use crate::{
+    broker,
+    delay::DelayQueues,
+    error::Error,
+    reconnect::{self, Schedule},
+    retry::Backoff,
+    topology::{self, QueueType},
+};
+
+/// However short the reconnect wait, the first attempt may take this long.
+const FIRST_ATTEMPT: Duration = Duration::from_secs(2);
+
+/// How a client behaves while the broker is unreachable.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Reconnect {
+    /// How long an enqueue that finds the connection down keeps trying to reconnect before
+    /// it returns [`Error::Unavailable`]. Zero makes one quick attempt. Defaults to 5 s.
+    pub wait: Duration,
+    /// The delays between attempts. Defaults to [`reconnect::DEFAULT_BACKOFF`].
+    pub backoff: Backoff,
+}
+
+impl Default for Reconnect {
+    fn default() -> Self {
+        Self {
+            wait: Duration::from_secs(5),
+            backoff: reconnect::DEFAULT_BACKOFF,
+        }
+    }
+}
+
+/// One connection and its confirm-mode channel, with what was declared on them.
+pub(crate) struct Session {
+    pub connection: Connection,
+    pub channel: Channel,
+    /// Queues declared and bound on this connection (declare before the first publish).
+    declared: Mutex<HashSet<String>>,
+    /// The delay queues, declared at the first delayed enqueue.
+    pub delays: DelayQueues,
+}
+
+impl Session {
+    async fn open(url: &str, queue_type: QueueType) -> Result<Session, Error> {
+        let connection = broker::connect(url, "palermo client").await?;
+        let channel = broker::confirm_channel(&connection).await?;
+        topology::declare_exchange(&channel).await?;
+        Ok(Session {
+            connection,
+            channel,
+            declared: Mutex::new(HashSet::new()),
+            delays: DelayQueues::new(queue_type),
+        })
+    }
+
+    /// Whether its connection and channel are open.
+    pub fn usable(&self) -> bool {
+        self.connection.status().connected() && self.channel.status().connected()
+    }
+
+    /// Declares `queue` and its binding, once per session.
+    pub async fn ensure_declared(&self, queue: &str, queue_type: QueueType) -> Result<(), Error> {
+        if self.lock_declared().contains(queue) {
+            return Ok(());
+        }
+        topology::declare_queue(&self.channel, queue, queue_type).await?;
+        self.lock_declared().insert(queue.to_string());
+        Ok(())
+    }
+
+    fn lock_declared(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        // A panic while holding this lock cannot leave the set inconsistent.
+        self.declared
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// The client's current session, and the lock that lets one task at a time replace it.
+pub(crate) struct Sessions {
+    url: String,
+    pub queue_type: QueueType,
+    current: RwLock<Arc<Session>>,
+    reconnecting: tokio::sync::Mutex<()>,
+    closed: AtomicBool,
+}
+
+impl Sessions {
+    /// Connects the first session: at start, an unreachable broker is an error at once.
+    pub async fn connect(url: &str, queue_type: QueueType) -> Result<Sessions, Error> {
+        let session = Session::open(url, queue_type).await?;
+        Ok(Sessions {
+            url: url.to_string(),
+            queue_type,
+            current: RwLock::new(Arc::new(session)),
+            reconnecting: tokio::sync::Mutex::new(()),
+            closed: AtomicBool::new(false),
+        })
+    }
+
+    /// A usable session: the current one, or a new one made within `policy.wait`.
+    pub async fn get(&self, policy: &Reconnect) -> Result<Arc<Session>, Error> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::Closed);
+        }
+        let current = self.current();
+        if current.usable() {
+            return Ok(current);
+        }
+        self.reconnect(policy).await
+    }
+
+    /// Marks the client closed and closes its connection.
+    pub async fn close(&self) -> Result<(), Error> {
+        self.closed.store(true, Ordering::Release);
+        let session = self.current();
+        if !session.connection.status().connected() {
+            return Ok(());
+        }
+        session
+            .connection
+            .close(200, "client closed".into())
+            .await
+            .map_err(Error::broker("connection.close"))
+    }
+
+    fn current(&self) -> Arc<Session> {
+        // Replacing an `Arc` cannot leave it inconsistent.
+        self.current
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    async fn reconnect(&self, policy: &Reconnect) -> Result<Arc<Session>, Error> {
+        let started = Instant::now();
+        let deadline = started + policy.wait;
+        let unavailable = |attempts, reason: String| Error::Unavailable {
+            url: broker::redact(&self.url),
+            waited: started.elapsed(),
+            attempts,
+            reason,
+        };
+        let Ok(_one_at_a_time) = tokio::time::timeout_at(deadline, self.reconnecting.lock()).await
+        else {
+            return Err(unavailable(0, "another task is still reconnecting".into()));
+        };
+        // Another task may have reconnected while this one waited.
+        let current = self.current();
+        if current.usable() {
+            return Ok(current);
+        }
+        warn!(url = %broker::redact(&self.url), "the client lost its broker connection; reconnecting");
+        let mut schedule = Schedule::new(policy.backoff);
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let limit = if attempts == 1 {
+                deadline.max(started + FIRST_ATTEMPT)
+            } else {
+                deadline
+            };
+            let reason = match tokio::time::timeout_at(
+                limit,
+                Session::open(&self.url, self.queue_type),
+            )
+            .await
+            {
+                Ok(Ok(session)) => {
+                    let session = Arc::new(session);
+                    *self
+                        .current
+                        .write()
+                        .unwrap_or_else(|poisoned| poisoned.into_inner()) = session.clone();
+                    info!(after = ?started.elapsed(), attempts, "the client reconnected to the broker");
+                    return Ok(session);
+                }
+                Ok(Err(e)) => e.to_string(),
+                Err(_) => "no answer before the reconnect wait ran out".to_string(),
+            };
+            let delay = schedule.next_delay();
+            if Instant::now() + delay >= deadline {
+                return Err(unavailable(attempts, reason));
+            }
+            tokio::time::sleep(delay).await;
+        }
+    }
+}

@@ -1,0 +1,194 @@
+//! A slot for the life of the worker: start it, run it, and when its channel dies start it
+//! again, so that a worker never stays connected but not consuming (celery#3201).
+//!
+//! - The connection died: wait for the [`super::link::Keeper`] to make a new one, then start
+//!   on it. An idle slot resumes as soon as the worker is reconnected; a busy one after its
+//!   job ends (the job is not cut short, but cannot be acked: the broker runs it again).
+//! - Only the channel died (RabbitMQ's `consumer_timeout`, a queue deleted under its
+//!   consumer, a refused operation): open a new channel on the same connection after a pause
+//!   from the reconnect backoff, declaring the queues again.
+//!
+//! This is also where a channel closed by `consumer_timeout` is explained, since the broker's
+//! message alone ("delivery acknowledgement timed out") does not say what to do about it.
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use lapin::message::Delivery;
+use tracing::{debug, error, info, warn};
+
+use super::{
+    link::{Link, Linked},
+    slot::{Ended, Slot},
+    Shared,
+};
+use crate::{broker, delay, error::Error, reconnect, shutdown::Shutdown, topology};
+
+/// A slot that ran this long starts its backoff over after its next failure.
+const RESET_AFTER: Duration = Duration::from_secs(60);
+
+/// What the logs say about the job a slot was running.
+pub(crate) struct JobLabel {
+    id: String,
+    name: String,
+    queue: String,
+    started: Instant,
+}
+
+impl JobLabel {
+    /// Reads what it can, even of a malformed message.
+    pub fn of(delivery: &Delivery) -> Self {
+        let properties = &delivery.properties;
+        let text = |value: &Option<lapin::types::ShortString>| {
+            value.as_ref().map(|v| v.to_string()).unwrap_or_default()
+        };
+        let routing_key = delivery.routing_key.as_str();
+        Self {
+            id: text(properties.message_id()),
+            name: text(properties.kind()),
+            queue: delay::destination(routing_key)
+                .unwrap_or(routing_key)
+                .to_string(),
+            started: Instant::now(),
+        }
+    }
+}
+
+/// Logs, once and as it happens, that the channel of a running job died.
+pub(crate) fn log_lost_under_job(job: &JobLabel, ended: &Ended) {
+    let running_for = job.started.elapsed();
+    match ended {
+        Ended::Lost(e) if reconnect::is_consumer_timeout(e) => error!(
+            job.id = %job.id, job.name = %job.name, queue = %job.queue, ?running_for, error = %e,
+            "RabbitMQ's consumer_timeout closed the channel of a running job: it stayed unacked \
+             longer than the broker allows (30 minutes by default). The broker puts it back in \
+             the queue and it will run again; this run goes on but cannot be acked. Keep jobs \
+             shorter (job_timeout, #[job(timeout)]) or raise consumer_timeout in rabbitmq.conf, \
+             e.g. `consumer_timeout = 7200000` for 2 hours (docs/reliability.md)"
+        ),
+        Ended::Lost(e) => warn!(
+            job.id = %job.id, job.name = %job.name, queue = %job.queue, ?running_for, error = %e,
+            "the channel closed under a running job; it runs to its end but cannot be acked, so the broker runs it again"
+        ),
+        Ended::Cancelled => warn!(
+            job.id = %job.id, job.name = %job.name, queue = %job.queue, ?running_for,
+            "the broker cancelled the consumer of a running job (was its queue deleted?); the job runs to its end"
+        ),
+        Ended::Stopped => {}
+    }
+}
+
+/// Runs slot `number`, already started on the first connection as `first`, until the
+/// worker stops.
+pub(crate) async fn serve(
+    shared: Arc<Shared>,
+    mut link: Link,
+    number: usize,
+    first: Slot,
+    mut shutdown: Shutdown,
+) -> Result<(), Error> {
+    let mut current = Some((first, link.current()));
+    // The newest generation whose connection died under this slot.
+    let mut dead = 0;
+    let mut failures = 0;
+    // Whether the last restart was for the channel alone (the worker logged no reconnect).
+    let mut channel_only = false;
+    loop {
+        let (slot, linked) = match current.take() {
+            Some(started) => started,
+            None => {
+                let linked = tokio::select! {
+                    () = shutdown.requested() => return Ok(()),
+                    linked = link.newer_than(dead) => match linked {
+                        Some(linked) => linked,
+                        None => return Ok(()),
+                    },
+                };
+                let started = tokio::select! {
+                    () = shutdown.requested() => return Ok(()),
+                    started = start(&shared, &linked, number) => started,
+                };
+                match started {
+                    Ok(slot) => {
+                        if std::mem::take(&mut channel_only) {
+                            info!(
+                                slot = number,
+                                "the slot is consuming again on a new channel"
+                            );
+                        } else {
+                            debug!(
+                                slot = number,
+                                generation = linked.generation,
+                                "slot consuming again"
+                            );
+                        }
+                        (slot, linked)
+                    }
+                    Err(e) if !linked.connection.status().connected() => {
+                        debug!(slot = number, error = %e, "the connection died while the slot started; waiting for the next one");
+                        dead = linked.generation;
+                        continue;
+                    }
+                    Err(e) => {
+                        failures += 1;
+                        let delay = shared.config.reconnect.delay(failures);
+                        warn!(slot = number, error = %e, retry_in = ?delay, "the slot cannot consume yet; trying again");
+                        if pause(delay, &mut shutdown).await {
+                            return Ok(());
+                        }
+                        continue;
+                    }
+                }
+            }
+        };
+
+        let started = Instant::now();
+        let ended = slot.run(shutdown.clone()).await;
+        if started.elapsed() > RESET_AFTER {
+            failures = 0;
+        }
+        match ended {
+            Ended::Stopped => return Ok(()),
+            Ended::Lost(e) if !linked.connection.status().connected() => {
+                debug!(slot = number, error = %e, "the slot's connection is gone; waiting for the worker to reconnect");
+                dead = linked.generation;
+            }
+            ended => {
+                channel_only = true;
+                failures += 1;
+                let delay = shared.config.reconnect.delay(failures);
+                match &ended {
+                    Ended::Lost(e) => {
+                        warn!(slot = number, error = %e, restart_in = ?delay, "the slot's channel closed; opening a new one")
+                    }
+                    _ => {
+                        warn!(slot = number, restart_in = ?delay, "the broker cancelled a consumer of the slot; consuming again")
+                    }
+                }
+                if pause(delay, &mut shutdown).await {
+                    return Ok(());
+                }
+            }
+        }
+    }
+}
+
+/// Opens a channel on `linked`, declares the worker's queues (one may have been deleted)
+/// and starts consuming.
+async fn start(shared: &Arc<Shared>, linked: &Linked, number: usize) -> Result<Slot, Error> {
+    let channel = broker::confirm_channel(&linked.connection).await?;
+    for queue in &shared.config.queues {
+        topology::declare_queue(&channel, queue, shared.config.queue_type).await?;
+    }
+    Slot::start(shared.clone(), channel, number).await
+}
+
+/// Sleeps `delay`; `true` when a stop was requested meanwhile.
+async fn pause(delay: Duration, shutdown: &mut Shutdown) -> bool {
+    tokio::select! {
+        () = shutdown.requested() => true,
+        () = tokio::time::sleep(delay) => false,
+    }
+}
