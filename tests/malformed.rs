@@ -59,6 +59,11 @@ fn with(queue: &str, name: &str, value: AMQPValue) -> BasicProperties {
     props(h)
 }
 
+/// The job id sent twice by the "duplicate job id" case; its first copy is a good job.
+fn duplicated_job(queue: &str) -> BasicProperties {
+    props(headers(queue)).with_message_id("9f6c1d1e-0000-4000-8000-00000000d0b1".into())
+}
+
 fn cases(queue: &str) -> Vec<Case> {
     let good = br#"{"name":"ada","times":2}"#.to_vec();
     let mut no_version = headers(queue);
@@ -218,6 +223,12 @@ fn cases(queue: &str) -> Vec<Case> {
             reason: "unknown job",
         },
         Case {
+            what: "a duplicate job id",
+            body: good.clone(),
+            props: duplicated_job(queue),
+            reason: "duplicate job id 9f6c1d1e-0000-4000-8000-00000000d0b1",
+        },
+        Case {
             what: "the max-attempts header zero",
             body: good,
             props: with(queue, header::MAX_ATTEMPTS, AMQPValue::LongInt(0)),
@@ -242,6 +253,20 @@ async fn every_kind_of_bad_message_is_failed_with_its_reason_and_good_jobs_keep_
 
     let client = support::client().await;
     let cases = cases(&queue);
+    // The first copy of the duplicated job: a good job that runs.
+    broker
+        .channel
+        .basic_publish(
+            "palermo".into(),
+            queue.as_str().into(),
+            BasicPublishOptions::default(),
+            br#"{"name":"first","times":1}"#,
+            duplicated_job(&queue),
+        )
+        .await
+        .expect("publish")
+        .await
+        .expect("confirm");
     for case in &cases {
         broker
             .channel
@@ -272,7 +297,9 @@ async fn every_kind_of_bad_message_is_failed_with_its_reason_and_good_jobs_keep_
     eventually(
         Duration::from_secs(60),
         "every bad message failed and every good job ran",
-        || async { broker.ready(&failed).await as usize == n && done.load(Ordering::SeqCst) == n },
+        || async {
+            broker.ready(&failed).await as usize == n && done.load(Ordering::SeqCst) == n + 1
+        },
     )
     .await;
     running.stop().await;

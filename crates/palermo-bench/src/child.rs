@@ -104,6 +104,13 @@ impl WorkerProcess {
             .with_context(|| format!("reading /proc/{pid}/status"))?;
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
             .with_context(|| format!("reading /proc/{pid}/stat"))?;
+        // An exited, unreaped worker is a zombie: it still has a /proc entry, without memory.
+        if status
+            .lines()
+            .any(|line| line.starts_with("State:") && line.contains('Z'))
+        {
+            bail!("the worker exited\n{}", self.log_tail());
+        }
         Ok(Usage {
             rss_mb: status_kb(&status, "VmRSS:")? / 1024.0,
             peak_rss_mb: status_kb(&status, "VmHWM:")? / 1024.0,

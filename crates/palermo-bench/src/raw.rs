@@ -101,7 +101,12 @@ impl Publisher {
                     ..Default::default()
                 },
                 &message.body,
-                message.properties.clone(),
+                // Every job has its own id, as Palermo's client gives it (a worker refuses a
+                // job id it already ran as a duplicate).
+                message
+                    .properties
+                    .clone()
+                    .with_message_id(Uuid::new_v4().to_string().into()),
             )
             .await
             .with_context(|| format!("basic.publish to {queue}"))

@@ -209,6 +209,12 @@ fn republished(recorded: &str, failure_id: &str) -> BasicProperties {
         }
     }
     wire::put_int(&mut headers, header::ATTEMPT, 1);
+    // A new run of the same job id: workers that remember its earlier runs must run it.
+    let requeues = wire::get_int(&headers, header::REQUEUES)
+        .ok()
+        .flatten()
+        .unwrap_or(0);
+    wire::put_int(&mut headers, header::REQUEUES, requeues.saturating_add(1));
     // Rebuilt field by field: `expiration` and `user_id` (which the broker checks against
     // the connection's user) are left out on purpose.
     let mut properties = BasicProperties::default()

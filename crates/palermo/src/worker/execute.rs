@@ -22,7 +22,7 @@ use tracing::{error, info, warn};
 
 use super::{
     failure::{self, Failure, FailureKind, GaveUp},
-    panic, poison,
+    panic, poison, recent,
     retrying::{self, NextAttempt},
     Shared,
 };
@@ -36,6 +36,8 @@ use crate::{
 /// How a run ended.
 enum Outcome {
     Done,
+    /// A redelivery of a run that already succeeded here: ack it, do not run it again.
+    AlreadyRan,
     /// The job asked to run again after `delay`, without using an attempt.
     Snoozed {
         meta: JobMeta,
@@ -75,7 +77,7 @@ pub(crate) async fn execute(shared: &Shared, channel: &Channel, delivery: Delive
     let outcome = run(shared, &delivery).await;
     running.finished(outcome.is_ok());
     let handed_over = match outcome {
-        Outcome::Done => {
+        Outcome::Done | Outcome::AlreadyRan => {
             ack(&delivery).await;
             return;
         }
@@ -198,6 +200,21 @@ async fn run(shared: &Shared, delivery: &Delivery) -> Outcome {
             return rejected(Failure::new(FailureKind::Malformed, reason));
         }
     };
+    let run_key = recent::RunKey::of(&meta, &failure::headers_of(delivery));
+    if shared.recent.contains(&run_key) {
+        if poison::redeliveries(delivery) > 0 {
+            info!(job.id = %meta.id, job.name = %meta.name, attempt = meta.attempt, "redelivered job already ran here (its ack was lost); acking it without running it again");
+            return Outcome::AlreadyRan;
+        }
+        warn!(job.id = %meta.id, job.name = %meta.name, "duplicate job id; moving it to the failed queue");
+        return rejected(Failure::new(
+            FailureKind::Duplicate,
+            format!(
+                "duplicate job id {}: attempt {} of it already ran on this worker; a publisher sent the same job id twice",
+                meta.id, meta.attempt
+            ),
+        ));
+    }
     let Some(registration) = shared.registry.get(&meta.name) else {
         warn!(job.id = %meta.id, job.name = %meta.name, "no job of that name in this worker; moving it to the failed queue");
         return rejected(Failure::new(
@@ -245,6 +262,7 @@ async fn run(shared: &Shared, delivery: &Delivery) -> Outcome {
     let failure = match result {
         Ok(Ok(Ok(()))) => {
             info!(job.id = %meta.id, job.name = %meta.name, queue = %meta.queue, attempt = meta.attempt, ?elapsed, "job done");
+            shared.recent.insert(run_key);
             return Outcome::Done;
         }
         Ok(Ok(Err(job_error))) => {

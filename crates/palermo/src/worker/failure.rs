@@ -35,7 +35,9 @@ pub enum FailureKind {
     UnknownJob,
     /// The body could not be decoded into the job's arguments.
     Undecodable,
-    /// It came back too many times without a run finishing ([`super::poison`]).
+    /// The same run of the same job id arrived again after it succeeded.
+    Duplicate,
+    /// It came back too many times without a run finishing (see `worker/poison.rs`).
     Poison,
 }
 
@@ -50,6 +52,7 @@ impl FailureKind {
             FailureKind::UnknownJob => "unknown_job",
             FailureKind::Undecodable => "undecodable",
             FailureKind::Poison => "poison",
+            FailureKind::Duplicate => "duplicate",
         }
     }
 

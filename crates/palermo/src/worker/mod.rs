@@ -16,6 +16,7 @@ pub mod heartbeat;
 pub(crate) mod link;
 pub mod panic;
 pub(crate) mod poison;
+pub(crate) mod recent;
 pub mod retrying;
 pub(crate) mod serve;
 pub mod slot;
@@ -48,6 +49,8 @@ pub(crate) struct Shared {
     pub stats: stats::Stats,
     /// The delay queues retries and snoozes go through, declared at the first one.
     pub delays: crate::delay::DelayQueues,
+    /// Runs finished lately, to recognise a job delivered twice.
+    pub recent: recent::Recent,
 }
 
 /// Builds a [`Worker`]: the configuration, the application state jobs may ask for.
@@ -208,6 +211,7 @@ impl WorkerBuilder {
                 identity,
                 stats: stats::Stats::default(),
                 delays: crate::delay::DelayQueues::new(queue_type),
+                recent: recent::Recent::default(),
             }),
         })
     }
