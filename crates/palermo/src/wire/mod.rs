@@ -218,6 +218,15 @@ fn short(text: &str) -> ShortString {
     ShortString::try_new(truncate_bytes(text, 255)).unwrap_or_default()
 }
 
+/// The headers of `properties` (an empty table when there are none), without copying them.
+pub fn headers(properties: &BasicProperties) -> &FieldTable {
+    static EMPTY: std::sync::OnceLock<FieldTable> = std::sync::OnceLock::new();
+    properties
+        .headers()
+        .as_ref()
+        .unwrap_or_else(|| EMPTY.get_or_init(FieldTable::default))
+}
+
 /// Sets a string header.
 pub fn put_str(headers: &mut FieldTable, name: &str, value: &str) {
     headers.insert(name.into(), AMQPValue::LongString(LongString::from(value)));

@@ -30,7 +30,7 @@ use crate::{
     error::Error,
     job::{ErrorKind, JobContext},
     retry::{self, Backoff, Decision},
-    wire::JobMeta,
+    wire::{self, JobMeta},
 };
 
 /// How a run ended.
@@ -73,8 +73,10 @@ pub(crate) async fn execute(shared: &Shared, channel: &Channel, delivery: Delive
         settle(&delivery, result).await;
         return;
     }
-    let running = shared.stats.started(&delivery);
-    let outcome = run(shared, &delivery).await;
+    // Parsed once here; the stats and the run share it.
+    let meta = JobMeta::parse(&delivery.properties);
+    let running = shared.stats.started(&delivery, meta.as_ref().ok());
+    let outcome = run(shared, &delivery, meta).await;
     running.finished(outcome.is_ok());
     let handed_over = match outcome {
         Outcome::Done | Outcome::AlreadyRan => {
@@ -190,17 +192,17 @@ async fn ack(delivery: &Delivery) {
     }
 }
 
-/// Runs the job in `delivery` and says how it ended.
-async fn run(shared: &Shared, delivery: &Delivery) -> Outcome {
+/// Runs the job in `delivery` (whose metadata parsed as `meta`) and says how it ended.
+async fn run(shared: &Shared, delivery: &Delivery, meta: Result<JobMeta, String>) -> Outcome {
     let rejected = |failure| Outcome::Failed { failure, ran: None };
-    let meta = match JobMeta::parse(&delivery.properties) {
+    let meta = match meta {
         Ok(meta) => meta,
         Err(reason) => {
             warn!(queue = %delivery.routing_key, %reason, "malformed message; moving it to the failed queue");
             return rejected(Failure::new(FailureKind::Malformed, reason));
         }
     };
-    let run_key = recent::RunKey::of(&meta, &failure::headers_of(delivery));
+    let run_key = recent::RunKey::of(&meta, wire::headers(&delivery.properties));
     if shared.recent.contains(&run_key) {
         if poison::redeliveries(delivery) > 0 {
             info!(job.id = %meta.id, job.name = %meta.name, attempt = meta.attempt, "redelivered job already ran here (its ack was lost); acking it without running it again");

@@ -24,6 +24,9 @@ use crate::{
     wire::{self, header},
 };
 
+/// The header in which quorum queues count a message's deliveries.
+const QUORUM_COUNT: &str = "x-delivery-count";
+
 /// What the guard did with a delivery.
 pub(crate) enum Verdict {
     /// Run it now.
@@ -34,12 +37,12 @@ pub(crate) enum Verdict {
 
 /// How many times `delivery` came back without a run finishing (0 on a first delivery).
 pub(crate) fn redeliveries(delivery: &Delivery) -> i64 {
-    let headers = failure::headers_of(delivery);
+    let headers = wire::headers(&delivery.properties);
     // Quorum queues count every return of the message themselves.
-    if let Ok(Some(count)) = wire::get_int(&headers, "x-delivery-count") {
+    if let Ok(Some(count)) = wire::get_int(headers, QUORUM_COUNT) {
         return count;
     }
-    let previous = wire::get_int(&headers, header::REDELIVERIES)
+    let previous = wire::get_int(headers, header::REDELIVERIES)
         .ok()
         .flatten()
         .unwrap_or(0);
@@ -49,10 +52,7 @@ pub(crate) fn redeliveries(delivery: &Delivery) -> i64 {
 /// Decides whether `delivery` may run.
 pub(crate) async fn check(shared: &Shared, channel: &Channel, delivery: &Delivery) -> Verdict {
     let count = redeliveries(delivery);
-    let quorum = wire::get_int(&failure::headers_of(delivery), "x-delivery-count")
-        .ok()
-        .flatten()
-        .is_some();
+    let quorum = wire::headers(&delivery.properties).contains_key(QUORUM_COUNT);
     let limit = i64::from(shared.config.max_redeliveries);
     if count >= limit {
         let reason = format!(

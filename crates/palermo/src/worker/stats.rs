@@ -51,17 +51,18 @@ pub(crate) struct Running<'a> {
 }
 
 impl Stats {
-    /// Notes that `delivery` started running. Reads what it can of a malformed message.
-    pub fn started(&self, delivery: &Delivery) -> Running<'_> {
-        let job = match JobMeta::parse(&delivery.properties) {
-            Ok(meta) => RunningJob {
+    /// Notes that `delivery` started running; `meta` is its parsed metadata, `None` for a
+    /// malformed message (then it reads what it can).
+    pub fn started(&self, delivery: &Delivery, meta: Option<&JobMeta>) -> Running<'_> {
+        let job = match meta {
+            Some(meta) => RunningJob {
                 id: meta.id.to_string(),
-                name: meta.name,
-                queue: meta.queue,
+                name: meta.name.clone(),
+                queue: meta.queue.clone(),
                 started_at: wire::now_ms(),
-                preview: meta.preview,
+                preview: meta.preview.clone(),
             },
-            Err(_) => {
+            None => {
                 let headers = delivery.properties.headers().clone().unwrap_or_default();
                 let read = |name| wire::get_str(&headers, name).ok().flatten();
                 RunningJob {
