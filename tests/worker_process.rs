@@ -86,10 +86,13 @@ async fn sigterm_lets_the_running_job_finish_and_leaves_the_others_queued() {
             "10",
         ],
     );
-    eventually(WAIT, "the first job is running", || async {
+    eventually(WAIT, "the first job is delivered", || async {
         broker.ready(&queue).await == 3
     })
     .await;
+    // Delivered is not yet started: a stop in between rightly hands the job back. The job
+    // sleeps 1.5 s, so 300 ms after its delivery it is running and still far from its end.
+    tokio::time::sleep(Duration::from_millis(300)).await;
     signal(&child, libc::SIGTERM);
     let started = Instant::now();
     let status = wait_exit(&mut child, WAIT).await;
