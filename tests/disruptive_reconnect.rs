@@ -187,8 +187,14 @@ async fn worker_client_and_recorder_come_back_after_broker_restarts() {
         failures.total == 1
     })
     .await;
-    let workers = store.workers().await.expect("workers");
-    assert!(workers.iter().any(|w| w.processed >= 5), "{workers:?}");
+    // Heartbeats from before and after the restarts were recorded: both worker runs are
+    // there, and between them they report every job (the second one's count arrives with
+    // its next heartbeat).
+    eventually(WAIT, "the recorder heard both workers' counts", || async {
+        let workers = store.workers().await.expect("workers");
+        workers.len() >= 2 && workers.iter().map(|w| w.processed).sum::<i64>() >= 5
+    })
+    .await;
 
     running.stop().await;
     stop_recorder.stop();
