@@ -64,12 +64,7 @@ impl Settings {
 
 /// Logs to stderr at the level in `RUST_LOG` (default: warnings only; output is on stdout).
 pub fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+    palermo::worker::cli::init_tracing_at("warn");
 }
 
 /// Lets `palermo ... | head` end quietly: Rust ignores SIGPIPE, which turns a closed stdout

@@ -129,17 +129,7 @@ impl Client {
 
     /// Enqueues a job given by name and serialized arguments.
     pub async fn enqueue_raw(&self, job: RawJob) -> Result<Uuid, Error> {
-        let preview = match job.format.to_json_value(&job.body) {
-            Ok(value) => wire::preview(&value.to_string()),
-            Err(reason) => {
-                return Err(Error::Serialize {
-                    job: job.name,
-                    format: job.format.name(),
-                    reason,
-                })
-            }
-        };
-        let meta = self.meta(&job.name, &job.queue, job.format, preview, job.max_attempts);
+        let meta = self.raw_meta(&job)?;
         self.send(&job.queue, None, &job.body, meta.properties())
             .await?
             .confirmed()
@@ -199,6 +189,12 @@ impl Client {
 
     /// [`Client::enqueue_raw`] to run at `at`.
     pub async fn enqueue_raw_at(&self, job: RawJob, at: SystemTime) -> Result<Uuid, Error> {
+        let meta = self.raw_meta(&job)?;
+        self.publish_at(meta, &job.body, at).await
+    }
+
+    /// The metadata of a raw job; its body must decode in its format (for the preview).
+    fn raw_meta(&self, job: &RawJob) -> Result<JobMeta, Error> {
         let preview = job
             .format
             .to_json_value(&job.body)
@@ -208,8 +204,7 @@ impl Client {
                 format: job.format.name(),
                 reason,
             })?;
-        let meta = self.meta(&job.name, &job.queue, job.format, preview, job.max_attempts);
-        self.publish_at(meta, &job.body, at).await
+        Ok(self.meta(&job.name, &job.queue, job.format, preview, job.max_attempts))
     }
 
     async fn publish_at(&self, meta: JobMeta, body: &[u8], at: SystemTime) -> Result<Uuid, Error> {

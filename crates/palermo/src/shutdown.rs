@@ -22,11 +22,6 @@ impl Trigger {
     pub fn stop(&self) {
         self.0.send_replace(true);
     }
-
-    /// Another listener.
-    pub fn subscribe(&self) -> Shutdown {
-        Shutdown(self.0.subscribe())
-    }
 }
 
 impl Shutdown {

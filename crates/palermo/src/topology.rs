@@ -56,10 +56,21 @@ pub fn validate_queue_name(name: &str) -> Result<(), String> {
 
 /// Declares the `palermo` exchange.
 pub async fn declare_exchange(channel: &Channel) -> Result<(), Error> {
+    declare_durable_exchange(channel, EXCHANGE, ExchangeKind::Direct).await
+}
+
+/// Declares a durable exchange of `kind` named `name` (every exchange Palermo uses is one).
+pub async fn declare_durable_exchange(
+    channel: &Channel,
+    name: &str,
+    kind: ExchangeKind,
+) -> Result<(), Error> {
+    let name = lapin::types::ShortString::try_new(name)
+        .map_err(|e| Error::Config(format!("exchange name {name:?}: {e}")))?;
     channel
         .exchange_declare(
-            EXCHANGE.into(),
-            ExchangeKind::Direct,
+            name,
+            kind,
             ExchangeDeclareOptions {
                 durable: true,
                 ..Default::default()
@@ -158,18 +169,7 @@ pub async fn declare_queue(
 /// and the recorder both call this, so the arguments always match.
 pub async fn declare_events(channel: &Channel, name: &str) -> Result<(), Error> {
     validate_queue_name(name).map_err(Error::Config)?;
-    channel
-        .exchange_declare(
-            name.into(),
-            ExchangeKind::Topic,
-            ExchangeDeclareOptions {
-                durable: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .map_err(Error::broker("exchange.declare"))?;
+    declare_durable_exchange(channel, name, ExchangeKind::Topic).await?;
     let mut arguments = FieldTable::default();
     arguments.insert(
         "x-max-length".into(),

@@ -32,7 +32,7 @@
 use std::time::{Duration, SystemTime};
 
 use lapin::{
-    options::{ExchangeBindOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions},
+    options::{ExchangeBindOptions, QueueBindOptions, QueueDeclareOptions},
     types::{AMQPValue, FieldTable, LongString, ShortString},
     Channel, Connection, ExchangeKind,
 };
@@ -252,18 +252,7 @@ fn short(text: &str) -> Result<ShortString, Error> {
 }
 
 async fn declare_topic(channel: &Channel, name: &str) -> Result<(), Error> {
-    channel
-        .exchange_declare(
-            name.into(),
-            ExchangeKind::Topic,
-            ExchangeDeclareOptions {
-                durable: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .map_err(Error::broker("exchange.declare (delay)"))
+    topology::declare_durable_exchange(channel, name, ExchangeKind::Topic).await
 }
 
 /// How many jobs wait in the delay queues.

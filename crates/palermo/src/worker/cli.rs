@@ -101,8 +101,14 @@ impl WorkerArgs {
 
 /// Logs to stderr at the level in `RUST_LOG` (default `info`).
 pub fn init_tracing() {
+    init_tracing_at("info");
+}
+
+/// Logs to stderr at the level in `RUST_LOG`, or `default` when it is not set; colours only
+/// on a terminal. Binaries call it once at start-up.
+pub fn init_tracing_at(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -119,7 +119,7 @@ pub(crate) async fn publish(
     gave_up: GaveUp,
     max_attempts: Option<u32>,
 ) -> Result<(), Error> {
-    let attempt = wire::get_int(&headers_of(delivery), header::ATTEMPT)
+    let attempt = wire::get_int(wire::headers(&delivery.properties), header::ATTEMPT)
         .ok()
         .flatten()
         .and_then(|n| u32::try_from(n).ok())
@@ -165,7 +165,7 @@ pub(crate) fn failure_headers(
 ) -> FieldTable {
     let now = wire::now_ms();
     let mut headers = without(
-        &headers_of(delivery),
+        wire::headers(&delivery.properties),
         &[
             header::BACKTRACE,
             header::FAILURE_ID,
@@ -196,11 +196,6 @@ pub(crate) fn failure_headers(
         },
     );
     headers
-}
-
-/// The delivery's headers (empty when it has none).
-pub(crate) fn headers_of(delivery: &Delivery) -> FieldTable {
-    delivery.properties.headers().clone().unwrap_or_default()
 }
 
 /// `headers` without `names` and without the headers RabbitMQ adds when it dead-letters a

@@ -79,7 +79,7 @@ pub(crate) async fn check(shared: &Shared, channel: &Channel, delivery: &Deliver
         queue = %delivery.routing_key, redeliveries = count, limit,
         "redelivered job (a worker died or lost its connection while running it); counting it and running it again"
     );
-    let mut headers = failure::headers_of(delivery);
+    let mut headers = wire::headers(&delivery.properties).clone();
     wire::put_int(&mut headers, header::REDELIVERIES, count);
     let routing_key = delivery.routing_key.as_str();
     let queue = delay::destination(routing_key).unwrap_or(routing_key);

@@ -76,7 +76,7 @@ pub(crate) async fn snooze(
     } else {
         delay
     };
-    let mut headers = failure::without(&failure::headers_of(delivery), &[]);
+    let mut headers = failure::without(wire::headers(&delivery.properties), &[]);
     let snoozes = wire::get_int(&headers, header::SNOOZES)
         .ok()
         .flatten()

@@ -63,8 +63,8 @@ impl Stats {
                 preview: meta.preview.clone(),
             },
             None => {
-                let headers = delivery.properties.headers().clone().unwrap_or_default();
-                let read = |name| wire::get_str(&headers, name).ok().flatten();
+                let headers = wire::headers(&delivery.properties);
+                let read = |name| wire::get_str(headers, name).ok().flatten();
                 RunningJob {
                     id: delivery
                         .properties
