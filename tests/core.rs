@@ -12,15 +12,16 @@ use std::{
 };
 
 use lapin::{
-    options::BasicPublishOptions,
     types::{AMQPValue, FieldTable},
     BasicProperties,
 };
-use palermo::{wire::header, Client, Format, JobContext, State, Worker};
+use palermo::{Client, Format, JobContext, State, Worker};
 use serde::{Deserialize, Serialize};
-use support::{eventually, unique, Broker, RunningWorker};
-
-const WAIT: Duration = Duration::from_secs(15);
+use support::{
+    eventually,
+    wire::{header, header_int, header_str, job_headers, with_headers},
+    Rig, WAIT,
+};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Address {
@@ -86,30 +87,19 @@ async fn slow(ms: u64, seen: State<Arc<Seen>>, ctx: JobContext) -> anyhow::Resul
     Ok(())
 }
 
-fn worker(
-    broker: &Broker,
-    queues: &[&str],
-    failed: &str,
-    concurrency: usize,
-    seen: &Arc<Seen>,
-) -> RunningWorker {
-    let mut config = broker.worker_config(queues, failed);
+/// Starts a worker on the rig's queue with `concurrency` slots and `seen` as its state.
+fn start(rig: &Rig, concurrency: usize, seen: &Arc<Seen>) {
+    let mut config = rig.config();
     config.concurrency = concurrency;
-    RunningWorker::start_with(Worker::builder(config).state(seen.clone()))
-}
-
-fn header_str(props: &BasicProperties, name: &str) -> Option<String> {
-    let headers = props.headers().clone().unwrap_or_default();
-    palermo::wire::get_str(&headers, name).ok().flatten()
+    rig.start(Worker::builder(config).state(seen.clone()));
 }
 
 #[tokio::test]
 async fn enqueued_jobs_run_with_their_arguments_intact_in_both_formats() {
-    let broker = Broker::connect().await;
-    let (queue, failed) = (unique("roundtrip"), unique("failed"));
-    broker.track(&[&queue, &failed]);
+    let rig = Rig::new("roundtrip").await;
+    let queue = &rig.queue;
     let seen = Arc::new(Seen::default());
-    let client = support::client().await;
+    let client = rig.client();
     let address = Address {
         street: "Via Roma 1 — «Palermo»".into(),
         zip: Some(90133),
@@ -117,7 +107,7 @@ async fn enqueued_jobs_run_with_their_arguments_intact_in_both_formats() {
     let numbers = vec![0, u64::MAX, 42];
     client
         .enqueue_to(
-            &queue,
+            queue,
             Record {
                 label: "json".into(),
                 numbers: numbers.clone(),
@@ -128,7 +118,7 @@ async fn enqueued_jobs_run_with_their_arguments_intact_in_both_formats() {
         .expect("enqueue json");
     client
         .enqueue_to(
-            &queue,
+            queue,
             RecordPacked {
                 label: "msgpack".into(),
                 numbers: numbers.clone(),
@@ -140,7 +130,7 @@ async fn enqueued_jobs_run_with_their_arguments_intact_in_both_formats() {
     let client_mp = client.clone().with_format(Format::MessagePack);
     client_mp
         .enqueue_to(
-            &queue,
+            queue,
             Record {
                 label: "client-msgpack".into(),
                 numbers: numbers.clone(),
@@ -150,12 +140,12 @@ async fn enqueued_jobs_run_with_their_arguments_intact_in_both_formats() {
         .await
         .expect("enqueue");
 
-    let running = worker(&broker, &[&queue], &failed, 1, &seen);
+    start(&rig, 1, &seen);
     eventually(WAIT, "three jobs ran", || async {
         seen.calls.lock().expect("lock").len() == 3
     })
     .await;
-    running.stop().await;
+    rig.stop().await;
 
     let mut calls = seen.calls.lock().expect("lock").clone();
     calls.sort_by(|a, b| a.0.cmp(&b.0));
@@ -165,35 +155,30 @@ async fn enqueued_jobs_run_with_their_arguments_intact_in_both_formats() {
         assert_eq!(n, &numbers);
         assert_eq!(a, &address);
     }
-    assert_eq!(broker.ready(&queue).await, 0, "queue ends empty");
-    assert_eq!(broker.ready(&failed).await, 0, "nothing failed");
-    broker.cleanup().await;
+    assert_eq!(rig.ready(queue).await, 0, "queue ends empty");
+    assert_eq!(rig.ready(&rig.failed).await, 0, "nothing failed");
 }
 
 #[tokio::test]
 async fn a_failing_job_lands_once_in_the_failed_queue_with_every_header_and_its_body() {
-    let broker = Broker::connect().await;
-    let (queue, failed) = (unique("fail"), unique("failed"));
-    broker.track(&[&queue, &failed]);
+    let rig = Rig::new("fail").await;
+    let queue = &rig.queue;
     let seen = Arc::new(Seen::default());
-    let client = support::client().await;
+    let client = rig.client();
     let id = client
         .enqueue_to(
-            &queue,
+            queue,
             AlwaysFails {
                 reason: "insufficient funds".into(),
             },
         )
         .await
         .expect("enqueue");
-    let running = worker(&broker, &[&queue], &failed, 1, &seen);
-    eventually(WAIT, "the failure is published", || async {
-        broker.ready(&failed).await == 1
-    })
-    .await;
-    running.stop().await;
+    start(&rig, 1, &seen);
+    rig.wait_failed(1).await;
+    rig.stop().await;
 
-    let messages = broker.drain(&failed).await;
+    let messages = rig.drain(&rig.failed).await;
     assert_eq!(messages.len(), 1, "exactly one failure");
     let (props, body) = &messages[0];
     assert_eq!(
@@ -227,52 +212,40 @@ async fn a_failing_job_lands_once_in_the_failed_queue_with_every_header_and_its_
         "{worker_id}"
     );
     assert!(header_str(props, header::FAILURE_ID).is_some());
-    let headers = props.headers().clone().unwrap_or_default();
     for name in [
         header::ATTEMPT,
         header::FAILED_AT,
         header::FIRST_FAILED_AT,
         header::ENQUEUED_AT,
     ] {
-        assert!(
-            palermo::wire::get_int(&headers, name)
-                .ok()
-                .flatten()
-                .is_some(),
-            "{name} missing"
-        );
+        assert!(header_int(props, name).is_some(), "{name} missing");
     }
-    assert_eq!(broker.ready(&queue).await, 0);
-    broker.cleanup().await;
+    assert_eq!(rig.ready(queue).await, 0);
 }
 
 #[tokio::test]
 async fn a_panicking_job_is_reported_with_its_message_and_the_worker_keeps_running() {
-    let broker = Broker::connect().await;
-    let (queue, failed) = (unique("panic"), unique("failed"));
-    broker.track(&[&queue, &failed]);
+    let rig = Rig::new("panic").await;
+    let queue = &rig.queue;
     let seen = Arc::new(Seen::default());
-    let client = support::client().await;
+    let client = rig.client();
     client
-        .enqueue_to(&queue, Panics { n: 7 })
+        .enqueue_to(queue, Panics { n: 7 })
         .await
         .expect("enqueue");
-    let running = worker(&broker, &[&queue], &failed, 1, &seen);
-    eventually(WAIT, "the panic is published", || async {
-        broker.ready(&failed).await == 1
-    })
-    .await;
+    start(&rig, 1, &seen);
+    rig.wait_failed(1).await;
     client
-        .enqueue_to(&queue, Slow { ms: 1 })
+        .enqueue_to(queue, Slow { ms: 1 })
         .await
         .expect("enqueue after panic");
     eventually(WAIT, "the worker still runs jobs", || async {
         seen.done.load(Ordering::SeqCst) == 1
     })
     .await;
-    running.stop().await;
+    rig.stop().await;
 
-    let messages = broker.drain(&failed).await;
+    let messages = rig.drain(&rig.failed).await;
     let (props, _) = &messages[0];
     assert_eq!(
         header_str(props, header::ERROR_KIND).as_deref(),
@@ -282,65 +255,26 @@ async fn a_panicking_job_is_reported_with_its_message_and_the_worker_keeps_runni
     assert!(error.contains("index 7 out of range"), "{error}");
     let backtrace = header_str(props, header::BACKTRACE).expect("backtrace");
     assert!(backtrace.contains("index 7 out of range"), "{backtrace}");
-    broker.cleanup().await;
-}
-
-/// Publishes straight onto `queue` through the palermo exchange, bypassing the client.
-async fn publish_raw(broker: &Broker, queue: &str, body: &[u8], props: BasicProperties) {
-    broker
-        .channel
-        .basic_publish(
-            "palermo".into(),
-            queue.into(),
-            BasicPublishOptions::default(),
-            body,
-            props,
-        )
-        .await
-        .expect("publish")
-        .await
-        .expect("confirm");
-}
-
-fn good_headers(job: &str, queue: &str) -> FieldTable {
-    let mut headers = FieldTable::default();
-    headers.insert(header::VERSION.into(), AMQPValue::LongInt(1));
-    headers.insert(header::JOB.into(), AMQPValue::LongString(job.into()));
-    headers.insert(
-        header::SERIALIZER.into(),
-        AMQPValue::LongString("json".into()),
-    );
-    headers.insert(header::QUEUE.into(), AMQPValue::LongString(queue.into()));
-    headers
 }
 
 #[tokio::test]
 async fn bad_messages_go_to_the_failed_queue_with_a_reason_and_the_worker_keeps_consuming() {
-    let broker = Broker::connect().await;
-    let (queue, failed) = (unique("bad"), unique("failed"));
-    broker.track(&[&queue, &failed]);
+    let rig = Rig::new("bad").await;
+    let queue = &rig.queue;
     let seen = Arc::new(Seen::default());
-    let running = worker(&broker, &[&queue], &failed, 1, &seen);
-    eventually(WAIT, "the worker consumes", || async {
-        broker.consumers(&queue).await == 1
-    })
-    .await;
+    start(&rig, 1, &seen);
+    rig.wait_consuming().await;
 
-    let with = |headers: FieldTable| {
-        BasicProperties::default()
-            .with_message_id(uuid::Uuid::new_v4().to_string().into())
-            .with_headers(headers)
-    };
     let cases: Vec<(&str, Vec<u8>, BasicProperties)> = vec![
         (
             "unknown job",
             br#"{}"#.to_vec(),
-            with(good_headers("no_such_job", &queue)),
+            with_headers(job_headers("no_such_job", queue)),
         ),
         (
             "cannot decode",
             b"\xff\xfe not json".to_vec(),
-            with(good_headers("slow", &queue)),
+            with_headers(job_headers("slow", queue)),
         ),
         (
             "missing",
@@ -349,20 +283,20 @@ async fn bad_messages_go_to_the_failed_queue_with_a_reason_and_the_worker_keeps_
         ),
     ];
     for (_, body, props) in &cases {
-        publish_raw(&broker, &queue, body, props.clone()).await;
+        rig.publish_raw(queue, body, props.clone()).await;
     }
-    let client = support::client().await;
+    let client = rig.client();
     client
-        .enqueue_to(&queue, Slow { ms: 1 })
+        .enqueue_to(queue, Slow { ms: 1 })
         .await
         .expect("good job");
     eventually(WAIT, "three failures and one good job", || async {
-        broker.ready(&failed).await == 3 && seen.done.load(Ordering::SeqCst) == 1
+        rig.ready(&rig.failed).await == 3 && seen.done.load(Ordering::SeqCst) == 1
     })
     .await;
-    running.stop().await;
+    rig.stop().await;
 
-    let messages = broker.drain(&failed).await;
+    let messages = rig.drain(&rig.failed).await;
     for ((expected, body, _), (props, failed_body)) in cases.iter().zip(&messages) {
         let error = header_str(props, header::ERROR).expect("reason");
         assert!(
@@ -375,33 +309,31 @@ async fn bad_messages_go_to_the_failed_queue_with_a_reason_and_the_worker_keeps_
             Some(queue.as_str())
         );
     }
-    broker.cleanup().await;
 }
 
 #[tokio::test]
 async fn a_slot_never_holds_more_than_one_unacked_delivery() {
-    let broker = Broker::connect().await;
-    let (queue, failed) = (unique("prefetch"), unique("failed"));
-    broker.track(&[&queue, &failed]);
+    let rig = Rig::new("prefetch").await;
+    let queue = &rig.queue;
     let seen = Arc::new(Seen::default());
-    let client = support::client().await;
+    let client = rig.client();
     let ids = client
-        .enqueue_many_to(&queue, (0..10).map(|_| Slow { ms: 300 }))
+        .enqueue_many_to(queue, (0..10).map(|_| Slow { ms: 300 }))
         .await
         .expect("enqueue_many");
     assert_eq!(ids.len(), 10);
 
-    let running = worker(&broker, &[&queue], &failed, 2, &seen);
+    start(&rig, 2, &seen);
     // Delivered = 10 - ready, and delivered <= acked + 2 <= done + 2. Reading `ready` before
     // `done` keeps the check conservative while jobs finish in between.
     let mut min_slack = i64::MAX;
     while seen.done.load(Ordering::SeqCst) < 10 {
-        let ready = i64::from(broker.ready(&queue).await);
+        let ready = i64::from(rig.ready(queue).await);
         let done = seen.done.load(Ordering::SeqCst) as i64;
         min_slack = min_slack.min(ready - (10 - done - 2));
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-    running.stop().await;
+    rig.stop().await;
     assert!(
         min_slack >= 0,
         "the broker handed out more than 2 unacked deliveries (slack {min_slack})"
@@ -411,7 +343,6 @@ async fn a_slot_never_holds_more_than_one_unacked_delivery() {
         2,
         "both slots were busy"
     );
-    broker.cleanup().await;
 }
 
 #[tokio::test]
@@ -428,15 +359,11 @@ async fn enqueue_without_a_broker_is_an_error() {
 async fn a_message_built_by_hand_from_the_wire_format_doc_runs() {
     // What a Python (pika) or Node producer following docs/wire-format.md sends: 8- and
     // 32-bit integers, no preview, no enqueued-at.
-    let broker = Broker::connect().await;
-    let (queue, failed) = (unique("foreign"), unique("failed"));
-    broker.track(&[&queue, &failed]);
+    let rig = Rig::new("foreign").await;
+    let queue = &rig.queue;
     let seen = Arc::new(Seen::default());
-    let running = worker(&broker, &[&queue], &failed, 1, &seen);
-    eventually(WAIT, "the worker consumes", || async {
-        broker.consumers(&queue).await == 1
-    })
-    .await;
+    start(&rig, 1, &seen);
+    rig.wait_consuming().await;
     let mut headers = FieldTable::default();
     headers.insert(header::VERSION.into(), AMQPValue::ShortShortUInt(1));
     headers.insert(header::JOB.into(), AMQPValue::LongString("record".into()));
@@ -457,12 +384,12 @@ async fn a_message_built_by_hand_from_the_wire_format_doc_runs() {
         .with_headers(headers);
     let body =
         br#"{"label":"from python","numbers":[1,2],"address":{"street":"Corso","zip":null}}"#;
-    publish_raw(&broker, &queue, body, props).await;
+    rig.publish_raw(queue, body, props).await;
     eventually(WAIT, "the job ran", || async {
         seen.calls.lock().expect("lock").len() == 1
     })
     .await;
-    running.stop().await;
+    rig.stop().await;
     let calls = seen.calls.lock().expect("lock").clone();
     assert_eq!(calls[0].0, "from python");
     assert_eq!(
@@ -472,6 +399,5 @@ async fn a_message_built_by_hand_from_the_wire_format_doc_runs() {
             zip: None
         }
     );
-    assert_eq!(broker.ready(&failed).await, 0);
-    broker.cleanup().await;
+    assert_eq!(rig.ready(&rig.failed).await, 0);
 }

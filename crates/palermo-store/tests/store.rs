@@ -2,9 +2,7 @@
 //! backend): idempotent recording, filters and paging, retry/remove marks, heartbeats into
 //! workers and exact statistics.
 
-mod db;
-
-use db::{TestDb, BACKENDS};
+use palermo_testdb::{TestDb, BACKENDS};
 use palermo::worker::heartbeat::{Counter, Heartbeat, RunningJob};
 use palermo_store::{failures::NewFailure, Filter, Page, Store, StoreError};
 
@@ -43,7 +41,7 @@ where
         let store = Store::open(&db.url).await.expect("open");
         test(store.clone()).await;
         store.close().await;
-        db.drop().await;
+        db.remove().await;
     }
 }
 
@@ -58,7 +56,7 @@ async fn migrations_apply_once() {
         assert!(again.applied.is_empty(), "{backend}");
         assert_eq!(again.current, vec![1]);
         store.close().await;
-        db.drop().await;
+        db.remove().await;
     }
 }
 

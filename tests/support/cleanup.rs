@@ -1,0 +1,206 @@
+//! What a test created on the broker, deleted when the test ends, however it ends.
+//!
+//! A cleanup call written at the end of a test never runs when an assertion before it fails,
+//! and every failed run used to leave its queues behind. [`Owned`] deletes its names in `Drop`,
+//! which also runs while a panic unwinds. `Drop` is synchronous and usually runs inside the
+//! test's tokio runtime (where blocking on a future panics), so the deletion runs on a thread
+//! of its own, with a small runtime and a connection of its own, bounded by
+//! [`CLEANUP_TIMEOUT`]; when the broker is gone it says so on stderr instead of panicking
+//! again. The async [`Owned::delete_now`] does the same on a connection the test already has.
+
+use std::{sync::Mutex, time::Duration};
+
+use lapin::{
+    options::{ExchangeDeclareOptions, QueueDeclareOptions},
+    Connection, ConnectionProperties, ExchangeKind,
+};
+
+/// How long dropping an [`Owned`] waits for the broker, all deletions together.
+pub const CLEANUP_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long one broker operation of a cleanup may take.
+const STEP: Duration = Duration::from_secs(5);
+
+/// Queue and exchange names a test created: deleted by [`Owned::delete_now`] or on drop.
+#[derive(Default)]
+pub struct Owned(Mutex<Names>);
+
+#[derive(Default, Clone, Debug)]
+pub struct Names {
+    pub queues: Vec<String>,
+    pub exchanges: Vec<String>,
+}
+
+impl Names {
+    fn is_empty(&self) -> bool {
+        self.queues.is_empty() && self.exchanges.is_empty()
+    }
+}
+
+impl Owned {
+    fn names(&self) -> std::sync::MutexGuard<'_, Names> {
+        // A panic while the lock was held must not stop the cleanup.
+        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Remembers a queue to delete.
+    pub fn queue(&self, name: &str) {
+        self.names().queues.push(name.to_string());
+    }
+
+    /// Remembers an exchange to delete.
+    pub fn exchange(&self, name: &str) {
+        self.names().exchanges.push(name.to_string());
+    }
+
+    /// What it will delete.
+    pub fn list(&self) -> Names {
+        self.names().clone()
+    }
+
+    /// Takes over what `other` owns.
+    pub fn adopt(&self, other: &Owned) {
+        let taken = std::mem::take(&mut *other.names());
+        let mut names = self.names();
+        names.queues.extend(taken.queues);
+        names.exchanges.extend(taken.exchanges);
+    }
+
+    /// Deletes everything now over `connection`.
+    pub async fn delete_now(&self, connection: &Connection) {
+        let names = std::mem::take(&mut *self.names());
+        if let Err(e) = delete(connection, &names).await {
+            eprintln!("[test cleanup] {e}; left behind: {names:?}");
+        }
+    }
+}
+
+impl Drop for Owned {
+    fn drop(&mut self) {
+        let names = std::mem::take(&mut *self.names());
+        if !names.is_empty() {
+            delete_on_own_thread(names);
+        }
+    }
+}
+
+/// Deletes `names` from a synchronous context, possibly inside a runtime.
+fn delete_on_own_thread(names: Names) {
+    let (done, finished) = std::sync::mpsc::channel();
+    let what = names.clone();
+    let spawned = std::thread::Builder::new()
+        .name("test-cleanup".into())
+        .spawn(move || {
+            let result = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| format!("no runtime: {e}"))
+                .and_then(|runtime| runtime.block_on(connect_and_delete(&names)));
+            let _ = done.send(result);
+        });
+    let outcome = match spawned {
+        Ok(_) => finished
+            .recv_timeout(CLEANUP_TIMEOUT)
+            .unwrap_or_else(|_| Err(format!("no answer within {CLEANUP_TIMEOUT:?}"))),
+        Err(e) => Err(format!("no cleanup thread: {e}")),
+    };
+    if let Err(e) = outcome {
+        eprintln!("[test cleanup] {e}; left behind: {what:?}");
+    }
+}
+
+async fn connect_and_delete(names: &Names) -> Result<(), String> {
+    let url = super::amqp_url();
+    let connect = Connection::connect(&url, ConnectionProperties::default());
+    let connection = tokio::time::timeout(STEP, connect)
+        .await
+        .map_err(|_| "the broker did not answer".to_string())?
+        .map_err(|e| format!("cannot connect: {e}"))?;
+    let result = tokio::time::timeout(CLEANUP_TIMEOUT, delete(&connection, names))
+        .await
+        .unwrap_or_else(|_| Err("timed out".into()));
+    let _ = connection.close(200, "test cleanup".into()).await;
+    result
+}
+
+/// Deletes the exchanges, then the queues. Deleting what is already gone succeeds; an error
+/// closes the channel, so each step has a channel of its own.
+async fn delete(connection: &Connection, names: &Names) -> Result<(), String> {
+    let mut failures = Vec::new();
+    for exchange in &names.exchanges {
+        let step = async {
+            let channel = connection.create_channel().await?;
+            channel
+                .exchange_delete(exchange.as_str().into(), Default::default())
+                .await?;
+            channel.close(200, "done".into()).await
+        };
+        if let Err(e) = bounded(step).await {
+            failures.push(format!("exchange {exchange}: {e}"));
+        }
+    }
+    for queue in &names.queues {
+        let step = async {
+            let channel = connection.create_channel().await?;
+            channel
+                .queue_delete(queue.as_str().into(), Default::default())
+                .await?;
+            channel.close(200, "done".into()).await
+        };
+        if let Err(e) = bounded(step).await {
+            failures.push(format!("queue {queue}: {e}"));
+        }
+    }
+    match failures.is_empty() {
+        true => Ok(()),
+        false => Err(failures.join("; ")),
+    }
+}
+
+async fn bounded<T>(
+    step: impl std::future::Future<Output = Result<T, lapin::Error>>,
+) -> Result<T, String> {
+    match tokio::time::timeout(STEP, step).await {
+        Ok(result) => result.map_err(|e| e.to_string()),
+        Err(_) => Err(format!("no answer within {STEP:?}")),
+    }
+}
+
+/// Whether a queue named `name` exists (a passive declare on a channel of its own, which the
+/// broker closes when it does not).
+pub async fn queue_exists(connection: &Connection, name: &str) -> bool {
+    let Ok(channel) = connection.create_channel().await else {
+        return false;
+    };
+    let passive = QueueDeclareOptions {
+        passive: true,
+        ..Default::default()
+    };
+    let found = channel
+        .queue_declare(name.into(), passive, Default::default())
+        .await
+        .is_ok();
+    let _ = channel.close(200, "done".into()).await;
+    found
+}
+
+/// Whether an exchange named `name` exists (passive declare, as [`queue_exists`]).
+pub async fn exchange_exists(connection: &Connection, name: &str) -> bool {
+    let Ok(channel) = connection.create_channel().await else {
+        return false;
+    };
+    let passive = ExchangeDeclareOptions {
+        passive: true,
+        ..Default::default()
+    };
+    let found = channel
+        .exchange_declare(
+            name.into(),
+            ExchangeKind::Direct,
+            passive,
+            Default::default(),
+        )
+        .await
+        .is_ok();
+    let _ = channel.close(200, "done".into()).await;
+    found
+}

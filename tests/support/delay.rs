@@ -1,0 +1,66 @@
+//! The library's delay layout (retries, snoozes, scheduled jobs wait in shared per-level
+//! queues, crates/palermo/src/delay), seen from the tests: counting what waits, naming the
+//! level queues, and watching the retries of one queue. The layout is shared by every test
+//! and never deleted; what a test adds to it (a probe queue and its binding) is its own.
+
+use lapin::{
+    options::{QueueBindOptions, QueueDeclareOptions},
+    types::FieldTable,
+    Channel,
+};
+use palermo::delay::{Kind, Layout, LEVELS};
+
+use super::{amqp_url, queue_type};
+
+fn layout() -> Layout {
+    Layout::of(queue_type())
+}
+
+/// Jobs waiting in the delay queues of the test's queue type, all tests together.
+pub async fn scheduled_waiting() -> u64 {
+    let connection = palermo::broker::connect(&amqp_url(), "test: delay count")
+        .await
+        .expect("connect");
+    let waiting = palermo::delay::waiting(&connection, layout())
+        .await
+        .expect("count the delay queues");
+    let _ = connection.close(200, "done".into()).await;
+    waiting.scheduled
+}
+
+/// The `palermo queues` row name of the scheduled-job level queues.
+pub fn scheduled_queues() -> String {
+    layout().queues_of(Kind::Scheduled)
+}
+
+/// The `palermo queues` row name of the retry level queues.
+pub fn retry_queues() -> String {
+    layout().queues_of(Kind::Retry)
+}
+
+/// Declares `probe` and binds it to the delay layout's first exchange for the retries of
+/// `queue` (routing keys `r.<bits>.<queue>`), declaring the layout if nothing has yet.
+pub async fn bind_retry_probe(channel: &Channel, probe: &str, queue: &str) {
+    palermo::delay::declare(channel, layout())
+        .await
+        .expect("declare the delay layout");
+    channel
+        .queue_declare(
+            probe.into(),
+            QueueDeclareOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .expect("declare the retry probe");
+    let first = layout().exchange(LEVELS - 1);
+    channel
+        .queue_bind(
+            probe.into(),
+            first.as_str().into(),
+            format!("r.#.{queue}").as_str().into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .expect("bind the retry probe");
+}
