@@ -17,12 +17,13 @@ use std::{
     time::{Duration, Instant, SystemTime},
 };
 
-use lapin::BasicProperties;
-use palermo::{history, wire::header, Backoff, Job, JobContext, JobError, State, Worker};
-use support::{amqp_url, eventually, unique, Broker, RunningWorker};
+use palermo::{Backoff, Job, JobContext, JobError, State, Worker};
+use support::{
+    eventually,
+    wire::{header, header_int, header_str, headers, history},
+    Rig, WAIT,
+};
 use tokio::sync::Semaphore;
-
-const WAIT: Duration = Duration::from_secs(20);
 /// How late a delayed job may start: about a second (rounding to whole seconds, the hops
 /// through the delay levels, the worker picking it up on a busy 2-core machine).
 const LATE: Duration = Duration::from_millis(1500);
@@ -135,31 +136,14 @@ async fn hold(payload: String, seen: State<Arc<Seen>>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A worker on `queue` with its own failed queue and a fast backoff: 1 s, 2 s, 2 s...
-fn worker(
-    broker: &Broker,
-    queue: &str,
-    failed: &str,
-    concurrency: usize,
-    seen: &Arc<Seen>,
-) -> RunningWorker {
-    let mut config = broker.worker_config(&[queue], failed);
+/// Starts a worker on the rig's queue with a fast backoff (1 s, 2 s, 2 s...) and `seen` as
+/// its state.
+fn start(rig: &Rig, concurrency: usize, seen: &Arc<Seen>) {
+    let mut config = rig.config();
     config.concurrency = concurrency;
     config.backoff =
         Backoff::exponential(Duration::from_secs(1), Duration::from_secs(2)).with_jitter(0.0);
-    RunningWorker::start_with(Worker::builder(config).state(seen.clone()))
-}
-
-fn headers(props: &BasicProperties) -> lapin::types::FieldTable {
-    props.headers().clone().unwrap_or_default()
-}
-
-fn header_str(props: &BasicProperties, name: &str) -> Option<String> {
-    palermo::wire::get_str(&headers(props), name).ok().flatten()
-}
-
-fn header_int(props: &BasicProperties, name: &str) -> Option<i64> {
-    palermo::wire::get_int(&headers(props), name).ok().flatten()
+    rig.start(Worker::builder(config).state(seen.clone()));
 }
 
 #[test]
@@ -177,17 +161,16 @@ fn the_backoff_option_sets_the_jobs_policy() {
 
 #[tokio::test]
 async fn a_job_failing_twice_then_succeeding_runs_three_times_with_growing_delays() {
-    let broker = Broker::connect().await;
-    let (queue, failed) = (unique("flaky"), unique("failed"));
-    broker.track(&[&queue, &failed]);
+    let rig = Rig::new("flaky").await;
+    let queue = &rig.queue;
     let seen = Arc::new(Seen::default());
-    let running = worker(&broker, &queue, &failed, 2, &seen);
-    let client = support::client().await;
+    start(&rig, 2, &seen);
+    let client = rig.client();
     // The worker declares the delay queues at its first delayed publish; let a snooze do it,
     // so that the first retry's delay is not measured with the declarations in it.
     client
         .enqueue_to(
-            &queue,
+            queue,
             Sleepy {
                 label: "warm-up".into(),
             },
@@ -203,7 +186,7 @@ async fn a_job_failing_twice_then_succeeding_runs_three_times_with_growing_delay
     let label = "flaky";
     client
         .enqueue_to(
-            &queue,
+            queue,
             Flaky {
                 label: label.into(),
             },
@@ -216,10 +199,10 @@ async fn a_job_failing_twice_then_succeeding_runs_three_times_with_growing_delay
     })
     .await;
     eventually(WAIT, "the job is acked", || async {
-        broker.ready(&queue).await == 0
+        rig.ready(queue).await == 0
     })
     .await;
-    running.stop().await;
+    rig.stop().await;
 
     let runs = seen.runs(label);
     let attempts: Vec<u32> = runs.iter().map(|r| r.0).collect();
@@ -231,22 +214,21 @@ async fn a_job_failing_twice_then_succeeding_runs_three_times_with_growing_delay
     assert!(second_gap >= Duration::from_secs(2), "{second_gap:?}");
     assert!(second_gap > first_gap, "{first_gap:?} then {second_gap:?}");
     assert!(second_gap < Duration::from_secs(2) + LATE, "{second_gap:?}");
-    assert_eq!(broker.ready(&failed).await, 0, "nothing failed");
-    broker.cleanup().await;
+    assert_eq!(rig.ready(&rig.failed).await, 0, "nothing failed");
 }
 
 #[tokio::test]
 async fn a_job_that_always_fails_reaches_the_failed_queue_once_with_its_whole_history() {
-    let broker = Broker::connect().await;
-    let (queue, failed) = (unique("doomed"), unique("failed"));
-    broker.track(&[&queue, &failed]);
+    let rig = Rig::new("doomed").await;
+    let queue = &rig.queue;
     let seen = Arc::new(Seen::default());
-    let running = worker(&broker, &queue, &failed, 1, &seen);
-    let client = support::client().await;
+    let retries = rig.watch_retries(queue).await;
+    start(&rig, 1, &seen);
+    let client = rig.client();
     let label = "doomed";
     let id = client
         .enqueue_to(
-            &queue,
+            queue,
             Doomed {
                 label: label.into(),
             },
@@ -254,15 +236,13 @@ async fn a_job_that_always_fails_reaches_the_failed_queue_once_with_its_whole_hi
         .await
         .expect("enqueue");
 
-    eventually(WAIT, "the job reached the failed queue", || async {
-        broker.ready(&failed).await == 1
-    })
-    .await;
-    running.stop().await;
+    rig.wait_failed(1).await;
+    rig.stop().await;
 
     let attempts: Vec<u32> = seen.runs(label).iter().map(|r| r.0).collect();
     assert_eq!(attempts, [1, 2, 3], "three runs, no more");
-    let messages = broker.drain(&failed).await;
+    assert_eq!(rig.ready(&retries).await, 2, "two retries went through the delay queues");
+    let messages = rig.drain(&rig.failed).await;
     assert_eq!(messages.len(), 1, "exactly one failure");
     let (props, _) = &messages[0];
     assert_eq!(
@@ -287,10 +267,10 @@ async fn a_job_that_always_fails_reaches_the_failed_queue_once_with_its_whole_hi
         !headers(props).contains_key("x-death"),
         "broker headers are dropped"
     );
-    let history = history::read(&headers(props));
+    let history = history(props);
     let summary: Vec<(u32, &str, &str)> = history
         .iter()
-        .map(|e| (e.attempt, e.kind.as_str(), e.error.as_str()))
+        .map(|(attempt, _, kind, error)| (*attempt, kind.as_str(), error.as_str()))
         .collect();
     assert_eq!(
         summary,
@@ -300,28 +280,27 @@ async fn a_job_that_always_fails_reaches_the_failed_queue_once_with_its_whole_hi
             (3, "error", "doomed: attempt 3 of 3"),
         ]
     );
-    assert!(history.windows(2).all(|w| w[0].at < w[1].at));
+    assert!(history.windows(2).all(|w| w[0].1 < w[1].1));
     assert_eq!(
         header_int(props, header::FIRST_FAILED_AT),
-        Some(history[0].at)
+        Some(history[0].1)
     );
-    assert_eq!(header_int(props, header::FAILED_AT), Some(history[2].at));
-    assert_eq!(broker.ready(&queue).await, 0);
-    broker.cleanup().await;
+    assert_eq!(header_int(props, header::FAILED_AT), Some(history[2].1));
+    assert_eq!(rig.ready(queue).await, 0);
 }
 
 #[tokio::test]
 async fn fail_now_skips_the_remaining_attempts() {
-    let broker = Broker::connect().await;
-    let (queue, failed) = (unique("failnow"), unique("failed"));
-    broker.track(&[&queue, &failed]);
+    let rig = Rig::new("failnow").await;
+    let queue = &rig.queue;
     let seen = Arc::new(Seen::default());
-    let running = worker(&broker, &queue, &failed, 1, &seen);
-    let client = support::client().await;
+    let retries = rig.watch_retries(queue).await;
+    start(&rig, 1, &seen);
+    let client = rig.client();
     let label = "ghost";
     client
         .enqueue_to(
-            &queue,
+            queue,
             BadArgument {
                 label: label.into(),
             },
@@ -329,16 +308,14 @@ async fn fail_now_skips_the_remaining_attempts() {
         .await
         .expect("enqueue");
 
-    eventually(WAIT, "the job reached the failed queue", || async {
-        broker.ready(&failed).await == 1
-    })
-    .await;
-    // A retry would come back after 1 s; give it the chance to show up.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    running.stop().await;
+    rig.wait_failed(1).await;
+    // Stopped, the worker has acked the job, and a retry is published (and confirmed) before
+    // the ack: had there been one, the probe would hold it now, not a second later.
+    rig.stop().await;
 
-    assert_eq!(seen.runs(label).len(), 1, "ran once, not retried");
-    let messages = broker.drain(&failed).await;
+    assert_eq!(seen.runs(label).len(), 1, "ran once");
+    assert_eq!(rig.ready(&retries).await, 0, "no retry was published");
+    let messages = rig.drain(&rig.failed).await;
     assert_eq!(messages.len(), 1);
     let (props, _) = &messages[0];
     assert_eq!(
@@ -347,24 +324,22 @@ async fn fail_now_skips_the_remaining_attempts() {
     );
     assert_eq!(header_int(props, header::ATTEMPT), Some(1));
     assert_eq!(header_int(props, header::MAX_ATTEMPTS), Some(5));
-    let history = history::read(&headers(props));
+    let history = history(props);
     assert_eq!(history.len(), 1);
-    assert!(history[0].error.contains("does not exist"), "{history:?}");
-    broker.cleanup().await;
+    assert!(history[0].3.contains("does not exist"), "{history:?}");
 }
 
 #[tokio::test]
 async fn a_snooze_runs_the_job_again_later_without_using_an_attempt() {
-    let broker = Broker::connect().await;
-    let (queue, failed) = (unique("snooze"), unique("failed"));
-    broker.track(&[&queue, &failed]);
+    let rig = Rig::new("snooze").await;
+    let queue = &rig.queue;
     let seen = Arc::new(Seen::default());
-    let running = worker(&broker, &queue, &failed, 1, &seen);
-    let client = support::client().await;
+    start(&rig, 1, &seen);
+    let client = rig.client();
     let label = "sleepy";
     client
         .enqueue_to(
-            &queue,
+            queue,
             Sleepy {
                 label: label.into(),
             },
@@ -377,10 +352,10 @@ async fn a_snooze_runs_the_job_again_later_without_using_an_attempt() {
     })
     .await;
     eventually(WAIT, "the job is acked", || async {
-        broker.ready(&queue).await == 0
+        rig.ready(queue).await == 0
     })
     .await;
-    running.stop().await;
+    rig.stop().await;
 
     let runs = seen.runs(label);
     assert_eq!(runs[0].0, 1);
@@ -389,18 +364,16 @@ async fn a_snooze_runs_the_job_again_later_without_using_an_attempt() {
     println!("snoozed 2 s: ran again after {gap:?}");
     assert!(gap >= Duration::from_secs(2), "{gap:?}");
     assert!(gap < Duration::from_secs(2) + LATE, "{gap:?}");
-    assert_eq!(broker.ready(&failed).await, 0, "a snooze is not a failure");
-    broker.cleanup().await;
+    assert_eq!(rig.ready(&rig.failed).await, 0, "a snooze is not a failure");
 }
 
 #[tokio::test]
 async fn scheduled_jobs_start_on_time_and_a_long_delay_does_not_hold_back_a_short_one() {
-    let broker = Broker::connect().await;
-    let (queue, failed) = (unique("scheduled"), unique("failed"));
-    broker.track(&[&queue, &failed]);
+    let rig = Rig::new("scheduled").await;
+    let queue = &rig.queue;
     let seen = Arc::new(Seen::default());
-    let running = worker(&broker, &queue, &failed, 2, &seen);
-    let client = support::client().await;
+    start(&rig, 2, &seen);
+    let client = rig.client();
     let job = |label: &str| Scheduled {
         label: label.into(),
     };
@@ -409,7 +382,7 @@ async fn scheduled_jobs_start_on_time_and_a_long_delay_does_not_hold_back_a_shor
     // client's first delayed enqueue declares the delay layout.
     let declare = Instant::now();
     client
-        .enqueue_to_in(&queue, job("long"), Duration::from_secs(300))
+        .enqueue_to_in(queue, job("long"), Duration::from_secs(300))
         .await
         .expect("enqueue long");
     println!(
@@ -421,7 +394,7 @@ async fn scheduled_jobs_start_on_time_and_a_long_delay_does_not_hold_back_a_shor
         let label = format!("in {secs}s");
         due.insert(label.clone(), SystemTime::now() + Duration::from_secs(secs));
         client
-            .enqueue_to_in(&queue, job(&label), Duration::from_secs(secs))
+            .enqueue_to_in(queue, job(&label), Duration::from_secs(secs))
             .await
             .expect("enqueue_in");
     }
@@ -442,7 +415,7 @@ async fn scheduled_jobs_start_on_time_and_a_long_delay_does_not_hold_back_a_shor
     let at = SystemTime::now() + Duration::from_millis(3500);
     due.insert("at +3.5s".into(), at);
     client
-        .enqueue_to_at(&queue, job("at +3.5s"), at)
+        .enqueue_to_at(queue, job("at +3.5s"), at)
         .await
         .expect("enqueue_at");
 
@@ -450,7 +423,7 @@ async fn scheduled_jobs_start_on_time_and_a_long_delay_does_not_hold_back_a_shor
         due.keys().all(|label| !seen.runs(label).is_empty())
     })
     .await;
-    running.stop().await;
+    rig.stop().await;
 
     for (label, due) in &due {
         let runs = seen.runs(label);
@@ -463,21 +436,19 @@ async fn scheduled_jobs_start_on_time_and_a_long_delay_does_not_hold_back_a_shor
         assert!(late < LATE, "{label} started {late:?} late");
     }
     assert!(seen.runs("long").is_empty());
-    broker.cleanup().await;
 }
 
 #[tokio::test]
 async fn a_timed_out_job_is_cancelled_recorded_as_timed_out_and_retried() {
-    let broker = Broker::connect().await;
-    let (queue, failed) = (unique("stuck"), unique("failed"));
-    broker.track(&[&queue, &failed]);
+    let rig = Rig::new("stuck").await;
+    let queue = &rig.queue;
     let seen = Arc::new(Seen::default());
-    let running = worker(&broker, &queue, &failed, 1, &seen);
-    let client = support::client().await;
+    start(&rig, 1, &seen);
+    let client = rig.client();
     let label = "stuck";
     client
         .enqueue_to(
-            &queue,
+            queue,
             Stuck {
                 label: label.into(),
             },
@@ -485,11 +456,8 @@ async fn a_timed_out_job_is_cancelled_recorded_as_timed_out_and_retried() {
         .await
         .expect("enqueue");
 
-    eventually(WAIT, "both attempts timed out", || async {
-        broker.ready(&failed).await == 1
-    })
-    .await;
-    running.stop().await;
+    rig.wait_failed(1).await; // both attempts timed out
+    rig.stop().await;
 
     let attempts: Vec<u32> = seen.runs(label).iter().map(|r| r.0).collect();
     assert_eq!(attempts, [1, 2], "retried after the timeout");
@@ -499,7 +467,7 @@ async fn a_timed_out_job_is_cancelled_recorded_as_timed_out_and_retried() {
         "both runs cancelled"
     );
     assert_eq!(seen.completed.load(Ordering::SeqCst), 0);
-    let messages = broker.drain(&failed).await;
+    let messages = rig.drain(&rig.failed).await;
     let (props, _) = &messages[0];
     assert_eq!(
         header_str(props, header::ERROR_KIND).as_deref(),
@@ -509,12 +477,8 @@ async fn a_timed_out_job_is_cancelled_recorded_as_timed_out_and_retried() {
         header_str(props, header::ERROR).as_deref(),
         Some("timed out after 300ms")
     );
-    let kinds: Vec<String> = history::read(&headers(props))
-        .into_iter()
-        .map(|e| e.kind)
-        .collect();
+    let kinds: Vec<String> = history(props).into_iter().map(|e| e.2).collect();
     assert_eq!(kinds, ["timeout", "timeout"]);
-    broker.cleanup().await;
 }
 
 /// The worker's resident memory, in KiB.
@@ -552,17 +516,16 @@ async fn while_a_thousand_delayed_jobs_wait_the_worker_holds_only_its_running_jo
     const DELAYED: usize = 1000;
     const CONCURRENCY: usize = 2;
     let payload = "x".repeat(64 * 1024);
-    let broker = Broker::connect().await;
-    let (queue, failed) = (unique("thousand"), unique("failed"));
-    broker.track(&[&queue, &failed]);
+    let rig = Rig::new("thousand").await;
+    let queue = &rig.queue;
     let seen = Arc::new(Seen::default());
-    let running = worker(&broker, &queue, &failed, CONCURRENCY, &seen);
-    let client = support::client().await;
+    start(&rig, CONCURRENCY, &seen);
+    let client = rig.client();
     // Occupy both slots, so the worker would take more if the broker offered more.
     for _ in 0..CONCURRENCY {
         client
             .enqueue_to(
-                &queue,
+                queue,
                 Hold {
                     payload: String::new(),
                 },
@@ -579,7 +542,7 @@ async fn while_a_thousand_delayed_jobs_wait_the_worker_holds_only_its_running_jo
     for _ in 0..DELAYED {
         client
             .enqueue_to_in(
-                &queue,
+                queue,
                 Hold {
                     payload: payload.clone(),
                 },
@@ -588,30 +551,20 @@ async fn while_a_thousand_delayed_jobs_wait_the_worker_holds_only_its_running_jo
             .await
             .expect("enqueue_in");
     }
-    let connection = palermo::broker::connect(&amqp_url(), "retries test")
-        .await
-        .expect("connect");
-    let waiting = palermo::delay::waiting(
-        &connection,
-        palermo::delay::Layout::of(support::queue_type()),
-    )
-    .await
-    .expect("count");
-    let _ = connection.close(200, "done".into()).await;
+    let scheduled = support::delay::scheduled_waiting().await;
     let after = rss_kib();
-    let unacked_now = unacked(&queue);
+    let unacked_now = unacked(queue);
     println!(
-        "{DELAYED} delayed jobs of 64 KiB: {} scheduled in the delay queues, {unacked_now} unacked, \
-         memory {before} KiB → {after} KiB",
-        waiting.scheduled
+        "{DELAYED} delayed jobs of 64 KiB: {scheduled} scheduled in the delay queues, \
+         {unacked_now} unacked, memory {before} KiB → {after} KiB",
     );
-    assert!(waiting.scheduled >= DELAYED as u64, "{waiting:?}");
+    assert!(scheduled >= DELAYED as u64, "{scheduled} scheduled");
     assert_eq!(
         unacked_now, CONCURRENCY as u32,
         "the worker holds its running jobs only"
     );
     assert_eq!(
-        broker.ready(&queue).await,
+        rig.ready(queue).await,
         0,
         "the delayed jobs are not in the queue yet"
     );
@@ -622,22 +575,19 @@ async fn while_a_thousand_delayed_jobs_wait_the_worker_holds_only_its_running_jo
 
     seen.gate.0.add_permits(CONCURRENCY);
     eventually(WAIT, "the held jobs finish", || async {
-        unacked(&queue) == 0
+        unacked(queue) == 0
     })
     .await;
-    running.stop().await;
-    broker.cleanup().await;
+    rig.stop().await;
 }
 
 #[tokio::test]
 async fn palermo_enqueue_in_schedules_a_job_and_palermo_queues_counts_it() {
-    let broker = Broker::connect().await;
-    let admin = admin_support::Admin::new("sqlite").await;
-    let queue = unique("cli");
-    broker.track(&[&queue]);
+    let admin = admin_support::Admin::new("sqlite", "cli").await;
+    let (rig, queue) = (&admin.rig, &admin.rig.queue);
     let seen = Arc::new(Seen::default());
     admin_support::palermo_bin(); // built now, not while the delay runs
-                                  // Long enough for the `palermo queues` run below to see the job still waiting.
+    // Long enough for the `palermo queues` run below to see the job still waiting.
     let delay = Duration::from_secs(8);
     let before = SystemTime::now();
     let args = r#"{"label":"from the cli"}"#;
@@ -645,7 +595,7 @@ async fn palermo_enqueue_in_schedules_a_job_and_palermo_queues_counts_it() {
         "enqueue",
         "scheduled",
         "--queue",
-        &queue,
+        queue,
         "--args",
         args,
         "--in",
@@ -654,9 +604,7 @@ async fn palermo_enqueue_in_schedules_a_job_and_palermo_queues_counts_it() {
     let after = SystemTime::now();
     assert!(out.status.success(), "{}", admin_support::stderr(&out));
     assert!(admin_support::stderr(&out).contains("scheduled for"));
-    let rows = admin.json(&["queues", &queue]);
-    let layout = palermo::delay::Layout::of(support::queue_type());
-    use palermo::delay::Kind;
+    let rows = admin.json(&["queues", queue]);
     let row = |name: &str| {
         rows.as_array()
             .and_then(|rows| rows.iter().find(|r| r["queue"] == name))
@@ -664,23 +612,23 @@ async fn palermo_enqueue_in_schedules_a_job_and_palermo_queues_counts_it() {
             .unwrap_or_else(|| panic!("no row {name} in {rows}"))
     };
     assert!(
-        row(&layout.queues_of(Kind::Scheduled))["ready"].as_u64() >= Some(1),
+        row(&support::delay::scheduled_queues())["ready"].as_u64() >= Some(1),
         "{rows}"
     );
     assert!(
-        row(&layout.queues_of(Kind::Retry))["ready"]
+        row(&support::delay::retry_queues())["ready"]
             .as_u64()
             .is_some(),
         "{rows}"
     );
-    assert_eq!(row(&queue)["ready"], 0, "not in its queue yet: {rows}");
+    assert_eq!(row(queue)["ready"], 0, "not in its queue yet: {rows}");
 
-    let running = worker(&broker, &queue, &admin.failed, 1, &seen);
+    start(rig, 1, &seen);
     eventually(WAIT, "the scheduled job ran", || async {
         !seen.runs("from the cli").is_empty()
     })
     .await;
-    running.stop().await;
+    rig.stop().await;
     let started = seen.runs("from the cli")[0].2;
     assert!(started >= before + delay, "ran early");
     let late = started.duration_since(after + delay).unwrap_or_default();
@@ -690,7 +638,7 @@ async fn palermo_enqueue_in_schedules_a_job_and_palermo_queues_counts_it() {
         "enqueue",
         "scheduled",
         "--queue",
-        &queue,
+        queue,
         "--at",
         "tomorrow",
     ]);
@@ -700,6 +648,4 @@ async fn palermo_enqueue_in_schedules_a_job_and_palermo_queues_counts_it() {
         "{}",
         admin_support::stderr(&out)
     );
-    admin.cleanup(&broker).await;
-    broker.cleanup().await;
 }

@@ -1,12 +1,13 @@
-//! Helpers of the admin tests: a fresh database per test (SQLite file or PostgreSQL database),
-//! unique admin queue names, and the real `palermo` binary to run commands with.
+//! Helpers of the admin tests: a rig and a fresh database per test (SQLite file or PostgreSQL
+//! database, from the palermo-testdb crate), and the real `palermo` binary to run commands
+//! with.
 //!
 //! The binary belongs to another package (palermo-cli), so Cargo does not build it for these
 //! tests or tell where it is. It lives next to this test's executable (`target/<profile>/`);
 //! the first command of a test process runs `cargo build -p palermo-cli --bin palermo` there
 //! (a no-op when it is fresh), so a test never runs a stale binary. Set `PALERMO_BIN` to use
 //! another binary instead.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 use std::{
     path::PathBuf,
@@ -14,100 +15,37 @@ use std::{
     sync::OnceLock,
 };
 
-use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
-use sqlx::{any::AnyPoolOptions, Executor};
+pub use palermo_testdb::{TestDb, BACKENDS};
 
-use crate::support::{amqp_url, unique, Broker};
+use crate::support::{amqp_url, Rig};
 
-/// Both databases the store runs on.
-pub const BACKENDS: [&str; 2] = ["sqlite", "postgres"];
-
-/// A database created for one test, dropped by [`TestDb::drop`].
-pub struct TestDb {
-    pub url: String,
-    postgres: Option<(String, String)>,
-    file: Option<PathBuf>,
-}
-
-fn postgres_admin_url() -> String {
-    std::env::var("PALERMO_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
-
-impl TestDb {
-    pub async fn new(backend: &str) -> TestDb {
-        let name = format!("palermo_test_{}", uuid::Uuid::new_v4().simple());
-        if backend == "sqlite" {
-            let file = std::env::temp_dir().join(format!("{name}.db"));
-            return TestDb {
-                url: format!("sqlite:{}", file.display()),
-                postgres: None,
-                file: Some(file),
-            };
-        }
-        sqlx::any::install_default_drivers();
-        let admin = postgres_admin_url();
-        let pool = AnyPoolOptions::new()
-            .max_connections(1)
-            .connect(&admin)
-            .await
-            .expect("PostgreSQL must answer for the admin tests (scripts/postgres.sh starts it)");
-        pool.execute(format!("CREATE DATABASE {name}").as_str())
-            .await
-            .expect("create the test database");
-        pool.close().await;
-        let (base, _) = admin.rsplit_once('/').expect("a database name in the URL");
-        TestDb {
-            url: format!("{base}/{name}"),
-            postgres: Some((admin, name)),
-            file: None,
-        }
-    }
-
-    pub async fn drop(self) {
-        if let Some((admin, name)) = self.postgres {
-            let pool = AnyPoolOptions::new()
-                .max_connections(1)
-                .connect(&admin)
-                .await
-                .expect("connect to PostgreSQL");
-            pool.execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
-                .await
-                .expect("drop the test database");
-            pool.close().await;
-        }
-        if let Some(file) = self.file {
-            for suffix in ["", "-wal", "-shm"] {
-                let _ = std::fs::remove_file(format!("{}{suffix}", file.display()));
-            }
-        }
-    }
-}
-
-/// One test's admin side: its database, failed queue and events exchange.
+/// One test's admin side: a rig (its queue named after `prefix`, its failed queue and
+/// events exchange, which the `palermo` commands read) and a fresh database. Dropping it
+/// deletes both.
 pub struct Admin {
+    pub rig: Rig,
     pub db: TestDb,
+    /// The rig's failed queue.
     pub failed: String,
+    /// The rig's events exchange.
     pub events: String,
 }
 
 impl Admin {
-    pub async fn new(backend: &str) -> Admin {
+    pub async fn new(backend: &str, prefix: &str) -> Admin {
+        let rig = Rig::new(prefix).await;
         Admin {
             db: TestDb::new(backend).await,
-            failed: unique("failed"),
-            events: unique("events"),
+            failed: rig.failed.clone(),
+            events: rig.events.clone(),
+            rig,
         }
     }
 
-    /// A worker configuration sending failures and heartbeats here, beating every 250 ms
-    /// (gone after three missed beats: 750 ms of slack for a loaded machine)..
+    /// A worker configuration for `queues` sending failures and heartbeats here, beating
+    /// every 250 ms (gone after three missed beats: 750 ms of slack for a loaded machine).
     pub fn worker_config(&self, queues: &[&str]) -> palermo::WorkerConfig {
-        let mut config = palermo::WorkerConfig::new(queues.iter().copied());
-        config.queue_type = crate::support::queue_type();
-        config.amqp_url = amqp_url();
-        config.failed_queue = self.failed.clone();
-        config.events_exchange = self.events.clone();
+        let mut config = self.rig.config_for(queues);
         config.heartbeat_interval = std::time::Duration::from_millis(250);
         config
     }
@@ -138,24 +76,6 @@ impl Admin {
         );
         serde_json::from_slice(&out.stdout)
             .unwrap_or_else(|e| panic!("palermo {args:?} printed no JSON ({e}): {}", stdout(&out)))
-    }
-
-    /// Deletes the admin queues and exchange, and the database.
-    pub async fn cleanup(self, broker: &Broker) {
-        for queue in [&self.failed, &self.events] {
-            let _ = broker
-                .channel
-                .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
-                .await;
-        }
-        let _ = broker
-            .channel
-            .exchange_delete(
-                self.events.as_str().into(),
-                ExchangeDeleteOptions::default(),
-            )
-            .await;
-        self.db.drop().await;
     }
 }
 
