@@ -13,7 +13,7 @@ use std::{
 
 use admin_support::{palermo_bin, Admin, BACKENDS};
 use palermo::{client::RawJob, Client, Format};
-use support::{amqp_url, eventually, unique, Broker};
+use support::{amqp_url, eventually};
 
 const WORKER: &str = env!("CARGO_BIN_EXE_palermo-test-worker");
 const WAIT: Duration = Duration::from_secs(20);
@@ -36,10 +36,8 @@ async fn enqueue(queue: &str, job: &str, args: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "disruptive: run by scripts/test.sh after the other tests"]
 async fn a_killed_worker_is_gone_after_three_missed_heartbeats() {
-    let broker = Broker::connect().await;
-    let admin = Admin::new("sqlite").await;
-    let queue = unique("killed");
-    broker.track(&[&queue]);
+    let admin = Admin::new("sqlite", "killed").await;
+    let (rig, queue) = (&admin.rig, admin.rig.queue.clone());
     let mut child = Command::new(WORKER)
         .args(["--queues", &queue, "--failed-queue", &admin.failed])
         .args([
@@ -93,21 +91,17 @@ async fn a_killed_worker_is_gone_after_three_missed_heartbeats() {
         "a gone worker runs nothing"
     );
     eventually(WAIT, "the killed job is back on its queue", || async {
-        broker.ready(&queue).await == 1
+        rig.ready(&queue).await == 1
     })
     .await;
-    admin.cleanup(&broker).await;
-    broker.cleanup().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "disruptive: run by scripts/test.sh after the other tests"]
 async fn a_recorder_killed_between_commit_and_ack_leaves_no_duplicate() {
     for backend in BACKENDS {
-        let broker = Broker::connect().await;
-        let admin = Admin::new(backend).await;
-        let queue = unique("crash");
-        broker.track(&[&queue]);
+        let admin = Admin::new(backend, "crash").await;
+        let (rig, queue) = (&admin.rig, admin.rig.queue.clone());
         let mut worker = Command::new(WORKER)
             .args(["--queues", &queue, "--failed-queue", &admin.failed])
             .args(["--events-exchange", &admin.events])
@@ -118,7 +112,7 @@ async fn a_recorder_killed_between_commit_and_ack_leaves_no_duplicate() {
             .expect("spawn the test worker");
         enqueue(&queue, "fail", r#"{"reason":"boom"}"#).await;
         eventually(WAIT, "the failure is queued", || async {
-            broker.ready(&admin.failed).await == 1
+            rig.ready(&admin.failed).await == 1
         })
         .await;
         let _ = worker.kill();
@@ -137,7 +131,7 @@ async fn a_recorder_killed_between_commit_and_ack_leaves_no_duplicate() {
         eventually(
             WAIT,
             "the broker redelivers the unacked failure",
-            || async { broker.ready(&admin.failed).await == 1 },
+            || async { rig.ready(&admin.failed).await == 1 },
         )
         .await;
         let store = palermo_store::Store::open(&admin.db.url)
@@ -155,8 +149,6 @@ async fn a_recorder_killed_between_commit_and_ack_leaves_no_duplicate() {
 
         let list = admin.json(&["failed", "list"]);
         assert_eq!(list["total"], 1, "{backend}: recorded again, still one row");
-        assert_eq!(broker.ready(&admin.failed).await, 0, "acked this time");
-        admin.cleanup(&broker).await;
-        broker.cleanup().await;
+        assert_eq!(rig.ready(&admin.failed).await, 0, "acked this time");
     }
 }

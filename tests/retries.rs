@@ -241,7 +241,11 @@ async fn a_job_that_always_fails_reaches_the_failed_queue_once_with_its_whole_hi
 
     let attempts: Vec<u32> = seen.runs(label).iter().map(|r| r.0).collect();
     assert_eq!(attempts, [1, 2, 3], "three runs, no more");
-    assert_eq!(rig.ready(&retries).await, 2, "two retries went through the delay queues");
+    assert_eq!(
+        rig.ready(&retries).await,
+        2,
+        "two retries went through the delay queues"
+    );
     let messages = rig.drain(&rig.failed).await;
     assert_eq!(messages.len(), 1, "exactly one failure");
     let (props, _) = &messages[0];
@@ -587,7 +591,7 @@ async fn palermo_enqueue_in_schedules_a_job_and_palermo_queues_counts_it() {
     let (rig, queue) = (&admin.rig, &admin.rig.queue);
     let seen = Arc::new(Seen::default());
     admin_support::palermo_bin(); // built now, not while the delay runs
-    // Long enough for the `palermo queues` run below to see the job still waiting.
+                                  // Long enough for the `palermo queues` run below to see the job still waiting.
     let delay = Duration::from_secs(8);
     let before = SystemTime::now();
     let args = r#"{"label":"from the cli"}"#;
@@ -634,14 +638,7 @@ async fn palermo_enqueue_in_schedules_a_job_and_palermo_queues_counts_it() {
     let late = started.duration_since(after + delay).unwrap_or_default();
     assert!(late < LATE, "ran {late:?} late");
 
-    let out = admin.palermo(&[
-        "enqueue",
-        "scheduled",
-        "--queue",
-        queue,
-        "--at",
-        "tomorrow",
-    ]);
+    let out = admin.palermo(&["enqueue", "scheduled", "--queue", queue, "--at", "tomorrow"]);
     assert!(!out.status.success());
     assert!(
         admin_support::stderr(&out).contains("--at"),

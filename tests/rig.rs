@@ -61,7 +61,10 @@ async fn a_test_that_panics_inside_the_rig_leaves_no_queue_or_exchange_behind() 
     // Dropping the rig finished the cleanup before the task's panic was reported.
     let broker = Broker::connect().await;
     for queue in &names.queues {
-        assert!(!queue_exists(&broker.connection, queue).await, "queue {queue} left behind");
+        assert!(
+            !queue_exists(&broker.connection, queue).await,
+            "queue {queue} left behind"
+        );
     }
     for exchange in &names.exchanges {
         assert!(

@@ -7,27 +7,25 @@ use serde_json::Value;
 use crate::{
     admin_support::{stderr, stdout, Admin, BACKENDS},
     failure_rows,
-    support::{eventually, unique, Broker},
+    support::eventually,
     worker, AlwaysFails, Charge, Seen, WAIT,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_job_is_listed_with_every_field_and_a_retry_runs_it_and_clears_it() {
     for backend in BACKENDS {
-        let broker = Broker::connect().await;
-        let admin = Admin::new(backend).await;
-        let queue = unique("billing");
-        broker.track(&[&queue]);
+        let admin = Admin::new(backend, "billing").await;
+        let (rig, queue) = (&admin.rig, admin.rig.queue.clone());
         let seen = Arc::new(Seen::default());
         seen.fail.store(true, Ordering::SeqCst);
         let running = worker(&admin, &[&queue], 1, &seen);
-        let client = crate::support::client().await;
+        let client = rig.client();
         let job_id = client
             .enqueue_to(&queue, Charge { order: 42 })
             .await
             .expect("enqueue");
         eventually(WAIT, "the job failed", || async {
-            broker.ready(&admin.failed).await == 1
+            rig.ready(&admin.failed).await == 1
         })
         .await;
 
@@ -70,7 +68,7 @@ async fn a_failed_job_is_listed_with_every_field_and_a_retry_runs_it_and_clears_
                 "{field} missing: {f}"
             );
         }
-        assert_eq!(broker.ready(&admin.failed).await, 0, "recorded and acked");
+        assert_eq!(rig.ready(&admin.failed).await, 0, "recorded and acked");
         let id = f["id"].as_str().expect("id").to_string();
 
         let show = admin.json(&["failed", "show", &id]);
@@ -99,21 +97,18 @@ async fn a_failed_job_is_listed_with_every_field_and_a_retry_runs_it_and_clears_
         );
         running.stop().await;
         assert_eq!(seen.ran.load(Ordering::SeqCst), 2, "ran once, retried once");
-        assert_eq!(broker.ready(&queue).await, 0);
-        admin.cleanup(&broker).await;
-        broker.cleanup().await;
+        assert_eq!(rig.ready(&queue).await, 0);
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retry_all_by_queue_and_remove_by_id_touch_only_what_they_name() {
-    let broker = Broker::connect().await;
-    let admin = Admin::new("sqlite").await;
-    let (qa, qb) = (unique("qa"), unique("qb"));
-    broker.track(&[&qa, &qb]);
+    let admin = Admin::new("sqlite", "qa").await;
+    let rig = &admin.rig;
+    let (qa, qb) = (rig.queue.clone(), rig.another_queue("qb"));
     let seen = Arc::new(Seen::default());
     let running = worker(&admin, &[&qa, &qb], 2, &seen);
-    let client = crate::support::client().await;
+    let client = rig.client();
     for n in 0..2 {
         client
             .enqueue_to(&qa, AlwaysFails { n })
@@ -125,7 +120,7 @@ async fn retry_all_by_queue_and_remove_by_id_touch_only_what_they_name() {
             .expect("enqueue qb");
     }
     eventually(WAIT, "four failures", || async {
-        broker.ready(&admin.failed).await == 4
+        rig.ready(&admin.failed).await == 4
     })
     .await;
     running.stop().await;
@@ -137,7 +132,7 @@ async fn retry_all_by_queue_and_remove_by_id_touch_only_what_they_name() {
         "{}",
         stdout(&out)
     );
-    assert_eq!((broker.ready(&qa).await, broker.ready(&qb).await), (2, 0));
+    assert_eq!((rig.ready(&qa).await, rig.ready(&qb).await), (2, 0));
     let left = failure_rows(&admin.json(&["failed", "list"]));
     assert_eq!(left.len(), 2);
     assert!(left.iter().all(|f| f["queue"] == qb.as_str()), "{left:?}");
@@ -164,26 +159,22 @@ async fn retry_all_by_queue_and_remove_by_id_touch_only_what_they_name() {
         left.iter().map(|f| f["id"].clone()).collect::<Vec<_>>(),
         [Value::from(keep)]
     );
-    assert_eq!(broker.ready(&qb).await, 0, "remove publishes nothing");
+    assert_eq!(rig.ready(&qb).await, 0, "remove publishes nothing");
     let filtered = admin.json(&["failed", "list", "--queue", &qa]);
     assert_eq!(filtered["total"], 0);
 
     let usage = admin.palermo(&["failed", "retry"]);
     assert_eq!(usage.status.code(), Some(1));
     assert!(stderr(&usage).contains("--all"), "{}", stderr(&usage));
-    admin.cleanup(&broker).await;
-    broker.cleanup().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failure_of_a_job_no_worker_knows_can_be_listed_shown_retried_and_removed() {
-    let broker = Broker::connect().await;
-    let admin = Admin::new("postgres").await;
-    let queue = unique("orphans");
-    broker.track(&[&queue]);
+    let admin = Admin::new("postgres", "orphans").await;
+    let (rig, queue) = (&admin.rig, admin.rig.queue.clone());
     let seen = Arc::new(Seen::default());
     let running = worker(&admin, &[&queue], 1, &seen);
-    let client = crate::support::client().await;
+    let client = rig.client();
     for n in 0..2 {
         let raw = palermo::client::RawJob {
             name: "nobody_knows_me".into(),
@@ -195,7 +186,7 @@ async fn a_failure_of_a_job_no_worker_knows_can_be_listed_shown_retried_and_remo
         client.enqueue_raw(raw).await.expect("enqueue");
     }
     eventually(WAIT, "two failures", || async {
-        broker.ready(&admin.failed).await == 2
+        rig.ready(&admin.failed).await == 2
     })
     .await;
     running.stop().await;
@@ -211,17 +202,15 @@ async fn a_failure_of_a_job_no_worker_knows_can_be_listed_shown_retried_and_remo
     assert!(show["args"]["n"].is_number(), "{show}");
     let out = admin.palermo(&["failed", "retry", first]);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(broker.ready(&queue).await, 1, "back on its queue");
+    assert_eq!(rig.ready(&queue).await, 1, "back on its queue");
     let out = admin.palermo(&["failed", "remove", second]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(admin.json(&["failed", "list"])["total"], 0);
-    admin.cleanup(&broker).await;
-    broker.cleanup().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_database_or_broker_is_one_line_and_exit_1() {
-    let admin = Admin::new("sqlite").await;
+    let admin = Admin::new("sqlite", "cli").await;
     let cases: [(&[&str], &str); 3] = [
         (
             &[
@@ -257,5 +246,4 @@ async fn an_unreachable_database_or_broker_is_one_line_and_exit_1() {
     }
     let migrated = admin.json(&["migrate"]);
     assert_eq!(migrated["current"], serde_json::json!([1]));
-    admin.db.drop().await;
 }

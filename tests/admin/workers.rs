@@ -9,20 +9,19 @@ use serde_json::Value;
 
 use crate::{
     admin_support::{stdout, Admin, BACKENDS},
-    support::{amqp_url, eventually, unique, Broker},
+    support::{amqp_url, eventually},
     worker, AlwaysFails, Charge, Seen, Sleepy, WAIT,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn statistics_count_a_real_run_exactly() {
     for backend in BACKENDS {
-        let broker = Broker::connect().await;
-        let admin = Admin::new(backend).await;
-        let (queue, other) = (unique("stats"), unique("stats-other"));
-        broker.track(&[&queue, &other]);
+        let admin = Admin::new(backend, "stats").await;
+        let rig = &admin.rig;
+        let (queue, other) = (rig.queue.clone(), rig.another_queue("stats-other"));
         let seen = Arc::new(Seen::default());
         let running = worker(&admin, &[&queue, &other], 3, &seen);
-        let client = crate::support::client().await;
+        let client = rig.client();
         client
             .enqueue_many_to(&queue, (0..17).map(|order| Charge { order }))
             .await
@@ -32,7 +31,7 @@ async fn statistics_count_a_real_run_exactly() {
             .await
             .expect("enqueue");
         eventually(WAIT, "every job ran", || async {
-            seen.succeeded.load(Ordering::SeqCst) == 17 && broker.ready(&admin.failed).await == 5
+            seen.succeeded.load(Ordering::SeqCst) == 17 && rig.ready(&admin.failed).await == 5
         })
         .await;
         // Mid-run the numbers come from heartbeats; after the stop, from the offline event.
@@ -70,20 +69,16 @@ async fn statistics_count_a_real_run_exactly() {
         let workers = admin.json(&["workers"]);
         assert_eq!(workers[0]["status"], "stopped");
         assert_eq!(workers[0]["processed"], 22);
-        admin.cleanup(&broker).await;
-        broker.cleanup().await;
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_shows_up_within_a_heartbeat_with_its_job_and_its_queue_with_the_unacked_count() {
-    let broker = Broker::connect().await;
-    let admin = Admin::new("sqlite").await;
-    let queue = unique("busy");
-    broker.track(&[&queue]);
+    let admin = Admin::new("sqlite", "busy").await;
+    let (rig, queue) = (&admin.rig, admin.rig.queue.clone());
     let seen = Arc::new(Seen::default());
     let running = worker(&admin, &[&queue], 2, &seen);
-    let client = crate::support::client().await;
+    let client = rig.client();
     let job = client
         .enqueue_to(&queue, Sleepy { ms: 4000 })
         .await
@@ -149,16 +144,12 @@ async fn a_worker_shows_up_within_a_heartbeat_with_its_job_and_its_queue_with_th
 
     running.stop().await;
     assert_eq!(admin.json(&["workers"])[0]["status"], "stopped");
-    admin.cleanup(&broker).await;
-    broker.cleanup().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_recorder_can_run_continuously() {
-    let broker = Broker::connect().await;
-    let admin = Admin::new("sqlite").await;
-    let queue = unique("continuous");
-    broker.track(&[&queue]);
+    let admin = Admin::new("sqlite", "continuous").await;
+    let (rig, queue) = (&admin.rig, admin.rig.queue.clone());
     let store = palermo_store::Store::open(&admin.db.url)
         .await
         .expect("store");
@@ -177,7 +168,7 @@ async fn the_recorder_can_run_continuously() {
 
     let seen = Arc::new(Seen::default());
     let running = worker(&admin, &[&queue], 1, &seen);
-    let client = crate::support::client().await;
+    let client = rig.client();
     client
         .enqueue_to(&queue, AlwaysFails { n: 1 })
         .await
@@ -195,7 +186,7 @@ async fn the_recorder_can_run_continuously() {
         },
     )
     .await;
-    assert_eq!(broker.ready(&admin.failed).await, 0);
+    assert_eq!(rig.ready(&admin.failed).await, 0);
     running.stop().await;
     trigger.stop();
     recording
@@ -203,6 +194,4 @@ async fn the_recorder_can_run_continuously() {
         .expect("task")
         .expect("recorder ends cleanly");
     store.close().await;
-    admin.cleanup(&broker).await;
-    broker.cleanup().await;
 }

@@ -39,7 +39,9 @@ impl Names {
 impl Owned {
     fn names(&self) -> std::sync::MutexGuard<'_, Names> {
         // A panic while the lock was held must not stop the cleanup.
-        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Remembers a queue to delete.

@@ -9,7 +9,6 @@ use lapin::{Connection, ConnectionProperties};
 
 use super::amqp_url;
 
-
 /// Runs `rabbitmqctl` on the test broker's node.
 pub fn rabbitmqctl(args: &[&str]) -> std::io::Result<std::process::Output> {
     let mut command = std::process::Command::new("rabbitmqctl");

@@ -105,7 +105,10 @@ impl Rig {
     /// Waits until `n` messages are ready in the failed queue.
     pub async fn wait_failed(&self, n: u32) {
         let what = format!("{n} message(s) in the failed queue");
-        eventually(WAIT, &what, || async { self.ready(&self.failed).await == n }).await;
+        eventually(WAIT, &what, || async {
+            self.ready(&self.failed).await == n
+        })
+        .await;
     }
 
     /// Waits until a worker consumes from the queue.

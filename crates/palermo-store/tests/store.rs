@@ -2,9 +2,9 @@
 //! backend): idempotent recording, filters and paging, retry/remove marks, heartbeats into
 //! workers and exact statistics.
 
-use palermo_testdb::{TestDb, BACKENDS};
 use palermo::worker::heartbeat::{Counter, Heartbeat, RunningJob};
 use palermo_store::{failures::NewFailure, Filter, Page, Store, StoreError};
+use palermo_testdb::{TestDb, BACKENDS};
 
 fn failure(id: &str, queue: &str, job: &str, error: &str, failed_at: i64) -> NewFailure {
     NewFailure {

@@ -163,12 +163,11 @@ mod tests {
 
     async fn exists(name: &str) -> bool {
         let mut connection = PgConnection::connect(&admin_url()).await.expect("connect");
-        let found: Option<(i32,)> =
-            sqlx::query_as("SELECT 1 FROM pg_database WHERE datname = $1")
-                .bind(name)
-                .fetch_optional(&mut connection)
-                .await
-                .expect("query");
+        let found: Option<(i32,)> = sqlx::query_as("SELECT 1 FROM pg_database WHERE datname = $1")
+            .bind(name)
+            .fetch_optional(&mut connection)
+            .await
+            .expect("query");
         found.is_some()
     }
 
@@ -177,7 +176,10 @@ mod tests {
         let db = TestDb::new("postgres").await;
         let name = db.url.rsplit('/').next().expect("name").to_string();
         let mut connection = PgConnection::connect(&db.url).await.expect("open it");
-        connection.execute("CREATE TABLE t (x int)").await.expect("use it");
+        connection
+            .execute("CREATE TABLE t (x int)")
+            .await
+            .expect("use it");
         assert!(exists(&name).await);
         // Dropped while unwinding, inside this runtime, with a connection still open on it.
         let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
