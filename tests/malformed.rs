@@ -13,12 +13,15 @@ use std::{
 };
 
 use lapin::{
-    options::BasicPublishOptions,
     types::{AMQPValue, FieldTable},
     BasicProperties,
 };
-use palermo::{wire::header, State, Worker};
-use support::{eventually, unique, Broker, RunningWorker};
+use palermo::{State, Worker};
+use support::{
+    eventually,
+    wire::{header, header_str, job_headers, truncate, with_headers},
+    Rig,
+};
 
 #[palermo::job(max_attempts = 1)]
 async fn greet(name: String, times: u32, done: State<Arc<AtomicUsize>>) -> anyhow::Result<()> {
@@ -36,21 +39,11 @@ struct Case {
 }
 
 fn headers(queue: &str) -> FieldTable {
-    let mut h = FieldTable::default();
-    h.insert(header::VERSION.into(), AMQPValue::LongInt(1));
-    h.insert(header::JOB.into(), AMQPValue::LongString("greet".into()));
-    h.insert(
-        header::SERIALIZER.into(),
-        AMQPValue::LongString("json".into()),
-    );
-    h.insert(header::QUEUE.into(), AMQPValue::LongString(queue.into()));
-    h
+    job_headers("greet", queue)
 }
 
 fn props(h: FieldTable) -> BasicProperties {
-    BasicProperties::default()
-        .with_message_id(uuid::Uuid::new_v4().to_string().into())
-        .with_headers(h)
+    with_headers(h)
 }
 
 fn with(queue: &str, name: &str, value: AMQPValue) -> BasicProperties {
@@ -239,52 +232,24 @@ fn cases(queue: &str) -> Vec<Case> {
 
 #[tokio::test]
 async fn every_kind_of_bad_message_is_failed_with_its_reason_and_good_jobs_keep_running() {
-    let broker = Broker::connect().await;
-    palermo::worker::cli::init_tracing();
-    let (queue, failed) = (unique("malformed"), unique("failed"));
-    broker.track(&[&queue, &failed]);
+    let rig = Rig::new("malformed").await;
+    support::init_tracing();
+    let queue = &rig.queue;
     let done = Arc::new(AtomicUsize::new(0));
-    let config = broker.worker_config(&[&queue], &failed);
-    let running = RunningWorker::start_with(Worker::builder(config).state(done.clone()));
-    eventually(Duration::from_secs(15), "the worker consumes", || async {
-        broker.consumers(&queue).await == 1
-    })
-    .await;
+    rig.start(Worker::builder(rig.config()).state(done.clone()));
+    rig.wait_consuming().await;
 
-    let client = support::client().await;
-    let cases = cases(&queue);
+    let client = rig.client();
+    let cases = cases(queue);
     // The first copy of the duplicated job: a good job that runs.
-    broker
-        .channel
-        .basic_publish(
-            "palermo".into(),
-            queue.as_str().into(),
-            BasicPublishOptions::default(),
-            br#"{"name":"first","times":1}"#,
-            duplicated_job(&queue),
-        )
-        .await
-        .expect("publish")
-        .await
-        .expect("confirm");
+    let first = br#"{"name":"first","times":1}"#;
+    rig.publish_raw(queue, first, duplicated_job(queue)).await;
     for case in &cases {
-        broker
-            .channel
-            .basic_publish(
-                "palermo".into(),
-                queue.as_str().into(),
-                BasicPublishOptions::default(),
-                &case.body,
-                case.props.clone(),
-            )
-            .await
-            .expect("publish")
-            .await
-            .expect("confirm");
+        rig.publish_raw(queue, &case.body, case.props.clone()).await;
         // A good job between every bad one: the worker must keep consuming.
         client
             .enqueue_to(
-                &queue,
+                queue,
                 Greet {
                     name: case.what.into(),
                     times: 1,
@@ -298,20 +263,16 @@ async fn every_kind_of_bad_message_is_failed_with_its_reason_and_good_jobs_keep_
         Duration::from_secs(60),
         "every bad message failed and every good job ran",
         || async {
-            broker.ready(&failed).await as usize == n && done.load(Ordering::SeqCst) == n + 1
+            rig.ready(&rig.failed).await as usize == n && done.load(Ordering::SeqCst) == n + 1
         },
     )
     .await;
-    running.stop().await;
+    rig.stop().await;
 
-    let failures = broker.drain(&failed).await;
+    let failures = rig.drain(&rig.failed).await;
     assert_eq!(failures.len(), n, "nothing dropped, nothing duplicated");
     for (case, (props, body)) in cases.iter().zip(&failures) {
-        let headers = props.headers().clone().unwrap_or_default();
-        let error = palermo::wire::get_str(&headers, header::ERROR)
-            .ok()
-            .flatten()
-            .unwrap_or_default();
+        let error = header_str(props, header::ERROR).unwrap_or_default();
         assert!(
             error.contains(case.reason),
             "{}: expected {:?} in the reason {:?}",
@@ -325,12 +286,7 @@ async fn every_kind_of_bad_message_is_failed_with_its_reason_and_good_jobs_keep_
             "{}: the raw body is kept",
             case.what
         );
-        println!(
-            "{:<34} → {}",
-            case.what,
-            palermo::wire::truncate_bytes(&error, 110)
-        );
+        println!("{:<34} → {}", case.what, truncate(&error, 110));
     }
-    assert_eq!(broker.ready(&queue).await, 0);
-    broker.cleanup().await;
+    assert_eq!(rig.ready(queue).await, 0);
 }

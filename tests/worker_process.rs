@@ -3,131 +3,80 @@
 mod support;
 
 use std::{
-    process::{Child, Command, Stdio},
+    process::Command,
     time::{Duration, Instant},
 };
 
-use serde::{Deserialize, Serialize};
-use support::{amqp_url, eventually, unique, Broker};
+use support::{
+    amqp_url, eventually,
+    process::{enqueue_sleep, read_log, Running, WORKER},
+    Rig, WAIT,
+};
 
-const WORKER: &str = env!("CARGO_BIN_EXE_palermo-test-worker");
-const WAIT: Duration = Duration::from_secs(20);
-
-/// The test worker's `sleep_ms` job, enqueued by name.
-#[derive(Serialize, Deserialize)]
-struct SleepMs {
-    ms: u64,
+/// The test worker on the rig's queue, failed queue and events exchange, logging to `log`.
+fn spawn_worker(rig: &Rig, log: &std::path::Path, extra: &[&str]) -> Running {
+    let mut args = vec![
+        "--queues",
+        &rig.queue,
+        "--failed-queue",
+        &rig.failed,
+        "--events-exchange",
+        &rig.events,
+    ];
+    args.extend_from_slice(extra);
+    Running::spawn(&args, log)
 }
 
-async fn enqueue_sleep(queue: &str, ms: u64) {
-    let client = palermo::Client::connect(&amqp_url()).await.expect("client");
-    let body = serde_json::to_vec(&SleepMs { ms }).expect("json");
-    client
-        .enqueue_raw(palermo::client::RawJob {
-            name: "sleep_ms".into(),
-            queue: queue.into(),
-            format: palermo::Format::Json,
-            body,
-            max_attempts: Some(1),
-        })
-        .await
-        .expect("enqueue");
-}
-
-/// Spawns the test worker with its own events exchange, tracked for cleanup.
-fn spawn_worker(broker: &Broker, args: &[&str]) -> Child {
-    Command::new(WORKER)
-        .args(args)
-        .args(["--events-exchange", &broker.events_exchange()])
-        .env("PALERMO_AMQP_URL", amqp_url())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn the test worker")
-}
-
-fn signal(child: &Child, sig: libc::c_int) {
-    // SAFETY: kill(2) on a pid we spawned and have not reaped.
-    let rc = unsafe { libc::kill(child.id() as libc::pid_t, sig) };
-    assert_eq!(rc, 0, "kill failed");
-}
-
-async fn wait_exit(child: &mut Child, within: Duration) -> std::process::ExitStatus {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            return status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("the worker did not exit within {within:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+/// Waits until the worker's log says that the `sleep_ms` job of `ms` started.
+async fn wait_running(log: &std::path::Path, ms: u64) {
+    let line = format!("sleep_ms: sleeping {ms} ms");
+    eventually(WAIT, &line, || async { read_log(log).contains(&line) }).await;
 }
 
 #[tokio::test]
 async fn sigterm_lets_the_running_job_finish_and_leaves_the_others_queued() {
-    let broker = Broker::connect().await;
-    let (queue, failed) = (unique("term"), unique("failed"));
-    broker.track(&[&queue, &failed]);
-    enqueue_sleep(&queue, 1500).await;
+    let rig = Rig::new("term").await;
+    let queue = &rig.queue;
+    enqueue_sleep(rig.client(), queue, 1500).await;
     for _ in 0..3 {
-        enqueue_sleep(&queue, 1).await;
+        enqueue_sleep(rig.client(), queue, 1).await;
     }
-    let mut child = spawn_worker(
-        &broker,
-        &[
-            "--queues",
-            &queue,
-            "--failed-queue",
-            &failed,
-            "--shutdown-timeout",
-            "10",
-        ],
-    );
-    eventually(WAIT, "the first job is delivered", || async {
-        broker.ready(&queue).await == 3
-    })
-    .await;
-    // Delivered is not yet started: a stop in between rightly hands the job back. The job
-    // sleeps 1.5 s, so 300 ms after its delivery it is running and still far from its end.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    signal(&child, libc::SIGTERM);
+    let log = rig.temp_file("worker.log");
+    let worker = spawn_worker(&rig, &log, &["--shutdown-timeout", "10"]);
+    // Running, not only delivered: a stop between delivery and start rightly hands it back.
+    wait_running(&log, 1500).await;
     let started = Instant::now();
-    let status = wait_exit(&mut child, WAIT).await;
+    let status = worker.stop(WAIT).await;
     assert!(status.success(), "exit status {status:?}");
     assert!(
         started.elapsed() < Duration::from_secs(10),
         "it did not wait for the timeout"
     );
     // The running job was acked (else it would be back: 4), the others were never started.
-    assert_eq!(broker.ready(&queue).await, 3);
-    assert_eq!(broker.ready(&failed).await, 0);
-    broker.cleanup().await;
+    assert_eq!(rig.ready(queue).await, 3);
+    assert_eq!(rig.ready(&rig.failed).await, 0);
 }
 
 #[tokio::test]
 async fn a_second_signal_exits_at_once_and_returns_the_job_to_its_queue() {
-    let broker = Broker::connect().await;
-    let (queue, failed) = (unique("term2"), unique("failed"));
-    broker.track(&[&queue, &failed]);
-    enqueue_sleep(&queue, 60_000).await;
-    let mut child = spawn_worker(&broker, &["--queues", &queue, "--failed-queue", &failed]);
-    eventually(WAIT, "the job is running", || async {
-        broker.ready(&queue).await == 0
+    let rig = Rig::new("term2").await;
+    let queue = &rig.queue;
+    enqueue_sleep(rig.client(), queue, 60_000).await;
+    let log = rig.temp_file("worker.log");
+    let worker = spawn_worker(&rig, &log, &[]);
+    wait_running(&log, 60_000).await;
+    worker.signal(libc::SIGTERM);
+    eventually(WAIT, "the worker took the first signal", || async {
+        read_log(&log).contains("stop requested")
     })
     .await;
-    signal(&child, libc::SIGTERM);
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    signal(&child, libc::SIGINT);
-    let status = wait_exit(&mut child, Duration::from_secs(5)).await;
+    worker.signal(libc::SIGINT);
+    let status = worker.wait(Duration::from_secs(5)).await;
     assert!(!status.success());
     eventually(WAIT, "the unacked job is back in its queue", || async {
-        broker.ready(&queue).await == 1
+        rig.ready(queue).await == 1
     })
     .await;
-    broker.cleanup().await;
 }
 
 fn run_to_end(args: &[&str], url: &str) -> (i32, String) {

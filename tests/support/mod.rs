@@ -69,3 +69,8 @@ where
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// Logs of the library on stderr (`RUST_LOG`), for a test that wants to show them.
+pub fn init_tracing() {
+    palermo::worker::cli::init_tracing();
+}

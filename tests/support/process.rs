@@ -59,8 +59,14 @@ impl Running {
     }
 
     /// SIGTERM, then waits up to `within` for it to exit; its exit status.
-    pub async fn stop(mut self, within: Duration) -> ExitStatus {
+    pub async fn stop(self, within: Duration) -> ExitStatus {
         self.signal(libc::SIGTERM);
+        self.wait(within).await
+    }
+
+    /// Waits up to `within` for it to exit (panics after that; dropping it kills it); its
+    /// exit status.
+    pub async fn wait(mut self, within: Duration) -> ExitStatus {
         let deadline = Instant::now() + within;
         loop {
             if let Some(status) = self.0.try_wait().expect("try_wait") {

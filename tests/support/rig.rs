@@ -12,7 +12,7 @@
 //! let failures = rig.drain(&rig.failed).await;
 //! ```
 
-use std::{ops::Deref, sync::Mutex, time::Duration};
+use std::{ops::Deref, path::PathBuf, sync::Mutex, time::Duration};
 
 use palermo::{Client, WorkerConfig};
 
@@ -33,7 +33,21 @@ pub struct Rig {
     pub failed: String,
     /// Its events exchange (and the queue of the same name).
     pub events: String,
+    files: TempFiles,
     broker: Broker,
+}
+
+/// Files of a test in the temp dir (worker logs), removed on drop.
+#[derive(Default)]
+struct TempFiles(Mutex<Vec<PathBuf>>);
+
+impl Drop for TempFiles {
+    fn drop(&mut self) {
+        let files = self.0.get_mut().unwrap_or_else(|p| p.into_inner());
+        for file in files.drain(..) {
+            let _ = std::fs::remove_file(file);
+        }
+    }
 }
 
 impl Deref for Rig {
@@ -57,6 +71,7 @@ impl Rig {
             queue,
             failed,
             events,
+            files: TempFiles::default(),
             broker,
         }
     }
@@ -96,6 +111,18 @@ impl Rig {
         for worker in workers {
             worker.stop().await;
         }
+    }
+
+    /// A path in the temp dir named after the rig's queue and `name` (e.g. a worker's log),
+    /// removed when the rig is dropped.
+    pub fn temp_file(&self, name: &str) -> PathBuf {
+        let path = std::env::temp_dir().join(format!("{}.{name}", self.queue));
+        self.files
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(path.clone());
+        path
     }
 
     fn workers(&self) -> std::sync::MutexGuard<'_, Vec<RunningWorker>> {

@@ -6,6 +6,8 @@ use std::{process::ExitCode, time::Duration};
 /// Sleeps `ms` milliseconds, then succeeds.
 #[palermo::job(queue = "test", max_attempts = 1)]
 async fn sleep_ms(ms: u64) -> anyhow::Result<()> {
+    // The tests wait for this line in the log to know that the job runs.
+    eprintln!("sleep_ms: sleeping {ms} ms");
     tokio::time::sleep(Duration::from_millis(ms)).await;
     Ok(())
 }
