@@ -105,28 +105,18 @@ async fn enqueued_jobs_run_with_their_arguments_intact_in_both_formats() {
         zip: Some(90133),
     };
     let numbers = vec![0, u64::MAX, 42];
-    client
-        .enqueue_to(
-            queue,
-            Record {
-                label: "json".into(),
-                numbers: numbers.clone(),
-                address: address.clone(),
-            },
-        )
-        .await
-        .expect("enqueue json");
-    client
-        .enqueue_to(
-            queue,
-            RecordPacked {
-                label: "msgpack".into(),
-                numbers: numbers.clone(),
-                address: address.clone(),
-            },
-        )
-        .await
-        .expect("enqueue msgpack");
+    rig.enqueue(Record {
+        label: "json".into(),
+        numbers: numbers.clone(),
+        address: address.clone(),
+    })
+    .await;
+    rig.enqueue(RecordPacked {
+        label: "msgpack".into(),
+        numbers: numbers.clone(),
+        address: address.clone(),
+    })
+    .await;
     let client_mp = client.clone().with_format(Format::MessagePack);
     client_mp
         .enqueue_to(
@@ -164,16 +154,11 @@ async fn a_failing_job_lands_once_in_the_failed_queue_with_every_header_and_its_
     let rig = Rig::new("fail").await;
     let queue = &rig.queue;
     let seen = Arc::new(Seen::default());
-    let client = rig.client();
-    let id = client
-        .enqueue_to(
-            queue,
-            AlwaysFails {
-                reason: "insufficient funds".into(),
-            },
-        )
-        .await
-        .expect("enqueue");
+    let id = rig
+        .enqueue(AlwaysFails {
+            reason: "insufficient funds".into(),
+        })
+        .await;
     start(&rig, 1, &seen);
     rig.wait_failed(1).await;
     rig.stop().await;
@@ -226,19 +211,11 @@ async fn a_failing_job_lands_once_in_the_failed_queue_with_every_header_and_its_
 #[tokio::test]
 async fn a_panicking_job_is_reported_with_its_message_and_the_worker_keeps_running() {
     let rig = Rig::new("panic").await;
-    let queue = &rig.queue;
     let seen = Arc::new(Seen::default());
-    let client = rig.client();
-    client
-        .enqueue_to(queue, Panics { n: 7 })
-        .await
-        .expect("enqueue");
+    rig.enqueue(Panics { n: 7 }).await;
     start(&rig, 1, &seen);
     rig.wait_failed(1).await;
-    client
-        .enqueue_to(queue, Slow { ms: 1 })
-        .await
-        .expect("enqueue after panic");
+    rig.enqueue(Slow { ms: 1 }).await;
     eventually(WAIT, "the worker still runs jobs", || async {
         seen.done.load(Ordering::SeqCst) == 1
     })
@@ -285,11 +262,7 @@ async fn bad_messages_go_to_the_failed_queue_with_a_reason_and_the_worker_keeps_
     for (_, body, props) in &cases {
         rig.publish_raw(queue, body, props.clone()).await;
     }
-    let client = rig.client();
-    client
-        .enqueue_to(queue, Slow { ms: 1 })
-        .await
-        .expect("good job");
+    rig.enqueue(Slow { ms: 1 }).await;
     eventually(WAIT, "three failures and one good job", || async {
         rig.ready(&rig.failed).await == 3 && seen.done.load(Ordering::SeqCst) == 1
     })

@@ -162,21 +162,14 @@ fn the_backoff_option_sets_the_jobs_policy() {
 #[tokio::test]
 async fn a_job_failing_twice_then_succeeding_runs_three_times_with_growing_delays() {
     let rig = Rig::new("flaky").await;
-    let queue = &rig.queue;
     let seen = Arc::new(Seen::default());
     start(&rig, 2, &seen);
-    let client = rig.client();
     // The worker declares the delay queues at its first delayed publish; let a snooze do it,
     // so that the first retry's delay is not measured with the declarations in it.
-    client
-        .enqueue_to(
-            queue,
-            Sleepy {
-                label: "warm-up".into(),
-            },
-        )
-        .await
-        .expect("enqueue warm-up");
+    rig.enqueue(Sleepy {
+        label: "warm-up".into(),
+    })
+    .await;
     eventually(
         WAIT,
         "the warm-up job came back from its snooze",
@@ -184,24 +177,16 @@ async fn a_job_failing_twice_then_succeeding_runs_three_times_with_growing_delay
     )
     .await;
     let label = "flaky";
-    client
-        .enqueue_to(
-            queue,
-            Flaky {
-                label: label.into(),
-            },
-        )
-        .await
-        .expect("enqueue");
+    rig.enqueue(Flaky {
+        label: label.into(),
+    })
+    .await;
 
     eventually(WAIT, "the third attempt ran", || async {
         seen.runs(label).len() == 3
     })
     .await;
-    eventually(WAIT, "the job is acked", || async {
-        rig.ready(queue).await == 0
-    })
-    .await;
+    rig.wait_queue_empty().await; // acked
     rig.stop().await;
 
     let runs = seen.runs(label);
@@ -224,17 +209,12 @@ async fn a_job_that_always_fails_reaches_the_failed_queue_once_with_its_whole_hi
     let seen = Arc::new(Seen::default());
     let retries = rig.watch_retries(queue).await;
     start(&rig, 1, &seen);
-    let client = rig.client();
     let label = "doomed";
-    let id = client
-        .enqueue_to(
-            queue,
-            Doomed {
-                label: label.into(),
-            },
-        )
-        .await
-        .expect("enqueue");
+    let id = rig
+        .enqueue(Doomed {
+            label: label.into(),
+        })
+        .await;
 
     rig.wait_failed(1).await;
     rig.stop().await;
@@ -300,17 +280,11 @@ async fn fail_now_skips_the_remaining_attempts() {
     let seen = Arc::new(Seen::default());
     let retries = rig.watch_retries(queue).await;
     start(&rig, 1, &seen);
-    let client = rig.client();
     let label = "ghost";
-    client
-        .enqueue_to(
-            queue,
-            BadArgument {
-                label: label.into(),
-            },
-        )
-        .await
-        .expect("enqueue");
+    rig.enqueue(BadArgument {
+        label: label.into(),
+    })
+    .await;
 
     rig.wait_failed(1).await;
     // Stopped, the worker has acked the job, and a retry is published (and confirmed) before
@@ -336,29 +310,19 @@ async fn fail_now_skips_the_remaining_attempts() {
 #[tokio::test]
 async fn a_snooze_runs_the_job_again_later_without_using_an_attempt() {
     let rig = Rig::new("snooze").await;
-    let queue = &rig.queue;
     let seen = Arc::new(Seen::default());
     start(&rig, 1, &seen);
-    let client = rig.client();
     let label = "sleepy";
-    client
-        .enqueue_to(
-            queue,
-            Sleepy {
-                label: label.into(),
-            },
-        )
-        .await
-        .expect("enqueue");
+    rig.enqueue(Sleepy {
+        label: label.into(),
+    })
+    .await;
 
     eventually(WAIT, "the job ran again after its snooze", || async {
         seen.runs(label).len() == 2
     })
     .await;
-    eventually(WAIT, "the job is acked", || async {
-        rig.ready(queue).await == 0
-    })
-    .await;
+    rig.wait_queue_empty().await; // acked
     rig.stop().await;
 
     let runs = seen.runs(label);
@@ -445,20 +409,13 @@ async fn scheduled_jobs_start_on_time_and_a_long_delay_does_not_hold_back_a_shor
 #[tokio::test]
 async fn a_timed_out_job_is_cancelled_recorded_as_timed_out_and_retried() {
     let rig = Rig::new("stuck").await;
-    let queue = &rig.queue;
     let seen = Arc::new(Seen::default());
     start(&rig, 1, &seen);
-    let client = rig.client();
     let label = "stuck";
-    client
-        .enqueue_to(
-            queue,
-            Stuck {
-                label: label.into(),
-            },
-        )
-        .await
-        .expect("enqueue");
+    rig.enqueue(Stuck {
+        label: label.into(),
+    })
+    .await;
 
     rig.wait_failed(1).await; // both attempts timed out
     rig.stop().await;
@@ -527,15 +484,10 @@ async fn while_a_thousand_delayed_jobs_wait_the_worker_holds_only_its_running_jo
     let client = rig.client();
     // Occupy both slots, so the worker would take more if the broker offered more.
     for _ in 0..CONCURRENCY {
-        client
-            .enqueue_to(
-                queue,
-                Hold {
-                    payload: String::new(),
-                },
-            )
-            .await
-            .expect("enqueue hold");
+        rig.enqueue(Hold {
+            payload: String::new(),
+        })
+        .await;
     }
     eventually(WAIT, "both slots are busy", || async {
         seen.held.load(Ordering::SeqCst) == CONCURRENCY

@@ -125,31 +125,34 @@ async fn connect_and_delete(names: &Names) -> Result<(), String> {
 }
 
 /// Deletes the exchanges, then the queues. Deleting what is already gone succeeds; an error
-/// closes the channel, so each step has a channel of its own.
+/// closes the channel, so each deletion has a channel of its own.
 async fn delete(connection: &Connection, names: &Names) -> Result<(), String> {
+    let exchanges = names.exchanges.iter().map(|name| (true, name));
+    let queues = names.queues.iter().map(|name| (false, name));
     let mut failures = Vec::new();
-    for exchange in &names.exchanges {
+    for (exchange, name) in exchanges.chain(queues) {
         let step = async {
             let channel = connection.create_channel().await?;
-            channel
-                .exchange_delete(exchange.as_str().into(), Default::default())
-                .await?;
+            match exchange {
+                true => {
+                    let options = Default::default();
+                    channel
+                        .exchange_delete(name.as_str().into(), options)
+                        .await?
+                }
+                false => {
+                    let options = Default::default();
+                    channel
+                        .queue_delete(name.as_str().into(), options)
+                        .await
+                        .map(|_| ())?
+                }
+            }
             channel.close(200, "done".into()).await
         };
         if let Err(e) = bounded(step).await {
-            failures.push(format!("exchange {exchange}: {e}"));
-        }
-    }
-    for queue in &names.queues {
-        let step = async {
-            let channel = connection.create_channel().await?;
-            channel
-                .queue_delete(queue.as_str().into(), Default::default())
-                .await?;
-            channel.close(200, "done".into()).await
-        };
-        if let Err(e) = bounded(step).await {
-            failures.push(format!("queue {queue}: {e}"));
+            let what = if exchange { "exchange" } else { "queue" };
+            failures.push(format!("{what} {name}: {e}"));
         }
     }
     match failures.is_empty() {

@@ -129,6 +129,23 @@ impl Rig {
         self.workers.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Enqueues `job` on the rig's queue (confirmed); its id.
+    pub async fn enqueue<J: palermo::Job>(&self, job: J) -> uuid::Uuid {
+        self.client
+            .enqueue_to(&self.queue, job)
+            .await
+            .expect("enqueue")
+    }
+
+    /// Waits until no message is ready in the rig's queue (every job taken and acked, or
+    /// waiting in a delay queue).
+    pub async fn wait_queue_empty(&self) {
+        eventually(WAIT, "the queue is empty", || async {
+            self.ready(&self.queue).await == 0
+        })
+        .await;
+    }
+
     /// Waits until `n` messages are ready in the failed queue.
     pub async fn wait_failed(&self, n: u32) {
         let what = format!("{n} message(s) in the failed queue");
