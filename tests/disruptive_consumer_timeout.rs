@@ -16,7 +16,7 @@ use std::time::Duration;
 use support::{
     eventually,
     process::{enqueue_sleep, read_log, Running},
-    rabbitmqctl, unique, Broker,
+    rabbitmqctl, Rig,
 };
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -62,35 +62,23 @@ fn time_out(channel: &str) -> Result<(), String> {
 #[tokio::test]
 #[ignore = "disruptive: makes RabbitMQ close a channel; run by scripts/test.sh after the other tests"]
 async fn a_channel_closed_by_consumer_timeout_is_logged_and_the_slot_consumes_again() {
-    let broker = Broker::connect().await;
-    let (queue, failed) = (unique("ctimeout"), unique("failed"));
-    broker.track(&[&queue, &failed]);
-    let events = broker.events_exchange();
-    let path = std::env::temp_dir().join(format!("{queue}.log"));
-    let client = support::client().await;
-    let long = enqueue_sleep(&client, &queue, 3_000).await;
-    let args = [
-        "--queues",
-        &queue,
-        "--failed-queue",
-        &failed,
-        "--events-exchange",
-        &events,
-    ];
-    let worker = Running::spawn(&args, &path);
+    let rig = Rig::new("ctimeout").await;
+    let queue = &rig.queue;
+    let path = rig.temp_file("worker.log");
+    let long = enqueue_sleep(rig.client(), queue, 3_000).await;
+    let worker = Running::spawn(&rig.worker_args(), &path);
     eventually(WAIT, "the long job is running", || async {
-        broker.ready(&queue).await == 0 && read_log(&path).contains("worker started")
+        read_log(&path).contains("sleep_ms: sleeping 3000 ms")
     })
     .await;
 
-    let channel = consumer_channel(&queue).expect("the worker's channel");
+    let channel = consumer_channel(queue).expect("the worker's channel");
     if let Err(why) = time_out(&channel) {
         eprintln!(
             "\n!!! SKIPPED: cannot shorten a channel's consumer_timeout on this RabbitMQ \
              ({why}); the consumer_timeout path is untested here !!!\n"
         );
         assert!(worker.stop(WAIT).await.success());
-        broker.cleanup().await;
         return;
     }
     eventually(
@@ -108,7 +96,7 @@ async fn a_channel_closed_by_consumer_timeout_is_logged_and_the_slot_consumes_ag
     // The slot consumes again on a new channel. The long job ran to its end but its ack
     // died with the channel, so the broker redelivers it; this worker remembers the run and
     // acks the redelivery without running it twice. Then a new job runs.
-    let quick = enqueue_sleep(&client, &queue, 1).await;
+    let quick = enqueue_sleep(rig.client(), queue, 1).await;
     eventually(
         WAIT,
         "the redelivery was recognised and the new job ran",
@@ -128,9 +116,7 @@ async fn a_channel_closed_by_consumer_timeout_is_logged_and_the_slot_consumes_ag
     .await;
     let text = read_log(&path);
     assert!(text.contains("consuming again on a new channel"), "{text}");
-    assert_eq!(broker.ready(&queue).await, 0);
-    assert_eq!(broker.ready(&failed).await, 0);
+    assert_eq!(rig.ready(queue).await, 0);
+    assert_eq!(rig.ready(&rig.failed).await, 0);
     assert!(worker.stop(WAIT).await.success());
-    let _ = std::fs::remove_file(&path);
-    broker.cleanup().await;
 }

@@ -9,10 +9,13 @@ use std::{
     time::Duration,
 };
 
-use palermo::{client::RawJob, wire::header, Client, Format};
-use support::{amqp_url, eventually, unique, Broker};
-
-const WORKER: &str = env!("CARGO_BIN_EXE_palermo-test-worker");
+use palermo::{client::RawJob, Client, Format};
+use support::{
+    amqp_url, eventually,
+    process::WORKER,
+    wire::{header, header_str},
+    Rig,
+};
 
 async fn enqueue(client: &Client, queue: &str, name: &str, args: serde_json::Value) {
     client
@@ -30,32 +33,23 @@ async fn enqueue(client: &Client, queue: &str, name: &str, args: serde_json::Val
 #[tokio::test]
 #[ignore = "disruptive: kills worker processes; run by scripts/test.sh after the other tests"]
 async fn a_job_that_aborts_its_worker_ends_in_the_failed_queue_as_poison() {
-    let broker = Broker::connect().await;
-    let (queue, failed) = (unique("poison"), unique("failed"));
-    broker.track(&[&queue, &failed]);
-    let events = broker.events_exchange();
-    let client = Client::connect(&amqp_url()).await.expect("client");
+    let rig = Rig::new("poison").await;
+    let (queue, failed) = (&rig.queue, &rig.failed);
+    let client = rig.client();
     enqueue(
-        &client,
-        &queue,
+        client,
+        queue,
         "abort_now",
         serde_json::json!({"why": "a fatal bug"}),
     )
     .await;
-    enqueue(&client, &queue, "sleep_ms", serde_json::json!({"ms": 1})).await;
+    enqueue(client, queue, "sleep_ms", serde_json::json!({"ms": 1})).await;
 
     // Restart the worker every time the job kills it, as a process supervisor would.
     let mut aborts = 0;
     for _ in 0..10 {
         let status = Command::new(WORKER)
-            .args([
-                "--queues",
-                &queue,
-                "--failed-queue",
-                &failed,
-                "--events-exchange",
-                &events,
-            ])
+            .args(rig.worker_args())
             .args(["--max-redeliveries", "3", "--shutdown-timeout", "1"])
             .env("PALERMO_AMQP_URL", amqp_url())
             .stdout(Stdio::null())
@@ -70,7 +64,7 @@ async fn a_job_that_aborts_its_worker_ends_in_the_failed_queue_as_poison() {
                 exited = Some(s);
                 break;
             }
-            if broker.ready(&failed).await == 1 && broker.ready(&queue).await == 0 {
+            if rig.ready(failed).await == 1 && rig.ready(queue).await == 0 {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -91,23 +85,17 @@ async fn a_job_that_aborts_its_worker_ends_in_the_failed_queue_as_poison() {
     eventually(
         Duration::from_secs(10),
         "the poison message is in the failed queue",
-        || async { broker.ready(&failed).await == 1 },
+        || async { rig.ready(failed).await == 1 },
     )
     .await;
     assert_eq!(
         aborts, 3,
         "one first run plus one per allowed redelivery, then no more"
     );
-    assert_eq!(broker.ready(&queue).await, 0, "the good job ran too");
+    assert_eq!(rig.ready(queue).await, 0, "the good job ran too");
 
-    let failures = broker.drain(&failed).await;
-    let headers = failures[0].0.headers().clone().unwrap_or_default();
-    let get = |name| {
-        palermo::wire::get_str(&headers, name)
-            .ok()
-            .flatten()
-            .unwrap_or_default()
-    };
+    let failures = rig.drain(failed).await;
+    let get = |name| header_str(&failures[0].0, name).unwrap_or_default();
     assert_eq!(get(header::ERROR_KIND), "poison");
     assert!(
         get(header::ERROR).contains("delivered 4 times"),
@@ -115,5 +103,4 @@ async fn a_job_that_aborts_its_worker_ends_in_the_failed_queue_as_poison() {
         get(header::ERROR)
     );
     assert_eq!(get(header::JOB), "abort_now");
-    broker.cleanup().await;
 }

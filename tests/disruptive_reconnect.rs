@@ -18,7 +18,7 @@ use palermo::{Client, State, Worker};
 use support::{
     amqp_url, ensure_broker_running, eventually,
     process::{enqueue_sleep, read_log, Running},
-    rabbitmqctl, restart_broker, unique, Broker, BrokerGuard, RunningWorker,
+    rabbitmqctl, restart_broker, unique, Broker, BrokerGuard, Rig, RunningWorker,
 };
 
 /// How soon after the broker is back a new job must have run.
@@ -212,24 +212,11 @@ async fn worker_client_and_recorder_come_back_after_broker_restarts() {
 #[tokio::test]
 #[ignore = "disruptive: closes broker connections; run by scripts/test.sh after the other tests"]
 async fn a_connection_closed_by_the_broker_is_made_again() {
-    let broker = Broker::connect().await;
-    let (queue, failed) = (unique("cut"), unique("failed"));
-    broker.track(&[&queue, &failed]);
-    let path = std::env::temp_dir().join(format!("{queue}.log"));
-    let events = broker.events_exchange();
-    let args = [
-        "--queues",
-        &queue,
-        "--failed-queue",
-        &failed,
-        "--events-exchange",
-        &events,
-    ];
-    let worker = Running::spawn(&args, &path);
-    eventually(WAIT, "the worker consumes", || async {
-        broker.consumers(&queue).await == 1
-    })
-    .await;
+    let rig = Rig::new("cut").await;
+    let queue = &rig.queue;
+    let path = rig.temp_file("worker.log");
+    let worker = Running::spawn(&rig.worker_args(), &path);
+    rig.wait_consuming().await;
     // The worker's connection is named after its identity, which holds the queue name.
     let out = rabbitmqctl(&[
         "list_connections",
@@ -242,14 +229,13 @@ async fn a_connection_closed_by_the_broker_is_made_again() {
     let listing = String::from_utf8_lossy(&out.stdout).to_string();
     let connection = listing
         .lines()
-        .find(|line| line.contains(&queue))
+        .find(|line| line.contains(queue.as_str()))
         .and_then(|line| line.split_whitespace().next())
         .expect("the worker's connection");
     let cut = Instant::now();
     let out = rabbitmqctl(&["close_connection", connection, "test: cut"]).expect("close");
     assert!(out.status.success());
-    let client = support::client().await;
-    let id = enqueue_sleep(&client, &queue, 1).await;
+    let id = enqueue_sleep(rig.client(), queue, 1).await;
     eventually(WAIT, "the job ran on the new connection", || async {
         read_log(&path)
             .lines()
@@ -265,6 +251,4 @@ async fn a_connection_closed_by_the_broker_is_made_again() {
     );
     assert!(text.contains("reconnected to the broker"), "{text}");
     assert!(worker.stop(WAIT).await.success());
-    let _ = std::fs::remove_file(&path);
-    broker.cleanup().await;
 }

@@ -43,7 +43,7 @@ async fn panic_halfway(names: tokio::sync::oneshot::Sender<Names>) {
         assert!(owned.queues.contains(queue), "{queue} is not owned");
         assert!(queue_exists(&rig.connection, queue).await, "{queue} exists");
     }
-    assert_eq!(owned.exchanges, [rig.events.clone()]);
+    assert_eq!(owned.exchanges, std::slice::from_ref(&rig.events));
     assert!(exchange_exists(&rig.connection, &rig.events).await);
     let _ = names.send(owned);
     panic!("on purpose, with the worker running");

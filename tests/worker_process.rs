@@ -15,14 +15,7 @@ use support::{
 
 /// The test worker on the rig's queue, failed queue and events exchange, logging to `log`.
 fn spawn_worker(rig: &Rig, log: &std::path::Path, extra: &[&str]) -> Running {
-    let mut args = vec![
-        "--queues",
-        &rig.queue,
-        "--failed-queue",
-        &rig.failed,
-        "--events-exchange",
-        &rig.events,
-    ];
+    let mut args = rig.worker_args().to_vec();
     args.extend_from_slice(extra);
     Running::spawn(&args, log)
 }

@@ -113,6 +113,19 @@ impl Rig {
         }
     }
 
+    /// The arguments that point a worker process (tests/support/test_worker.rs) at the rig's
+    /// queue, failed queue and events exchange.
+    pub fn worker_args(&self) -> [&str; 6] {
+        [
+            "--queues",
+            &self.queue,
+            "--failed-queue",
+            &self.failed,
+            "--events-exchange",
+            &self.events,
+        ]
+    }
+
     /// A path in the temp dir named after the rig's queue and `name` (e.g. a worker's log),
     /// removed when the rig is dropped.
     pub fn temp_file(&self, name: &str) -> PathBuf {
