@@ -10,7 +10,7 @@ use std::sync::{
 
 use palermo::{State, Worker};
 use support::{
-    cleanup::{exchange_exists, queue_exists, Names},
+    cleanup::{exists, Names, Object},
     eventually, Broker, Rig, WAIT,
 };
 
@@ -41,10 +41,13 @@ async fn panic_halfway(names: tokio::sync::oneshot::Sender<Names>) {
     let owned = rig.owned().list();
     for queue in [&rig.queue, &rig.failed, &rig.events, &retries] {
         assert!(owned.queues.contains(queue), "{queue} is not owned");
-        assert!(queue_exists(&rig.connection, queue).await, "{queue} exists");
+        assert!(
+            exists(&rig.connection, Object::Queue, queue).await,
+            "{queue} exists"
+        );
     }
     assert_eq!(owned.exchanges, std::slice::from_ref(&rig.events));
-    assert!(exchange_exists(&rig.connection, &rig.events).await);
+    assert!(exists(&rig.connection, Object::Exchange, &rig.events).await);
     let _ = names.send(owned);
     panic!("on purpose, with the worker running");
 }
@@ -62,13 +65,13 @@ async fn a_test_that_panics_inside_the_rig_leaves_no_queue_or_exchange_behind() 
     let broker = Broker::connect().await;
     for queue in &names.queues {
         assert!(
-            !queue_exists(&broker.connection, queue).await,
+            !exists(&broker.connection, Object::Queue, queue).await,
             "queue {queue} left behind"
         );
     }
     for exchange in &names.exchanges {
         assert!(
-            !exchange_exists(&broker.connection, exchange).await,
+            !exists(&broker.connection, Object::Exchange, exchange).await,
             "exchange {exchange} left behind"
         );
     }

@@ -87,25 +87,12 @@ impl Drop for Owned {
 
 /// Deletes `names` from a synchronous context, possibly inside a runtime.
 fn delete_on_own_thread(names: Names) {
-    let (done, finished) = std::sync::mpsc::channel();
     let what = names.clone();
-    let spawned = std::thread::Builder::new()
-        .name("test-cleanup".into())
-        .spawn(move || {
-            let result = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(|e| format!("no runtime: {e}"))
-                .and_then(|runtime| runtime.block_on(connect_and_delete(&names)));
-            let _ = done.send(result);
+    let deleted =
+        palermo_testdb::finish_on_own_thread("test-cleanup", CLEANUP_TIMEOUT, async move {
+            connect_and_delete(&names).await
         });
-    let outcome = match spawned {
-        Ok(_) => finished
-            .recv_timeout(CLEANUP_TIMEOUT)
-            .unwrap_or_else(|_| Err(format!("no answer within {CLEANUP_TIMEOUT:?}"))),
-        Err(e) => Err(format!("no cleanup thread: {e}")),
-    };
-    if let Err(e) = outcome {
+    if let Err(e) = deleted {
         eprintln!("[test cleanup] {e}; left behind: {what:?}");
     }
 }
@@ -117,30 +104,35 @@ async fn connect_and_delete(names: &Names) -> Result<(), String> {
         .await
         .map_err(|_| "the broker did not answer".to_string())?
         .map_err(|e| format!("cannot connect: {e}"))?;
-    let result = tokio::time::timeout(CLEANUP_TIMEOUT, delete(&connection, names))
-        .await
-        .unwrap_or_else(|_| Err("timed out".into()));
+    let result = delete(&connection, names).await;
     let _ = connection.close(200, "test cleanup".into()).await;
     result
+}
+
+/// A kind of broker object a test owns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Object {
+    Queue,
+    Exchange,
 }
 
 /// Deletes the exchanges, then the queues. Deleting what is already gone succeeds; an error
 /// closes the channel, so each deletion has a channel of its own.
 async fn delete(connection: &Connection, names: &Names) -> Result<(), String> {
-    let exchanges = names.exchanges.iter().map(|name| (true, name));
-    let queues = names.queues.iter().map(|name| (false, name));
+    let exchanges = names.exchanges.iter().map(|name| (Object::Exchange, name));
+    let queues = names.queues.iter().map(|name| (Object::Queue, name));
     let mut failures = Vec::new();
-    for (exchange, name) in exchanges.chain(queues) {
+    for (object, name) in exchanges.chain(queues) {
         let step = async {
             let channel = connection.create_channel().await?;
-            match exchange {
-                true => {
+            match object {
+                Object::Exchange => {
                     let options = Default::default();
                     channel
                         .exchange_delete(name.as_str().into(), options)
                         .await?
                 }
-                false => {
+                Object::Queue => {
                     let options = Default::default();
                     channel
                         .queue_delete(name.as_str().into(), options)
@@ -151,8 +143,7 @@ async fn delete(connection: &Connection, names: &Names) -> Result<(), String> {
             channel.close(200, "done".into()).await
         };
         if let Err(e) = bounded(step).await {
-            let what = if exchange { "exchange" } else { "queue" };
-            failures.push(format!("{what} {name}: {e}"));
+            failures.push(format!("{object:?} {name}: {e}"));
         }
     }
     match failures.is_empty() {
@@ -170,42 +161,31 @@ async fn bounded<T>(
     }
 }
 
-/// Whether a queue named `name` exists (a passive declare on a channel of its own, which the
-/// broker closes when it does not).
-pub async fn queue_exists(connection: &Connection, name: &str) -> bool {
+/// Whether `object` named `name` exists: a passive declare on a channel of its own (which
+/// the broker closes when it does not).
+pub async fn exists(connection: &Connection, object: Object, name: &str) -> bool {
     let Ok(channel) = connection.create_channel().await else {
         return false;
     };
-    let passive = QueueDeclareOptions {
-        passive: true,
-        ..Default::default()
+    let found = match object {
+        Object::Queue => {
+            let passive = QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            };
+            let declared = channel.queue_declare(name.into(), passive, Default::default());
+            declared.await.is_ok()
+        }
+        Object::Exchange => {
+            let passive = ExchangeDeclareOptions {
+                passive: true,
+                ..Default::default()
+            };
+            let kind = ExchangeKind::Direct;
+            let declared = channel.exchange_declare(name.into(), kind, passive, Default::default());
+            declared.await.is_ok()
+        }
     };
-    let found = channel
-        .queue_declare(name.into(), passive, Default::default())
-        .await
-        .is_ok();
-    let _ = channel.close(200, "done".into()).await;
-    found
-}
-
-/// Whether an exchange named `name` exists (passive declare, as [`queue_exists`]).
-pub async fn exchange_exists(connection: &Connection, name: &str) -> bool {
-    let Ok(channel) = connection.create_channel().await else {
-        return false;
-    };
-    let passive = ExchangeDeclareOptions {
-        passive: true,
-        ..Default::default()
-    };
-    let found = channel
-        .exchange_declare(
-            name.into(),
-            ExchangeKind::Direct,
-            passive,
-            Default::default(),
-        )
-        .await
-        .is_ok();
     let _ = channel.close(200, "done".into()).await;
     found
 }

@@ -16,7 +16,7 @@
 //! `postgres` maintenance database on 127.0.0.1:5432, which every cluster has); SQLite ones are
 //! files in the temp dir.
 
-use std::{path::PathBuf, sync::mpsc, time::Duration};
+use std::{future::Future, path::PathBuf, sync::mpsc, time::Duration};
 
 use sqlx::{postgres::PgConnection, Connection, Executor};
 
@@ -117,36 +117,49 @@ async fn run(admin: &str, statement: &str) -> Result<(), sqlx::Error> {
     result
 }
 
-/// Drops the database from a synchronous context, possibly inside a tokio runtime: a thread
-/// with its own runtime does it, waited for at most [`DROP_TIMEOUT`].
+/// Drops the database from a synchronous context, possibly inside a tokio runtime.
 fn drop_on_own_thread(admin: String, name: String) {
-    let (done, finished) = mpsc::channel();
     let statement = drop_statement(&name);
+    let dropped = finish_on_own_thread("testdb-drop", DROP_TIMEOUT, async move {
+        run(&admin, &statement).await.map_err(|e| e.to_string())
+    });
+    if let Err(e) = dropped {
+        eprintln!("[testdb] could not drop the test database {name}: {e}");
+    }
+}
+
+/// Runs `work` to its end from synchronous code that may itself run inside a tokio runtime
+/// (a `Drop` of a test fixture, where blocking on a future would panic): on a thread named
+/// `thread` with a small runtime of its own, waiting at most `timeout`. After that it returns
+/// an error and leaves the thread to finish on its own; it never panics.
+///
+/// The end-to-end tests' broker cleanup (`tests/support/cleanup.rs`) uses it too.
+pub fn finish_on_own_thread<F>(thread: &str, timeout: Duration, work: F) -> Result<(), String>
+where
+    F: Future<Output = Result<(), String>> + Send + 'static,
+{
+    let (done, finished) = mpsc::channel();
     let spawned = std::thread::Builder::new()
-        .name("testdb-drop".into())
+        .name(thread.into())
         .spawn(move || {
             let result = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
-                .map_err(|e| e.to_string())
+                .map_err(|e| format!("no runtime: {e}"))
                 .and_then(|runtime| {
-                    runtime
-                        .block_on(async {
-                            tokio::time::timeout(DROP_TIMEOUT, run(&admin, &statement)).await
-                        })
-                        .map_err(|_| "timed out".to_string())
-                        .and_then(|r| r.map_err(|e| e.to_string()))
+                    runtime.block_on(async {
+                        tokio::time::timeout(timeout, work)
+                            .await
+                            .unwrap_or_else(|_| Err(format!("no answer within {timeout:?}")))
+                    })
                 });
             let _ = done.send(result);
         });
-    let outcome = match spawned {
+    match spawned {
         Ok(_) => finished
-            .recv_timeout(DROP_TIMEOUT + Duration::from_secs(1))
-            .unwrap_or_else(|_| Err("timed out".into())),
+            .recv_timeout(timeout + Duration::from_secs(1))
+            .unwrap_or_else(|_| Err(format!("no answer within {timeout:?}"))),
         Err(e) => Err(format!("no thread: {e}")),
-    };
-    if let Err(e) = outcome {
-        eprintln!("[testdb] could not drop the test database {name}: {e}");
     }
 }
 
