@@ -12,7 +12,8 @@ use std::{
 };
 
 use admin_support::{palermo_bin, Admin, BACKENDS};
-use palermo::{client::RawJob, Client, Format};
+use palermo::{Client, Format};
+use support::RawJob;
 use support::{amqp_url, eventually};
 
 const WORKER: &str = env!("CARGO_BIN_EXE_palermo-test-worker");

@@ -21,7 +21,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use palermo::{client::RawJob, Format};
+use palermo::Format;
+use support::RawJob;
 use support::{process::Running, restart_broker, unique, Broker, BrokerGuard};
 use uuid::Uuid;
 const JOBS: usize = 2_000;

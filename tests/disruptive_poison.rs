@@ -9,7 +9,8 @@ use std::{
     time::Duration,
 };
 
-use palermo::{client::RawJob, Client, Format};
+use palermo::{Client, Format};
+use support::RawJob;
 use support::{
     amqp_url, eventually,
     process::WORKER,

@@ -105,7 +105,7 @@ async fn worker_client_and_recorder_come_back_after_broker_restarts() {
     let recorder = palermo_store::Recorder::connect(store.clone(), recorder_config)
         .await
         .expect("recorder");
-    let (stop_recorder, recorder_shutdown) = palermo::shutdown::channel();
+    let (stop_recorder, recorder_shutdown) = crate::support::shutdown::channel();
     let recording = tokio::spawn(recorder.run(recorder_shutdown));
 
     enqueue_note(&client, &queue, "warm-up", 0).await;

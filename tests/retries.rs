@@ -367,7 +367,7 @@ async fn scheduled_jobs_start_on_time_and_a_long_delay_does_not_hold_back_a_shor
             .expect("enqueue_in");
     }
     // By name, as `palermo enqueue --in 2s` does.
-    let raw = palermo::client::RawJob {
+    let raw = crate::support::RawJob {
         name: "scheduled".into(),
         queue: queue.clone(),
         format: palermo::Format::Json,

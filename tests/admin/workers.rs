@@ -163,7 +163,7 @@ async fn the_recorder_can_run_continuously() {
     let recorder = palermo_store::Recorder::connect(store.clone(), config)
         .await
         .expect("recorder");
-    let (trigger, shutdown) = palermo::shutdown::channel();
+    let (trigger, shutdown) = crate::support::shutdown::channel();
     let recording = tokio::spawn(recorder.run(shutdown));
 
     let seen = Arc::new(Seen::default());

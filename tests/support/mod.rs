@@ -22,6 +22,9 @@ pub mod wire;
 use std::{future::Future, time::Duration};
 
 pub use broker::Broker;
+/// A job by name and raw body (`palermo enqueue`, other languages), and the worker's stop
+/// signal: library paths the tests name, re-exported here so they change in one place.
+pub use palermo::{client::RawJob, shutdown};
 pub use restart::{ensure_broker_running, rabbitmqctl, restart_broker, BrokerGuard};
 pub use rig::{Rig, WAIT};
 pub use running::RunningWorker;
