@@ -16,7 +16,7 @@ use lapin::{
     types::{AMQPValue, FieldTable},
     BasicProperties,
 };
-use palermo::{wire::header, Client, Format, JobContext, State, Worker};
+use palermo::{admin::wire::header, Client, Format, JobContext, State, Worker};
 use serde::{Deserialize, Serialize};
 use support::{eventually, unique, Broker, RunningWorker};
 
@@ -100,7 +100,7 @@ fn worker(
 
 fn header_str(props: &BasicProperties, name: &str) -> Option<String> {
     let headers = props.headers().clone().unwrap_or_default();
-    palermo::wire::get_str(&headers, name).ok().flatten()
+    palermo::admin::wire::get_str(&headers, name).ok().flatten()
 }
 
 #[tokio::test]
@@ -235,7 +235,7 @@ async fn a_failing_job_lands_once_in_the_failed_queue_with_every_header_and_its_
         header::ENQUEUED_AT,
     ] {
         assert!(
-            palermo::wire::get_int(&headers, name)
+            palermo::admin::wire::get_int(&headers, name)
                 .ok()
                 .flatten()
                 .is_some(),

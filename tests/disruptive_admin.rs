@@ -12,7 +12,7 @@ use std::{
 };
 
 use admin_support::{palermo_bin, Admin, BACKENDS};
-use palermo::{client::RawJob, Client, Format};
+use palermo::{admin::RawJob, Client, Format};
 use support::{amqp_url, eventually, unique, Broker};
 
 const WORKER: &str = env!("CARGO_BIN_EXE_palermo-test-worker");

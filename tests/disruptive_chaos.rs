@@ -21,7 +21,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use palermo::{client::RawJob, Format};
+use palermo::{admin::RawJob, Format};
 use support::{process::Running, restart_broker, unique, Broker, BrokerGuard};
 use uuid::Uuid;
 const JOBS: usize = 2_000;

@@ -9,7 +9,10 @@ use std::{
     time::Duration,
 };
 
-use palermo::{client::RawJob, wire::header, Client, Format};
+use palermo::{
+    admin::{wire::header, RawJob},
+    Client, Format,
+};
 use support::{amqp_url, eventually, unique, Broker};
 
 const WORKER: &str = env!("CARGO_BIN_EXE_palermo-test-worker");
@@ -103,7 +106,7 @@ async fn a_job_that_aborts_its_worker_ends_in_the_failed_queue_as_poison() {
     let failures = broker.drain(&failed).await;
     let headers = failures[0].0.headers().clone().unwrap_or_default();
     let get = |name| {
-        palermo::wire::get_str(&headers, name)
+        palermo::admin::wire::get_str(&headers, name)
             .ok()
             .flatten()
             .unwrap_or_default()

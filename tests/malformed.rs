@@ -17,7 +17,7 @@ use lapin::{
     types::{AMQPValue, FieldTable},
     BasicProperties,
 };
-use palermo::{wire::header, State, Worker};
+use palermo::{admin::wire::header, State, Worker};
 use support::{eventually, unique, Broker, RunningWorker};
 
 #[palermo::job(max_attempts = 1)]
@@ -240,7 +240,7 @@ fn cases(queue: &str) -> Vec<Case> {
 #[tokio::test]
 async fn every_kind_of_bad_message_is_failed_with_its_reason_and_good_jobs_keep_running() {
     let broker = Broker::connect().await;
-    palermo::worker::cli::init_tracing();
+    palermo::cli::init_tracing();
     let (queue, failed) = (unique("malformed"), unique("failed"));
     broker.track(&[&queue, &failed]);
     let done = Arc::new(AtomicUsize::new(0));
@@ -308,7 +308,7 @@ async fn every_kind_of_bad_message_is_failed_with_its_reason_and_good_jobs_keep_
     assert_eq!(failures.len(), n, "nothing dropped, nothing duplicated");
     for (case, (props, body)) in cases.iter().zip(&failures) {
         let headers = props.headers().clone().unwrap_or_default();
-        let error = palermo::wire::get_str(&headers, header::ERROR)
+        let error = palermo::admin::wire::get_str(&headers, header::ERROR)
             .ok()
             .flatten()
             .unwrap_or_default();
@@ -328,7 +328,7 @@ async fn every_kind_of_bad_message_is_failed_with_its_reason_and_good_jobs_keep_
         println!(
             "{:<34} → {}",
             case.what,
-            palermo::wire::truncate_bytes(&error, 110)
+            palermo::admin::wire::truncate_bytes(&error, 110)
         );
     }
     assert_eq!(broker.ready(&queue).await, 0);

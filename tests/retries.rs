@@ -18,7 +18,10 @@ use std::{
 };
 
 use lapin::BasicProperties;
-use palermo::{history, wire::header, Backoff, Job, JobContext, JobError, State, Worker};
+use palermo::{
+    admin::wire::{header, history},
+    Backoff, Job, JobContext, JobError, State, Worker,
+};
 use support::{amqp_url, eventually, unique, Broker, RunningWorker};
 use tokio::sync::Semaphore;
 
@@ -155,11 +158,15 @@ fn headers(props: &BasicProperties) -> lapin::types::FieldTable {
 }
 
 fn header_str(props: &BasicProperties, name: &str) -> Option<String> {
-    palermo::wire::get_str(&headers(props), name).ok().flatten()
+    palermo::admin::wire::get_str(&headers(props), name)
+        .ok()
+        .flatten()
 }
 
 fn header_int(props: &BasicProperties, name: &str) -> Option<i64> {
-    palermo::wire::get_int(&headers(props), name).ok().flatten()
+    palermo::admin::wire::get_int(&headers(props), name)
+        .ok()
+        .flatten()
 }
 
 #[test]
@@ -426,7 +433,7 @@ async fn scheduled_jobs_start_on_time_and_a_long_delay_does_not_hold_back_a_shor
             .expect("enqueue_in");
     }
     // By name, as `palermo enqueue --in 2s` does.
-    let raw = palermo::client::RawJob {
+    let raw = palermo::admin::RawJob {
         name: "scheduled".into(),
         queue: queue.clone(),
         format: palermo::Format::Json,
@@ -588,12 +595,12 @@ async fn while_a_thousand_delayed_jobs_wait_the_worker_holds_only_its_running_jo
             .await
             .expect("enqueue_in");
     }
-    let connection = palermo::broker::connect(&amqp_url(), "retries test")
+    let connection = palermo::admin::broker::connect(&amqp_url(), "retries test")
         .await
         .expect("connect");
-    let waiting = palermo::delay::waiting(
+    let waiting = palermo::admin::delay::waiting(
         &connection,
-        palermo::delay::Layout::of(support::queue_type()),
+        palermo::admin::delay::Layout::of(support::queue_type()),
     )
     .await
     .expect("count");
@@ -655,8 +662,8 @@ async fn palermo_enqueue_in_schedules_a_job_and_palermo_queues_counts_it() {
     assert!(out.status.success(), "{}", admin_support::stderr(&out));
     assert!(admin_support::stderr(&out).contains("scheduled for"));
     let rows = admin.json(&["queues", &queue]);
-    let layout = palermo::delay::Layout::of(support::queue_type());
-    use palermo::delay::Kind;
+    let layout = palermo::admin::delay::Layout::of(support::queue_type());
+    use palermo::admin::delay::Kind;
     let row = |name: &str| {
         rows.as_array()
             .and_then(|rows| rows.iter().find(|r| r["queue"] == name))

@@ -23,7 +23,7 @@ async fn enqueue_sleep(queue: &str, ms: u64) {
     let client = palermo::Client::connect(&amqp_url()).await.expect("client");
     let body = serde_json::to_vec(&SleepMs { ms }).expect("json");
     client
-        .enqueue_raw(palermo::client::RawJob {
+        .enqueue_raw(palermo::admin::RawJob {
             name: "sleep_ms".into(),
             queue: queue.into(),
             format: palermo::Format::Json,

@@ -185,7 +185,7 @@ async fn a_failure_of_a_job_no_worker_knows_can_be_listed_shown_retried_and_remo
     let running = worker(&admin, &[&queue], 1, &seen);
     let client = crate::support::client().await;
     for n in 0..2 {
-        let raw = palermo::client::RawJob {
+        let raw = palermo::admin::RawJob {
             name: "nobody_knows_me".into(),
             queue: queue.clone(),
             format: palermo::Format::Json,

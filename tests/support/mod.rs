@@ -18,7 +18,7 @@ pub fn amqp_url() -> String {
 
 /// The queue type the tests declare: `PALERMO_TEST_QUEUE_TYPE=quorum` runs them on quorum
 /// queues (scripts/test.sh does, for a second pass over the core suites).
-pub fn queue_type() -> palermo::topology::QueueType {
+pub fn queue_type() -> palermo::admin::topology::QueueType {
     std::env::var("PALERMO_TEST_QUEUE_TYPE")
         .ok()
         .and_then(|t| t.parse().ok())
@@ -107,8 +107,8 @@ impl Broker {
         self.depth(queue).await.map_or(0, |d| d.consumers)
     }
 
-    async fn depth(&self, queue: &str) -> Option<palermo::topology::QueueDepth> {
-        palermo::topology::inspect(&self.connection, queue)
+    async fn depth(&self, queue: &str) -> Option<palermo::admin::topology::QueueDepth> {
+        palermo::admin::topology::inspect(&self.connection, queue)
             .await
             .ok()
             .flatten()
@@ -175,7 +175,7 @@ pub struct RunningWorker {
 }
 
 impl RunningWorker {
-    pub fn start_with(builder: palermo::worker::WorkerBuilder) -> RunningWorker {
+    pub fn start_with(builder: palermo::WorkerBuilder) -> RunningWorker {
         let worker = builder.build().expect("worker config");
         let (trigger, shutdown) = shutdown::channel();
         let handle = tokio::spawn(async move {

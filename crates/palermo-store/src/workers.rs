@@ -7,7 +7,7 @@
 //! "Missed" is judged on the worker's own clock (`sent_at`), so a backlog of old heartbeats
 //! drained at once does not make a dead worker look alive.
 
-use palermo::worker::heartbeat::{Heartbeat, RunningJob};
+use palermo::admin::wire::event::{Heartbeat, RunningJob};
 use serde::Serialize;
 use sqlx::Row;
 

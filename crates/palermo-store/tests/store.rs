@@ -5,7 +5,7 @@
 mod db;
 
 use db::{TestDb, BACKENDS};
-use palermo::worker::heartbeat::{Counter, Heartbeat, RunningJob};
+use palermo::admin::wire::event::{Counter, Heartbeat, RunningJob};
 use palermo_store::{failures::NewFailure, Filter, Page, Store, StoreError};
 
 fn failure(id: &str, queue: &str, job: &str, error: &str, failed_at: i64) -> NewFailure {

@@ -91,7 +91,7 @@ impl WorkerConfig {
             ));
         }
         for (i, queue) in self.queues.iter().enumerate() {
-            topology::validate_queue_name(queue).map_err(Error::Config)?;
+            topology::validate_queue_name(queue)?;
             if delay::is_reserved(queue) {
                 return Err(Error::Config(format!(
                     "{queue:?} is one of the delay queues; workers do not consume them (pick a name not starting with {:?})",
@@ -107,8 +107,8 @@ impl WorkerConfig {
                 )));
             }
         }
-        topology::validate_queue_name(&self.failed_queue).map_err(Error::Config)?;
-        topology::validate_queue_name(&self.events_exchange).map_err(Error::Config)?;
+        topology::validate_queue_name(&self.failed_queue)?;
+        topology::validate_queue_name(&self.events_exchange)?;
         if !(Duration::from_millis(10)..=Duration::from_secs(3600))
             .contains(&self.heartbeat_interval)
         {
@@ -138,8 +138,8 @@ impl WorkerConfig {
                 "max attempts is 0; it must be at least 1 (1 means no retry)".into(),
             ));
         }
-        self.backoff.validate().map_err(Error::Config)?;
-        crate::reconnect::validate(&self.reconnect).map_err(Error::Config)?;
+        self.backoff.validate()?;
+        crate::reconnect::validate(&self.reconnect)?;
         Ok(())
     }
 }

@@ -49,15 +49,27 @@ pub enum Error {
     #[error("RabbitMQ did not confirm the publish to queue {queue:?} within {timeout:?}")]
     ConfirmTimeout { queue: String, timeout: Duration },
     /// The job's arguments could not be serialized.
-    #[error("cannot serialize the arguments of job {job:?} with {format}: {reason}")]
+    #[error("cannot serialize the arguments of job {job:?}: {source}")]
     Serialize {
         job: String,
-        format: &'static str,
-        reason: String,
+        #[source]
+        source: SerializeError,
     },
     /// The configuration is invalid; the message says what to change.
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// A queue, exchange or routing key name that RabbitMQ or Palermo refuses.
+    #[error(transparent)]
+    InvalidName(#[from] NameError),
+    /// A worker slot's task panicked (a bug in Palermo: jobs' panics are caught).
+    #[error("a worker slot panicked: {0}")]
+    SlotPanicked(#[source] tokio::task::JoinError),
+    /// The broker cancelled a consumer (its queue was deleted, a cluster node went away).
+    #[error("the broker cancelled the consumer on {queue:?}")]
+    ConsumerCancelled { queue: String },
+    /// A worker event could not be written as JSON.
+    #[error("cannot serialize a worker event: {0}")]
+    EventSerialize(#[source] serde_json::Error),
     /// A job was to be delayed longer than the delay queues can hold.
     #[error("cannot delay a job by {requested:?}: the delay queues hold at most {max:?} (about 388 days)")]
     DelayTooLong { requested: Duration, max: Duration },
@@ -70,7 +82,63 @@ pub enum Error {
     },
 }
 
+/// Why a queue, exchange or routing key name is refused; the message says what to change.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum NameError {
+    /// An empty queue name.
+    #[error("a queue name cannot be empty")]
+    Empty,
+    /// A name longer than the limit.
+    #[error("{what} {name:?} is {len} bytes long; the limit is {max}")]
+    TooLong {
+        /// `queue name`, `exchange name`, `routing key`.
+        what: &'static str,
+        name: String,
+        len: usize,
+        max: usize,
+    },
+    /// A name in the `amq.` namespace.
+    #[error("queue name {name:?} starts with \"amq.\", which RabbitMQ reserves")]
+    Reserved { name: String },
+    /// A character outside letters, digits and `. _ - :`.
+    #[error("queue name {name:?} contains {bad:?}; use letters, digits and . _ - :")]
+    BadCharacter { name: String, bad: char },
+}
+
+/// Why arguments could not be encoded or a body decoded.
+#[derive(Debug, thiserror::Error)]
+#[error("{format}: {source}")]
+pub struct SerializeError {
+    /// The serializer's name (`json`, `msgpack`).
+    pub format: &'static str,
+    /// The serializer's own error.
+    #[source]
+    pub source: Box<dyn std::error::Error + Send + Sync>,
+}
+
+impl SerializeError {
+    pub(crate) fn new(
+        format: &'static str,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Self {
+            format,
+            source: Box::new(source),
+        }
+    }
+}
+
 impl Error {
+    /// Whether retrying the same operation cannot help: the request itself is refused (a
+    /// name, a delay too long), not the broker unavailable.
+    pub(crate) fn is_permanent(&self) -> bool {
+        matches!(
+            self,
+            Error::InvalidName(_) | Error::DelayTooLong { .. } | Error::Config(_)
+        )
+    }
+
     pub(crate) fn broker(operation: &'static str) -> impl FnOnce(lapin::Error) -> Error {
         move |source| Error::Broker { operation, source }
     }

@@ -20,6 +20,8 @@
 
 use std::time::Duration;
 
+use crate::error::Error;
+
 use uuid::Uuid;
 
 /// How many times a job runs when neither the job nor its message says: the first run and
@@ -68,30 +70,38 @@ impl Backoff {
     }
 
     /// Checks the numbers; the error says what to change.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), Error> {
+        match self.problem() {
+            Some(problem) => Err(Error::Config(problem)),
+            None => Ok(()),
+        }
+    }
+
+    /// What is wrong with the numbers, if anything.
+    pub(crate) fn problem(&self) -> Option<String> {
         if self.base.is_zero() {
-            return Err("the backoff base must be more than zero".into());
+            return Some("the backoff base must be more than zero".into());
         }
         if self.max < self.base {
-            return Err(format!(
+            return Some(format!(
                 "the backoff max ({:?}) is shorter than its base ({:?})",
                 self.max, self.base
             ));
         }
         if self.max > crate::delay::MAX_DELAY {
-            return Err(format!(
+            return Some(format!(
                 "the backoff max ({:?}) is longer than the longest delay the delay queues hold ({:?})",
                 self.max,
                 crate::delay::MAX_DELAY
             ));
         }
         if !(0.0..=1.0).contains(&self.jitter) {
-            return Err(format!(
+            return Some(format!(
                 "the backoff jitter is {}; it must be from 0 to 1",
                 self.jitter
             ));
         }
-        Ok(())
+        None
     }
 
     /// The delay before the run after failed attempt `attempt` (1 for the first run).
@@ -196,9 +206,9 @@ mod tests {
         assert!(Backoff::DEFAULT.validate().is_ok());
         let mut b = Backoff::DEFAULT;
         b.jitter = 2.0;
-        assert!(b.validate().unwrap_err().contains("jitter"));
+        assert!(b.validate().unwrap_err().to_string().contains("jitter"));
         b = Backoff::exponential(Duration::from_secs(10), Duration::from_secs(1));
-        assert!(b.validate().unwrap_err().contains("shorter"));
+        assert!(b.validate().unwrap_err().to_string().contains("shorter"));
         b = Backoff::exponential(Duration::ZERO, Duration::from_secs(1));
         assert!(b.validate().is_err());
     }

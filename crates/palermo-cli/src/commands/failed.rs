@@ -62,9 +62,15 @@ struct FilterArgs {
     /// Only failures whose error, arguments, job name or id contain this text.
     #[arg(long)]
     search: Option<String>,
-    /// Only failures since: a duration back (15m, 2h, 7d) or a time (2024-05-01T12:00:00Z).
-    #[arg(long)]
-    since: Option<String>,
+    /// Only failures since: a duration back (15m, 2h, 7d, 1w) or a time (2024-05-01,
+    /// 2024-05-01T12:00:00Z).
+    #[arg(long, value_parser = since)]
+    since: Option<i64>,
+}
+
+/// `--since`, read against the clock when the command starts.
+fn since(text: &str) -> Result<i64, time::TimeError> {
+    time::parse_since(text, time::now_ms())
 }
 
 #[derive(Debug, clap::Args)]
@@ -83,17 +89,11 @@ struct Act {
 
 impl FilterArgs {
     fn filter(&self) -> anyhow::Result<Filter> {
-        let since = match &self.since {
-            Some(text) => {
-                Some(time::parse_since(text, time::now_ms()).map_err(anyhow::Error::msg)?)
-            }
-            None => None,
-        };
         Ok(Filter {
             queue: self.queue.clone(),
             job: self.job.clone(),
             search: self.search.clone(),
-            since,
+            since: self.since,
         })
     }
 

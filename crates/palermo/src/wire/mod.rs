@@ -16,7 +16,11 @@ use uuid::Uuid;
 
 use crate::serializer::Format;
 
+pub mod event;
+pub mod failure;
 mod fit;
+pub mod history;
+pub mod republish;
 
 pub use fit::{encoded_len, fit_headers, HEADERS_BUDGET};
 
@@ -155,15 +159,15 @@ impl JobMeta {
     }
 
     /// Reads the metadata of a received message; the error names what is wrong.
-    pub fn parse(props: &BasicProperties) -> Result<Self, String> {
+    pub fn parse(props: &BasicProperties) -> Result<Self, Malformed> {
         let empty = FieldTable::default();
         let headers = props.headers().as_ref().unwrap_or(&empty);
         let version = get_int(headers, header::VERSION)?.ok_or_else(|| missing(header::VERSION))?;
         if version != VERSION {
-            return Err(format!(
+            return Err(Malformed(format!(
                 "unsupported wire version {version} in header {} (this worker reads version {VERSION})",
                 header::VERSION
-            ));
+            )));
         }
         let id = props
             .message_id()
@@ -173,7 +177,7 @@ impl JobMeta {
             .map_err(|_| format!("the message_id property {:?} is not a UUID", id.as_str()))?;
         let name = get_str(headers, header::JOB)?.ok_or_else(|| missing(header::JOB))?;
         if name.is_empty() {
-            return Err(format!("header {} is empty", header::JOB));
+            return Err(Malformed(format!("header {} is empty", header::JOB)));
         }
         // Borrowed: a worker parses every delivery, and this one is only looked up.
         let format_name =
@@ -200,17 +204,35 @@ impl JobMeta {
     }
 }
 
-fn missing(name: &str) -> String {
-    format!("header {name} is missing")
+/// Why a message is not a valid Palermo job: the text names the header or property and what
+/// is wrong with it.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Malformed(pub String);
+
+impl From<String> for Malformed {
+    fn from(reason: String) -> Self {
+        Malformed(reason)
+    }
 }
 
-fn positive(headers: &FieldTable, name: &str) -> Result<Option<u32>, String> {
+impl From<&str> for Malformed {
+    fn from(reason: &str) -> Self {
+        Malformed(reason.into())
+    }
+}
+
+fn missing(name: &str) -> Malformed {
+    Malformed(format!("header {name} is missing"))
+}
+
+fn positive(headers: &FieldTable, name: &str) -> Result<Option<u32>, Malformed> {
     match get_int(headers, name)? {
         None => Ok(None),
         Some(n) if (1..=i64::from(u32::MAX)).contains(&n) => Ok(Some(n as u32)),
-        Some(n) => Err(format!(
+        Some(n) => Err(Malformed(format!(
             "header {name} is {n}; it must be a whole number from 1"
-        )),
+        ))),
     }
 }
 
@@ -238,27 +260,27 @@ pub fn put_int(headers: &mut FieldTable, name: &str, value: i64) {
 }
 
 /// Reads a string header; `Err` when it has a non-string AMQP type or is not UTF-8.
-pub fn get_str(headers: &FieldTable, name: &str) -> Result<Option<String>, String> {
+pub fn get_str(headers: &FieldTable, name: &str) -> Result<Option<String>, Malformed> {
     str_ref(headers, name).map(|s| s.map(str::to_string))
 }
 
 /// [`get_str`] without the copy.
-fn str_ref<'a>(headers: &'a FieldTable, name: &str) -> Result<Option<&'a str>, String> {
+fn str_ref<'a>(headers: &'a FieldTable, name: &str) -> Result<Option<&'a str>, Malformed> {
     match headers.inner().get(name) {
         None => Ok(None),
         Some(AMQPValue::LongString(s)) => std::str::from_utf8(s.as_bytes())
             .map(Some)
-            .map_err(|_| format!("header {name} is not valid UTF-8")),
+            .map_err(|_| Malformed(format!("header {name} is not valid UTF-8"))),
         Some(AMQPValue::ShortString(s)) => Ok(Some(s.as_str())),
-        Some(other) => Err(format!(
+        Some(other) => Err(Malformed(format!(
             "header {name} has AMQP type {}, expected a string",
             type_name(other)
-        )),
+        ))),
     }
 }
 
 /// Reads an integer header of any AMQP integer width; `Err` for other types.
-pub fn get_int(headers: &FieldTable, name: &str) -> Result<Option<i64>, String> {
+pub fn get_int(headers: &FieldTable, name: &str) -> Result<Option<i64>, Malformed> {
     let value = match headers.inner().get(name) {
         None => return Ok(None),
         Some(v) => v,
@@ -273,10 +295,10 @@ pub fn get_int(headers: &FieldTable, name: &str) -> Result<Option<i64>, String> 
         AMQPValue::LongLongInt(n) => *n,
         AMQPValue::Timestamp(n) => i64::try_from(*n).unwrap_or(i64::MAX),
         other => {
-            return Err(format!(
+            return Err(Malformed(format!(
                 "header {name} has AMQP type {}, expected an integer",
                 type_name(other)
-            ))
+            )))
         }
     };
     Ok(Some(n))
@@ -331,22 +353,27 @@ mod tests {
         let mut headers = props.headers().clone().unwrap_or_default();
         headers.insert(header::ATTEMPT.into(), AMQPValue::LongString("two".into()));
         props = props.with_headers(headers.clone());
-        let err = JobMeta::parse(&props).expect_err("bad attempt type");
+        let err = JobMeta::parse(&props).expect_err("bad attempt type").0;
         assert!(
             err.contains("x-palermo-attempt") && err.contains("integer"),
             "{err}"
         );
 
         headers.insert(header::ATTEMPT.into(), AMQPValue::LongInt(-1));
-        let err =
-            JobMeta::parse(&props.clone().with_headers(headers.clone())).expect_err("negative");
+        let err = JobMeta::parse(&props.clone().with_headers(headers.clone()))
+            .expect_err("negative")
+            .0;
         assert!(err.contains("-1"), "{err}");
 
         headers.insert(header::VERSION.into(), AMQPValue::LongInt(2));
-        let err = JobMeta::parse(&props.with_headers(headers)).expect_err("future version");
+        let err = JobMeta::parse(&props.with_headers(headers))
+            .expect_err("future version")
+            .0;
         assert!(err.contains("version 2"), "{err}");
 
-        let err = JobMeta::parse(&BasicProperties::default()).expect_err("nothing");
+        let err = JobMeta::parse(&BasicProperties::default())
+            .expect_err("nothing")
+            .0;
         assert!(err.contains(header::VERSION), "{err}");
     }
 

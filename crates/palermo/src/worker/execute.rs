@@ -168,7 +168,7 @@ async fn hand_over_failure(
     match retrying::retry(shared, channel, delivery, meta, failure, next).await {
         // The retry cannot be published at all (its queue name is invalid...): keep the job
         // in the failed queue rather than requeue it forever.
-        Err(e @ (Error::Config(_) | Error::DelayTooLong { .. })) => {
+        Err(e) if e.is_permanent() => {
             warn!(job.id = %meta.id, error = %e, "cannot retry the job; moving it to the failed queue");
             let gave_up = GaveUp::NotRetryable;
             failure::publish(shared, channel, delivery, failure, gave_up, Some(max)).await
@@ -193,13 +193,17 @@ async fn ack(delivery: &Delivery) {
 }
 
 /// Runs the job in `delivery` (whose metadata parsed as `meta`) and says how it ended.
-async fn run(shared: &Shared, delivery: &Delivery, meta: Result<JobMeta, String>) -> Outcome {
+async fn run(
+    shared: &Shared,
+    delivery: &Delivery,
+    meta: Result<JobMeta, wire::Malformed>,
+) -> Outcome {
     let rejected = |failure| Outcome::Failed { failure, ran: None };
     let meta = match meta {
         Ok(meta) => meta,
         Err(reason) => {
             warn!(queue = %delivery.routing_key, %reason, "malformed message; moving it to the failed queue");
-            return rejected(Failure::new(FailureKind::Malformed, reason));
+            return rejected(Failure::new(FailureKind::Malformed, reason.0));
         }
     };
     let run_key = recent::RunKey::of(&meta, wire::headers(&delivery.properties));
