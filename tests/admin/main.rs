@@ -7,6 +7,7 @@ mod admin_support;
 #[path = "../support/mod.rs"]
 mod support;
 
+mod escaping;
 mod failures;
 mod workers;
 

@@ -12,7 +12,7 @@ use serde_json::json;
 
 use crate::{
     admin::{self, Settings},
-    output::Table,
+    output::{self, Table},
 };
 
 #[derive(Debug, clap::Args)]
@@ -231,7 +231,9 @@ fn report(json: bool, verb: &str, count: u64, ids: Option<&[String]>) {
 fn describe(d: &FailureDetail) -> String {
     let f = &d.failure;
     let mut out = String::new();
-    let mut line = |label: &str, value: String| out.push_str(&format!("{label:<14}{value}\n"));
+    let mut line = |label: &str, value: String| {
+        out.push_str(&format!("{label:<14}{}\n", output::escape(&value)));
+    };
     line("Failure", f.id.clone());
     line(
         "Job",
@@ -263,7 +265,7 @@ fn describe(d: &FailureDetail) -> String {
     line("Error kind", f.error_kind.clone());
     let mut section = |title: &str, body: &str| {
         out.push_str(&format!("\n{title}:\n"));
-        for text in body.lines() {
+        for text in output::escape_lines(body).lines() {
             out.push_str(&format!("  {text}\n"));
         }
     };

@@ -296,3 +296,39 @@ async fn ack_up_to(last: &Delivery) -> Result<()> {
         })?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn the_defaults_are_valid() {
+        RecorderConfig::default().validate().expect("defaults");
+    }
+
+    #[test]
+    fn validate_says_what_to_change() {
+        let bad = |change: fn(&mut RecorderConfig), expected: &str| {
+            let mut config = RecorderConfig::default();
+            change(&mut config);
+            let err = config.validate().expect_err(expected).to_string();
+            assert!(err.contains(expected), "{expected:?} not in {err:?}");
+        };
+        // A zero interval used to reach tokio::time::interval, which panics.
+        bad(
+            |c| c.maintenance_interval = Duration::ZERO,
+            "maintenance_interval is zero",
+        );
+        bad(|c| c.missed_heartbeats = 0, "missed_heartbeats is 0");
+        bad(|c| c.batch = 0, "batch is 0");
+        bad(|c| c.failed_queue = "amq.failed".into(), "failed queue");
+        bad(|c| c.events_exchange = String::new(), "events exchange");
+        bad(|c| c.reconnect.base = Duration::ZERO, "reconnect backoff");
+        bad(
+            |c| c.reconnect.max = Duration::from_secs(3600),
+            "10 minutes or less",
+        );
+    }
+}
