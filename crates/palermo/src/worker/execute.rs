@@ -29,6 +29,7 @@ use super::{
 use crate::{
     error::Error,
     job::{ErrorKind, JobContext},
+    registry::{BoxedRun, Registration},
     retry::{self, Backoff, Decision},
     wire::{self, JobMeta},
 };
@@ -192,45 +193,68 @@ async fn ack(delivery: &Delivery) {
     }
 }
 
+/// A delivery that passed every check and is ready to run.
+struct Admitted {
+    meta: JobMeta,
+    registration: &'static Registration,
+    job: BoxedRun,
+    run_key: recent::RunKey,
+    max_attempts: u32,
+}
+
 /// Runs the job in `delivery` (whose metadata parsed as `meta`) and says how it ended.
 async fn run(
     shared: &Shared,
     delivery: &Delivery,
     meta: Result<JobMeta, wire::Malformed>,
 ) -> Outcome {
+    match admit(shared, delivery, meta) {
+        Ok(admitted) => run_admitted(shared, admitted).await,
+        Err(outcome) => outcome,
+    }
+}
+
+/// Checks that `delivery` can run here: its metadata reads, it is not a run this worker
+/// already finished, its job is linked in and its arguments decode. `Err` is the outcome of
+/// a delivery that does not run.
+fn admit(
+    shared: &Shared,
+    delivery: &Delivery,
+    meta: Result<JobMeta, wire::Malformed>,
+) -> Result<Admitted, Outcome> {
     let rejected = |failure| Outcome::Failed { failure, ran: None };
     let meta = match meta {
         Ok(meta) => meta,
         Err(reason) => {
             warn!(queue = %delivery.routing_key, %reason, "malformed message; moving it to the failed queue");
-            return rejected(Failure::new(FailureKind::Malformed, reason.0));
+            return Err(rejected(Failure::new(FailureKind::Malformed, reason.0)));
         }
     };
     let run_key = recent::RunKey::of(&meta, wire::headers(&delivery.properties));
     if shared.recent.contains(&run_key) {
         if poison::redeliveries(delivery) > 0 {
             info!(job.id = %meta.id, job.name = %meta.name, attempt = meta.attempt, "redelivered job already ran here (its ack was lost); acking it without running it again");
-            return Outcome::AlreadyRan;
+            return Err(Outcome::AlreadyRan);
         }
         warn!(job.id = %meta.id, job.name = %meta.name, "duplicate job id; moving it to the failed queue");
-        return rejected(Failure::new(
+        return Err(rejected(Failure::new(
             FailureKind::Duplicate,
             format!(
                 "duplicate job id {}: attempt {} of it already ran on this worker; a publisher sent the same job id twice",
                 meta.id, meta.attempt
             ),
-        ));
+        )));
     }
     let Some(registration) = shared.registry.get(&meta.name) else {
         warn!(job.id = %meta.id, job.name = %meta.name, "no job of that name in this worker; moving it to the failed queue");
-        return rejected(Failure::new(
+        return Err(rejected(Failure::new(
             FailureKind::UnknownJob,
             format!(
                 "unknown job {:?}: this worker runs {:?}",
                 meta.name,
                 shared.registry.names()
             ),
-        ));
+        )));
     };
     // The enqueuer's choice first, then the job's, then the worker's.
     let max_attempts = meta
@@ -245,20 +269,36 @@ async fn run(
         max_attempts,
         state: shared.state.clone(),
     };
-    let job = match (registration.decode)(meta.format, &delivery.data, ctx) {
-        Ok(job) => job,
+    match (registration.decode)(meta.format, &delivery.data, ctx) {
+        Ok(job) => Ok(Admitted {
+            meta,
+            registration,
+            job,
+            run_key,
+            max_attempts,
+        }),
         Err(reason) => {
             warn!(job.id = %meta.id, job.name = %meta.name, %reason, "cannot decode the job's arguments; moving it to the failed queue");
-            return rejected(Failure::new(
+            Err(rejected(Failure::new(
                 FailureKind::Undecodable,
                 format!(
                     "cannot decode the arguments of {:?} as {}: {reason}",
                     meta.name, meta.format
                 ),
-            ));
+            )))
         }
-    };
+    }
+}
 
+/// Runs an admitted job under its timeout and the panic guard, and says how it ended.
+async fn run_admitted(shared: &Shared, admitted: Admitted) -> Outcome {
+    let Admitted {
+        meta,
+        registration,
+        job,
+        run_key,
+        max_attempts,
+    } = admitted;
     let timeout = registration.timeout.unwrap_or(shared.config.job_timeout);
     let started = Instant::now();
     // On timeout the job's future is dropped: it stops at its next `.await`.
