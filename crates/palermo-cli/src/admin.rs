@@ -69,6 +69,7 @@ pub fn init_logging() {
 
 /// Lets `palermo ... | head` end quietly: Rust ignores SIGPIPE, which turns a closed stdout
 /// into a panic in `println!`; the default action ends the process as other tools do.
+#[allow(unsafe_code)] // the one libc call of the CLI; nothing else to check
 pub fn default_sigpipe() {
     // SAFETY: setting a signal's disposition to the default, before any thread starts.
     unsafe {

@@ -8,50 +8,72 @@ use std::time::Duration;
 pub enum Error {
     /// The AMQP URL did not parse.
     #[error("invalid AMQP URL {url:?}: {reason}")]
-    InvalidUrl { url: String, reason: String },
+    InvalidUrl {
+        /// The URL as given.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// No broker answered at the URL, or it refused the login.
     #[error("cannot connect to RabbitMQ at {url}: {source}")]
     Connect {
+        /// The URL, without its password.
         url: String,
+        /// lapin's error.
         #[source]
         source: lapin::Error,
     },
     /// A broker operation failed (the connection or channel closed, a declare was refused...).
     #[error("RabbitMQ {operation} failed: {source}")]
     Broker {
+        /// The AMQP method, e.g. `queue.declare`.
         operation: &'static str,
+        /// lapin's error.
         #[source]
         source: lapin::Error,
     },
     /// The broker answered a publish with a negative confirm: the message is not stored.
     #[error("RabbitMQ refused (nacked) the message published to queue {queue:?}")]
-    Nacked { queue: String },
+    Nacked {
+        /// The queue (or exchange) published to.
+        queue: String,
+    },
     /// The broker returned the message as unroutable: no queue is bound for it.
     #[error("RabbitMQ could not route the message to queue {queue:?} (is the queue deleted?)")]
-    Unroutable { queue: String },
+    Unroutable {
+        /// The queue published to.
+        queue: String,
+    },
     /// The broker connection is down and did not come back within the client's reconnect
     /// wait ([`crate::Client::with_reconnect_wait`]); nothing was published.
     #[error("RabbitMQ at {url} is unreachable (reconnecting for {waited:?}, {attempts} attempts): {reason}")]
     Unavailable {
+        /// The URL, without its password.
         url: String,
+        /// How long the enqueue waited.
         waited: Duration,
+        /// Reconnect attempts made.
         attempts: u32,
         /// The last attempt's error.
         reason: String,
     },
-    /// A reconnect attempt (connect and declare) got no answer in time.
-    #[error("RabbitMQ at {url} did not answer within {timeout:?}")]
-    ConnectTimeout { url: String, timeout: Duration },
     /// The client was closed with [`crate::Client::close`].
     #[error("the client is closed")]
     Closed,
     /// The broker did not confirm a publish in time.
     #[error("RabbitMQ did not confirm the publish to queue {queue:?} within {timeout:?}")]
-    ConfirmTimeout { queue: String, timeout: Duration },
+    ConfirmTimeout {
+        /// The queue published to.
+        queue: String,
+        /// How long it waited.
+        timeout: Duration,
+    },
     /// The job's arguments could not be serialized.
     #[error("cannot serialize the arguments of job {job:?}: {source}")]
     Serialize {
+        /// The job's wire name.
         job: String,
+        /// The serializer's error.
         #[source]
         source: SerializeError,
     },
@@ -66,18 +88,29 @@ pub enum Error {
     SlotPanicked(#[source] tokio::task::JoinError),
     /// The broker cancelled a consumer (its queue was deleted, a cluster node went away).
     #[error("the broker cancelled the consumer on {queue:?}")]
-    ConsumerCancelled { queue: String },
+    ConsumerCancelled {
+        /// The queue it consumed.
+        queue: String,
+    },
     /// A worker event could not be written as JSON.
     #[error("cannot serialize a worker event: {0}")]
     EventSerialize(#[source] serde_json::Error),
     /// A job was to be delayed longer than the delay queues can hold.
     #[error("cannot delay a job by {requested:?}: the delay queues hold at most {max:?} (about 388 days)")]
-    DelayTooLong { requested: Duration, max: Duration },
+    DelayTooLong {
+        /// The delay asked for.
+        requested: Duration,
+        /// The longest delay possible.
+        max: Duration,
+    },
     /// Two jobs linked into one binary share a wire name.
     #[error("two jobs are named {name:?}: {first} and {second}; give one of them #[job(name = \"...\")]")]
     DuplicateJobName {
+        /// The shared wire name.
         name: String,
+        /// Where the first is defined (`file:line`).
         first: String,
+        /// Where the second is defined.
         second: String,
     },
 }
@@ -94,16 +127,27 @@ pub enum NameError {
     TooLong {
         /// `queue name`, `exchange name`, `routing key`.
         what: &'static str,
+        /// The name.
         name: String,
+        /// Its length in bytes.
         len: usize,
+        /// The limit in bytes.
         max: usize,
     },
     /// A name in the `amq.` namespace.
     #[error("queue name {name:?} starts with \"amq.\", which RabbitMQ reserves")]
-    Reserved { name: String },
+    Reserved {
+        /// The name.
+        name: String,
+    },
     /// A character outside letters, digits and `. _ - :`.
     #[error("queue name {name:?} contains {bad:?}; use letters, digits and . _ - :")]
-    BadCharacter { name: String, bad: char },
+    BadCharacter {
+        /// The name.
+        name: String,
+        /// The first character refused.
+        bad: char,
+    },
 }
 
 /// Why arguments could not be encoded or a body decoded.

@@ -32,6 +32,8 @@
 //! `docs/wire-format.md`; delivery is **at-least-once**: a job may run twice (after a crash
 //! between its end and its ack), never zero times.
 
+#![warn(missing_docs)]
+
 mod broker;
 mod client;
 mod config;

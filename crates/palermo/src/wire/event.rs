@@ -26,9 +26,13 @@ pub struct Heartbeat {
     pub id: Uuid,
     /// `hostname:pid:queues`, as in failures' `x-palermo-worker` header.
     pub identity: String,
+    /// The worker's host name.
     pub host: String,
+    /// The worker's process id.
     pub pid: u32,
+    /// The queues it consumes.
     pub queues: Vec<String>,
+    /// How many jobs it runs at once.
     pub concurrency: usize,
     /// When the worker started, ms since the epoch.
     pub started_at: i64,
@@ -53,10 +57,13 @@ pub struct Heartbeat {
 /// Cumulative counts for one queue and job name.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Counter {
+    /// The queue.
     pub queue: String,
     /// The job's wire name; empty for a message whose name could not be read.
     pub job: String,
+    /// Runs finished, whatever their outcome.
     pub processed: u64,
+    /// Runs failed (included in `processed`).
     pub failed: u64,
 }
 
@@ -65,7 +72,9 @@ pub struct Counter {
 pub struct RunningJob {
     /// The job id; empty for a message without one.
     pub id: String,
+    /// The job's wire name.
     pub name: String,
+    /// The queue it came from.
     pub queue: String,
     /// When this run started, ms since the epoch.
     pub started_at: i64,

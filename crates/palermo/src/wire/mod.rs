@@ -37,22 +37,37 @@ pub const BACKTRACE_MAX_BYTES: usize = 16 * 1024;
 
 /// Header names.
 pub mod header {
+    /// The wire version, [`super::VERSION`].
     pub const VERSION: &str = "x-palermo-version";
+    /// The job's wire name.
     pub const JOB: &str = "x-palermo-job";
+    /// The serializer of the body: `json` or `msgpack`.
     pub const SERIALIZER: &str = "x-palermo-serializer";
+    /// A short rendering of the arguments, at most [`super::PREVIEW_MAX_CHARS`] characters.
     pub const PREVIEW: &str = "x-palermo-args-preview";
+    /// The queue the job belongs to (where a retry from the failed queue goes).
     pub const QUEUE: &str = "x-palermo-queue";
+    /// The attempt this message runs, 1 for the first.
     pub const ATTEMPT: &str = "x-palermo-attempt";
+    /// Runs before the failed queue, when the enqueuer or the worker set it.
     pub const MAX_ATTEMPTS: &str = "x-palermo-max-attempts";
+    /// When the job was first enqueued, ms since the epoch.
     pub const ENQUEUED_AT: &str = "x-palermo-enqueued-at";
-    // Failure headers.
+    /// On the failed queue: the failure record's id, stable across redeliveries.
     pub const FAILURE_ID: &str = "x-palermo-failure-id";
+    /// The last error, at most [`super::ERROR_MAX_BYTES`].
     pub const ERROR: &str = "x-palermo-error";
+    /// What went wrong, in a word: `error`, `panic`, `timeout`, `malformed`...
     pub const ERROR_KIND: &str = "x-palermo-error-kind";
+    /// On the failed queue: a backtrace, where there is one.
     pub const BACKTRACE: &str = "x-palermo-backtrace";
+    /// When the last attempt failed, ms since the epoch.
     pub const FAILED_AT: &str = "x-palermo-failed-at";
+    /// When the first attempt failed, ms since the epoch.
     pub const FIRST_FAILED_AT: &str = "x-palermo-first-failed-at";
+    /// The identity of the worker that ran the last attempt.
     pub const WORKER: &str = "x-palermo-worker";
+    /// On the failed queue: the queue the job was consumed from.
     pub const SOURCE_QUEUE: &str = "x-palermo-source-queue";
     /// Times the message came back without a run finishing (classic queues; see
     /// `worker::poison`).

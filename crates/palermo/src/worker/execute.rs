@@ -202,6 +202,12 @@ struct Admitted {
     max_attempts: u32,
 }
 
+/// Whether a delivery runs, or how it ended without running.
+enum Admission {
+    Run(Box<Admitted>),
+    Settled(Box<Outcome>),
+}
+
 /// Runs the job in `delivery` (whose metadata parsed as `meta`) and says how it ended.
 async fn run(
     shared: &Shared,
@@ -209,52 +215,51 @@ async fn run(
     meta: Result<JobMeta, wire::Malformed>,
 ) -> Outcome {
     match admit(shared, delivery, meta) {
-        Ok(admitted) => run_admitted(shared, admitted).await,
-        Err(outcome) => outcome,
+        Admission::Run(admitted) => run_admitted(shared, *admitted).await,
+        Admission::Settled(outcome) => *outcome,
     }
 }
 
 /// Checks that `delivery` can run here: its metadata reads, it is not a run this worker
-/// already finished, its job is linked in and its arguments decode. `Err` is the outcome of
-/// a delivery that does not run.
+/// already finished, its job is linked in and its arguments decode.
 fn admit(
     shared: &Shared,
     delivery: &Delivery,
     meta: Result<JobMeta, wire::Malformed>,
-) -> Result<Admitted, Outcome> {
-    let rejected = |failure| Outcome::Failed { failure, ran: None };
+) -> Admission {
+    let rejected = |failure| Admission::Settled(Box::new(Outcome::Failed { failure, ran: None }));
     let meta = match meta {
         Ok(meta) => meta,
         Err(reason) => {
             warn!(queue = %delivery.routing_key, %reason, "malformed message; moving it to the failed queue");
-            return Err(rejected(Failure::new(FailureKind::Malformed, reason.0)));
+            return rejected(Failure::new(FailureKind::Malformed, reason.0));
         }
     };
     let run_key = recent::RunKey::of(&meta, wire::headers(&delivery.properties));
     if shared.recent.contains(&run_key) {
         if poison::redeliveries(delivery) > 0 {
             info!(job.id = %meta.id, job.name = %meta.name, attempt = meta.attempt, "redelivered job already ran here (its ack was lost); acking it without running it again");
-            return Err(Outcome::AlreadyRan);
+            return Admission::Settled(Box::new(Outcome::AlreadyRan));
         }
         warn!(job.id = %meta.id, job.name = %meta.name, "duplicate job id; moving it to the failed queue");
-        return Err(rejected(Failure::new(
+        return rejected(Failure::new(
             FailureKind::Duplicate,
             format!(
                 "duplicate job id {}: attempt {} of it already ran on this worker; a publisher sent the same job id twice",
                 meta.id, meta.attempt
             ),
-        )));
+        ));
     }
     let Some(registration) = shared.registry.get(&meta.name) else {
         warn!(job.id = %meta.id, job.name = %meta.name, "no job of that name in this worker; moving it to the failed queue");
-        return Err(rejected(Failure::new(
+        return rejected(Failure::new(
             FailureKind::UnknownJob,
             format!(
                 "unknown job {:?}: this worker runs {:?}",
                 meta.name,
                 shared.registry.names()
             ),
-        )));
+        ));
     };
     // The enqueuer's choice first, then the job's, then the worker's.
     let max_attempts = meta
@@ -270,22 +275,22 @@ fn admit(
         state: shared.state.clone(),
     };
     match (registration.decode)(meta.format, &delivery.data, ctx) {
-        Ok(job) => Ok(Admitted {
+        Ok(job) => Admission::Run(Box::new(Admitted {
             meta,
             registration,
             job,
             run_key,
             max_attempts,
-        }),
+        })),
         Err(reason) => {
             warn!(job.id = %meta.id, job.name = %meta.name, %reason, "cannot decode the job's arguments; moving it to the failed queue");
-            Err(rejected(Failure::new(
+            rejected(Failure::new(
                 FailureKind::Undecodable,
                 format!(
                     "cannot decode the arguments of {:?} as {}: {reason}",
                     meta.name, meta.format
                 ),
-            )))
+            ))
         }
     }
 }
