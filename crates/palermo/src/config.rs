@@ -1,6 +1,6 @@
 //! The worker's settings: one typed struct with documented defaults and a `validate()` whose
 //! errors say what to change. Environment variables and flags are read by the binaries only
-//! (see [`crate::worker::cli`]).
+//! (see `worker/cli.rs`).
 
 use std::time::Duration;
 
