@@ -17,7 +17,7 @@ pub mod wire {
 pub mod topology {
     pub use crate::topology::{
         declare_events, declare_exchange, declare_queue, inspect, validate_queue_name, QueueDepth,
-        QueueType, EVENTS_EXCHANGE, EXCHANGE, FAILED_QUEUE,
+        QueueType, EVENTS_EXCHANGE, EVENTS_QUEUE_MAX_LENGTH, EXCHANGE, FAILED_QUEUE,
     };
 }
 
@@ -36,6 +36,6 @@ pub mod broker {
 /// Reconnecting with backoff, as workers and the client do.
 pub mod reconnect {
     pub use crate::reconnect::{
-        retry_until, validate, Exhausted, Schedule, ATTEMPT_TIMEOUT, DEFAULT_BACKOFF,
+        retry_until, validate, Exhausted, Schedule, ATTEMPT_TIMEOUT, DEFAULT_BACKOFF, FIRST_ATTEMPT,
     };
 }

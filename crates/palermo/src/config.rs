@@ -26,7 +26,7 @@ pub struct WorkerConfig {
     pub job_timeout: Duration,
     /// How many times a job runs at most when neither its message nor the job
     /// (`#[job(max_attempts = ..)]`) says; 1 means no retry. Defaults to
-    /// [`crate::retry::DEFAULT_MAX_ATTEMPTS`] (15, about a day of retries).
+    /// 15 (about a day of retries).
     pub max_attempts: u32,
     /// The delays between attempts when the job sets no `backoff`. Defaults to
     /// [`Backoff::DEFAULT`]: 15 s doubling up to 6 hours, plus 0–25 % jitter.

@@ -28,7 +28,14 @@ use uuid::Uuid;
 /// 14 retries, about 26 hours in all with [`Backoff::DEFAULT`].
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 15;
 
-/// Exponential backoff with a cap and jitter (the formula is in the [module docs](self)).
+/// Exponential backoff with a cap and jitter:
+///
+/// ```text
+/// delay(n) = min(max, base × 2^(n−1)) × (1 + jitter × r)     r uniform in [0, 1)
+/// ```
+///
+/// where `n` is the attempt that just failed (1 for the first run); the delay queues round
+/// it up to whole seconds.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Backoff {
     /// The delay after the first failed run (before jitter). Defaults to 15 s.

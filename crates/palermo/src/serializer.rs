@@ -53,10 +53,10 @@ impl Serializer for MessagePack {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Format {
-    /// [`Json`]. The default.
+    /// JSON through serde_json. The default.
     #[default]
     Json,
-    /// [`MessagePack`].
+    /// MessagePack through rmp-serde, with named fields.
     MessagePack,
 }
 
