@@ -9,6 +9,7 @@ mod support;
 
 mod escaping;
 mod failures;
+mod times;
 mod workers;
 
 use std::{
