@@ -108,7 +108,7 @@ pub fn parse_time(text: &str) -> Result<SystemTime, TimeError> {
             .map(SystemTime::from)
             .ok_or_else(|| bad("out of range".into()));
     }
-    let time = DateTime::parse_from_rfc3339(trimmed).map_err(|e| bad(e.to_string()))?;
+    let time = DateTime::parse_from_rfc3339(trimmed).map_err(|e| bad(reason(e)))?;
     if time.timestamp() < 0 {
         return Err(bad("it is before 1970".into()));
     }
@@ -149,10 +149,20 @@ pub fn parse_since(text: &str, now: i64) -> Result<i64, TimeError> {
         // Say why a well-formed date is refused (31 February), not only that it is.
         let date = trimmed.get(..10).unwrap_or(trimmed);
         match NaiveDate::parse_from_str(date, "%Y-%m-%d") {
-            Err(e) => bad(format!("{date} is not a date ({e})")),
+            Err(e) => bad(format!("{date} is not a date: {}", reason(e))),
             Ok(_) => bad("not a date and time".into()),
         }
     })
+}
+
+/// chrono's reason, in words for an impossible date.
+fn reason(error: chrono::ParseError) -> String {
+    match error.kind() {
+        chrono::format::ParseErrorKind::OutOfRange => {
+            "no such day in that month, or a field out of range".into()
+        }
+        _ => error.to_string(),
+    }
 }
 
 /// `YYYY-` at the start.
