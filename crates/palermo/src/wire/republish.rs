@@ -3,10 +3,7 @@
 //! Every republish keeps the job's identity and drops what would break the new copy; this is
 //! the one place that says which properties and headers survive.
 
-use lapin::{
-    types::{FieldTable, ShortString},
-    BasicProperties,
-};
+use lapin::{types::FieldTable, BasicProperties};
 
 use super::header;
 
@@ -52,37 +49,26 @@ pub fn republished(original: &BasicProperties, mut headers: FieldTable) -> Basic
     let mut props = BasicProperties::default()
         .with_headers(headers)
         .with_delivery_mode(2);
-    let copy = |value: &Option<ShortString>| value.clone();
-    if let Some(v) = copy(original.content_type()) {
-        props = props.with_content_type(v);
+    // Every property but `expiration` and `user_id` (and the headers, given) is kept.
+    macro_rules! keep {
+        ($($get:ident => $set:ident),* $(,)?) => {
+            $(if let Some(value) = original.$get().clone() {
+                props = props.$set(value);
+            })*
+        };
     }
-    if let Some(v) = copy(original.content_encoding()) {
-        props = props.with_content_encoding(v);
-    }
-    if let Some(v) = copy(original.correlation_id()) {
-        props = props.with_correlation_id(v);
-    }
-    if let Some(v) = copy(original.reply_to()) {
-        props = props.with_reply_to(v);
-    }
-    if let Some(v) = copy(original.message_id()) {
-        props = props.with_message_id(v);
-    }
-    if let Some(v) = copy(original.kind()) {
-        props = props.with_type(v);
-    }
-    if let Some(v) = copy(original.app_id()) {
-        props = props.with_app_id(v);
-    }
-    if let Some(v) = copy(original.cluster_id()) {
-        props = props.with_cluster_id(v);
-    }
-    if let Some(v) = *original.priority() {
-        props = props.with_priority(v);
-    }
-    if let Some(v) = *original.timestamp() {
-        props = props.with_timestamp(v);
-    }
+    keep!(
+        content_type => with_content_type,
+        content_encoding => with_content_encoding,
+        correlation_id => with_correlation_id,
+        reply_to => with_reply_to,
+        message_id => with_message_id,
+        kind => with_type,
+        app_id => with_app_id,
+        cluster_id => with_cluster_id,
+        priority => with_priority,
+        timestamp => with_timestamp,
+    );
     props
 }
 
