@@ -248,4 +248,39 @@ mod tests {
         }
         assert_eq!(warned, vec![1, 12, 24]);
     }
+
+    fn quick() -> Backoff {
+        Backoff::exponential(Duration::from_millis(1), Duration::from_millis(2)).with_jitter(0.0)
+    }
+
+    #[tokio::test]
+    async fn an_unbounded_reconnect_tries_until_an_attempt_succeeds() {
+        let mut schedule = Schedule::new(quick());
+        let mut calls = 0;
+        let result: Result<u32, Exhausted> = retry_until(&mut schedule, None, "test", || {
+            calls += 1;
+            let outcome = if calls < 4 { Err("refused") } else { Ok(calls) };
+            std::future::ready(outcome)
+        })
+        .await;
+        assert_eq!(result, Ok(4));
+        assert_eq!(schedule.attempts(), 4, "a delay before every attempt");
+    }
+
+    #[tokio::test]
+    async fn a_bounded_reconnect_tries_at_once_then_gives_up_at_its_deadline() {
+        let mut schedule = Schedule::new(quick());
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(50);
+        let mut calls = 0;
+        let result: Result<(), Exhausted> =
+            retry_until(&mut schedule, Some(deadline), "test", || {
+                calls += 1;
+                std::future::ready(Err(format!("refused {calls}")))
+            })
+            .await;
+        let gave_up = result.expect_err("never connects");
+        assert!(gave_up.attempts >= 2, "{gave_up:?}");
+        assert_eq!(gave_up.reason, format!("refused {}", gave_up.attempts));
+        assert!(tokio::time::Instant::now() >= deadline - Duration::from_millis(2));
+    }
 }
