@@ -7,7 +7,9 @@ mod admin_support;
 #[path = "../support/mod.rs"]
 mod support;
 
+mod escaping;
 mod failures;
+mod times;
 mod workers;
 
 use std::{

@@ -87,8 +87,8 @@ impl Broker {
         self.depth(queue).await.map_or(0, |d| d.consumers)
     }
 
-    async fn depth(&self, queue: &str) -> Option<palermo::topology::QueueDepth> {
-        palermo::topology::inspect(&self.connection, queue)
+    async fn depth(&self, queue: &str) -> Option<palermo::admin::topology::QueueDepth> {
+        palermo::admin::topology::inspect(&self.connection, queue)
             .await
             .ok()
             .flatten()
@@ -112,7 +112,7 @@ impl Broker {
     pub async fn publish_raw(&self, queue: &str, body: &[u8], props: BasicProperties) {
         self.channel
             .basic_publish(
-                palermo::topology::EXCHANGE.into(),
+                palermo::admin::topology::EXCHANGE.into(),
                 queue.into(),
                 BasicPublishOptions::default(),
                 body,

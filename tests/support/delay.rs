@@ -8,7 +8,7 @@ use lapin::{
     types::FieldTable,
     Channel,
 };
-use palermo::delay::{Kind, Layout, LEVELS};
+use palermo::admin::delay::{Kind, Layout, LEVELS};
 
 use super::{amqp_url, queue_type};
 
@@ -18,10 +18,10 @@ fn layout() -> Layout {
 
 /// Jobs waiting in the delay queues of the test's queue type, all tests together.
 pub async fn scheduled_waiting() -> u64 {
-    let connection = palermo::broker::connect(&amqp_url(), "test: delay count")
+    let connection = palermo::admin::broker::connect(&amqp_url(), "test: delay count")
         .await
         .expect("connect");
-    let waiting = palermo::delay::waiting(&connection, layout())
+    let waiting = palermo::admin::delay::waiting(&connection, layout())
         .await
         .expect("count the delay queues");
     let _ = connection.close(200, "done".into()).await;
@@ -41,7 +41,7 @@ pub fn retry_queues() -> String {
 /// Declares `probe` and binds it to the delay layout's first exchange for the retries of
 /// `queue` (routing keys `r.<bits>.<queue>`), declaring the layout if nothing has yet.
 pub async fn bind_retry_probe(channel: &Channel, probe: &str, queue: &str) {
-    palermo::delay::declare(channel, layout())
+    palermo::admin::delay::declare(channel, layout())
         .await
         .expect("declare the delay layout");
     channel

@@ -24,7 +24,7 @@ use std::{future::Future, time::Duration};
 pub use broker::Broker;
 /// A job by name and raw body (`palermo enqueue`, other languages), and the worker's stop
 /// signal: library paths the tests name, re-exported here so they change in one place.
-pub use palermo::{client::RawJob, shutdown};
+pub use palermo::{admin::RawJob, shutdown};
 pub use restart::{ensure_broker_running, rabbitmqctl, restart_broker, BrokerGuard};
 pub use rig::{Rig, WAIT};
 pub use running::RunningWorker;
@@ -36,7 +36,7 @@ pub fn amqp_url() -> String {
 
 /// The queue type the tests declare: `PALERMO_TEST_QUEUE_TYPE=quorum` runs them on quorum
 /// queues (scripts/test.sh does, for a second pass over the core suites).
-pub fn queue_type() -> palermo::topology::QueueType {
+pub fn queue_type() -> palermo::admin::topology::QueueType {
     std::env::var("PALERMO_TEST_QUEUE_TYPE")
         .ok()
         .and_then(|t| t.parse().ok())
@@ -75,5 +75,5 @@ where
 
 /// Logs of the library on stderr (`RUST_LOG`), for a test that wants to show them.
 pub fn init_tracing() {
-    palermo::worker::cli::init_tracing();
+    palermo::cli::init_tracing();
 }

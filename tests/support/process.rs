@@ -8,7 +8,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use palermo::{client::RawJob, Client, Format};
+use palermo::{admin::RawJob, Client, Format};
 
 /// The test worker binary.
 pub const WORKER: &str = env!("CARGO_BIN_EXE_palermo-test-worker");

@@ -100,7 +100,7 @@ impl Rig {
     }
 
     /// Starts a worker, stopped by [`Rig::stop`] or aborted when the rig is dropped.
-    pub fn start(&self, builder: palermo::worker::WorkerBuilder) {
+    pub fn start(&self, builder: palermo::WorkerBuilder) {
         let running = RunningWorker::start_with(builder);
         self.workers().push(running);
     }

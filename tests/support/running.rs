@@ -14,7 +14,7 @@ pub struct RunningWorker {
 
 impl RunningWorker {
     /// Builds the worker (panics on an invalid configuration) and runs it on a task.
-    pub fn start_with(builder: palermo::worker::WorkerBuilder) -> RunningWorker {
+    pub fn start_with(builder: palermo::WorkerBuilder) -> RunningWorker {
         let worker = builder.build().expect("worker config");
         let (trigger, shutdown) = shutdown::channel();
         let handle = tokio::spawn(async move {

@@ -46,5 +46,5 @@ async fn abort_now(why: String) -> anyhow::Result<()> {
 }
 
 fn main() -> ExitCode {
-    palermo::worker::cli::main(|worker| worker)
+    palermo::cli::main(|worker| worker)
 }

@@ -8,7 +8,7 @@ use lapin::{
     BasicProperties,
 };
 
-pub use palermo::wire::header;
+pub use palermo::admin::wire::header;
 
 /// The headers of a message (empty when it has none).
 pub fn headers(props: &BasicProperties) -> FieldTable {
@@ -17,12 +17,16 @@ pub fn headers(props: &BasicProperties) -> FieldTable {
 
 /// A string header.
 pub fn header_str(props: &BasicProperties, name: &str) -> Option<String> {
-    palermo::wire::get_str(&headers(props), name).ok().flatten()
+    palermo::admin::wire::get_str(&headers(props), name)
+        .ok()
+        .flatten()
 }
 
 /// An integer header.
 pub fn header_int(props: &BasicProperties, name: &str) -> Option<i64> {
-    palermo::wire::get_int(&headers(props), name).ok().flatten()
+    palermo::admin::wire::get_int(&headers(props), name)
+        .ok()
+        .flatten()
 }
 
 /// One failed run in a failure's history: attempt, unix time (ms), kind, error.
@@ -30,7 +34,7 @@ pub type Attempt = (u32, i64, String, String);
 
 /// The error history a failed message carries, oldest first.
 pub fn history(props: &BasicProperties) -> Vec<Attempt> {
-    palermo::history::read(&headers(props))
+    palermo::admin::wire::history::read(&headers(props))
         .into_iter()
         .map(|e| (e.attempt, e.at, e.kind, e.error))
         .collect()
@@ -59,5 +63,5 @@ pub fn with_headers(headers: FieldTable) -> BasicProperties {
 
 /// At most `max` bytes of `text`, cut on a character boundary (for printing reasons).
 pub fn truncate(text: &str, max: usize) -> &str {
-    palermo::wire::truncate_bytes(text, max)
+    palermo::admin::wire::truncate_bytes(text, max)
 }

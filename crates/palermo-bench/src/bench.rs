@@ -112,7 +112,7 @@ impl Bench {
     pub async fn queue(&self, what: &str) -> anyhow::Result<String> {
         let queue = format!("palermo-bench-{}.{what}", self.run_id);
         self.remember(&queue);
-        palermo::topology::declare_queue(&self.admin, &queue, Default::default())
+        palermo::admin::topology::declare_queue(&self.admin, &queue, Default::default())
             .await
             .with_context(|| format!("declaring {queue}"))?;
         Ok(queue)

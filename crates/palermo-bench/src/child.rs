@@ -2,6 +2,9 @@
 //! its stdout, and weighed through `/proc/PID` (its memory and CPU time only, never the
 //! harness's).
 
+// Signals and clock ticks of child processes go through libc; each call says why it is sound.
+#![allow(unsafe_code)]
+
 use std::{
     io::{BufRead, BufReader},
     path::{Path, PathBuf},

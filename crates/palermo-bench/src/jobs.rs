@@ -1,7 +1,7 @@
 //! The Palermo side of the bench: two jobs, and the worker that runs them.
 //!
 //! The worker is this same executable started as `palermo-bench worker --queues …`, which is
-//! exactly what `palermo::worker::cli::main` does in an application's worker binary. It runs
+//! exactly what `palermo::cli::main` does in an application's worker binary. It runs
 //! in its own process so that its RSS and CPU time are its own, and it is the same executable
 //! as the harness so that `cargo run` can never pair a fresh harness with a stale worker.
 //!
@@ -15,7 +15,7 @@ use std::{
 };
 
 use clap::Parser;
-use palermo::worker::cli::{self, WorkerArgs};
+use palermo::cli::{self, WorkerArgs};
 
 /// The subcommand that makes this executable a Palermo worker.
 pub const WORKER_COMMAND: &str = "worker";
@@ -49,7 +49,7 @@ pub fn now_ns() -> u64 {
         .unwrap_or(0)
 }
 
-/// `palermo-bench worker …`: what `palermo::worker::cli::main(|worker| worker)` does, with the
+/// `palermo-bench worker …`: what `palermo::cli::main(|worker| worker)` does, with the
 /// subcommand taken off the arguments.
 pub fn worker_main() -> ExitCode {
     let args = WorkerArgs::parse_from(std::env::args_os().skip(1));

@@ -27,8 +27,10 @@ use lapin::{
     BasicProperties, Channel, Connection, ConnectionProperties,
 };
 use palermo::{
-    topology::EXCHANGE,
-    wire::{self, JobMeta},
+    admin::{
+        topology::EXCHANGE,
+        wire::{self, JobMeta},
+    },
     Format,
 };
 use uuid::Uuid;

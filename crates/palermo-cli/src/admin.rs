@@ -14,10 +14,10 @@ pub struct Settings {
     #[arg(long, global = true, env = "PALERMO_DATABASE_URL", hide_env_values = true, default_value = palermo_store::DEFAULT_DATABASE_URL)]
     pub database_url: String,
     /// The failed queue the workers publish to.
-    #[arg(long, global = true, env = "PALERMO_FAILED_QUEUE", default_value = palermo::topology::FAILED_QUEUE)]
+    #[arg(long, global = true, env = "PALERMO_FAILED_QUEUE", default_value = palermo::admin::topology::FAILED_QUEUE)]
     pub failed_queue: String,
     /// The exchange (and queue) the workers' heartbeats go to.
-    #[arg(long, global = true, env = "PALERMO_EVENTS_EXCHANGE", default_value = palermo::topology::EVENTS_EXCHANGE)]
+    #[arg(long, global = true, env = "PALERMO_EVENTS_EXCHANGE", default_value = palermo::admin::topology::EVENTS_EXCHANGE)]
     pub events_exchange: String,
     /// The queue type of the deployment: classic or quorum (as the workers' --queue-type).
     #[arg(
@@ -26,7 +26,7 @@ pub struct Settings {
         env = "PALERMO_QUEUE_TYPE",
         default_value = "classic"
     )]
-    pub queue_type: palermo::topology::QueueType,
+    pub queue_type: palermo::QueueType,
     /// Test hook: abort between recording a failure and acking it.
     #[arg(long, global = true, hide = true)]
     pub crash_after_commit: bool,
@@ -40,9 +40,9 @@ impl Settings {
 
     /// Opens the store, connects to the broker and records what is queued.
     pub async fn recorder(&self, amqp_url: &str) -> anyhow::Result<Recorder> {
-        palermo::topology::validate_queue_name(&self.failed_queue)
+        palermo::admin::topology::validate_queue_name(&self.failed_queue)
             .map_err(|e| anyhow::anyhow!("--failed-queue: {e}"))?;
-        palermo::topology::validate_queue_name(&self.events_exchange)
+        palermo::admin::topology::validate_queue_name(&self.events_exchange)
             .map_err(|e| anyhow::anyhow!("--events-exchange: {e}"))?;
         let store = self.store().await?;
         let config = RecorderConfig {
@@ -64,11 +64,12 @@ impl Settings {
 
 /// Logs to stderr at the level in `RUST_LOG` (default: warnings only; output is on stdout).
 pub fn init_logging() {
-    palermo::worker::cli::init_tracing_at("warn");
+    palermo::cli::init_tracing_at("warn");
 }
 
 /// Lets `palermo ... | head` end quietly: Rust ignores SIGPIPE, which turns a closed stdout
 /// into a panic in `println!`; the default action ends the process as other tools do.
+#[allow(unsafe_code)] // the one libc call of the CLI; nothing else to check
 pub fn default_sigpipe() {
     // SAFETY: setting a signal's disposition to the default, before any thread starts.
     unsafe {

@@ -68,7 +68,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {}", admin::error_line(&e));
+            eprintln!("error: {}", output::escape(&admin::error_line(&e)));
             ExitCode::FAILURE
         }
     }

@@ -15,7 +15,7 @@ use syn::{
 
 /// Makes an `async fn` a job. Options: `queue = "mail"` (default `"default"`),
 /// `name = "wire_name"` (default the function's name), `max_attempts = 5`,
-/// `timeout = "30s"` (`ms`, `s`, `m`, `h`), `serializer = "json" | "msgpack"`,
+/// `timeout = "30s"` (`500ms`, `90s`, `10m`, `1h30m`, `2d`), `serializer = "json" | "msgpack"`,
 /// `backoff = "5s"` (the first retry's delay, doubling up to the default cap of 6 h) or
 /// `backoff = "5s..10m"` (first delay..cap).
 #[proc_macro_attribute]
@@ -42,7 +42,13 @@ fn expand(
 ) -> syn::Result<proc_macro2::TokenStream> {
     let options = parse_options(attr)?;
     let function: ItemFn = syn::parse(item)?;
-    let sig = &function.sig;
+    check_signature(&function.sig)?;
+    let arguments = Arguments::of(&function.sig)?;
+    Ok(generate(&function, options, arguments))
+}
+
+/// A job is a plain `async fn`: no generics, no `self`.
+fn check_signature(sig: &syn::Signature) -> syn::Result<()> {
     if sig.asyncness.is_none() {
         return Err(syn::Error::new(
             sig.fn_token.span(),
@@ -55,53 +61,69 @@ fn expand(
             "a job function cannot be generic",
         ));
     }
+    Ok(())
+}
 
-    let fn_name = &sig.ident;
-    let vis = &function.vis;
-    let struct_name = format_ident!(
-        "{}",
-        pascal_case(&fn_name.to_string()),
-        span = fn_name.span()
-    );
-    let mut fields = Vec::new();
-    let mut field_names = Vec::new();
-    let mut call_args = Vec::new();
-    let mut injected = Vec::new();
-    for input in &sig.inputs {
-        let FnArg::Typed(arg) = input else {
-            return Err(syn::Error::new(
-                input.span(),
-                "a job function cannot take `self`",
-            ));
+/// The function's arguments: the serialized ones become the struct's fields, `State<T>` and
+/// `JobContext` are filled in from the context when the job runs.
+struct Arguments {
+    fields: Vec<proc_macro2::TokenStream>,
+    field_names: Vec<syn::Ident>,
+    call_args: Vec<proc_macro2::TokenStream>,
+    injected: Vec<proc_macro2::TokenStream>,
+}
+
+impl Arguments {
+    fn of(sig: &syn::Signature) -> syn::Result<Self> {
+        let mut arguments = Arguments {
+            fields: Vec::new(),
+            field_names: Vec::new(),
+            call_args: Vec::new(),
+            injected: Vec::new(),
         };
-        let Pat::Ident(pat) = arg.pat.as_ref() else {
-            return Err(syn::Error::new(
-                arg.pat.span(),
-                "job arguments must be plain names",
-            ));
-        };
-        let ident = &pat.ident;
-        let ty = &arg.ty;
-        call_args.push(quote!(#ident));
-        match injected_kind(ty) {
-            Some(Injected::State) => injected.push(quote!(let #ident: #ty = __ctx.state()?;)),
-            Some(Injected::Context) => injected.push(quote!(let #ident: #ty = __ctx.clone();)),
-            None => {
-                fields.push(quote!(pub #ident: #ty));
-                field_names.push(ident.clone());
+        for input in &sig.inputs {
+            let FnArg::Typed(arg) = input else {
+                return Err(syn::Error::new(
+                    input.span(),
+                    "a job function cannot take `self`",
+                ));
+            };
+            let Pat::Ident(pat) = arg.pat.as_ref() else {
+                return Err(syn::Error::new(
+                    arg.pat.span(),
+                    "job arguments must be plain names",
+                ));
+            };
+            let ident = &pat.ident;
+            let ty = &arg.ty;
+            arguments.call_args.push(quote!(#ident));
+            match injected_kind(ty) {
+                Some(Injected::State) => arguments
+                    .injected
+                    .push(quote!(let #ident: #ty = __ctx.state()?;)),
+                Some(Injected::Context) => arguments
+                    .injected
+                    .push(quote!(let #ident: #ty = __ctx.clone();)),
+                None => {
+                    arguments.fields.push(quote!(pub #ident: #ty));
+                    arguments.field_names.push(ident.clone());
+                }
             }
         }
+        Ok(arguments)
     }
+}
 
-    let wire_name = options.name.unwrap_or_else(|| fn_name.to_string());
-    let queue = options.queue;
+/// The `Option<...>` constants of the `Job` impl, from the options.
+fn option_constants(options: &Options) -> [proc_macro2::TokenStream; 4] {
+    let none = quote!(::core::option::Option::None);
     let max_attempts = match options.max_attempts {
         Some(n) => quote!(::core::option::Option::Some(#n)),
-        None => quote!(::core::option::Option::None),
+        None => none.clone(),
     };
     let timeout = match options.timeout_ms {
         Some(ms) => quote!(::core::option::Option::Some(::core::time::Duration::from_millis(#ms))),
-        None => quote!(::core::option::Option::None),
+        None => none.clone(),
     };
     let backoff = match options.backoff_ms {
         Some((base, max)) => {
@@ -114,15 +136,36 @@ fn expand(
                 #max,
             )))
         }
-        None => quote!(::core::option::Option::None),
+        None => none.clone(),
     };
-    let format = match options.serializer {
+    let format = match &options.serializer {
         Some(f) => quote!(::core::option::Option::Some(::palermo::Format::#f)),
-        None => quote!(::core::option::Option::None),
+        None => none,
     };
+    [max_attempts, timeout, backoff, format]
+}
+
+/// The function as written, its arguments struct, the `Job` impl and the registration.
+fn generate(function: &ItemFn, options: Options, arguments: Arguments) -> proc_macro2::TokenStream {
+    let fn_name = &function.sig.ident;
+    let vis = &function.vis;
+    let struct_name = format_ident!(
+        "{}",
+        pascal_case(&fn_name.to_string()),
+        span = fn_name.span()
+    );
+    let [max_attempts, timeout, backoff, format] = option_constants(&options);
+    let wire_name = options.name.unwrap_or_else(|| fn_name.to_string());
+    let queue = options.queue;
+    let Arguments {
+        fields,
+        field_names,
+        call_args,
+        injected,
+    } = arguments;
     let doc = format!("The arguments of the `{wire_name}` job (queue `{queue}`); enqueue one to run [`{fn_name}`].");
 
-    Ok(quote! {
+    quote! {
         #function
 
         #[doc = #doc]
@@ -150,7 +193,7 @@ fn expand(
         ::palermo::__private::inventory::submit! {
             ::palermo::__private::Registration::of::<#struct_name>(::core::concat!(::core::file!(), ":", ::core::line!()))
         }
-    })
+    }
 }
 
 enum Injected {
@@ -286,26 +329,17 @@ fn parse_backoff(text: &str) -> Result<(u64, Option<u64>), String> {
     Ok((base, max))
 }
 
+/// A duration in the grammar of the whole project (humantime, as the admin side's
+/// `palermo_store::time`): `500ms`, `90s`, `10m`, `1h30m`, `2d`, `1w`.
 fn parse_duration_ms(text: &str) -> Result<u64, String> {
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: u64 = number.parse().map_err(|_| {
-        format!("{text:?} is not a duration like \"30s\", \"500ms\", \"5m\" or \"1h\"")
+    let duration = humantime::parse_duration(text.trim()).map_err(|e| {
+        format!("{text:?} is not a duration like \"500ms\", \"30s\", \"10m\", \"1h30m\" or \"2d\" ({e})")
     })?;
-    let factor = match unit {
-        "ms" => 1,
-        "s" | "" => 1_000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        _ => return Err(format!("{text:?} has unit {unit:?}; use ms, s, m or h")),
-    };
-    match number.checked_mul(factor) {
-        Some(0) | None => Err(format!(
+    match u64::try_from(duration.as_millis()) {
+        Ok(0) | Err(_) => Err(format!(
             "{text:?} must be more than zero and not absurdly large"
         )),
-        Some(ms) => Ok(ms),
+        Ok(ms) => Ok(ms),
     }
 }
 
@@ -332,7 +366,12 @@ mod tests {
         assert_eq!(parse_backoff("5s"), Ok((5_000, None)));
         assert_eq!(parse_backoff("500ms..10m"), Ok((500, Some(600_000))));
         assert!(parse_backoff("10m..5s").unwrap_err().contains("shorter"));
-        assert!(parse_backoff("5x").unwrap_err().contains("unit"));
+        assert_eq!(
+            parse_backoff("1h30m..2d"),
+            Ok((5_400_000, Some(172_800_000)))
+        );
+        assert!(parse_backoff("5x").unwrap_err().contains("1h30m"));
+        assert!(parse_backoff("5").unwrap_err().contains("1h30m"));
         assert!(parse_backoff("1s..400d").is_err());
         assert!(parse_backoff("1s..10000h")
             .unwrap_err()

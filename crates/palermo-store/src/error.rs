@@ -29,6 +29,9 @@ pub enum StoreError {
         #[source]
         source: sqlx::Error,
     },
+    /// A setting is invalid; the message says what to change.
+    #[error("invalid recorder configuration: {0}")]
+    InvalidConfig(String),
     /// A broker operation failed.
     #[error(transparent)]
     Broker(#[from] palermo::Error),

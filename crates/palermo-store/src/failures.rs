@@ -7,7 +7,7 @@
 //! [`crate::recorder::RecorderConfig::resolved_retention`].
 
 use serde::Serialize;
-use sqlx::{any::AnyRow, Row};
+use sqlx::{FromRow, Row};
 
 use crate::{
     error::{Result, StoreError},
@@ -41,7 +41,7 @@ pub struct NewFailure {
 }
 
 /// A recorded failure, as `failed list` shows it.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, sqlx::FromRow)]
 pub struct Failure {
     /// The failure id (`x-palermo-failure-id`): what `show`, `retry` and `remove` take.
     pub id: String,
@@ -96,7 +96,7 @@ pub struct FailureDetail {
 }
 
 /// A retry or removal, for the history.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, sqlx::FromRow)]
 pub struct Action {
     pub failure_id: String,
     /// `retried` or `removed`.
@@ -113,33 +113,15 @@ pub(crate) const COLUMNS: &str = "id, job_id, job_name, queue, source_queue, ser
     args_preview, error_kind, error, gave_up, attempt, max_attempts, worker, enqueued_at, \
     first_failed_at, failed_at, recorded_at, status, resolved_at";
 
-/// How many columns [`COLUMNS`] names.
-pub(crate) const COLUMN_COUNT: usize = 19;
-
-impl Failure {
-    pub(crate) fn from_row(row: &AnyRow) -> Result<Failure, sqlx::Error> {
-        Ok(Failure {
-            id: row.try_get(0)?,
-            job_id: row.try_get(1)?,
-            job_name: row.try_get(2)?,
-            queue: row.try_get(3)?,
-            source_queue: row.try_get(4)?,
-            serializer: row.try_get(5)?,
-            args_preview: row.try_get(6)?,
-            error_kind: row.try_get(7)?,
-            error: row.try_get(8)?,
-            gave_up: row.try_get(9)?,
-            attempt: row.try_get(10)?,
-            max_attempts: row.try_get(11)?,
-            worker: row.try_get(12)?,
-            enqueued_at: row.try_get(13)?,
-            first_failed_at: row.try_get(14)?,
-            failed_at: row.try_get(15)?,
-            recorded_at: row.try_get(16)?,
-            status: row.try_get(17)?,
-            resolved_at: row.try_get(18)?,
-        })
-    }
+/// A row of `Store::failure`: the failure and its payload.
+#[derive(sqlx::FromRow)]
+struct DetailRow {
+    #[sqlx(flatten)]
+    failure: Failure,
+    body: Vec<u8>,
+    properties: String,
+    backtrace: Option<String>,
+    error_history: Option<String>,
 }
 
 /// What `--search` looks in, lowercased once here so that the search is a plain
@@ -221,12 +203,13 @@ impl Store {
         else {
             return Ok(None);
         };
-        let failure = Failure::from_row(&row).map_err(StoreError::query(doing))?;
-        let extra = |i| COLUMN_COUNT + i;
-        let body: Vec<u8> = row.try_get(extra(0)).map_err(StoreError::query(doing))?;
-        let properties: String = row.try_get(extra(1)).map_err(StoreError::query(doing))?;
-        let backtrace: Option<String> = row.try_get(extra(2)).map_err(StoreError::query(doing))?;
-        let history: Option<String> = row.try_get(extra(3)).map_err(StoreError::query(doing))?;
+        let DetailRow {
+            failure,
+            body,
+            properties,
+            backtrace,
+            error_history: history,
+        } = DetailRow::from_row(&row).map_err(StoreError::query(doing))?;
 
         let args = palermo::Format::from_name(&failure.serializer)
             .and_then(|format| format.to_json_value(&body).ok());
@@ -288,15 +271,7 @@ impl Store {
             .await
             .map_err(StoreError::query(doing))?;
         rows.iter()
-            .map(|row| {
-                Ok(Action {
-                    failure_id: row.try_get(0)?,
-                    action: row.try_get(1)?,
-                    queue: row.try_get(2)?,
-                    at: row.try_get(3)?,
-                    actor: row.try_get(4)?,
-                })
-            })
+            .map(Action::from_row)
             .collect::<Result<_, sqlx::Error>>()
             .map_err(StoreError::query(doing))
     }

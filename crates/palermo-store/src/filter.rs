@@ -7,7 +7,7 @@
 //! recorded) and matches ids exactly.
 
 use serde::Serialize;
-use sqlx::{any::AnyArguments, query::Query, Any, Row};
+use sqlx::{any::AnyArguments, query::Query, Any, FromRow, Row};
 
 use crate::{
     error::{Result, StoreError},

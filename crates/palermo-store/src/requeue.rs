@@ -14,11 +14,8 @@
 
 use std::collections::HashSet;
 
-use lapin::{types::FieldTable, BasicProperties, Channel};
-use palermo::{
-    broker, topology,
-    wire::{self, header},
-};
+use lapin::{BasicProperties, Channel};
+use palermo::admin::{broker, topology, wire};
 use tracing::info;
 
 use crate::{
@@ -26,32 +23,6 @@ use crate::{
     filter::Filter,
     Store,
 };
-
-/// Headers a retry drops: what the failure and the automatic retries added.
-const DROPPED_HEADERS: &[&str] = &[
-    header::FAILURE_ID,
-    header::ERROR,
-    header::ERROR_KIND,
-    header::BACKTRACE,
-    header::FAILED_AT,
-    header::FIRST_FAILED_AT,
-    header::WORKER,
-    header::SOURCE_QUEUE,
-    header::ERROR_HISTORY,
-    header::NEXT_RUN_AT,
-    header::SNOOZES,
-    header::GAVE_UP,
-    header::REDELIVERIES,
-    header::HEADERS_CUT,
-    "x-death",
-    "x-first-death-exchange",
-    "x-first-death-queue",
-    "x-first-death-reason",
-    "x-last-death-exchange",
-    "x-last-death-queue",
-    "x-last-death-reason",
-    "x-delivery-count",
-];
 
 /// How many failures `retry --all` publishes before waiting for their confirms.
 const BATCH: u32 = 200;
@@ -62,7 +33,7 @@ pub struct Requeuer<'a> {
     channel: Channel,
     declared: HashSet<String>,
     actor: String,
-    queue_type: topology::QueueType,
+    queue_type: palermo::QueueType,
 }
 
 impl<'a> Requeuer<'a> {
@@ -79,12 +50,12 @@ impl<'a> Requeuer<'a> {
             channel,
             declared: HashSet::new(),
             actor: actor.into(),
-            queue_type: topology::QueueType::default(),
+            queue_type: palermo::QueueType::default(),
         })
     }
 
     /// Declares missing job queues as `queue_type` (the deployment's; classic by default).
-    pub fn with_queue_type(mut self, queue_type: topology::QueueType) -> Self {
+    pub fn with_queue_type(mut self, queue_type: palermo::QueueType) -> Self {
         self.queue_type = queue_type;
         self
     }
@@ -189,9 +160,9 @@ impl<'a> Requeuer<'a> {
     }
 }
 
-/// The properties of a retried job: the recorded ones without failure and retry headers and
-/// with attempt 1. Properties that cannot be read back (a store written by hand) become the
-/// minimum that lets the message route.
+/// The properties of a retried job: the recorded ones as [`wire::republish::requeued`]
+/// makes them (no failure and retry headers, attempt 1). Properties that cannot be read back
+/// (a store written by hand) become the minimum that lets the message route.
 fn republished(recorded: &str, failure_id: &str) -> BasicProperties {
     let original: BasicProperties = match serde_json::from_str(recorded) {
         Ok(properties) => properties,
@@ -200,90 +171,5 @@ fn republished(recorded: &str, failure_id: &str) -> BasicProperties {
             BasicProperties::default()
         }
     };
-    let mut headers = FieldTable::default();
-    if let Some(recorded) = original.headers() {
-        for (name, value) in recorded.inner() {
-            if !DROPPED_HEADERS.contains(&name.as_str()) {
-                headers.insert(name.clone(), value.clone());
-            }
-        }
-    }
-    wire::put_int(&mut headers, header::ATTEMPT, 1);
-    // A new run of the same job id: workers that remember its earlier runs must run it.
-    let requeues = wire::get_int(&headers, header::REQUEUES)
-        .ok()
-        .flatten()
-        .unwrap_or(0);
-    wire::put_int(&mut headers, header::REQUEUES, requeues.saturating_add(1));
-    // Rebuilt field by field: `expiration` and `user_id` (which the broker checks against
-    // the connection's user) are left out on purpose.
-    let mut properties = BasicProperties::default()
-        .with_headers(headers)
-        .with_delivery_mode(2)
-        .with_app_id(
-            original
-                .app_id()
-                .clone()
-                .unwrap_or_else(|| wire::APP_ID.into()),
-        );
-    if let Some(v) = original.content_type() {
-        properties = properties.with_content_type(v.clone());
-    }
-    if let Some(v) = original.content_encoding() {
-        properties = properties.with_content_encoding(v.clone());
-    }
-    if let Some(v) = original.message_id() {
-        properties = properties.with_message_id(v.clone());
-    }
-    if let Some(v) = original.kind() {
-        properties = properties.with_type(v.clone());
-    }
-    if let Some(v) = original.timestamp() {
-        properties = properties.with_timestamp(*v);
-    }
-    if let Some(v) = original.priority() {
-        properties = properties.with_priority(*v);
-    }
-    if let Some(v) = original.correlation_id() {
-        properties = properties.with_correlation_id(v.clone());
-    }
-    if let Some(v) = original.reply_to() {
-        properties = properties.with_reply_to(v.clone());
-    }
-    properties
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_retry_drops_failure_headers_and_starts_at_attempt_one() {
-        let mut headers = FieldTable::default();
-        wire::put_str(&mut headers, header::JOB, "send_email");
-        wire::put_str(&mut headers, header::ERROR, "boom");
-        wire::put_int(&mut headers, header::ATTEMPT, 5);
-        wire::put_str(&mut headers, "x-tenant", "acme");
-        let original = BasicProperties::default()
-            .with_message_id("job-1".into())
-            .with_user_id("someone".into())
-            .with_expiration("1000".into())
-            .with_headers(headers);
-        let json = serde_json::to_string(&original).expect("json");
-        let props = republished(&json, "f");
-        let headers = props.headers().clone().unwrap_or_default();
-        assert_eq!(wire::get_int(&headers, header::ATTEMPT), Ok(Some(1)));
-        assert_eq!(wire::get_str(&headers, header::ERROR), Ok(None));
-        assert_eq!(
-            wire::get_str(&headers, header::JOB),
-            Ok(Some("send_email".into()))
-        );
-        assert_eq!(wire::get_str(&headers, "x-tenant"), Ok(Some("acme".into())));
-        assert_eq!(
-            props.message_id().as_ref().map(|m| m.as_str()),
-            Some("job-1")
-        );
-        assert!(props.user_id().is_none() && props.expiration().is_none());
-        assert_eq!(props.delivery_mode(), &Some(2));
-    }
+    wire::republish::requeued(&original)
 }

@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 
-use palermo::worker::heartbeat::Heartbeat;
+use palermo::admin::wire::event::Heartbeat;
 use serde::Serialize;
 use sqlx::{Any, Row, Transaction};
 

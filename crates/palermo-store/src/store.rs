@@ -70,7 +70,7 @@ impl Store {
         static DRIVERS: Once = Once::new();
         DRIVERS.call_once(sqlx::any::install_default_drivers);
         let (backend, full) = normalize(url)?;
-        let shown = palermo::broker::redact(url);
+        let shown = palermo::admin::broker::redact(url);
         let options = AnyConnectOptions::from_str(&full).map_err(|source| StoreError::Open {
             url: shown.clone(),
             source,
@@ -201,7 +201,7 @@ pub fn normalize(url: &str) -> Result<(Backend, String)> {
         format!("sqlite:{url}")
     } else {
         return Err(StoreError::UnsupportedUrl {
-            url: palermo::broker::redact(url),
+            url: palermo::admin::broker::redact(url),
         });
     };
     if sqlite.contains(":memory:") || sqlite.contains("mode=") {

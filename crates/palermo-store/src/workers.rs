@@ -7,9 +7,9 @@
 //! "Missed" is judged on the worker's own clock (`sent_at`), so a backlog of old heartbeats
 //! drained at once does not make a dead worker look alive.
 
-use palermo::worker::heartbeat::{Heartbeat, RunningJob};
+use palermo::admin::wire::event::{Heartbeat, RunningJob};
 use serde::Serialize;
-use sqlx::Row;
+use sqlx::FromRow;
 
 use crate::{
     error::{Result, StoreError},
@@ -40,6 +40,52 @@ pub struct WorkerRow {
     pub status: String,
     #[serde(serialize_with = "time::serialize_opt")]
     pub ended_at: Option<i64>,
+}
+
+/// A row of the workers table as stored: queues comma-separated, running jobs as JSON.
+#[derive(sqlx::FromRow)]
+struct WorkerRecord {
+    id: String,
+    identity: String,
+    host: String,
+    pid: i64,
+    queues: String,
+    concurrency: i64,
+    started_at: i64,
+    last_seen_at: i64,
+    interval_ms: i64,
+    processed: i64,
+    failed: i64,
+    running: String,
+    status: String,
+    ended_at: Option<i64>,
+}
+
+impl From<WorkerRecord> for WorkerRow {
+    fn from(record: WorkerRecord) -> Self {
+        let running: Vec<RunningJob> = serde_json::from_str(&record.running).unwrap_or_default();
+        WorkerRow {
+            id: record.id,
+            identity: record.identity,
+            host: record.host,
+            pid: record.pid,
+            queues: record
+                .queues
+                .split(',')
+                .filter(|q| !q.is_empty())
+                .map(String::from)
+                .collect(),
+            concurrency: record.concurrency,
+            started_at: record.started_at,
+            last_seen_at: record.last_seen_at,
+            heartbeat_interval_ms: record.interval_ms,
+            processed: record.processed,
+            failed: record.failed,
+            running: running.into_iter().map(InFlight::from).collect(),
+            status: record.status,
+            ended_at: record.ended_at,
+        }
+    }
 }
 
 /// A job in flight on a worker.
@@ -161,31 +207,7 @@ impl Store {
         .await
         .map_err(StoreError::query(doing))?;
         rows.iter()
-            .map(|row| {
-                let queues: String = row.try_get(4)?;
-                let running: String = row.try_get(11)?;
-                let running: Vec<RunningJob> = serde_json::from_str(&running).unwrap_or_default();
-                Ok(WorkerRow {
-                    id: row.try_get(0)?,
-                    identity: row.try_get(1)?,
-                    host: row.try_get(2)?,
-                    pid: row.try_get(3)?,
-                    queues: queues
-                        .split(',')
-                        .filter(|q| !q.is_empty())
-                        .map(String::from)
-                        .collect(),
-                    concurrency: row.try_get(5)?,
-                    started_at: row.try_get(6)?,
-                    last_seen_at: row.try_get(7)?,
-                    heartbeat_interval_ms: row.try_get(8)?,
-                    processed: row.try_get(9)?,
-                    failed: row.try_get(10)?,
-                    running: running.into_iter().map(InFlight::from).collect(),
-                    status: row.try_get(12)?,
-                    ended_at: row.try_get(13)?,
-                })
-            })
+            .map(|row| WorkerRecord::from_row(row).map(WorkerRow::from))
             .collect::<Result<_, sqlx::Error>>()
             .map_err(StoreError::query(doing))
     }

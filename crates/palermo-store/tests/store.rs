@@ -2,7 +2,7 @@
 //! backend): idempotent recording, filters and paging, retry/remove marks, heartbeats into
 //! workers and exact statistics.
 
-use palermo::worker::heartbeat::{Counter, Heartbeat, RunningJob};
+use palermo::admin::wire::event::{Counter, Heartbeat, RunningJob};
 use palermo_store::{failures::NewFailure, Filter, Page, Store, StoreError};
 use palermo_testdb::{TestDb, BACKENDS};
 

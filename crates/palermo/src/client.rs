@@ -178,10 +178,9 @@ impl Client {
         at: impl Into<SystemTime>,
     ) -> Result<Uuid, Error> {
         let format = J::FORMAT.unwrap_or(self.format);
-        let body = format.encode(&job).map_err(|reason| Error::Serialize {
+        let body = format.encode(&job).map_err(|source| Error::Serialize {
             job: J::NAME.to_string(),
-            format: format.name(),
-            reason,
+            source,
         })?;
         let meta = self.meta(J::NAME, queue, format, job.preview(), J::MAX_ATTEMPTS);
         self.publish_at(meta, &body, at.into()).await
@@ -199,10 +198,9 @@ impl Client {
             .format
             .to_json_value(&job.body)
             .map(|value| wire::preview(&value.to_string()))
-            .map_err(|reason| Error::Serialize {
+            .map_err(|source| Error::Serialize {
                 job: job.name.clone(),
-                format: job.format.name(),
-                reason,
+                source,
             })?;
         Ok(self.meta(&job.name, &job.queue, job.format, preview, job.max_attempts))
     }
@@ -233,10 +231,9 @@ impl Client {
 
     async fn publish<J: Job>(&self, queue: &str, job: &J) -> Result<(Uuid, Pending), Error> {
         let format = J::FORMAT.unwrap_or(self.format);
-        let body = format.encode(job).map_err(|reason| Error::Serialize {
+        let body = format.encode(job).map_err(|source| Error::Serialize {
             job: J::NAME.to_string(),
-            format: format.name(),
-            reason,
+            source,
         })?;
         let meta = self.meta(J::NAME, queue, format, job.preview(), J::MAX_ATTEMPTS);
         let pending = self.send(queue, None, &body, meta.properties()).await?;

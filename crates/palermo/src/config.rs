@@ -1,6 +1,6 @@
 //! The worker's settings: one typed struct with documented defaults and a `validate()` whose
 //! errors say what to change. Environment variables and flags are read by the binaries only
-//! (see [`crate::worker::cli`]).
+//! (see `worker/cli.rs`).
 
 use std::time::Duration;
 
@@ -26,7 +26,7 @@ pub struct WorkerConfig {
     pub job_timeout: Duration,
     /// How many times a job runs at most when neither its message nor the job
     /// (`#[job(max_attempts = ..)]`) says; 1 means no retry. Defaults to
-    /// [`crate::retry::DEFAULT_MAX_ATTEMPTS`] (15, about a day of retries).
+    /// 15 (about a day of retries).
     pub max_attempts: u32,
     /// The delays between attempts when the job sets no `backoff`. Defaults to
     /// [`Backoff::DEFAULT`]: 15 s doubling up to 6 hours, plus 0–25 % jitter.
@@ -91,7 +91,7 @@ impl WorkerConfig {
             ));
         }
         for (i, queue) in self.queues.iter().enumerate() {
-            topology::validate_queue_name(queue).map_err(Error::Config)?;
+            topology::validate_queue_name(queue)?;
             if delay::is_reserved(queue) {
                 return Err(Error::Config(format!(
                     "{queue:?} is one of the delay queues; workers do not consume them (pick a name not starting with {:?})",
@@ -107,8 +107,8 @@ impl WorkerConfig {
                 )));
             }
         }
-        topology::validate_queue_name(&self.failed_queue).map_err(Error::Config)?;
-        topology::validate_queue_name(&self.events_exchange).map_err(Error::Config)?;
+        topology::validate_queue_name(&self.failed_queue)?;
+        topology::validate_queue_name(&self.events_exchange)?;
         if !(Duration::from_millis(10)..=Duration::from_secs(3600))
             .contains(&self.heartbeat_interval)
         {
@@ -138,8 +138,8 @@ impl WorkerConfig {
                 "max attempts is 0; it must be at least 1 (1 means no retry)".into(),
             ));
         }
-        self.backoff.validate().map_err(Error::Config)?;
-        crate::reconnect::validate(&self.reconnect).map_err(Error::Config)?;
+        self.backoff.validate()?;
+        crate::reconnect::validate(&self.reconnect)?;
         Ok(())
     }
 }

@@ -8,69 +8,181 @@ use std::time::Duration;
 pub enum Error {
     /// The AMQP URL did not parse.
     #[error("invalid AMQP URL {url:?}: {reason}")]
-    InvalidUrl { url: String, reason: String },
+    InvalidUrl {
+        /// The URL as given.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// No broker answered at the URL, or it refused the login.
     #[error("cannot connect to RabbitMQ at {url}: {source}")]
     Connect {
+        /// The URL, without its password.
         url: String,
+        /// lapin's error.
         #[source]
         source: lapin::Error,
     },
     /// A broker operation failed (the connection or channel closed, a declare was refused...).
     #[error("RabbitMQ {operation} failed: {source}")]
     Broker {
+        /// The AMQP method, e.g. `queue.declare`.
         operation: &'static str,
+        /// lapin's error.
         #[source]
         source: lapin::Error,
     },
     /// The broker answered a publish with a negative confirm: the message is not stored.
     #[error("RabbitMQ refused (nacked) the message published to queue {queue:?}")]
-    Nacked { queue: String },
+    Nacked {
+        /// The queue (or exchange) published to.
+        queue: String,
+    },
     /// The broker returned the message as unroutable: no queue is bound for it.
     #[error("RabbitMQ could not route the message to queue {queue:?} (is the queue deleted?)")]
-    Unroutable { queue: String },
+    Unroutable {
+        /// The queue published to.
+        queue: String,
+    },
     /// The broker connection is down and did not come back within the client's reconnect
     /// wait ([`crate::Client::with_reconnect_wait`]); nothing was published.
     #[error("RabbitMQ at {url} is unreachable (reconnecting for {waited:?}, {attempts} attempts): {reason}")]
     Unavailable {
+        /// The URL, without its password.
         url: String,
+        /// How long the enqueue waited.
         waited: Duration,
+        /// Reconnect attempts made.
         attempts: u32,
         /// The last attempt's error.
         reason: String,
     },
-    /// A reconnect attempt (connect and declare) got no answer in time.
-    #[error("RabbitMQ at {url} did not answer within {timeout:?}")]
-    ConnectTimeout { url: String, timeout: Duration },
     /// The client was closed with [`crate::Client::close`].
     #[error("the client is closed")]
     Closed,
     /// The broker did not confirm a publish in time.
     #[error("RabbitMQ did not confirm the publish to queue {queue:?} within {timeout:?}")]
-    ConfirmTimeout { queue: String, timeout: Duration },
+    ConfirmTimeout {
+        /// The queue published to.
+        queue: String,
+        /// How long it waited.
+        timeout: Duration,
+    },
     /// The job's arguments could not be serialized.
-    #[error("cannot serialize the arguments of job {job:?} with {format}: {reason}")]
+    #[error("cannot serialize the arguments of job {job:?}: {source}")]
     Serialize {
+        /// The job's wire name.
         job: String,
-        format: &'static str,
-        reason: String,
+        /// The serializer's error.
+        #[source]
+        source: SerializeError,
     },
     /// The configuration is invalid; the message says what to change.
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// A queue, exchange or routing key name that RabbitMQ or Palermo refuses.
+    #[error(transparent)]
+    InvalidName(#[from] NameError),
+    /// A worker slot's task panicked (a bug in Palermo: jobs' panics are caught).
+    #[error("a worker slot panicked: {0}")]
+    SlotPanicked(#[source] tokio::task::JoinError),
+    /// The broker cancelled a consumer (its queue was deleted, a cluster node went away).
+    #[error("the broker cancelled the consumer on {queue:?}")]
+    ConsumerCancelled {
+        /// The queue it consumed.
+        queue: String,
+    },
+    /// A worker event could not be written as JSON.
+    #[error("cannot serialize a worker event: {0}")]
+    EventSerialize(#[source] serde_json::Error),
     /// A job was to be delayed longer than the delay queues can hold.
     #[error("cannot delay a job by {requested:?}: the delay queues hold at most {max:?} (about 388 days)")]
-    DelayTooLong { requested: Duration, max: Duration },
+    DelayTooLong {
+        /// The delay asked for.
+        requested: Duration,
+        /// The longest delay possible.
+        max: Duration,
+    },
     /// Two jobs linked into one binary share a wire name.
     #[error("two jobs are named {name:?}: {first} and {second}; give one of them #[job(name = \"...\")]")]
     DuplicateJobName {
+        /// The shared wire name.
         name: String,
+        /// Where the first is defined (`file:line`).
         first: String,
+        /// Where the second is defined.
         second: String,
     },
 }
 
+/// Why a queue, exchange or routing key name is refused; the message says what to change.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum NameError {
+    /// An empty queue name.
+    #[error("a queue name cannot be empty")]
+    Empty,
+    /// A name longer than the limit.
+    #[error("{what} {name:?} is {len} bytes long; the limit is {max}")]
+    TooLong {
+        /// `queue name`, `exchange name`, `routing key`.
+        what: &'static str,
+        /// The name.
+        name: String,
+        /// Its length in bytes.
+        len: usize,
+        /// The limit in bytes.
+        max: usize,
+    },
+    /// A name in the `amq.` namespace.
+    #[error("queue name {name:?} starts with \"amq.\", which RabbitMQ reserves")]
+    Reserved {
+        /// The name.
+        name: String,
+    },
+    /// A character outside letters, digits and `. _ - :`.
+    #[error("queue name {name:?} contains {bad:?}; use letters, digits and . _ - :")]
+    BadCharacter {
+        /// The name.
+        name: String,
+        /// The first character refused.
+        bad: char,
+    },
+}
+
+/// Why arguments could not be encoded or a body decoded.
+#[derive(Debug, thiserror::Error)]
+#[error("{format}: {source}")]
+pub struct SerializeError {
+    /// The serializer's name (`json`, `msgpack`).
+    pub format: &'static str,
+    /// The serializer's own error.
+    #[source]
+    pub source: Box<dyn std::error::Error + Send + Sync>,
+}
+
+impl SerializeError {
+    pub(crate) fn new(
+        format: &'static str,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Self {
+            format,
+            source: Box::new(source),
+        }
+    }
+}
+
 impl Error {
+    /// Whether retrying the same operation cannot help: the request itself is refused (a
+    /// name, a delay too long), not the broker unavailable.
+    pub(crate) fn is_permanent(&self) -> bool {
+        matches!(
+            self,
+            Error::InvalidName(_) | Error::DelayTooLong { .. } | Error::Config(_)
+        )
+    }
+
     pub(crate) fn broker(operation: &'static str) -> impl FnOnce(lapin::Error) -> Error {
         move |source| Error::Broker { operation, source }
     }

@@ -130,7 +130,7 @@ pub struct JobContext {
 }
 
 impl JobContext {
-    /// The state of type `T` the worker was given with [`crate::worker::WorkerBuilder::state`].
+    /// The state of type `T` the worker was given with [`crate::WorkerBuilder::state`].
     pub fn state<T: Send + Sync + 'static>(&self) -> Result<crate::State<T>, JobError> {
         self.state.get::<T>().map_err(JobError::fail_now)
     }

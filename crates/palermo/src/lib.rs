@@ -18,42 +18,55 @@
 //! # Ok(()) }
 //! ```
 //!
-//! The pipeline is visible in the module tree:
-//! [`client`] publishes → RabbitMQ → [`worker`] (one [`worker::slot`] per concurrency slot)
-//! → [`worker::execute`] runs one delivery → ack, or, first, a retry into the [`delay`] queues
-//! ([`retry`] decides when; [`worker::retrying`] publishes) or the failed job to
-//! `palermo.failed` ([`worker::failure`]). The wire format lives in [`wire`] and is
-//! documented in `docs/wire-format.md`; delivery is **at-least-once**: a job may run twice
-//! (after a crash between its end and its ack), never zero times.
+//! What an application needs is at the top of this crate: [`Client`] to enqueue, [`Job`]
+//! and [`JobError`] to write jobs (usually through [`macro@job`]), [`Worker`] and
+//! [`WorkerConfig`] to run them, [`shutdown`] to stop a worker, and, with the default `cli`
+//! feature, [`cli`] for a worker binary's `main`. Admin tools (the store, the `palermo`
+//! command, the dashboard) reach the broker topology and the wire format through [`admin`].
+//!
+//! Inside, the pipeline is visible in the file tree: `client.rs` publishes → RabbitMQ →
+//! `worker/` (one `slot.rs` per concurrency slot) → `worker/execute.rs` runs one delivery →
+//! ack, or, first, a retry into the delay queues (`retry.rs` decides when,
+//! `worker/retrying.rs` publishes) or the failed job to `palermo.failed`
+//! (`worker/failure.rs`). The wire format lives in `wire/` and is documented in
+//! `docs/wire-format.md`; delivery is **at-least-once**: a job may run twice (after a crash
+//! between its end and its ack), never zero times.
 
-pub mod broker;
-pub mod client;
-pub mod config;
-pub mod delay;
-pub mod error;
-pub mod history;
-pub mod job;
-pub mod reconnect;
-pub mod registry;
-pub mod retry;
-pub mod serializer;
+#![warn(missing_docs)]
+
+mod broker;
+mod client;
+mod config;
+mod delay;
+mod error;
+mod job;
+mod reconnect;
+mod registry;
+mod retry;
+mod serializer;
 mod session;
 pub mod shutdown;
-pub mod state;
-pub mod topology;
-pub mod when;
-pub mod wire;
-pub mod worker;
+mod state;
+mod topology;
+mod wire;
+mod worker;
 
-pub use client::Client;
+pub mod admin;
+
+#[cfg(feature = "cli")]
+pub use worker::cli;
+
+pub use client::{Client, Reconnect};
 pub use config::WorkerConfig;
-pub use error::Error;
+pub use error::{Error, NameError};
 pub use job::{Job, JobContext, JobError, JobResult};
 pub use palermo_macros::job;
+pub use registry::{Registration, Registry};
 pub use retry::Backoff;
-pub use serializer::Format;
-pub use state::State;
-pub use worker::Worker;
+pub use serializer::{Format, SerializeError};
+pub use state::{MissingState, State, StateMap};
+pub use topology::QueueType;
+pub use worker::{Worker, WorkerBuilder};
 
 /// The default broker URL, used when neither `--amqp-url` nor `PALERMO_AMQP_URL` is given.
 pub const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";

@@ -25,7 +25,9 @@ use lapin::{
     Connection, ErrorKind,
 };
 
-use crate::retry::Backoff;
+use tracing::{debug, warn};
+
+use crate::{error::Error, retry::Backoff};
 
 /// 250 ms, 500 ms, 1 s, 2 s, 4 s, then every 5 s, each plus 0–25 %.
 pub const DEFAULT_BACKOFF: Backoff = Backoff {
@@ -38,20 +40,23 @@ pub const DEFAULT_BACKOFF: Backoff = Backoff {
 /// packets would otherwise hold an attempt for the system's TCP timeout (minutes).
 pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// However close a bounded reconnect's deadline, its first attempt may take this long.
+pub const FIRST_ATTEMPT: Duration = Duration::from_secs(2);
+
 /// How often a connection's state is checked besides its error events, in case an event is
 /// missed.
 const POLL: Duration = Duration::from_millis(500);
 
 /// Checks a reconnect backoff; the error says what to change.
-pub fn validate(backoff: &Backoff) -> Result<(), String> {
-    backoff
-        .validate()
-        .map_err(|e| format!("reconnect backoff: {e}"))?;
+pub fn validate(backoff: &Backoff) -> Result<(), Error> {
+    if let Some(problem) = backoff.problem() {
+        return Err(Error::Config(format!("reconnect backoff: {problem}")));
+    }
     if backoff.max > Duration::from_secs(600) {
-        return Err(format!(
+        return Err(Error::Config(format!(
             "the reconnect backoff max is {:?}; keep it at 10 minutes or less, or a worker stays idle that long after the broker is back",
             backoff.max
-        ));
+        )));
     }
     Ok(())
 }
@@ -95,6 +100,85 @@ impl Schedule {
     pub fn should_warn(&self) -> bool {
         let per_minute = (60.0 / self.backoff.max.as_secs_f64().max(0.001)).ceil() as u32;
         self.attempts <= 1 || self.attempts.checked_rem(per_minute) == Some(0)
+    }
+}
+
+/// A reconnect that ran out of time: how many attempts it made and the last one's error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Exhausted {
+    /// Attempts made.
+    pub attempts: u32,
+    /// The last attempt's error, or why no attempt was made.
+    pub reason: String,
+}
+
+impl Schedule {
+    /// The schedule for a reconnect after a connection made at `connected_at` died: the one
+    /// in `slot`, continued, when that connection lived less than twice the backoff's cap (a
+    /// broker that accepts connections and drops them is not hammered), else a new one.
+    pub fn resume(
+        slot: &mut Option<Schedule>,
+        backoff: Backoff,
+        connected_at: Instant,
+    ) -> &mut Schedule {
+        if connected_at.elapsed() > backoff.max * 2 {
+            *slot = None;
+        }
+        slot.get_or_insert_with(|| Schedule::new(backoff))
+    }
+}
+
+/// The one reconnect loop: waits the `schedule`'s next delay, makes an `attempt` (cut off
+/// after [`ATTEMPT_TIMEOUT`], or at the `deadline`), and goes again until one succeeds.
+///
+/// Without a `deadline` (a worker, the recorder) it tries for as long as it takes and warns
+/// about failed attempts the first time and then about once a minute. With one (the client,
+/// inside an enqueue) the first attempt goes at once, may take [`FIRST_ATTEMPT`] however
+/// close the deadline is, and the loop gives up with [`Exhausted`] when the next attempt
+/// could not start before the deadline. Callers keep only their own concern: what an attempt
+/// opens and what to do with it. Cancel-safe: dropping it drops the attempt in progress.
+pub async fn retry_until<T, E, Fut>(
+    schedule: &mut Schedule,
+    deadline: Option<tokio::time::Instant>,
+    who: &'static str,
+    mut attempt: impl FnMut() -> Fut,
+) -> Result<T, Exhausted>
+where
+    E: std::fmt::Display,
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    use tokio::time::Instant;
+    let started = Instant::now();
+    let (mut tries, mut reason) = (0, String::new());
+    loop {
+        if deadline.is_none() || tries > 0 {
+            let delay = schedule.next_delay();
+            if deadline.is_some_and(|deadline| Instant::now() + delay >= deadline) {
+                return Err(Exhausted {
+                    attempts: tries,
+                    reason,
+                });
+            }
+            tokio::time::sleep(delay).await;
+        }
+        tries += 1;
+        let limit = match deadline {
+            None => ATTEMPT_TIMEOUT,
+            Some(deadline) if tries == 1 => deadline
+                .max(started + FIRST_ATTEMPT)
+                .saturating_duration_since(Instant::now()),
+            Some(deadline) => deadline.saturating_duration_since(Instant::now()),
+        };
+        reason = match tokio::time::timeout(limit, attempt()).await {
+            Ok(Ok(value)) => return Ok(value),
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => format!("the broker did not answer within {limit:?}"),
+        };
+        if deadline.is_none() && schedule.should_warn() {
+            warn!(who, error = %reason, attempts = tries, down_for = ?schedule.elapsed(), "cannot reconnect to the broker yet; still trying");
+        } else {
+            debug!(who, error = %reason, attempts = tries, "reconnect attempt failed");
+        }
     }
 }
 
@@ -142,7 +226,10 @@ mod tests {
         assert_eq!(exact.delay(10), Duration::from_secs(5));
         assert!(validate(&DEFAULT_BACKOFF).is_ok());
         let slow = Backoff::exponential(Duration::from_secs(1), Duration::from_secs(3600));
-        assert!(validate(&slow).unwrap_err().contains("10 minutes"));
+        assert!(validate(&slow)
+            .unwrap_err()
+            .to_string()
+            .contains("10 minutes"));
         let mut config = crate::WorkerConfig::new(["mail"]);
         config.reconnect.base = Duration::ZERO;
         let err = config.validate().expect_err("zero base");
@@ -160,5 +247,40 @@ mod tests {
             }
         }
         assert_eq!(warned, vec![1, 12, 24]);
+    }
+
+    fn quick() -> Backoff {
+        Backoff::exponential(Duration::from_millis(1), Duration::from_millis(2)).with_jitter(0.0)
+    }
+
+    #[tokio::test]
+    async fn an_unbounded_reconnect_tries_until_an_attempt_succeeds() {
+        let mut schedule = Schedule::new(quick());
+        let mut calls = 0;
+        let result: Result<u32, Exhausted> = retry_until(&mut schedule, None, "test", || {
+            calls += 1;
+            let outcome = if calls < 4 { Err("refused") } else { Ok(calls) };
+            std::future::ready(outcome)
+        })
+        .await;
+        assert_eq!(result, Ok(4));
+        assert_eq!(schedule.attempts(), 4, "a delay before every attempt");
+    }
+
+    #[tokio::test]
+    async fn a_bounded_reconnect_tries_at_once_then_gives_up_at_its_deadline() {
+        let mut schedule = Schedule::new(quick());
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(50);
+        let mut calls = 0;
+        let result: Result<(), Exhausted> =
+            retry_until(&mut schedule, Some(deadline), "test", || {
+                calls += 1;
+                std::future::ready(Err(format!("refused {calls}")))
+            })
+            .await;
+        let gave_up = result.expect_err("never connects");
+        assert!(gave_up.attempts >= 2, "{gave_up:?}");
+        assert_eq!(gave_up.reason, format!("refused {}", gave_up.attempts));
+        assert!(tokio::time::Instant::now() >= deadline - Duration::from_millis(2));
     }
 }

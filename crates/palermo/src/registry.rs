@@ -9,7 +9,7 @@ use std::{collections::HashMap, future::Future, pin::Pin, time::Duration};
 use crate::{
     error::Error,
     job::{Job, JobContext, JobResult},
-    serializer::Format,
+    serializer::{Format, SerializeError},
 };
 
 /// A boxed job run.
@@ -31,7 +31,7 @@ pub struct Registration {
     /// Where the job is defined, for error messages.
     pub location: &'static str,
     /// Decodes the body; on success returns the run, ready to await.
-    pub decode: fn(Format, &[u8], JobContext) -> Result<BoxedRun, String>,
+    pub decode: fn(Format, &[u8], JobContext) -> Result<BoxedRun, SerializeError>,
 }
 
 impl Registration {
@@ -53,7 +53,7 @@ fn decode_and_run<J: Job>(
     format: Format,
     body: &[u8],
     ctx: JobContext,
-) -> Result<BoxedRun, String> {
+) -> Result<BoxedRun, SerializeError> {
     let job: J = format.decode(body)?;
     Ok(Box::pin(job.run(ctx)))
 }

@@ -20,13 +20,22 @@
 
 use std::time::Duration;
 
+use crate::error::Error;
+
 use uuid::Uuid;
 
 /// How many times a job runs when neither the job nor its message says: the first run and
 /// 14 retries, about 26 hours in all with [`Backoff::DEFAULT`].
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 15;
 
-/// Exponential backoff with a cap and jitter (the formula is in the [module docs](self)).
+/// Exponential backoff with a cap and jitter:
+///
+/// ```text
+/// delay(n) = min(max, base × 2^(n−1)) × (1 + jitter × r)     r uniform in [0, 1)
+/// ```
+///
+/// where `n` is the attempt that just failed (1 for the first run); the delay queues round
+/// it up to whole seconds.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Backoff {
     /// The delay after the first failed run (before jitter). Defaults to 15 s.
@@ -68,30 +77,38 @@ impl Backoff {
     }
 
     /// Checks the numbers; the error says what to change.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), Error> {
+        match self.problem() {
+            Some(problem) => Err(Error::Config(problem)),
+            None => Ok(()),
+        }
+    }
+
+    /// What is wrong with the numbers, if anything.
+    pub(crate) fn problem(&self) -> Option<String> {
         if self.base.is_zero() {
-            return Err("the backoff base must be more than zero".into());
+            return Some("the backoff base must be more than zero".into());
         }
         if self.max < self.base {
-            return Err(format!(
+            return Some(format!(
                 "the backoff max ({:?}) is shorter than its base ({:?})",
                 self.max, self.base
             ));
         }
         if self.max > crate::delay::MAX_DELAY {
-            return Err(format!(
+            return Some(format!(
                 "the backoff max ({:?}) is longer than the longest delay the delay queues hold ({:?})",
                 self.max,
                 crate::delay::MAX_DELAY
             ));
         }
         if !(0.0..=1.0).contains(&self.jitter) {
-            return Err(format!(
+            return Some(format!(
                 "the backoff jitter is {}; it must be from 0 to 1",
                 self.jitter
             ));
         }
-        Ok(())
+        None
     }
 
     /// The delay before the run after failed attempt `attempt` (1 for the first run).
@@ -196,9 +213,9 @@ mod tests {
         assert!(Backoff::DEFAULT.validate().is_ok());
         let mut b = Backoff::DEFAULT;
         b.jitter = 2.0;
-        assert!(b.validate().unwrap_err().contains("jitter"));
+        assert!(b.validate().unwrap_err().to_string().contains("jitter"));
         b = Backoff::exponential(Duration::from_secs(10), Duration::from_secs(1));
-        assert!(b.validate().unwrap_err().contains("shorter"));
+        assert!(b.validate().unwrap_err().to_string().contains("shorter"));
         b = Backoff::exponential(Duration::ZERO, Duration::from_secs(1));
         assert!(b.validate().is_err());
     }

@@ -6,6 +6,8 @@
 
 use serde::{de::DeserializeOwned, Serialize};
 
+pub use crate::error::SerializeError;
+
 /// A way to turn job arguments into bytes and back.
 pub trait Serializer {
     /// The name written in the `x-palermo-serializer` header.
@@ -13,9 +15,9 @@ pub trait Serializer {
     /// The AMQP `content_type` property of messages it encodes.
     const CONTENT_TYPE: &'static str;
     /// Encodes a value.
-    fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, String>;
+    fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, SerializeError>;
     /// Decodes a value.
-    fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String>;
+    fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, SerializeError>;
 }
 
 /// JSON through serde_json: the default, readable in the failed-jobs views.
@@ -24,11 +26,11 @@ pub struct Json;
 impl Serializer for Json {
     const NAME: &'static str = "json";
     const CONTENT_TYPE: &'static str = "application/json";
-    fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, String> {
-        serde_json::to_vec(value).map_err(|e| e.to_string())
+    fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, SerializeError> {
+        serde_json::to_vec(value).map_err(|e| SerializeError::new(Self::NAME, e))
     }
-    fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
-        serde_json::from_slice(bytes).map_err(|e| e.to_string())
+    fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, SerializeError> {
+        serde_json::from_slice(bytes).map_err(|e| SerializeError::new(Self::NAME, e))
     }
 }
 
@@ -38,11 +40,11 @@ pub struct MessagePack;
 impl Serializer for MessagePack {
     const NAME: &'static str = "msgpack";
     const CONTENT_TYPE: &'static str = "application/msgpack";
-    fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, String> {
-        rmp_serde::to_vec_named(value).map_err(|e| e.to_string())
+    fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, SerializeError> {
+        rmp_serde::to_vec_named(value).map_err(|e| SerializeError::new(Self::NAME, e))
     }
-    fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
-        rmp_serde::from_slice(bytes).map_err(|e| e.to_string())
+    fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, SerializeError> {
+        rmp_serde::from_slice(bytes).map_err(|e| SerializeError::new(Self::NAME, e))
     }
 }
 
@@ -51,10 +53,10 @@ impl Serializer for MessagePack {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Format {
-    /// [`Json`]. The default.
+    /// JSON through serde_json. The default.
     #[default]
     Json,
-    /// [`MessagePack`].
+    /// MessagePack through rmp-serde, with named fields.
     MessagePack,
 }
 
@@ -84,7 +86,7 @@ impl Format {
     }
 
     /// Encodes with this format.
-    pub fn encode<T: Serialize + ?Sized>(self, value: &T) -> Result<Vec<u8>, String> {
+    pub fn encode<T: Serialize + ?Sized>(self, value: &T) -> Result<Vec<u8>, SerializeError> {
         match self {
             Format::Json => Json::encode(value),
             Format::MessagePack => MessagePack::encode(value),
@@ -92,7 +94,7 @@ impl Format {
     }
 
     /// Decodes with this format.
-    pub fn decode<T: DeserializeOwned>(self, bytes: &[u8]) -> Result<T, String> {
+    pub fn decode<T: DeserializeOwned>(self, bytes: &[u8]) -> Result<T, SerializeError> {
         match self {
             Format::Json => Json::decode(bytes),
             Format::MessagePack => MessagePack::decode(bytes),
@@ -100,7 +102,7 @@ impl Format {
     }
 
     /// A short human-readable rendering of a body in this format, for previews and the CLI.
-    pub fn to_json_value(self, bytes: &[u8]) -> Result<serde_json::Value, String> {
+    pub fn to_json_value(self, bytes: &[u8]) -> Result<serde_json::Value, SerializeError> {
         self.decode::<serde_json::Value>(bytes)
     }
 }

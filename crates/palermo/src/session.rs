@@ -30,9 +30,6 @@ use crate::{
     topology::{self, QueueType},
 };
 
-/// However short the reconnect wait, the first attempt may take this long.
-const FIRST_ATTEMPT: Duration = Duration::from_secs(2);
-
 /// How a client behaves while the broker is unreachable.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Reconnect {
@@ -174,37 +171,18 @@ impl Sessions {
         }
         warn!(url = %broker::redact(&self.url), "the client lost its broker connection; reconnecting");
         let mut schedule = Schedule::new(policy.backoff);
-        let mut attempts = 0;
-        loop {
-            attempts += 1;
-            let limit = if attempts == 1 {
-                deadline.max(started + FIRST_ATTEMPT)
-            } else {
-                deadline
-            };
-            let reason = match tokio::time::timeout_at(
-                limit,
-                Session::open(&self.url, self.queue_type),
-            )
-            .await
-            {
-                Ok(Ok(session)) => {
-                    let session = Arc::new(session);
-                    *self
-                        .current
-                        .write()
-                        .unwrap_or_else(|poisoned| poisoned.into_inner()) = session.clone();
-                    info!(after = ?started.elapsed(), attempts, "the client reconnected to the broker");
-                    return Ok(session);
-                }
-                Ok(Err(e)) => e.to_string(),
-                Err(_) => "no answer before the reconnect wait ran out".to_string(),
-            };
-            let delay = schedule.next_delay();
-            if Instant::now() + delay >= deadline {
-                return Err(unavailable(attempts, reason));
-            }
-            tokio::time::sleep(delay).await;
-        }
+        let opened = reconnect::retry_until(&mut schedule, Some(deadline), "client", || {
+            Session::open(&self.url, self.queue_type)
+        });
+        let session = match opened.await {
+            Ok(session) => Arc::new(session),
+            Err(gave_up) => return Err(unavailable(gave_up.attempts, gave_up.reason)),
+        };
+        *self
+            .current
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = session.clone();
+        info!(after = ?started.elapsed(), attempts = schedule.attempts() + 1, "the client reconnected to the broker");
+        Ok(session)
     }
 }

@@ -7,11 +7,11 @@
 
 use lapin::{
     options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions},
-    types::FieldTable,
+    types::{FieldTable, ShortString},
     Channel, ExchangeKind,
 };
 
-use crate::error::Error;
+use crate::error::{Error, NameError};
 
 /// The exchange every job is published to.
 pub const EXCHANGE: &str = "palermo";
@@ -28,30 +28,41 @@ pub const EVENTS_QUEUE_MAX_LENGTH: i64 = 10_000;
 pub const MAX_QUEUE_NAME: usize = 200;
 
 /// Checks a queue name; the error says what to change.
-pub fn validate_queue_name(name: &str) -> Result<(), String> {
+pub fn validate_queue_name(name: &str) -> Result<(), NameError> {
     if name.is_empty() {
-        return Err("a queue name cannot be empty".into());
+        return Err(NameError::Empty);
     }
     if name.len() > MAX_QUEUE_NAME {
-        return Err(format!(
-            "queue name {name:?} is {} bytes long; the limit is {MAX_QUEUE_NAME}",
-            name.len()
-        ));
+        return Err(NameError::TooLong {
+            what: "queue name",
+            name: name.into(),
+            len: name.len(),
+            max: MAX_QUEUE_NAME,
+        });
     }
     if name.starts_with("amq.") {
-        return Err(format!(
-            "queue name {name:?} starts with \"amq.\", which RabbitMQ reserves"
-        ));
+        return Err(NameError::Reserved { name: name.into() });
     }
     if let Some(bad) = name
         .chars()
         .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | ':')))
     {
-        return Err(format!(
-            "queue name {name:?} contains {bad:?}; use letters, digits and . _ - :"
-        ));
+        return Err(NameError::BadCharacter {
+            name: name.into(),
+            bad,
+        });
     }
     Ok(())
+}
+
+/// `name` as an AMQP short string (at most 255 bytes); `what` names it in the error.
+pub(crate) fn short_name(what: &'static str, name: &str) -> Result<ShortString, NameError> {
+    ShortString::try_new(name).map_err(|_| NameError::TooLong {
+        what,
+        name: name.into(),
+        len: name.len(),
+        max: 255,
+    })
 }
 
 /// Declares the `palermo` exchange.
@@ -65,8 +76,7 @@ pub async fn declare_durable_exchange(
     name: &str,
     kind: ExchangeKind,
 ) -> Result<(), Error> {
-    let name = lapin::types::ShortString::try_new(name)
-        .map_err(|e| Error::Config(format!("exchange name {name:?}: {e}")))?;
+    let name = short_name("exchange name", name)?;
     channel
         .exchange_declare(
             name,
@@ -120,12 +130,14 @@ impl QueueType {
 }
 
 impl std::str::FromStr for QueueType {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self, Error> {
         match s {
             "classic" => Ok(QueueType::Classic),
             "quorum" => Ok(QueueType::Quorum),
-            other => Err(format!("queue type {other:?} is not classic or quorum")),
+            other => Err(Error::Config(format!(
+                "queue type {other:?} is not classic or quorum"
+            ))),
         }
     }
 }
@@ -143,7 +155,7 @@ pub async fn declare_queue(
     queue: &str,
     queue_type: QueueType,
 ) -> Result<(), Error> {
-    validate_queue_name(queue).map_err(Error::Config)?;
+    validate_queue_name(queue)?;
     channel
         .queue_declare(
             queue.into(),
@@ -168,7 +180,7 @@ pub async fn declare_queue(
 /// [`EVENTS_QUEUE_MAX_LENGTH`], oldest dropped first) and the binding between them. Workers
 /// and the recorder both call this, so the arguments always match.
 pub async fn declare_events(channel: &Channel, name: &str) -> Result<(), Error> {
-    validate_queue_name(name).map_err(Error::Config)?;
+    validate_queue_name(name)?;
     declare_durable_exchange(channel, name, ExchangeKind::Topic).await?;
     let mut arguments = FieldTable::default();
     arguments.insert(
@@ -215,8 +227,7 @@ pub async fn inspect(
         passive: true,
         ..Default::default()
     };
-    let name = lapin::types::ShortString::try_new(queue)
-        .map_err(|e| Error::Config(format!("queue name {queue:?}: {e}")))?;
+    let name = short_name("queue name", queue)?;
     match channel
         .queue_declare(name, passive, FieldTable::default())
         .await
@@ -249,7 +260,7 @@ mod tests {
 
     #[test]
     fn queue_types_parse() {
-        assert_eq!("quorum".parse(), Ok(super::QueueType::Quorum));
+        assert!(matches!("quorum".parse(), Ok(super::QueueType::Quorum)));
         assert!("stream".parse::<super::QueueType>().is_err());
     }
 

@@ -2,7 +2,10 @@
 //! publish a job by name, confirmed; `--in` / `--at` put it in the delay queues until due.
 
 use anyhow::{bail, Context};
-use palermo::{client::RawJob, Client, Format};
+use std::time::{Duration, SystemTime};
+
+use palermo::{admin::RawJob, Client, Format};
+use palermo_store::time;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -20,20 +23,17 @@ pub struct Args {
     /// Attempts before the job goes to the failed queue (default: the worker's).
     #[arg(long)]
     max_attempts: Option<u32>,
-    /// Run it after this delay instead of now: 90s, 10m, 1h30m, 2d (whole seconds, rounded up).
-    #[arg(long = "in", value_name = "DURATION", conflicts_with = "at")]
-    delay: Option<String>,
+    /// Run it after this delay instead of now: 500ms, 90s, 10m, 1h30m, 2d, 1w (whole seconds,
+    /// rounded up).
+    #[arg(long = "in", value_name = "DURATION", conflicts_with = "at", value_parser = time::parse_duration)]
+    delay: Option<Duration>,
     /// Run it at this time instead of now: RFC 3339 (2030-01-01T08:00:00Z) or @unix-seconds.
-    #[arg(long, value_name = "TIME")]
-    at: Option<String>,
+    #[arg(long, value_name = "TIME", value_parser = time::parse_time)]
+    at: Option<SystemTime>,
 }
 
-pub async fn run(
-    amqp_url: &str,
-    queue_type: palermo::topology::QueueType,
-    args: Args,
-) -> anyhow::Result<()> {
-    palermo::topology::validate_queue_name(&args.queue).map_err(anyhow::Error::msg)?;
+pub async fn run(amqp_url: &str, queue_type: palermo::QueueType, args: Args) -> anyhow::Result<()> {
+    palermo::admin::topology::validate_queue_name(&args.queue)?;
     let value: serde_json::Value = serde_json::from_str(&args.args)
         .with_context(|| format!("--args is not valid JSON: {}", args.args))?;
     if !value.is_object() {
@@ -50,18 +50,11 @@ pub async fn run(
     if args.max_attempts == Some(0) {
         bail!("--max-attempts must be at least 1");
     }
-    let run_at = match (&args.delay, &args.at) {
-        (Some(delay), _) => {
-            let delay =
-                palermo::when::parse_duration(delay).map_err(|e| anyhow::anyhow!("--in: {e}"))?;
-            Some(std::time::SystemTime::now() + delay)
-        }
-        (None, Some(at)) => {
-            Some(palermo::when::parse_time(at).map_err(|e| anyhow::anyhow!("--at: {e}"))?)
-        }
-        (None, None) => None,
+    let run_at = match args.delay {
+        Some(delay) => Some(SystemTime::now() + delay),
+        None => args.at,
     };
-    let body = format.encode(&value).map_err(anyhow::Error::msg)?;
+    let body = format.encode(&value)?;
     let client = Client::connect_with(amqp_url, queue_type).await?;
     let job = RawJob {
         name: args.job,
@@ -73,7 +66,7 @@ pub async fn run(
     let id = match run_at {
         Some(at) => {
             let id = client.enqueue_raw_at(job, at).await?;
-            eprintln!("scheduled for {}", palermo::when::format_time(at));
+            eprintln!("scheduled for {}", time::format_time(at));
             id
         }
         None => client.enqueue_raw(job).await?,

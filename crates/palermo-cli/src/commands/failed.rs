@@ -12,7 +12,7 @@ use serde_json::json;
 
 use crate::{
     admin::{self, Settings},
-    output::Table,
+    output::{self, Table},
 };
 
 #[derive(Debug, clap::Args)]
@@ -62,9 +62,15 @@ struct FilterArgs {
     /// Only failures whose error, arguments, job name or id contain this text.
     #[arg(long)]
     search: Option<String>,
-    /// Only failures since: a duration back (15m, 2h, 7d) or a time (2024-05-01T12:00:00Z).
-    #[arg(long)]
-    since: Option<String>,
+    /// Only failures since: a duration back (15m, 2h, 7d, 1w) or a time (2024-05-01,
+    /// 2024-05-01T12:00:00Z).
+    #[arg(long, value_parser = since)]
+    since: Option<i64>,
+}
+
+/// `--since`, read against the clock when the command starts.
+fn since(text: &str) -> Result<i64, time::TimeError> {
+    time::parse_since(text, time::now_ms())
 }
 
 #[derive(Debug, clap::Args)]
@@ -83,17 +89,11 @@ struct Act {
 
 impl FilterArgs {
     fn filter(&self) -> anyhow::Result<Filter> {
-        let since = match &self.since {
-            Some(text) => {
-                Some(time::parse_since(text, time::now_ms()).map_err(anyhow::Error::msg)?)
-            }
-            None => None,
-        };
         Ok(Filter {
             queue: self.queue.clone(),
             job: self.job.clone(),
             search: self.search.clone(),
-            since,
+            since: self.since,
         })
     }
 
@@ -109,99 +109,115 @@ pub async fn run(amqp_url: &str, settings: &Settings, args: Args) -> anyhow::Res
             limit,
             page,
             json,
-        } => {
-            if !(1..=Page::MAX_LIMIT).contains(&limit) || page == 0 {
-                bail!(
-                    "--limit must be from 1 to {} and --page from 1",
-                    Page::MAX_LIMIT
-                );
-            }
-            let filter = filter.filter()?;
-            let recorder = settings.recorder(amqp_url).await?;
-            let found = recorder
-                .store()
-                .list_failures(&filter, Page { limit, page })
-                .await?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&found)?);
-                return Ok(());
-            }
-            let mut table = Table::new(["ID", "FAILED AT", "QUEUE", "JOB", "ATTEMPT", "ERROR"]);
-            for f in &found.failures {
-                let attempt = match f.max_attempts {
-                    Some(max) => format!("{}/{max}", f.attempt),
-                    None => f.attempt.to_string(),
-                };
-                table.row([
-                    f.id.clone(),
-                    time::short(f.failed_at),
-                    f.queue.clone(),
-                    admin::job_name(&f.job_name).to_string(),
-                    attempt,
-                    admin::cell(&format!("{}: {}", f.error_kind, f.error), 70),
-                ]);
-            }
-            print!("{table}");
-            let first = u64::from(limit) * u64::from(page - 1);
-            let shown = found.failures.len() as u64;
-            if shown > 0 {
-                println!(
-                    "{}–{} of {} open failures",
-                    first + 1,
-                    first + shown,
-                    found.total
-                );
-            } else {
-                println!("no open failures on this page ({} in all)", found.total);
-            }
-            Ok(())
-        }
-        Command::Show { id, json } => {
-            let recorder = settings.recorder(amqp_url).await?;
-            let Some(detail) = recorder.store().failure(&id).await? else {
-                bail!("no failure has id {id} (see `palermo failed list`)");
-            };
-            if json {
-                println!("{}", serde_json::to_string_pretty(&detail)?);
-            } else {
-                print!("{}", describe(&detail));
-            }
-            Ok(())
-        }
-        Command::Retry(act) => {
-            let json = act.json;
-            let recorder = settings.recorder(amqp_url).await?;
-            let mut requeuer =
-                Requeuer::new(recorder.store(), recorder.connection(), admin::actor())
-                    .await?
-                    .with_queue_type(settings.queue_type);
-            if act.all {
-                let count = requeuer.retry_matching(&act.filter.filter()?).await?;
-                report(json, "retried", count, None);
-            } else {
-                let ids = ids(&act, "retry")?;
-                let done = requeuer.retry(&ids).await?;
-                report(json, "retried", done.len() as u64, Some(&done));
-            }
-            Ok(())
-        }
-        Command::Remove(act) => {
-            let json = act.json;
-            let recorder = settings.recorder(amqp_url).await?;
-            let store = recorder.store();
-            if act.all {
-                let count = store
-                    .remove_matching(&act.filter.filter()?, &admin::actor())
-                    .await?;
-                report(json, "removed", count, None);
-            } else {
-                let ids = ids(&act, "remove")?;
-                let count = store.remove(&ids, &admin::actor()).await?;
-                report(json, "removed", count, Some(&ids));
-            }
-            Ok(())
-        }
+        } => list(amqp_url, settings, &filter, Page { limit, page }, json).await,
+        Command::Show { id, json } => show(amqp_url, settings, &id, json).await,
+        Command::Retry(act) => retry(amqp_url, settings, &act).await,
+        Command::Remove(act) => remove(amqp_url, settings, &act).await,
     }
+}
+
+/// `failed list`: one page of open failures, newest first.
+async fn list(
+    amqp_url: &str,
+    settings: &Settings,
+    filter: &FilterArgs,
+    page: Page,
+    json: bool,
+) -> anyhow::Result<()> {
+    let Page { limit, page } = page;
+    if !(1..=Page::MAX_LIMIT).contains(&limit) || page == 0 {
+        bail!(
+            "--limit must be from 1 to {} and --page from 1",
+            Page::MAX_LIMIT
+        );
+    }
+    let filter = filter.filter()?;
+    let recorder = settings.recorder(amqp_url).await?;
+    let found = recorder
+        .store()
+        .list_failures(&filter, Page { limit, page })
+        .await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&found)?);
+        return Ok(());
+    }
+    let mut table = Table::new(["ID", "FAILED AT", "QUEUE", "JOB", "ATTEMPT", "ERROR"]);
+    for f in &found.failures {
+        let attempt = match f.max_attempts {
+            Some(max) => format!("{}/{max}", f.attempt),
+            None => f.attempt.to_string(),
+        };
+        table.row([
+            f.id.clone(),
+            time::short(f.failed_at),
+            f.queue.clone(),
+            admin::job_name(&f.job_name).to_string(),
+            attempt,
+            admin::cell(&format!("{}: {}", f.error_kind, f.error), 70),
+        ]);
+    }
+    print!("{table}");
+    let first = u64::from(limit) * u64::from(page - 1);
+    let shown = found.failures.len() as u64;
+    if shown > 0 {
+        println!(
+            "{}–{} of {} open failures",
+            first + 1,
+            first + shown,
+            found.total
+        );
+    } else {
+        println!("no open failures on this page ({} in all)", found.total);
+    }
+    Ok(())
+}
+
+/// `failed show ID`: one failure in full.
+async fn show(amqp_url: &str, settings: &Settings, id: &str, json: bool) -> anyhow::Result<()> {
+    let recorder = settings.recorder(amqp_url).await?;
+    let Some(detail) = recorder.store().failure(id).await? else {
+        bail!("no failure has id {id} (see `palermo failed list`)");
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&detail)?);
+    } else {
+        print!("{}", describe(&detail));
+    }
+    Ok(())
+}
+
+/// `failed retry`: publish back to the original queue (confirmed), then mark retried.
+async fn retry(amqp_url: &str, settings: &Settings, act: &Act) -> anyhow::Result<()> {
+    let recorder = settings.recorder(amqp_url).await?;
+    let mut requeuer = Requeuer::new(recorder.store(), recorder.connection(), admin::actor())
+        .await?
+        .with_queue_type(settings.queue_type);
+    if act.all {
+        let count = requeuer.retry_matching(&act.filter.filter()?).await?;
+        report(act.json, "retried", count, None);
+    } else {
+        let ids = ids(act, "retry")?;
+        let done = requeuer.retry(&ids).await?;
+        report(act.json, "retried", done.len() as u64, Some(&done));
+    }
+    Ok(())
+}
+
+/// `failed remove`: mark failures removed without running them.
+async fn remove(amqp_url: &str, settings: &Settings, act: &Act) -> anyhow::Result<()> {
+    let recorder = settings.recorder(amqp_url).await?;
+    let store = recorder.store();
+    if act.all {
+        let count = store
+            .remove_matching(&act.filter.filter()?, &admin::actor())
+            .await?;
+        report(act.json, "removed", count, None);
+    } else {
+        let ids = ids(act, "remove")?;
+        let count = store.remove(&ids, &admin::actor()).await?;
+        report(act.json, "removed", count, Some(&ids));
+    }
+    Ok(())
 }
 
 fn ids(act: &Act, verb: &str) -> anyhow::Result<Vec<String>> {
@@ -231,7 +247,9 @@ fn report(json: bool, verb: &str, count: u64, ids: Option<&[String]>) {
 fn describe(d: &FailureDetail) -> String {
     let f = &d.failure;
     let mut out = String::new();
-    let mut line = |label: &str, value: String| out.push_str(&format!("{label:<14}{value}\n"));
+    let mut line = |label: &str, value: String| {
+        out.push_str(&format!("{label:<14}{}\n", output::escape(&value)));
+    };
     line("Failure", f.id.clone());
     line(
         "Job",
@@ -263,7 +281,7 @@ fn describe(d: &FailureDetail) -> String {
     line("Error kind", f.error_kind.clone());
     let mut section = |title: &str, body: &str| {
         out.push_str(&format!("\n{title}:\n"));
-        for text in body.lines() {
+        for text in output::escape_lines(body).lines() {
             out.push_str(&format!("  {text}\n"));
         }
     };

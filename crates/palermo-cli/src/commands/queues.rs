@@ -10,7 +10,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use palermo::topology;
+use palermo::admin::{delay, topology};
 use serde::Serialize;
 
 use crate::{admin::Settings, output::Table};
@@ -73,11 +73,11 @@ pub async fn run(amqp_url: &str, settings: &Settings, args: Args) -> anyhow::Res
             queue,
         });
     }
-    let layout = palermo::delay::Layout::of(settings.queue_type);
-    let waiting = palermo::delay::waiting(recorder.connection(), layout).await?;
+    let layout = delay::Layout::of(settings.queue_type);
+    let waiting = delay::waiting(recorder.connection(), layout).await?;
     for (kind, count) in [
-        (palermo::delay::Kind::Retry, waiting.retrying),
-        (palermo::delay::Kind::Scheduled, waiting.scheduled),
+        (delay::Kind::Retry, waiting.retrying),
+        (delay::Kind::Scheduled, waiting.scheduled),
     ] {
         rows.push(Row {
             queue: layout.queues_of(kind),

@@ -4,5 +4,5 @@
 use palermo_demo::Mailer;
 
 fn main() -> std::process::ExitCode {
-    palermo::worker::cli::main(|worker| worker.state(Mailer::default()))
+    palermo::cli::main(|worker| worker.state(Mailer::default()))
 }

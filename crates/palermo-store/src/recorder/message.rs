@@ -6,10 +6,12 @@
 //! `x-palermo-failure-id` (published by hand or by an old client) gets an id derived from its
 //! content, so recording it twice still leaves one row.
 
-use lapin::{types::FieldTable, BasicProperties};
-use palermo::{
-    wire::{self, header},
-    worker::heartbeat::Heartbeat,
+use lapin::BasicProperties;
+use palermo::admin::wire::{
+    self,
+    event::{EventError, Heartbeat},
+    failure::FailureRecord,
+    header,
 };
 use uuid::Uuid;
 
@@ -17,22 +19,21 @@ use crate::failures::NewFailure;
 
 /// The failure a message of the failed queue describes.
 pub fn failure(properties: &BasicProperties, body: &[u8]) -> NewFailure {
-    let empty = FieldTable::default();
-    let headers = properties.headers().as_ref().unwrap_or(&empty);
+    let headers = wire::headers(properties);
     let text = |name| wire::get_str(headers, name).ok().flatten();
     let int = |name| wire::get_int(headers, name).ok().flatten();
+    let record = FailureRecord::read(headers, wire::now_ms());
 
     let job_id = properties
         .message_id()
         .as_ref()
         .map(|id| id.to_string())
         .unwrap_or_default();
-    let failed_at = int(header::FAILED_AT).unwrap_or_else(wire::now_ms);
     let properties_json = serde_json::to_string(properties).unwrap_or_else(|_| "{}".into());
-    let id = text(header::FAILURE_ID)
-        .filter(|id| !id.trim().is_empty())
+    let id = record
+        .failure_id
         .unwrap_or_else(|| derived_id(&properties_json, body));
-    let source_queue = text(header::SOURCE_QUEUE).unwrap_or_default();
+    let source_queue = record.source_queue.unwrap_or_default();
     let serializer = text(header::SERIALIZER).unwrap_or_default();
     let args_preview = text(header::PREVIEW).unwrap_or_else(|| preview_of(&serializer, body));
     NewFailure {
@@ -47,28 +48,23 @@ pub fn failure(properties: &BasicProperties, body: &[u8]) -> NewFailure {
         args_preview,
         body: body.to_vec(),
         properties: properties_json,
-        error_kind: text(header::ERROR_KIND).unwrap_or_else(|| "unknown".into()),
-        error: text(header::ERROR).unwrap_or_default(),
-        backtrace: text(header::BACKTRACE),
+        error_kind: record.kind,
+        error: record.error,
+        backtrace: record.backtrace,
         error_history: text(header::ERROR_HISTORY),
-        gave_up: text(header::GAVE_UP),
+        gave_up: record.gave_up,
         attempt: int(header::ATTEMPT).unwrap_or(1),
         max_attempts: int(header::MAX_ATTEMPTS),
-        worker: text(header::WORKER).unwrap_or_default(),
+        worker: record.worker,
         enqueued_at: int(header::ENQUEUED_AT),
-        first_failed_at: int(header::FIRST_FAILED_AT).unwrap_or(failed_at),
-        failed_at,
+        first_failed_at: record.first_failed_at,
+        failed_at: record.failed_at,
     }
 }
 
 /// An event of the events exchange; `Err` says why it is not one this version reads.
-pub fn event(body: &[u8]) -> Result<Heartbeat, String> {
-    let beat: Heartbeat =
-        serde_json::from_slice(body).map_err(|e| format!("not a worker event: {e}"))?;
-    if beat.version != palermo::worker::heartbeat::EVENT_VERSION {
-        return Err(format!("unsupported event version {}", beat.version));
-    }
-    Ok(beat)
+pub fn event(body: &[u8]) -> Result<Heartbeat, EventError> {
+    Heartbeat::parse(body)
 }
 
 /// A stable id for a failure message that carries none: the same message always gets the same.
@@ -88,6 +84,8 @@ fn preview_of(serializer: &str, body: &[u8]) -> String {
 
 #[cfg(test)]
 mod tests {
+    use lapin::types::FieldTable;
+
     use super::*;
 
     #[test]

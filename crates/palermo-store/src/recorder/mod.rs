@@ -29,17 +29,22 @@ use lapin::{
 };
 use tracing::{debug, info, warn};
 
-use crate::{error::Result, time, Store};
+use palermo::admin::{reconnect, topology};
+
+use crate::{
+    error::{Result, StoreError},
+    time, Store,
+};
 
 /// How the recorder runs. Environment variables and flags are read by the binaries only.
 #[derive(Clone, Debug)]
 pub struct RecorderConfig {
     /// The broker. Defaults to [`palermo::DEFAULT_AMQP_URL`].
     pub amqp_url: String,
-    /// The failed queue to record. Defaults to [`palermo::topology::FAILED_QUEUE`].
+    /// The failed queue to record. Defaults to [`palermo::admin::topology::FAILED_QUEUE`].
     pub failed_queue: String,
     /// The events exchange (and queue) heartbeats arrive on. Defaults to
-    /// [`palermo::topology::EVENTS_EXCHANGE`].
+    /// [`palermo::admin::topology::EVENTS_EXCHANGE`].
     pub events_exchange: String,
     /// Heartbeat intervals of silence after which a worker is marked gone. Defaults to 3.
     pub missed_heartbeats: u32,
@@ -55,10 +60,10 @@ pub struct RecorderConfig {
     /// [`Recorder::run`]. Defaults to 200.
     pub batch: u16,
     /// The type of the failed queue (and of the queues retries go back to): see
-    /// [`palermo::topology::QueueType`]. Defaults to classic.
-    pub queue_type: palermo::topology::QueueType,
+    /// [`palermo::QueueType`]. Defaults to classic.
+    pub queue_type: palermo::QueueType,
     /// The delays between attempts of [`Recorder::run`] to reconnect after the broker
-    /// connection drops. Defaults to [`palermo::reconnect::DEFAULT_BACKOFF`]: 250 ms doubling
+    /// connection drops. Defaults to [`palermo::admin::reconnect::DEFAULT_BACKOFF`]: 250 ms doubling
     /// up to 5 s, plus 0–25 %.
     pub reconnect: palermo::Backoff,
     /// Test hook: end the process (exit code 70) right after the first commit, before its
@@ -71,18 +76,43 @@ impl Default for RecorderConfig {
     fn default() -> Self {
         RecorderConfig {
             amqp_url: palermo::DEFAULT_AMQP_URL.into(),
-            failed_queue: palermo::topology::FAILED_QUEUE.into(),
-            events_exchange: palermo::topology::EVENTS_EXCHANGE.into(),
+            failed_queue: topology::FAILED_QUEUE.into(),
+            events_exchange: topology::EVENTS_EXCHANGE.into(),
             missed_heartbeats: 3,
             prune_workers_after: Duration::from_secs(3600),
             resolved_retention: Duration::from_secs(7 * 86_400),
             stats_retention: Duration::from_secs(7 * 86_400),
             maintenance_interval: Duration::from_secs(1),
             batch: 200,
-            queue_type: palermo::topology::QueueType::Classic,
-            reconnect: palermo::reconnect::DEFAULT_BACKOFF,
+            queue_type: palermo::QueueType::Classic,
+            reconnect: reconnect::DEFAULT_BACKOFF,
             crash_after_commit: false,
         }
+    }
+}
+
+impl RecorderConfig {
+    /// Checks the settings before anything connects; the error says what to change. A zero
+    /// interval or batch would otherwise panic or stall deep inside the recorder.
+    pub fn validate(&self) -> Result<()> {
+        let invalid = |reason: String| Err(StoreError::InvalidConfig(reason));
+        topology::validate_queue_name(&self.failed_queue)
+            .map_err(|e| StoreError::InvalidConfig(format!("failed queue: {e}")))?;
+        topology::validate_queue_name(&self.events_exchange)
+            .map_err(|e| StoreError::InvalidConfig(format!("events exchange: {e}")))?;
+        if self.missed_heartbeats == 0 {
+            return invalid("missed_heartbeats is 0; give at least 1 (the default is 3)".into());
+        }
+        if self.maintenance_interval.is_zero() {
+            return invalid(
+                "maintenance_interval is zero; give a positive interval such as 1 s (the default)"
+                    .into(),
+            );
+        }
+        if self.batch == 0 {
+            return invalid("batch is 0; give at least 1 (the default is 200)".into());
+        }
+        reconnect::validate(&self.reconnect).map_err(StoreError::Broker)
     }
 }
 
@@ -109,7 +139,7 @@ impl Recorder {
     /// Connects to the broker and declares the failed queue and the events exchange and
     /// queue (so nothing sent before the first worker started is dropped).
     pub async fn connect(store: Store, config: RecorderConfig) -> Result<Recorder> {
-        palermo::reconnect::validate(&config.reconnect).map_err(palermo::Error::Config)?;
+        config.validate()?;
         let (connection, channel) = open(&config).await?;
         Ok(Recorder {
             store,
@@ -228,7 +258,7 @@ impl Recorder {
     /// Whether an event is recent enough to record. One older than the time a finished
     /// worker stays listed could belong to a run already pruned, whose counters would then
     /// be counted a second time.
-    fn is_current(&self, beat: &palermo::worker::heartbeat::Heartbeat) -> bool {
+    fn is_current(&self, beat: &palermo::admin::wire::event::Heartbeat) -> bool {
         let horizon =
             i64::try_from(self.config.prune_workers_after.as_millis()).unwrap_or(i64::MAX);
         let current = beat.sent_at >= time::now_ms().saturating_sub(horizon);
@@ -248,11 +278,12 @@ impl Recorder {
 
 /// Connects and declares the exchange, the failed queue and the events exchange and queue.
 async fn open(config: &RecorderConfig) -> Result<(Connection, Channel)> {
-    let connection = palermo::broker::connect(&config.amqp_url, "palermo recorder").await?;
-    let channel = palermo::broker::confirm_channel(&connection).await?;
-    palermo::topology::declare_exchange(&channel).await?;
-    palermo::topology::declare_queue(&channel, &config.failed_queue, config.queue_type).await?;
-    palermo::topology::declare_events(&channel, &config.events_exchange).await?;
+    let connection = palermo::admin::broker::connect(&config.amqp_url, "palermo recorder").await?;
+    let channel = palermo::admin::broker::confirm_channel(&connection).await?;
+    palermo::admin::topology::declare_exchange(&channel).await?;
+    palermo::admin::topology::declare_queue(&channel, &config.failed_queue, config.queue_type)
+        .await?;
+    palermo::admin::topology::declare_events(&channel, &config.events_exchange).await?;
     Ok((connection, channel))
 }
 
@@ -264,4 +295,40 @@ async fn ack_up_to(last: &Delivery) -> Result<()> {
             source,
         })?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn the_defaults_are_valid() {
+        RecorderConfig::default().validate().expect("defaults");
+    }
+
+    #[test]
+    fn validate_says_what_to_change() {
+        let bad = |change: fn(&mut RecorderConfig), expected: &str| {
+            let mut config = RecorderConfig::default();
+            change(&mut config);
+            let err = config.validate().expect_err(expected).to_string();
+            assert!(err.contains(expected), "{expected:?} not in {err:?}");
+        };
+        // A zero interval used to reach tokio::time::interval, which panics.
+        bad(
+            |c| c.maintenance_interval = Duration::ZERO,
+            "maintenance_interval is zero",
+        );
+        bad(|c| c.missed_heartbeats = 0, "missed_heartbeats is 0");
+        bad(|c| c.batch = 0, "batch is 0");
+        bad(|c| c.failed_queue = "amq.failed".into(), "failed queue");
+        bad(|c| c.events_exchange = String::new(), "events exchange");
+        bad(|c| c.reconnect.base = Duration::ZERO, "reconnect backoff");
+        bad(
+            |c| c.reconnect.max = Duration::from_secs(3600),
+            "10 minutes or less",
+        );
+    }
 }

@@ -11,8 +11,11 @@ use lapin::{
     types::FieldTable,
     Consumer,
 };
-use palermo::{reconnect::Schedule, shutdown::Shutdown};
-use tracing::{debug, info, warn};
+use palermo::{
+    admin::reconnect::{self, Schedule},
+    shutdown::Shutdown,
+};
+use tracing::{info, warn};
 
 use super::{message, Recorder};
 use crate::error::{Result, StoreError};
@@ -36,14 +39,22 @@ impl Recorder {
                 break;
             }
             warn!(error = %lost, "the recorder lost the broker; reconnecting");
-            // A connection that died soon after it was made continues the backoff.
-            let backoff = self.config.reconnect;
-            if started.elapsed() > backoff.max * 2 {
-                schedule = None;
-            }
-            let attempts = schedule.get_or_insert_with(|| Schedule::new(backoff));
-            if !self.reconnect(attempts, &mut shutdown).await {
-                break;
+            let attempts = Schedule::resume(&mut schedule, self.config.reconnect, started);
+            let config = &self.config;
+            let reopened =
+                reconnect::retry_until(attempts, None, "recorder", || super::open(config));
+            let (connection, channel) = tokio::select! {
+                () = shutdown.requested() => break,
+                opened = reopened => match opened {
+                    Ok(opened) => opened,
+                    // Without a deadline it only ends with a connection.
+                    Err(_) => break,
+                },
+            };
+            let old = std::mem::replace(&mut self.connection, connection);
+            self.channel = channel;
+            if old.status().connected() {
+                let _ = old.close(200, "reconnected".into()).await;
             }
             info!(after = ?attempts.elapsed(), attempts = attempts.attempts(), "the recorder reconnected to the broker");
         }
@@ -54,44 +65,9 @@ impl Recorder {
         Ok(())
     }
 
-    /// Connects again, with backoff; `false` when a stop was requested first.
-    async fn reconnect(&mut self, schedule: &mut Schedule, shutdown: &mut Shutdown) -> bool {
-        loop {
-            let delay = schedule.next_delay();
-            let opened = tokio::select! {
-                () = shutdown.requested() => return false,
-                opened = async {
-                    tokio::time::sleep(delay).await;
-                    let attempt = super::open(&self.config);
-                    match tokio::time::timeout(palermo::reconnect::ATTEMPT_TIMEOUT, attempt).await {
-                        Ok(opened) => opened,
-                        Err(_) => Err(StoreError::Broker(palermo::Error::ConnectTimeout {
-                            url: palermo::broker::redact(&self.config.amqp_url),
-                            timeout: palermo::reconnect::ATTEMPT_TIMEOUT,
-                        })),
-                    }
-                } => opened,
-            };
-            match opened {
-                Ok((connection, channel)) => {
-                    let old = std::mem::replace(&mut self.connection, connection);
-                    self.channel = channel;
-                    if old.status().connected() {
-                        let _ = old.close(200, "reconnected".into()).await;
-                    }
-                    return true;
-                }
-                Err(e) if schedule.should_warn() => {
-                    warn!(error = %e, attempts = schedule.attempts(), "the recorder cannot reconnect yet; still trying")
-                }
-                Err(e) => debug!(error = %e, "recorder reconnect attempt failed"),
-            }
-        }
-    }
-
     /// Records on the current connection until a stop (`Ok`) or a broker error (`Err`).
     async fn record(&self, shutdown: &mut Shutdown) -> Result<()> {
-        let channel = palermo::broker::confirm_channel(&self.connection).await?;
+        let channel = palermo::admin::broker::confirm_channel(&self.connection).await?;
         channel
             .basic_qos(self.config.batch.max(1), BasicQosOptions::default())
             .await
@@ -110,7 +86,7 @@ impl Recorder {
                         }
                     }
                     Some(Err(e)) => break Err(broker("basic.consume")(e)),
-                    None => break Err(StoreError::Broker(palermo::Error::Config("the broker cancelled the recorder's consumer on the failed queue".into()))),
+                    None => break Err(cancelled(&self.config.failed_queue)),
                 },
                 delivery = events.next() => match delivery {
                     Some(Ok(delivery)) => {
@@ -119,7 +95,7 @@ impl Recorder {
                         }
                     }
                     Some(Err(e)) => break Err(broker("basic.consume")(e)),
-                    None => break Err(StoreError::Broker(palermo::Error::Config("the broker cancelled the recorder's consumer on the events queue".into()))),
+                    None => break Err(cancelled(&self.config.events_exchange)),
                 },
                 _ = upkeep.tick() => {
                     if let Err(e) = self.maintain().await {
@@ -202,4 +178,11 @@ async fn ack(delivery: &Delivery) -> Result<()> {
 
 fn broker(operation: &'static str) -> impl FnOnce(lapin::Error) -> StoreError {
     move |source| StoreError::Broker(palermo::Error::Broker { operation, source })
+}
+
+/// The broker cancelled the recorder's consumer on `queue` (deleted, or a node went away).
+fn cancelled(queue: &str) -> StoreError {
+    StoreError::Broker(palermo::Error::ConsumerCancelled {
+        queue: queue.to_string(),
+    })
 }

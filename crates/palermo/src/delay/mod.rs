@@ -224,7 +224,7 @@ pub async fn declare(channel: &Channel, layout: Layout) -> Result<(), Error> {
 
 /// Binds a job queue to the delivery exchange, so that delayed jobs for it arrive.
 pub async fn bind_queue(channel: &Channel, queue: &str, layout: Layout) -> Result<(), Error> {
-    topology::validate_queue_name(queue).map_err(Error::Config)?;
+    topology::validate_queue_name(queue)?;
     let pattern = format!("{}{queue}", "*.".repeat(LEVELS as usize + 1));
     channel
         .queue_bind(
@@ -247,8 +247,7 @@ fn bit_pattern(kind: &str, level: u32, bit: &str) -> String {
 }
 
 fn short(text: &str) -> Result<ShortString, Error> {
-    ShortString::try_new(text)
-        .map_err(|e| Error::Config(format!("routing key {text:?} is too long: {e}")))
+    Ok(topology::short_name("routing key", text)?)
 }
 
 async fn declare_topic(channel: &Channel, name: &str) -> Result<(), Error> {

@@ -9,16 +9,24 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use lapin::{
-    types::{AMQPValue, FieldTable, LongString, ShortString},
+    types::{AMQPValue, FieldTable, ShortString},
     BasicProperties,
 };
 use uuid::Uuid;
 
 use crate::serializer::Format;
 
+pub mod event;
+pub mod failure;
 mod fit;
+pub mod history;
+pub mod republish;
+
+mod values;
 
 pub use fit::{encoded_len, fit_headers, HEADERS_BUDGET};
+use values::str_ref;
+pub use values::{get_int, get_str, headers, put_int, put_str, Malformed};
 
 /// The wire version this library writes and reads.
 pub const VERSION: i64 = 1;
@@ -33,22 +41,37 @@ pub const BACKTRACE_MAX_BYTES: usize = 16 * 1024;
 
 /// Header names.
 pub mod header {
+    /// The wire version, [`super::VERSION`].
     pub const VERSION: &str = "x-palermo-version";
+    /// The job's wire name.
     pub const JOB: &str = "x-palermo-job";
+    /// The serializer of the body: `json` or `msgpack`.
     pub const SERIALIZER: &str = "x-palermo-serializer";
+    /// A short rendering of the arguments, at most [`super::PREVIEW_MAX_CHARS`] characters.
     pub const PREVIEW: &str = "x-palermo-args-preview";
+    /// The queue the job belongs to (where a retry from the failed queue goes).
     pub const QUEUE: &str = "x-palermo-queue";
+    /// The attempt this message runs, 1 for the first.
     pub const ATTEMPT: &str = "x-palermo-attempt";
+    /// Runs before the failed queue, when the enqueuer or the worker set it.
     pub const MAX_ATTEMPTS: &str = "x-palermo-max-attempts";
+    /// When the job was first enqueued, ms since the epoch.
     pub const ENQUEUED_AT: &str = "x-palermo-enqueued-at";
-    // Failure headers.
+    /// On the failed queue: the failure record's id, stable across redeliveries.
     pub const FAILURE_ID: &str = "x-palermo-failure-id";
+    /// The last error, at most [`super::ERROR_MAX_BYTES`].
     pub const ERROR: &str = "x-palermo-error";
+    /// What went wrong, in a word: `error`, `panic`, `timeout`, `malformed`...
     pub const ERROR_KIND: &str = "x-palermo-error-kind";
+    /// On the failed queue: a backtrace, where there is one.
     pub const BACKTRACE: &str = "x-palermo-backtrace";
+    /// When the last attempt failed, ms since the epoch.
     pub const FAILED_AT: &str = "x-palermo-failed-at";
+    /// When the first attempt failed, ms since the epoch.
     pub const FIRST_FAILED_AT: &str = "x-palermo-first-failed-at";
+    /// The identity of the worker that ran the last attempt.
     pub const WORKER: &str = "x-palermo-worker";
+    /// On the failed queue: the queue the job was consumed from.
     pub const SOURCE_QUEUE: &str = "x-palermo-source-queue";
     /// Times the message came back without a run finishing (classic queues; see
     /// `worker::poison`).
@@ -155,15 +178,15 @@ impl JobMeta {
     }
 
     /// Reads the metadata of a received message; the error names what is wrong.
-    pub fn parse(props: &BasicProperties) -> Result<Self, String> {
+    pub fn parse(props: &BasicProperties) -> Result<Self, Malformed> {
         let empty = FieldTable::default();
         let headers = props.headers().as_ref().unwrap_or(&empty);
         let version = get_int(headers, header::VERSION)?.ok_or_else(|| missing(header::VERSION))?;
         if version != VERSION {
-            return Err(format!(
+            return Err(Malformed(format!(
                 "unsupported wire version {version} in header {} (this worker reads version {VERSION})",
                 header::VERSION
-            ));
+            )));
         }
         let id = props
             .message_id()
@@ -173,7 +196,7 @@ impl JobMeta {
             .map_err(|_| format!("the message_id property {:?} is not a UUID", id.as_str()))?;
         let name = get_str(headers, header::JOB)?.ok_or_else(|| missing(header::JOB))?;
         if name.is_empty() {
-            return Err(format!("header {} is empty", header::JOB));
+            return Err(Malformed(format!("header {} is empty", header::JOB)));
         }
         // Borrowed: a worker parses every delivery, and this one is only looked up.
         let format_name =
@@ -200,100 +223,22 @@ impl JobMeta {
     }
 }
 
-fn missing(name: &str) -> String {
-    format!("header {name} is missing")
+fn missing(name: &str) -> Malformed {
+    Malformed(format!("header {name} is missing"))
 }
 
-fn positive(headers: &FieldTable, name: &str) -> Result<Option<u32>, String> {
+fn positive(headers: &FieldTable, name: &str) -> Result<Option<u32>, Malformed> {
     match get_int(headers, name)? {
         None => Ok(None),
         Some(n) if (1..=i64::from(u32::MAX)).contains(&n) => Ok(Some(n as u32)),
-        Some(n) => Err(format!(
+        Some(n) => Err(Malformed(format!(
             "header {name} is {n}; it must be a whole number from 1"
-        )),
+        ))),
     }
 }
 
 fn short(text: &str) -> ShortString {
     ShortString::try_new(truncate_bytes(text, 255)).unwrap_or_default()
-}
-
-/// The headers of `properties` (an empty table when there are none), without copying them.
-pub fn headers(properties: &BasicProperties) -> &FieldTable {
-    static EMPTY: std::sync::OnceLock<FieldTable> = std::sync::OnceLock::new();
-    properties
-        .headers()
-        .as_ref()
-        .unwrap_or_else(|| EMPTY.get_or_init(FieldTable::default))
-}
-
-/// Sets a string header.
-pub fn put_str(headers: &mut FieldTable, name: &str, value: &str) {
-    headers.insert(name.into(), AMQPValue::LongString(LongString::from(value)));
-}
-
-/// Sets an integer header.
-pub fn put_int(headers: &mut FieldTable, name: &str, value: i64) {
-    headers.insert(name.into(), AMQPValue::LongLongInt(value));
-}
-
-/// Reads a string header; `Err` when it has a non-string AMQP type or is not UTF-8.
-pub fn get_str(headers: &FieldTable, name: &str) -> Result<Option<String>, String> {
-    str_ref(headers, name).map(|s| s.map(str::to_string))
-}
-
-/// [`get_str`] without the copy.
-fn str_ref<'a>(headers: &'a FieldTable, name: &str) -> Result<Option<&'a str>, String> {
-    match headers.inner().get(name) {
-        None => Ok(None),
-        Some(AMQPValue::LongString(s)) => std::str::from_utf8(s.as_bytes())
-            .map(Some)
-            .map_err(|_| format!("header {name} is not valid UTF-8")),
-        Some(AMQPValue::ShortString(s)) => Ok(Some(s.as_str())),
-        Some(other) => Err(format!(
-            "header {name} has AMQP type {}, expected a string",
-            type_name(other)
-        )),
-    }
-}
-
-/// Reads an integer header of any AMQP integer width; `Err` for other types.
-pub fn get_int(headers: &FieldTable, name: &str) -> Result<Option<i64>, String> {
-    let value = match headers.inner().get(name) {
-        None => return Ok(None),
-        Some(v) => v,
-    };
-    let n = match value {
-        AMQPValue::ShortShortInt(n) => i64::from(*n),
-        AMQPValue::ShortShortUInt(n) => i64::from(*n),
-        AMQPValue::ShortInt(n) => i64::from(*n),
-        AMQPValue::ShortUInt(n) => i64::from(*n),
-        AMQPValue::LongInt(n) => i64::from(*n),
-        AMQPValue::LongUInt(n) => i64::from(*n),
-        AMQPValue::LongLongInt(n) => *n,
-        AMQPValue::Timestamp(n) => i64::try_from(*n).unwrap_or(i64::MAX),
-        other => {
-            return Err(format!(
-                "header {name} has AMQP type {}, expected an integer",
-                type_name(other)
-            ))
-        }
-    };
-    Ok(Some(n))
-}
-
-fn type_name(value: &AMQPValue) -> &'static str {
-    match value {
-        AMQPValue::Boolean(_) => "boolean",
-        AMQPValue::Float(_) | AMQPValue::Double(_) => "float",
-        AMQPValue::DecimalValue(_) => "decimal",
-        AMQPValue::ShortString(_) | AMQPValue::LongString(_) => "string",
-        AMQPValue::FieldArray(_) => "array",
-        AMQPValue::FieldTable(_) => "table",
-        AMQPValue::ByteArray(_) => "byte array",
-        AMQPValue::Void => "void",
-        _ => "integer",
-    }
 }
 
 #[cfg(test)]
@@ -331,22 +276,27 @@ mod tests {
         let mut headers = props.headers().clone().unwrap_or_default();
         headers.insert(header::ATTEMPT.into(), AMQPValue::LongString("two".into()));
         props = props.with_headers(headers.clone());
-        let err = JobMeta::parse(&props).expect_err("bad attempt type");
+        let err = JobMeta::parse(&props).expect_err("bad attempt type").0;
         assert!(
             err.contains("x-palermo-attempt") && err.contains("integer"),
             "{err}"
         );
 
         headers.insert(header::ATTEMPT.into(), AMQPValue::LongInt(-1));
-        let err =
-            JobMeta::parse(&props.clone().with_headers(headers.clone())).expect_err("negative");
+        let err = JobMeta::parse(&props.clone().with_headers(headers.clone()))
+            .expect_err("negative")
+            .0;
         assert!(err.contains("-1"), "{err}");
 
         headers.insert(header::VERSION.into(), AMQPValue::LongInt(2));
-        let err = JobMeta::parse(&props.with_headers(headers)).expect_err("future version");
+        let err = JobMeta::parse(&props.with_headers(headers))
+            .expect_err("future version")
+            .0;
         assert!(err.contains("version 2"), "{err}");
 
-        let err = JobMeta::parse(&BasicProperties::default()).expect_err("nothing");
+        let err = JobMeta::parse(&BasicProperties::default())
+            .expect_err("nothing")
+            .0;
         assert!(err.contains(header::VERSION), "{err}");
     }
 

@@ -1,6 +1,6 @@
 //! The edge of a worker binary: flags and environment in, exit code out.
 //!
-//! A demo app's `main` is one line: `palermo::worker::cli::main(|worker| worker.state(db))`.
+//! A demo app's `main` is one line: `palermo::cli::main(|worker| worker.state(db))`.
 //! The first SIGINT/SIGTERM stops the worker gracefully; a second exits at once, leaving
 //! unacked jobs to the broker.
 

@@ -29,6 +29,7 @@ use super::{
 use crate::{
     error::Error,
     job::{ErrorKind, JobContext},
+    registry::{BoxedRun, Registration},
     retry::{self, Backoff, Decision},
     wire::{self, JobMeta},
 };
@@ -168,7 +169,7 @@ async fn hand_over_failure(
     match retrying::retry(shared, channel, delivery, meta, failure, next).await {
         // The retry cannot be published at all (its queue name is invalid...): keep the job
         // in the failed queue rather than requeue it forever.
-        Err(e @ (Error::Config(_) | Error::DelayTooLong { .. })) => {
+        Err(e) if e.is_permanent() => {
             warn!(job.id = %meta.id, error = %e, "cannot retry the job; moving it to the failed queue");
             let gave_up = GaveUp::NotRetryable;
             failure::publish(shared, channel, delivery, failure, gave_up, Some(max)).await
@@ -192,21 +193,53 @@ async fn ack(delivery: &Delivery) {
     }
 }
 
+/// A delivery that passed every check and is ready to run.
+struct Admitted {
+    meta: JobMeta,
+    registration: &'static Registration,
+    job: BoxedRun,
+    run_key: recent::RunKey,
+    max_attempts: u32,
+}
+
+/// Whether a delivery runs, or how it ended without running.
+enum Admission {
+    Run(Box<Admitted>),
+    Settled(Box<Outcome>),
+}
+
 /// Runs the job in `delivery` (whose metadata parsed as `meta`) and says how it ended.
-async fn run(shared: &Shared, delivery: &Delivery, meta: Result<JobMeta, String>) -> Outcome {
-    let rejected = |failure| Outcome::Failed { failure, ran: None };
+async fn run(
+    shared: &Shared,
+    delivery: &Delivery,
+    meta: Result<JobMeta, wire::Malformed>,
+) -> Outcome {
+    match admit(shared, delivery, meta) {
+        Admission::Run(admitted) => run_admitted(shared, *admitted).await,
+        Admission::Settled(outcome) => *outcome,
+    }
+}
+
+/// Checks that `delivery` can run here: its metadata reads, it is not a run this worker
+/// already finished, its job is linked in and its arguments decode.
+fn admit(
+    shared: &Shared,
+    delivery: &Delivery,
+    meta: Result<JobMeta, wire::Malformed>,
+) -> Admission {
+    let rejected = |failure| Admission::Settled(Box::new(Outcome::Failed { failure, ran: None }));
     let meta = match meta {
         Ok(meta) => meta,
         Err(reason) => {
             warn!(queue = %delivery.routing_key, %reason, "malformed message; moving it to the failed queue");
-            return rejected(Failure::new(FailureKind::Malformed, reason));
+            return rejected(Failure::new(FailureKind::Malformed, reason.0));
         }
     };
     let run_key = recent::RunKey::of(&meta, wire::headers(&delivery.properties));
     if shared.recent.contains(&run_key) {
         if poison::redeliveries(delivery) > 0 {
             info!(job.id = %meta.id, job.name = %meta.name, attempt = meta.attempt, "redelivered job already ran here (its ack was lost); acking it without running it again");
-            return Outcome::AlreadyRan;
+            return Admission::Settled(Box::new(Outcome::AlreadyRan));
         }
         warn!(job.id = %meta.id, job.name = %meta.name, "duplicate job id; moving it to the failed queue");
         return rejected(Failure::new(
@@ -241,20 +274,36 @@ async fn run(shared: &Shared, delivery: &Delivery, meta: Result<JobMeta, String>
         max_attempts,
         state: shared.state.clone(),
     };
-    let job = match (registration.decode)(meta.format, &delivery.data, ctx) {
-        Ok(job) => job,
+    match (registration.decode)(meta.format, &delivery.data, ctx) {
+        Ok(job) => Admission::Run(Box::new(Admitted {
+            meta,
+            registration,
+            job,
+            run_key,
+            max_attempts,
+        })),
         Err(reason) => {
             warn!(job.id = %meta.id, job.name = %meta.name, %reason, "cannot decode the job's arguments; moving it to the failed queue");
-            return rejected(Failure::new(
+            rejected(Failure::new(
                 FailureKind::Undecodable,
                 format!(
                     "cannot decode the arguments of {:?} as {}: {reason}",
                     meta.name, meta.format
                 ),
-            ));
+            ))
         }
-    };
+    }
+}
 
+/// Runs an admitted job under its timeout and the panic guard, and says how it ended.
+async fn run_admitted(shared: &Shared, admitted: Admitted) -> Outcome {
+    let Admitted {
+        meta,
+        registration,
+        job,
+        run_key,
+        max_attempts,
+    } = admitted;
     let timeout = registration.timeout.unwrap_or(shared.config.job_timeout);
     let started = Instant::now();
     // On timeout the job's future is dropped: it stops at its next `.await`.

@@ -14,90 +14,23 @@
 use std::{sync::Arc, time::Duration};
 
 use lapin::{options::BasicPublishOptions, BasicProperties, Channel, PublisherConfirm};
-use serde::{Deserialize, Serialize};
 use tokio::{sync::oneshot, task::JoinHandle};
 use tracing::{debug, warn};
 use uuid::Uuid;
 
 use super::{link::Link, stats::Snapshot, Shared};
-use crate::{broker, error::Error, topology, wire};
-
-/// The routing key of a periodic heartbeat.
-pub const HEARTBEAT_KEY: &str = "worker.heartbeat";
-/// The routing key of the event a worker sends when it stops cleanly.
-pub const OFFLINE_KEY: &str = "worker.offline";
-/// The version of the event format this library writes.
-pub const EVENT_VERSION: u32 = 1;
-/// The AMQP `type` of event messages.
-pub const EVENT_TYPE: &str = "palermo.worker";
+use crate::{
+    broker,
+    error::Error,
+    topology,
+    wire::{
+        self,
+        event::{Heartbeat, EVENT_TYPE, EVENT_VERSION, HEARTBEAT_KEY, OFFLINE_KEY},
+    },
+};
 
 /// How long a clean stop waits for the broker to confirm the offline event.
 const OFFLINE_CONFIRM_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// One heartbeat or offline event: the body of a message on the events exchange.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Heartbeat {
-    /// [`EVENT_VERSION`].
-    pub version: u32,
-    /// `heartbeat` or `offline`.
-    pub event: String,
-    /// This run of the worker, new at every start.
-    pub id: Uuid,
-    /// `hostname:pid:queues`, as in failures' `x-palermo-worker` header.
-    pub identity: String,
-    pub host: String,
-    pub pid: u32,
-    pub queues: Vec<String>,
-    pub concurrency: usize,
-    /// When the worker started, ms since the epoch.
-    pub started_at: i64,
-    /// When this event was sent, ms since the epoch (worker's clock).
-    pub sent_at: i64,
-    /// 1 for the first event of this run, then one more each time.
-    pub seq: u64,
-    /// The worker's heartbeat interval, so the reader knows when one is missing.
-    pub interval_ms: u64,
-    /// Runs finished since the start, whatever their outcome.
-    pub processed: u64,
-    /// Runs failed since the start (included in `processed`).
-    pub failed: u64,
-    /// The same counts per queue and job.
-    #[serde(default)]
-    pub counters: Vec<Counter>,
-    /// The jobs running now.
-    #[serde(default)]
-    pub jobs: Vec<RunningJob>,
-}
-
-/// Cumulative counts for one queue and job name.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Counter {
-    pub queue: String,
-    /// The job's wire name; empty for a message whose name could not be read.
-    pub job: String,
-    pub processed: u64,
-    pub failed: u64,
-}
-
-/// A job in flight.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RunningJob {
-    /// The job id; empty for a message without one.
-    pub id: String,
-    pub name: String,
-    pub queue: String,
-    /// When this run started, ms since the epoch.
-    pub started_at: i64,
-    /// The arguments preview.
-    pub preview: String,
-}
-
-impl Heartbeat {
-    /// Whether this is the event of a clean stop.
-    pub fn is_offline(&self) -> bool {
-        self.event == "offline"
-    }
-}
 
 /// The running heartbeat task of a worker.
 pub(crate) struct Heart {
@@ -238,8 +171,7 @@ impl Sender {
             return Ok(None);
         };
         self.seq += 1;
-        let body = serde_json::to_vec(&self.event(key))
-            .map_err(|e| Error::Config(format!("cannot serialize a heartbeat: {e}")))?;
+        let body = serde_json::to_vec(&self.event(key)).map_err(Error::EventSerialize)?;
         let properties = BasicProperties::default()
             .with_content_type("application/json".into())
             .with_type(EVENT_TYPE.into())

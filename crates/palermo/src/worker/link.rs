@@ -92,17 +92,17 @@ impl Keeper {
                 generation = linked.generation,
                 "lost the broker connection; reconnecting (running jobs go on, but their messages go back to the queue and run again)"
             );
-            // A connection that died soon after it was made continues the backoff instead
-            // of starting it over, so a broker that accepts and then drops connections is
-            // not hammered.
-            let backoff = self.shared.config.reconnect;
-            if connected_at.elapsed() > backoff.max * 2 {
-                schedule = None;
-            }
-            let attempts = schedule.get_or_insert_with(|| Schedule::new(backoff));
+            let attempts =
+                Schedule::resume(&mut schedule, self.shared.config.reconnect, connected_at);
+            let reconnected =
+                reconnect::retry_until(attempts, None, "worker", || connect(&self.shared));
             let connection = tokio::select! {
                 () = stop.requested() => return None,
-                connection = self.reconnect(attempts) => connection,
+                connection = reconnected => match connection {
+                    Ok(connection) => connection,
+                    // Without a deadline it only ends with a connection.
+                    Err(_) => return None,
+                },
             };
             // Delay queues may need declaring again (a new broker node, a wiped one).
             self.shared.delays.forget();
@@ -117,32 +117,6 @@ impl Keeper {
                 generation: linked.generation + 1,
                 connection: Arc::new(connection),
             });
-        }
-    }
-
-    /// Tries until a connection is made and the topology declared.
-    async fn reconnect(&self, schedule: &mut Schedule) -> Connection {
-        loop {
-            let delay = schedule.next_delay();
-            tokio::time::sleep(delay).await;
-            let attempt = tokio::time::timeout(reconnect::ATTEMPT_TIMEOUT, connect(&self.shared));
-            let result = match attempt.await {
-                Ok(result) => result,
-                Err(_) => Err(Error::ConnectTimeout {
-                    url: broker::redact(&self.shared.config.amqp_url),
-                    timeout: reconnect::ATTEMPT_TIMEOUT,
-                }),
-            };
-            match result {
-                Ok(connection) => return connection,
-                Err(e) if schedule.should_warn() => warn!(
-                    error = %e, attempts = schedule.attempts(), down_for = ?schedule.elapsed(),
-                    "cannot reconnect to the broker yet; still trying"
-                ),
-                Err(e) => {
-                    debug!(error = %e, attempts = schedule.attempts(), "reconnect attempt failed")
-                }
-            }
         }
     }
 }

@@ -9,18 +9,19 @@
 //!                                   └─ on stop: cancel consumers, wait ≤ shutdown_timeout
 //! ```
 
+#[cfg(feature = "cli")]
 pub mod cli;
-pub mod execute;
-pub mod failure;
-pub mod heartbeat;
-pub(crate) mod link;
-pub mod panic;
-pub(crate) mod poison;
-pub(crate) mod recent;
-pub mod retrying;
-pub(crate) mod serve;
-pub mod slot;
-pub(crate) mod stats;
+mod execute;
+mod failure;
+mod heartbeat;
+mod link;
+mod panic;
+mod poison;
+mod recent;
+mod retrying;
+mod serve;
+mod slot;
+mod stats;
 
 use std::sync::Arc;
 
@@ -146,7 +147,7 @@ impl Worker {
                     Some(Err(e)) => {
                         error!(error = %e, "a worker slot panicked; stopping");
                         slots.abort_all();
-                        return Err(Error::Config(format!("worker slot panicked: {e}")));
+                        return Err(Error::SlotPanicked(e));
                     }
                 },
                 () = shutdown.requested() => break,

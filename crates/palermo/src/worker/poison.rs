@@ -83,6 +83,6 @@ pub(crate) async fn check(shared: &Shared, channel: &Channel, delivery: &Deliver
     wire::put_int(&mut headers, header::REDELIVERIES, count);
     let routing_key = delivery.routing_key.as_str();
     let queue = delay::destination(routing_key).unwrap_or(routing_key);
-    let properties = failure::republished(&delivery.properties, headers);
+    let properties = wire::republish::republished(&delivery.properties, headers);
     Verdict::Handled(broker::publish_confirmed(channel, queue, &delivery.data, properties).await)
 }

@@ -18,7 +18,7 @@ use super::{
 use crate::{
     delay::{self, Kind},
     error::Error,
-    wire::{self, header, JobMeta},
+    wire::{self, header, republish, JobMeta},
 };
 
 /// The run a retry schedules.
@@ -42,7 +42,7 @@ pub(crate) async fn retry(
     failure: &Failure,
     next: NextAttempt,
 ) -> Result<(), Error> {
-    let mut headers = failure::failure_headers(shared, delivery, failure, meta.attempt);
+    let mut headers = failure::failure_headers(shared, delivery, failure, meta.attempt, |_| {});
     wire::put_int(&mut headers, header::ATTEMPT, next.attempt.into());
     wire::put_int(&mut headers, header::MAX_ATTEMPTS, next.max_attempts.into());
     publish(
@@ -76,7 +76,7 @@ pub(crate) async fn snooze(
     } else {
         delay
     };
-    let mut headers = failure::without(wire::headers(&delivery.properties), &[]);
+    let mut headers = republish::without(wire::headers(&delivery.properties), &[]);
     let snoozes = wire::get_int(&headers, header::SNOOZES)
         .ok()
         .flatten()
@@ -109,7 +109,7 @@ async fn publish(
     })?;
     let due = wire::now_ms().saturating_add(i64::try_from(secs * 1000).unwrap_or(i64::MAX));
     wire::put_int(&mut headers, header::NEXT_RUN_AT, due);
-    let properties = failure::republished(&delivery.properties, headers);
+    let properties = republish::republished(&delivery.properties, headers);
     shared
         .delays
         .publish(

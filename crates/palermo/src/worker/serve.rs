@@ -16,69 +16,17 @@ use std::{
     time::{Duration, Instant},
 };
 
-use lapin::message::Delivery;
-use tracing::{debug, error, info, warn};
+use tracing::{debug, info, warn};
 
 use super::{
     link::{Link, Linked},
     slot::{Ended, Slot},
     Shared,
 };
-use crate::{broker, delay, error::Error, reconnect, shutdown::Shutdown, topology};
+use crate::{broker, error::Error, shutdown::Shutdown, topology};
 
 /// A slot that ran this long starts its backoff over after its next failure.
 const RESET_AFTER: Duration = Duration::from_secs(60);
-
-/// What the logs say about the job a slot was running.
-pub(crate) struct JobLabel {
-    id: String,
-    name: String,
-    queue: String,
-    started: Instant,
-}
-
-impl JobLabel {
-    /// Reads what it can, even of a malformed message.
-    pub fn of(delivery: &Delivery) -> Self {
-        let properties = &delivery.properties;
-        let text = |value: &Option<lapin::types::ShortString>| {
-            value.as_ref().map(|v| v.to_string()).unwrap_or_default()
-        };
-        let routing_key = delivery.routing_key.as_str();
-        Self {
-            id: text(properties.message_id()),
-            name: text(properties.kind()),
-            queue: delay::destination(routing_key)
-                .unwrap_or(routing_key)
-                .to_string(),
-            started: Instant::now(),
-        }
-    }
-}
-
-/// Logs, once and as it happens, that the channel of a running job died.
-pub(crate) fn log_lost_under_job(job: &JobLabel, ended: &Ended) {
-    let running_for = job.started.elapsed();
-    match ended {
-        Ended::Lost(e) if reconnect::is_consumer_timeout(e) => error!(
-            job.id = %job.id, job.name = %job.name, queue = %job.queue, ?running_for, error = %e,
-            "RabbitMQ's consumer_timeout closed the channel of a running job: it stayed unacked \
-             longer than the broker allows (30 minutes by default). The broker puts it back in \
-             the queue and it will run again; this run goes on but cannot be acked. Keep jobs \
-             shorter (job_timeout, #[job(timeout)]) or raise consumer_timeout in rabbitmq.conf, \
-             e.g. `consumer_timeout = 7200000` for 2 hours (docs/reliability.md)"
-        ),
-        Ended::Lost(e) => warn!(
-            job.id = %job.id, job.name = %job.name, queue = %job.queue, ?running_for, error = %e,
-            "the channel closed under a running job; it runs to its end but cannot be acked, so the broker runs it again"
-        ),
-        Ended::Cancelled => warn!(
-            job.id = %job.id, job.name = %job.name, queue = %job.queue, ?running_for,
-            "the broker cancelled the consumer of a running job (was its queue deleted?); the job runs to its end"
-        ),
-        Ended::Stopped => {}
-    }
-}
 
 /// Runs slot `number`, already started on the first connection as `first`, until the
 /// worker stops.

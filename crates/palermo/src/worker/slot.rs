@@ -11,6 +11,7 @@ use std::{
     pin::Pin,
     sync::Arc,
     task::{Context, Poll},
+    time::Instant,
 };
 
 use futures_lite::Stream;
@@ -20,10 +21,10 @@ use lapin::{
     types::{FieldTable, ShortString},
     Channel, Consumer,
 };
-use tracing::{debug, warn};
+use tracing::{debug, error, warn};
 
-use super::{execute, serve, Shared};
-use crate::{error::Error, shutdown::Shutdown, wire};
+use super::{execute, Shared};
+use crate::{delay, error::Error, reconnect, shutdown::Shutdown, wire};
 
 /// A started slot: its consumers are registered.
 pub(crate) struct Slot {
@@ -146,7 +147,7 @@ impl Slot {
     /// arrives meanwhile is held for next, and the channel's death is logged at once (the job
     /// still runs to its end; its message is already back in the queue).
     async fn execute_watching(&mut self, delivery: Delivery, shutdown: &Shutdown) -> Option<Ended> {
-        let job = serve::JobLabel::of(&delivery);
+        let job = JobLabel::of(&delivery);
         let run = execute::execute(&self.shared, &self.channel, delivery);
         tokio::pin!(run);
         let (mut lost, mut watching) = (None, true);
@@ -168,7 +169,7 @@ impl Slot {
                         None => Ended::Cancelled,
                     };
                     watching = false;
-                    serve::log_lost_under_job(&job, &ended);
+                    log_lost_under_job(&job, &ended);
                     lost = Some(ended);
                 }
             }
@@ -194,6 +195,57 @@ impl Slot {
                 warn!(error = %e, "returning an unstarted job to its queue failed; the broker will redeliver it");
             }
         }
+    }
+}
+
+/// What the logs say about the job a slot was running.
+pub(crate) struct JobLabel {
+    id: String,
+    name: String,
+    queue: String,
+    started: Instant,
+}
+
+impl JobLabel {
+    /// Reads what it can, even of a malformed message.
+    pub fn of(delivery: &Delivery) -> Self {
+        let properties = &delivery.properties;
+        let text = |value: &Option<lapin::types::ShortString>| {
+            value.as_ref().map(|v| v.to_string()).unwrap_or_default()
+        };
+        let routing_key = delivery.routing_key.as_str();
+        Self {
+            id: text(properties.message_id()),
+            name: text(properties.kind()),
+            queue: delay::destination(routing_key)
+                .unwrap_or(routing_key)
+                .to_string(),
+            started: Instant::now(),
+        }
+    }
+}
+
+/// Logs, once and as it happens, that the channel of a running job died.
+pub(crate) fn log_lost_under_job(job: &JobLabel, ended: &Ended) {
+    let running_for = job.started.elapsed();
+    match ended {
+        Ended::Lost(e) if reconnect::is_consumer_timeout(e) => error!(
+            job.id = %job.id, job.name = %job.name, queue = %job.queue, ?running_for, error = %e,
+            "RabbitMQ's consumer_timeout closed the channel of a running job: it stayed unacked \
+             longer than the broker allows (30 minutes by default). The broker puts it back in \
+             the queue and it will run again; this run goes on but cannot be acked. Keep jobs \
+             shorter (job_timeout, #[job(timeout)]) or raise consumer_timeout in rabbitmq.conf, \
+             e.g. `consumer_timeout = 7200000` for 2 hours (docs/reliability.md)"
+        ),
+        Ended::Lost(e) => warn!(
+            job.id = %job.id, job.name = %job.name, queue = %job.queue, ?running_for, error = %e,
+            "the channel closed under a running job; it runs to its end but cannot be acked, so the broker runs it again"
+        ),
+        Ended::Cancelled => warn!(
+            job.id = %job.id, job.name = %job.name, queue = %job.queue, ?running_for,
+            "the broker cancelled the consumer of a running job (was its queue deleted?); the job runs to its end"
+        ),
+        Ended::Stopped => {}
     }
 }
 

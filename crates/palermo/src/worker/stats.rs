@@ -17,8 +17,11 @@ use std::{
 
 use lapin::message::Delivery;
 
-use super::heartbeat::{Counter, RunningJob};
-use crate::wire::{self, header, JobMeta};
+use crate::wire::{
+    self,
+    event::{Counter, RunningJob},
+    header, JobMeta,
+};
 
 /// A worker's counters and in-flight jobs, shared by its slots and its heartbeat task.
 #[derive(Debug, Default)]

@@ -1,0 +1,111 @@
+//! Worker events: the heartbeats and the offline event a worker publishes to the
+//! `palermo.events` exchange, and that the admin side's recorder reads. The worker writes
+//! them (`worker/heartbeat.rs`), the store reads them: both use these types, so the two ends
+//! cannot drift apart. docs/wire-format.md describes the JSON.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// The routing key of a periodic heartbeat.
+pub const HEARTBEAT_KEY: &str = "worker.heartbeat";
+/// The routing key of the event a worker sends when it stops cleanly.
+pub const OFFLINE_KEY: &str = "worker.offline";
+/// The version of the event format this library writes.
+pub const EVENT_VERSION: u32 = 1;
+/// The AMQP `type` of event messages.
+pub const EVENT_TYPE: &str = "palermo.worker";
+
+/// One heartbeat or offline event: the body of a message on the events exchange.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Heartbeat {
+    /// [`EVENT_VERSION`].
+    pub version: u32,
+    /// `heartbeat` or `offline`.
+    pub event: String,
+    /// This run of the worker, new at every start.
+    pub id: Uuid,
+    /// `hostname:pid:queues`, as in failures' `x-palermo-worker` header.
+    pub identity: String,
+    /// The worker's host name.
+    pub host: String,
+    /// The worker's process id.
+    pub pid: u32,
+    /// The queues it consumes.
+    pub queues: Vec<String>,
+    /// How many jobs it runs at once.
+    pub concurrency: usize,
+    /// When the worker started, ms since the epoch.
+    pub started_at: i64,
+    /// When this event was sent, ms since the epoch (worker's clock).
+    pub sent_at: i64,
+    /// 1 for the first event of this run, then one more each time.
+    pub seq: u64,
+    /// The worker's heartbeat interval, so the reader knows when one is missing.
+    pub interval_ms: u64,
+    /// Runs finished since the start, whatever their outcome.
+    pub processed: u64,
+    /// Runs failed since the start (included in `processed`).
+    pub failed: u64,
+    /// The same counts per queue and job.
+    #[serde(default)]
+    pub counters: Vec<Counter>,
+    /// The jobs running now.
+    #[serde(default)]
+    pub jobs: Vec<RunningJob>,
+}
+
+/// Cumulative counts for one queue and job name.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counter {
+    /// The queue.
+    pub queue: String,
+    /// The job's wire name; empty for a message whose name could not be read.
+    pub job: String,
+    /// Runs finished, whatever their outcome.
+    pub processed: u64,
+    /// Runs failed (included in `processed`).
+    pub failed: u64,
+}
+
+/// A job in flight.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunningJob {
+    /// The job id; empty for a message without one.
+    pub id: String,
+    /// The job's wire name.
+    pub name: String,
+    /// The queue it came from.
+    pub queue: String,
+    /// When this run started, ms since the epoch.
+    pub started_at: i64,
+    /// The arguments preview.
+    pub preview: String,
+}
+
+impl Heartbeat {
+    /// Whether this is the event of a clean stop.
+    pub fn is_offline(&self) -> bool {
+        self.event == "offline"
+    }
+
+    /// Reads an event body; the error says why it is not one this version reads.
+    pub fn parse(body: &[u8]) -> Result<Heartbeat, EventError> {
+        let beat: Heartbeat = serde_json::from_slice(body)?;
+        if beat.version != EVENT_VERSION {
+            return Err(EventError::Version(beat.version));
+        }
+        Ok(beat)
+    }
+}
+
+/// Why an event body is not one this version reads.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EventError {
+    /// The body is not the JSON of a worker event.
+    #[error("not a worker event: {0}")]
+    Json(#[from] serde_json::Error),
+    /// A worker event of another version.
+    #[error("unsupported event version {0} (this version reads {EVENT_VERSION})")]
+    Version(u32),
+}
