@@ -1,0 +1,4 @@
+//! The dashboard's defences, one file each: the cross-origin check on state changes
+//! ([`csrf`]).
+
+pub(crate) mod csrf;
