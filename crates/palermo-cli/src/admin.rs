@@ -40,6 +40,16 @@ impl Settings {
 
     /// Opens the store, connects to the broker and records what is queued.
     pub async fn recorder(&self, amqp_url: &str) -> anyhow::Result<Recorder> {
+        let recorder = self.connect_recorder(amqp_url).await?;
+        recorder
+            .drain()
+            .await
+            .context("recording the failed and events queues")?;
+        Ok(recorder)
+    }
+
+    /// Opens the store and connects a recorder to the broker, recording nothing yet.
+    pub async fn connect_recorder(&self, amqp_url: &str) -> anyhow::Result<Recorder> {
         palermo::topology::validate_queue_name(&self.failed_queue)
             .map_err(|e| anyhow::anyhow!("--failed-queue: {e}"))?;
         palermo::topology::validate_queue_name(&self.events_exchange)
@@ -53,12 +63,7 @@ impl Settings {
             queue_type: self.queue_type,
             ..RecorderConfig::default()
         };
-        let recorder = Recorder::connect(store, config).await?;
-        recorder
-            .drain()
-            .await
-            .context("recording the failed and events queues")?;
-        Ok(recorder)
+        Ok(Recorder::connect(store, config).await?)
     }
 }
 

@@ -1,0 +1,150 @@
+//! `palermo web`, the real binary: it refuses settings that would expose the dashboard or
+//! leak a password, serves the dashboard while its recorder keeps the store current (no
+//! other command runs), and stops cleanly on SIGTERM.
+
+#[path = "admin_support/mod.rs"]
+mod admin_support;
+#[path = "support/mod.rs"]
+mod support;
+#[path = "web_support/mod.rs"]
+mod web_support;
+
+use std::time::Duration;
+
+use admin_support::{stderr, Admin};
+use palermo::Worker;
+use palermo_store::{Filter, Page, Store};
+use support::{eventually, Broker, RunningWorker};
+use web_support::Dashboard;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+#[palermo::job(max_attempts = 1)]
+async fn web_command_fails(order: u64) -> anyhow::Result<()> {
+    anyhow::bail!("declined order {order}")
+}
+
+#[tokio::test]
+async fn a_public_bind_without_auth_is_refused() {
+    let admin = Admin::new("sqlite").await;
+    for bind in ["0.0.0.0:0", "[::]:0"] {
+        let out = admin
+            .command(&["web", "--bind", bind])
+            .env_remove("PALERMO_WEB_AUTH")
+            .output()
+            .expect("run palermo web");
+        assert_eq!(out.status.code(), Some(1), "{bind}: {}", stderr(&out));
+        let err = stderr(&out);
+        assert!(
+            err.contains("refusing to serve the dashboard")
+                && err.contains("--auth")
+                && err.contains("--insecure-no-auth"),
+            "{bind}: {err}"
+        );
+    }
+    let broker = Broker::connect().await;
+    admin.cleanup(&broker).await;
+}
+
+#[tokio::test]
+async fn a_bad_auth_value_is_refused_without_echoing_it() {
+    let admin = Admin::new("sqlite").await;
+    let cases = [
+        ("nocolon-s3cret", "a colon"),
+        (":s3cret", "user name is empty"),
+        ("admin:", "password is empty"),
+    ];
+    for (value, reason) in cases {
+        let by_flag = admin
+            .command(&["web", "--auth", value])
+            .env_remove("PALERMO_WEB_AUTH")
+            .output()
+            .expect("run palermo web");
+        let by_env = admin
+            .command(&["web"])
+            .env("PALERMO_WEB_AUTH", value)
+            .output()
+            .expect("run palermo web");
+        for out in [by_flag, by_env] {
+            assert_eq!(out.status.code(), Some(1), "{value}: {}", stderr(&out));
+            let err = stderr(&out);
+            assert!(err.contains("--auth") && err.contains(reason), "{err}");
+            assert!(!err.contains("s3cret"), "the password was echoed: {err}");
+        }
+    }
+    let broker = Broker::connect().await;
+    admin.cleanup(&broker).await;
+}
+
+/// Starts, answers /health, records a failure and a worker's stop by itself, and exits 0 on
+/// SIGTERM.
+#[tokio::test]
+async fn serves_and_records_until_sigterm() {
+    let broker = Broker::connect().await;
+    let admin = Admin::new("sqlite").await;
+    let queue = support::unique("web-command");
+    broker.track(&[&queue]);
+    let dashboard = Dashboard::start(&admin, &["--env-name", "test"]);
+    let (status, body) = dashboard.get("/health");
+    assert_eq!(
+        (status, body.trim()),
+        (200, "ok"),
+        "{}",
+        dashboard.log_text()
+    );
+
+    let worker = RunningWorker::start_with(Worker::builder(admin.worker_config(&[&queue])));
+    let client = support::client().await;
+    client
+        .enqueue_to(&queue, WebCommandFails { order: 7 })
+        .await
+        .expect("enqueue");
+    let store = Store::open(&admin.db.url).await.expect("open the store");
+    let filter = Filter {
+        queue: Some(queue.clone()),
+        ..Filter::default()
+    };
+    eventually(
+        WAIT,
+        "the dashboard's recorder records the failure",
+        || async {
+            let page = store.list_failures(&filter, Page::default()).await;
+            page.is_ok_and(|page| {
+                page.total == 1 && page.failures[0].error.contains("declined order 7")
+            })
+        },
+    )
+    .await;
+    worker.stop().await;
+    eventually(
+        WAIT,
+        "the dashboard's recorder records the worker's stop",
+        || async {
+            let workers = store.workers().await.unwrap_or_default();
+            workers
+                .iter()
+                .any(|w| w.queues == [queue.clone()] && w.status == "stopped")
+        },
+    )
+    .await;
+
+    let status = dashboard.stop(Duration::from_secs(15));
+    assert!(status.success(), "palermo web exited with {status}");
+    store.close().await;
+    client.close().await.expect("close the client");
+    admin.cleanup(&broker).await;
+    broker.cleanup().await;
+}
+
+/// A public bind is served once a login is given.
+#[tokio::test]
+async fn a_public_bind_with_auth_is_served() {
+    let broker = Broker::connect().await;
+    let admin = Admin::new("sqlite").await;
+    let dashboard = Dashboard::start(&admin, &["--bind", "0.0.0.0:0", "--auth", "ops:pw"]);
+    let port = dashboard.url.rsplit(':').next().expect("a port");
+    let (status, _) = web_support::get(&format!("http://127.0.0.1:{port}/health"));
+    assert_eq!(status, 200, "{}", dashboard.log_text());
+    assert!(dashboard.stop(Duration::from_secs(15)).success());
+    admin.cleanup(&broker).await;
+}
