@@ -101,7 +101,7 @@ WORKER=$!
 
 "$BIN/enqueue-samples" --count 20
 say "worker pid $WORKER, log in $LOG; dashboard log in $WEB_LOG"
-say "the dashboard: $URL"
+say "the dashboard: $URL/"
 
 if [ "$SMOKE" = "--smoke" ]; then
   ok=
@@ -143,7 +143,7 @@ if [ "$SMOKE" = "--smoke" ]; then
   exit 0
 fi
 
-say "jobs are flowing; open $URL (or run '$BIN/palermo web' yourself later). Ctrl-C to stop."
+say "jobs are flowing; open $URL/ (or run '$BIN/palermo web' yourself later). Ctrl-C to stop."
 say "In another terminal try:"
 say "  PALERMO_DATABASE_URL=$PALERMO_DATABASE_URL $BIN/palermo failed list"
 say "  PALERMO_DATABASE_URL=$PALERMO_DATABASE_URL $BIN/palermo failed retry --all"
