@@ -38,12 +38,14 @@ const WAIT: Duration = Duration::from_secs(20);
 
 /// Runs of [`browser_charge`].
 #[derive(Default)]
-struct Runs(AtomicUsize);
+struct Runs {
+    count: AtomicUsize,
+}
 
 /// Fails on its first run and succeeds on the next: the retry from the dashboard.
 #[palermo::job(max_attempts = 1)]
 async fn browser_charge(order: u64, runs: State<Arc<Runs>>) -> anyhow::Result<()> {
-    if runs.0.fetch_add(1, Ordering::SeqCst) == 0 {
+    if runs.count.fetch_add(1, Ordering::SeqCst) == 0 {
         anyhow::bail!("card declined for order {order}");
     }
     Ok(())
@@ -123,7 +125,7 @@ async fn retry_from_the_failed_page_and_no_script_from_a_message() {
 
     retry_through_the_page(&browser, &list, &charge.id).await;
     eventually(WAIT, "the retried job runs again and succeeds", || async {
-        runs.0.load(Ordering::SeqCst) == 2
+        runs.count.load(Ordering::SeqCst) == 2
     })
     .await;
     let detail = store
