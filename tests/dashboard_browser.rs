@@ -100,13 +100,7 @@ async fn retry_from_the_failed_page_and_no_script_from_a_message() {
     let overview = browser.screenshot("overview").await;
     let list = format!("{}/failed?queue={queue}", dashboard.url);
     open(&browser, &list, &row(&charge.id)).await;
-    browser
-        .client
-        .wait()
-        .at_most(WAIT)
-        .for_element(Locator::Css(&row(&probe.id)))
-        .await
-        .expect("the probe's row");
+    browser.element(&row(&probe.id), WAIT).await;
     let failed = browser.screenshot("failed").await;
     assert_inert(&browser, "the failed list").await;
 
@@ -190,23 +184,13 @@ async fn open(browser: &Browser, url: &str, ready: &str) {
         .goto(url)
         .await
         .unwrap_or_else(|e| panic!("open {url}: {e}"));
-    browser
-        .client
-        .wait()
-        .at_most(WAIT)
-        .for_element(Locator::Css(ready))
-        .await
-        .unwrap_or_else(|e| panic!("{ready} on {url}: {e}"));
+    browser.element(ready, WAIT).await;
 }
 
 async fn click(browser: &Browser, selector: &str) {
     browser
-        .client
-        .wait()
-        .at_most(WAIT)
-        .for_element(Locator::Css(selector))
+        .element(selector, WAIT)
         .await
-        .unwrap_or_else(|e| panic!("no {selector}: {e}"))
         .click()
         .await
         .unwrap_or_else(|e| panic!("click {selector}: {e}"));

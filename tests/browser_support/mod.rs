@@ -15,7 +15,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use fantoccini::{Client, ClientBuilder};
+use fantoccini::{elements::Element, Client, ClientBuilder, Locator};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
@@ -104,6 +104,16 @@ impl Browser {
         let path = dir.join(format!("{name}.png"));
         std::fs::write(&path, png).expect("write the screenshot");
         path
+    }
+
+    /// Waits up to `within` for an element matching the CSS `selector`.
+    pub async fn element(&self, selector: &str, within: Duration) -> Element {
+        self.client
+            .wait()
+            .at_most(within)
+            .for_element(Locator::Css(selector))
+            .await
+            .unwrap_or_else(|e| panic!("no {selector} on the page within {within:?}: {e}"))
     }
 
     /// Runs `script` in the page and returns its value.
