@@ -25,6 +25,7 @@ pub const HOUR_MS: i64 = 3_600_000;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct Bucket {
     /// The bucket's start, ms since the epoch.
+    #[serde(rename = "start_ms")]
     pub start: i64,
     #[serde(flatten)]
     pub counts: Counts,

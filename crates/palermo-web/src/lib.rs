@@ -27,17 +27,109 @@
 //! address when there is no login, and should call [`WebConfig::validate_bind`] before it
 //! binds.
 
+mod actions;
+mod api;
+mod assets;
+mod chart;
 mod config;
-pub(crate) mod security;
+mod data;
+mod error;
+mod links;
+mod metrics;
+mod pages;
+mod query;
+mod security;
+mod state;
+mod text;
 
-use axum::{routing::get, Router};
+use axum::{
+    http::StatusCode,
+    middleware::{from_fn, from_fn_with_state},
+    response::IntoResponse,
+    routing::{get, post},
+    Router,
+};
 
 pub use config::{ConfigError, Credentials, CredentialsError, WebConfig};
+pub use error::WebError;
+
+use crate::{security::auth::require_login, state::App};
 
 /// The dashboard as a router, to serve alone or to mount with `Router::nest`. A
 /// configuration [`WebConfig::validate`] refuses makes every request answer 500 with the
 /// reason (call `validate` first to fail at start-up instead).
 pub fn router(config: WebConfig) -> Router {
-    let _ = config;
-    Router::new().route("/health", get(|| async { "ok" }))
+    let csrf = match config
+        .validate()
+        .and_then(|()| Ok(security::csrf::layer(&config.trusted_origins)?))
+    {
+        Ok(csrf) => csrf,
+        Err(e) => {
+            tracing::error!(error = %e, "the dashboard's configuration is invalid");
+            let message = format!("the dashboard is misconfigured: {e}\n");
+            return Router::new().fallback(move || async move {
+                (StatusCode::INTERNAL_SERVER_ERROR, message).into_response()
+            });
+        }
+    };
+    let metrics_public = config.metrics_public;
+    let app = App::new(config);
+    let mut protected = pages_and_actions().nest("/api", api());
+    let mut open = Router::new()
+        .route("/health", get(metrics::health))
+        .route("/static/{name}", get(assets::serve));
+    if metrics_public {
+        open = open.route("/metrics", get(metrics::metrics));
+    } else {
+        protected = protected.route("/metrics", get(metrics::metrics));
+    }
+    let protected = protected
+        .fallback(|| async { WebError::NotFound("no such page".into()) })
+        .layer(csrf)
+        .layer(from_fn_with_state(
+            app.clone(),
+            security::read_only::refuse_actions,
+        ))
+        .layer(from_fn_with_state(app.clone(), require_login));
+    open.merge(protected)
+        .layer(from_fn_with_state(app.clone(), pages::render_errors))
+        .layer(from_fn(security::headers::secure))
+        .with_state(app)
+}
+
+/// The HTML pages and their forms.
+fn pages_and_actions() -> Router<App> {
+    use pages::{actions, failed, failure, overview, queues, workers};
+    Router::new()
+        .route("/", get(overview::page))
+        .route("/queues", get(queues::list))
+        .route("/queues/{name}", get(queues::show))
+        .route("/queues/{name}/purge", post(actions::purge))
+        .route("/workers", get(workers::page))
+        .route("/failed", get(failed::page))
+        .route("/failed/retry", post(actions::retry))
+        .route("/failed/remove", post(actions::remove))
+        .route("/failed/retry-all", post(actions::retry_all))
+        .route("/failed/remove-all", post(actions::remove_all))
+        .route("/failed/{id}", get(failure::page))
+}
+
+/// The JSON API (docs/dashboard.md).
+fn api() -> Router<App> {
+    Router::new()
+        .route("/overview", get(api::overview))
+        .route("/stats", get(api::stats))
+        .route("/series", get(api::series))
+        .route("/queues", get(api::queues))
+        .route("/queues/{name}", get(api::queue))
+        .route("/queues/{name}/purge", post(api::purge))
+        .route("/workers", get(api::workers))
+        .route("/failed", get(api::failed))
+        .route("/failed/facets", get(api::facets))
+        .route("/failed/retry", post(api::retry))
+        .route("/failed/remove", post(api::remove))
+        .route("/failed/retry-all", post(api::retry_all))
+        .route("/failed/remove-all", post(api::remove_all))
+        .route("/failed/{id}", get(api::failure))
+        .fallback(|| async { error::ApiError(WebError::NotFound("no such API route".into())) })
 }
