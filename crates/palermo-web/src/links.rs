@@ -4,10 +4,17 @@
 //! strips a prefix: it cannot know the public path. So every link and redirect is relative
 //! to the page it is on: [`Root`] is the way from the current path back to the dashboard's
 //! root (`./` on `/failed`, `../` on `/failed/ID`), and links are `{root}failed`.
+//!
+//! One case needs the public path: nested with `nest("/palermo", ..)`, the root page is
+//! `/palermo`, without a slash, where `./failed` would mean `/failed`; there the root is
+//! the last segment of the original path (`palermo/`).
 
 use std::convert::Infallible;
 
-use axum::{extract::FromRequestParts, http::request::Parts};
+use axum::{
+    extract::{FromRequestParts, OriginalUri},
+    http::request::Parts,
+};
 
 /// The relative path from the request's page to the dashboard's root, ending in `/`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -34,7 +41,17 @@ impl<S: Send + Sync> FromRequestParts<S> for Root {
     type Rejection = Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Root, Infallible> {
-        Ok(Root::of(parts.uri.path()))
+        let inner = parts.uri.path();
+        if matches!(inner, "" | "/") {
+            if let Some(OriginalUri(original)) = parts.extensions.get::<OriginalUri>() {
+                let path = original.path();
+                if !path.ends_with('/') {
+                    let last = path.rsplit('/').next().unwrap_or("");
+                    return Ok(Root(format!("{last}/")));
+                }
+            }
+        }
+        Ok(Root::of(inner))
     }
 }
 

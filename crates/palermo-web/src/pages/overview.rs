@@ -2,8 +2,7 @@
 
 use askama::Template;
 use axum::{
-    extract::{OriginalUri, State},
-    http::{header, StatusCode},
+    extract::State,
     response::{IntoResponse, Response},
 };
 
@@ -29,23 +28,8 @@ struct OverviewPage {
     busy: Vec<BusyLine>,
 }
 
-/// `GET /`: the overview. Mounted at `/palermo` and asked for as `/palermo` (no slash),
-/// it redirects to `/palermo/` so that its relative links resolve inside the mount.
-pub(crate) async fn page(
-    State(app): State<App>,
-    root: Root,
-    OriginalUri(original): OriginalUri,
-) -> Result<Response, WebError> {
-    let path = original.path();
-    if path != "/" && !path.ends_with('/') {
-        let last = path.rsplit('/').next().unwrap_or("");
-        let location = format!("{last}/");
-        return Ok((
-            StatusCode::PERMANENT_REDIRECT,
-            [(header::LOCATION, location)],
-        )
-            .into_response());
-    }
+/// `GET /`: the overview.
+pub(crate) async fn page(State(app): State<App>, root: Root) -> Result<Response, WebError> {
     let data = Overview::load(&app).await?;
     let now = text::now_ms();
     let failed_queue = &app.config().failed_queue;
