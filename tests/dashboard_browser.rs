@@ -94,7 +94,7 @@ async fn retry_from_the_failed_page_and_no_script_from_a_message() {
     let charge = by_job(&failures, "browser_charge");
     let probe = by_job(&failures, "browser_probe");
 
-    let browser = Browser::start().await;
+    let browser = Browser::start(1280, 1800, &[]).await;
     let at_start = started.elapsed();
     open(&browser, &format!("{}/", dashboard.url), "main").await;
     let overview = browser.screenshot("overview").await;
@@ -103,6 +103,7 @@ async fn retry_from_the_failed_page_and_no_script_from_a_message() {
     browser.element(&row(&probe.id), WAIT).await;
     let failed = browser.screenshot("failed").await;
     assert_inert(&browser, "the failed list").await;
+    let other_looks = other_looks(&list, &row(&probe.id)).await;
 
     open(
         &browser,
@@ -139,9 +140,10 @@ async fn retry_from_the_failed_page_and_no_script_from_a_message() {
     );
 
     println!(
-        "screenshots: {} and {}; browser test took {:?} ({:?} before the browser started)",
+        "screenshots: {}, {}, {}; browser test took {:?} ({:?} before the browser started)",
         overview.display(),
         failed.display(),
+        other_looks.display(),
         started.elapsed(),
         at_start
     );
@@ -154,13 +156,37 @@ async fn retry_from_the_failed_page_and_no_script_from_a_message() {
     broker.cleanup().await;
 }
 
+/// The Failed page on a phone-sized window in dark mode (Chromium's `--force-dark-mode` makes
+/// `prefers-color-scheme: dark` match), saved as `failed-phone-dark.png` for a person to look
+/// at; the page must still show the rows.
+async fn other_looks(list: &str, ready: &str) -> std::path::PathBuf {
+    let phone = Browser::start(390, 844, &["--force-dark-mode"]).await;
+    open(&phone, list, ready).await;
+    let dark = phone
+        .eval("return window.matchMedia('(prefers-color-scheme: dark)').matches")
+        .await;
+    assert_eq!(dark, true, "the dark-mode window does not prefer dark");
+    let path = phone.screenshot("failed-phone-dark").await;
+    phone.close().await;
+    path
+}
+
 /// Ticks the failure's checkbox, presses Retry, confirms, and waits for its row to go.
 async fn retry_through_the_page(browser: &Browser, list: &str, id: &str) {
     open(browser, list, &row(id)).await;
-    let checkbox = format!("{} input[type=checkbox]", row(id));
-    click(browser, &checkbox).await;
-    click(browser, "button[value=retry]").await;
-    click(browser, "dialog[open] button[type=submit]").await;
+    click(browser, &format!("{} input.select-failure", row(id))).await;
+    click(browser, "#retry-selected").await;
+    let question = browser
+        .element("#confirm-dialog[open] #confirm-message", WAIT)
+        .await
+        .text()
+        .await
+        .expect("the confirmation's text");
+    assert!(
+        question.contains("Retry 1 selected"),
+        "the confirmation says {question:?}"
+    );
+    click(browser, "#confirm-dialog[open] #confirm-yes").await;
     let gone = format!(
         "return document.querySelector('{}') === null",
         row(id).replace('\'', "\\'")

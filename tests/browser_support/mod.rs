@@ -32,7 +32,6 @@ const FLAGS: &[&str] = &[
     "--disable-component-update",
     "--disable-sync",
     "--disable-dev-shm-usage",
-    "--window-size=1280,1000",
 ];
 
 /// Whether the browser tests should run here; panics when they cannot and may not be skipped.
@@ -67,8 +66,9 @@ pub struct Browser {
 }
 
 impl Browser {
-    /// Starts chromedriver on a free port, waits until it is ready, and opens a session.
-    pub async fn start() -> Browser {
+    /// Starts chromedriver on a free port, waits until it is ready, and opens a session with
+    /// a window of `width` × `height` and Chromium's `extra` flags (e.g. `--force-dark-mode`).
+    pub async fn start(width: u32, height: u32, extra: &[&str]) -> Browser {
         let port = free_port();
         let log = std::env::temp_dir().join(format!("chromedriver-{port}.log"));
         // In a process group of its own, so that Drop can end chromedriver and every Chromium
@@ -83,7 +83,7 @@ impl Browser {
             .expect("start chromedriver");
         let profile = std::env::temp_dir().join(format!("chromium-{}", uuid::Uuid::new_v4()));
         Browser {
-            client: connect(port, &profile).await,
+            client: connect(port, &profile, width, height, extra).await,
             driver,
             profile,
             log,
@@ -140,9 +140,10 @@ impl Drop for Browser {
 }
 
 /// Opens a session, retrying while chromedriver is starting (up to 20 s).
-async fn connect(port: u16, profile: &Path) -> Client {
-    let mut args: Vec<String> = FLAGS.iter().map(|f| f.to_string()).collect();
+async fn connect(port: u16, profile: &Path, width: u32, height: u32, extra: &[&str]) -> Client {
+    let mut args: Vec<String> = FLAGS.iter().chain(extra).map(|f| f.to_string()).collect();
     args.push(format!("--user-data-dir={}", profile.display()));
+    args.push(format!("--window-size={width},{height}"));
     let capabilities = serde_json::json!({
         "browserName": "chrome",
         "goog:chromeOptions": { "binary": CHROMIUM, "args": args },
