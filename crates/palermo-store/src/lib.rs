@@ -28,6 +28,8 @@ pub mod keyset;
 pub mod queues;
 pub mod recorder;
 pub mod requeue;
+#[doc(hidden)]
+pub mod sample;
 pub mod series;
 pub mod stats;
 pub mod store;

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use axum::{body::Body, Router};
 use http::{Request, StatusCode};
 use http_body_util::BodyExt as _;
-use palermo_store::{failures::sample, Store};
+use palermo_store::{sample::failure as sample, Store};
 use sqlx::{any::AnyPoolOptions, Executor as _};
 use tower::ServiceExt as _;
 

@@ -120,13 +120,24 @@ impl WebConfig {
     /// The loopback rule, for the binary that binds the socket: serving on anything but a
     /// loopback address (127.0.0.0/8, ::1) without [`WebConfig::auth`] is refused unless
     /// `insecure_no_auth` (the CLI's `--insecure-no-auth`) is set. The router itself cannot
-    /// see the bind address, so the CLI calls this before it binds.
+    /// see the bind address, so the CLI calls this (or [`WebConfig::check_bind`], which needs
+    /// no configuration yet) before it binds.
     pub fn validate_bind(
         &self,
         addr: SocketAddr,
         insecure_no_auth: bool,
     ) -> Result<(), ConfigError> {
-        if addr.ip().is_loopback() || self.auth.is_some() || insecure_no_auth {
+        WebConfig::check_bind(addr, self.auth.is_some(), insecure_no_auth)
+    }
+
+    /// [`WebConfig::validate_bind`] before a configuration exists (so that a refused bind
+    /// opens no store): `has_auth` says whether credentials were given.
+    pub fn check_bind(
+        addr: SocketAddr,
+        has_auth: bool,
+        insecure_no_auth: bool,
+    ) -> Result<(), ConfigError> {
+        if addr.ip().is_loopback() || has_auth || insecure_no_auth {
             return Ok(());
         }
         Err(ConfigError::OpenBind { addr })
