@@ -16,7 +16,7 @@ use std::{
 use lapin::{options::QueuePurgeOptions, Connection};
 use palermo::topology::{self, QueueType};
 use serde::Serialize;
-use tokio::{sync::Mutex, task::JoinSet};
+use tokio::sync::Mutex;
 
 use crate::{
     error::{Rejection, Result, StoreError},
@@ -51,6 +51,58 @@ pub struct QueuesReport {
     pub retrying: u64,
     /// Jobs enqueued for later or snoozed, waiting in the delay queues.
     pub scheduled: u64,
+    /// Whether the delay queues exist (they are declared at the first delayed job).
+    pub delay_queues_declared: bool,
+}
+
+/// Every queue the alive workers serve, every queue with open failures, the failed queue
+/// and `extra` (invalid names left out); and the delay queues' contents (of `queue_type`'s
+/// layout). Used by `palermo queues` and the dashboard.
+pub async fn report(
+    connection: &Connection,
+    store: &Store,
+    failed_queue: &str,
+    queue_type: QueueType,
+    extra: &[String],
+) -> Result<QueuesReport> {
+    let workers = store.workers().await?;
+    let failed: BTreeMap<String, i64> = store.failed_per_queue().await?.into_iter().collect();
+    let mut names: BTreeSet<String> = extra.iter().cloned().collect();
+    let mut unacked: BTreeMap<String, u32> = BTreeMap::new();
+    for worker in workers.iter().filter(|w| w.status == "alive") {
+        names.extend(worker.queues.iter().cloned());
+        for job in &worker.running {
+            *unacked.entry(job.queue.clone()).or_default() += 1;
+        }
+    }
+    names.extend(failed.keys().cloned());
+    names.insert(failed_queue.to_string());
+    names.retain(|name| topology::validate_queue_name(name).is_ok());
+
+    let depths = async {
+        let mut queues = Vec::new();
+        for queue in names {
+            let depth = topology::inspect(connection, &queue).await?;
+            queues.push(QueueRow {
+                exists: depth.is_some(),
+                ready: depth.map(|d| d.ready),
+                unacked: unacked.get(&queue).copied().unwrap_or(0),
+                consumers: depth.map(|d| d.consumers),
+                failed: failed.get(&queue).copied().unwrap_or(0),
+                queue,
+            });
+        }
+        Ok::<_, palermo::Error>(queues)
+    };
+    let waiting = palermo::delay::waiting(connection, palermo::delay::Layout::of(queue_type));
+    let (queues, waiting) = futures_lite::future::zip(depths, waiting).await;
+    let waiting = waiting?;
+    Ok(QueuesReport {
+        queues: queues?,
+        retrying: waiting.retrying,
+        scheduled: waiting.scheduled,
+        delay_queues_declared: waiting.declared,
+    })
 }
 
 /// The broker side of the admin tools, over one lazily opened connection.
@@ -110,60 +162,17 @@ impl BrokerAdmin {
         Ok(connection)
     }
 
-    /// Every queue the alive workers serve, every queue with open failures, the failed queue
-    /// and `extra`; and the delay queues' contents.
+    /// [`report`] over this connection.
     pub async fn queues(&self, store: &Store, extra: &[String]) -> Result<QueuesReport> {
-        let workers = store.workers().await?;
-        let failed: BTreeMap<String, i64> = store.failed_per_queue().await?.into_iter().collect();
-        let mut names: BTreeSet<String> = extra.iter().cloned().collect();
-        let mut unacked: BTreeMap<String, u32> = BTreeMap::new();
-        for worker in workers.iter().filter(|w| w.status == "alive") {
-            names.extend(worker.queues.iter().cloned());
-            for job in &worker.running {
-                *unacked.entry(job.queue.clone()).or_default() += 1;
-            }
-        }
-        names.extend(failed.keys().cloned());
-        names.insert(self.failed_queue.clone());
-        names.retain(|name| topology::validate_queue_name(name).is_ok());
-
         let connection = self.connection().await?;
-        let layout = palermo::delay::Layout::of(self.queue_type);
-        let waiting = tokio::spawn({
-            let connection = connection.clone();
-            async move { palermo::delay::waiting(&connection, layout).await }
-        });
-        let mut depths = JoinSet::new();
-        for name in names {
-            let connection = connection.clone();
-            depths.spawn(async move {
-                let depth = topology::inspect(&connection, &name).await;
-                (name, depth)
-            });
-        }
-        let mut queues = Vec::new();
-        while let Some(joined) = depths.join_next().await {
-            let (queue, depth) = joined
-                .map_err(|e| palermo::Error::Config(format!("queue inspection failed: {e}")))?;
-            let depth = depth?;
-            queues.push(QueueRow {
-                exists: depth.is_some(),
-                ready: depth.map(|d| d.ready),
-                unacked: unacked.get(&queue).copied().unwrap_or(0),
-                consumers: depth.map(|d| d.consumers),
-                failed: failed.get(&queue).copied().unwrap_or(0),
-                queue,
-            });
-        }
-        queues.sort_by(|a, b| a.queue.cmp(&b.queue));
-        let waiting = waiting
-            .await
-            .map_err(|e| palermo::Error::Config(format!("delay queue inspection failed: {e}")))??;
-        Ok(QueuesReport {
-            queues,
-            retrying: waiting.retrying,
-            scheduled: waiting.scheduled,
-        })
+        report(
+            &connection,
+            store,
+            &self.failed_queue,
+            self.queue_type,
+            extra,
+        )
+        .await
     }
 
     /// One queue; `None` when neither the broker nor the store knows it.

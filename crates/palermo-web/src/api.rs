@@ -139,26 +139,24 @@ pub(crate) async fn remove(
     Ok(Json(json!({"removed": removed})))
 }
 
-/// `POST /api/failed/retry-all` with the filter as JSON (`{"queue": "mail"}`; `{}` is all).
+/// `POST /api/failed/retry-all` with the filter as JSON (`{"queue": "mail"}`; `{}` is all):
+/// `{"retried": N}`.
 pub(crate) async fn retry_all(
     State(app): State<App>,
     actor: Actor,
     Json(query): Json<FailedQuery>,
 ) -> ApiResult<Value> {
     let filter = query.filter(text::now_ms())?;
-    Ok(Json(
-        json!({"retried": actions::retry_all(&app, &filter, &actor).await?}),
-    ))
+    let retried = actions::retry_all(&app, &filter, &actor).await?;
+    Ok(Json(json!({ "retried": retried })))
 }
 
-/// `POST /api/failed/remove-all` with the filter as JSON.
+/// `POST /api/failed/remove-all` with the filter as JSON: `{"removed": N}`.
 pub(crate) async fn remove_all(
     State(app): State<App>,
     actor: Actor,
     Json(query): Json<FailedQuery>,
 ) -> ApiResult<Value> {
-    let filter = query.filter(text::now_ms())?;
-    Ok(Json(
-        json!({"removed": actions::remove_all(&app, &filter, &actor).await?}),
-    ))
+    let removed = actions::remove_all(&app, &query.filter(text::now_ms())?, &actor).await?;
+    Ok(Json(json!({ "removed": removed })))
 }

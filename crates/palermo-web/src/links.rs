@@ -62,6 +62,7 @@ pub(crate) fn is_local_page(target: &str) -> bool {
     let known = ["", "failed", "queues", "workers"];
     let first = path.split('/').next().unwrap_or("");
     known.contains(&first)
+        && !target.starts_with('/')
         && !target.contains("//")
         && !target.contains('\\')
         && !target.chars().any(char::is_control)

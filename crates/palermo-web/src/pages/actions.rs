@@ -105,105 +105,140 @@ fn plural(n: usize, word: &str) -> String {
     format!("{n} {word}{}", if n == 1 { "" } else { "s" })
 }
 
+/// Retry or remove: what the two pairs of forms differ in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Act {
+    Retry,
+    Remove,
+}
+
+impl Act {
+    fn verb(self) -> &'static str {
+        match self {
+            Act::Retry => "Retry",
+            Act::Remove => "Remove",
+        }
+    }
+
+    fn consequence(self) -> &'static str {
+        match self {
+            Act::Retry => "Their jobs go back to their queues.",
+            Act::Remove => "They will not run again.",
+        }
+    }
+
+    fn done(self) -> &'static str {
+        match self {
+            Act::Retry => "retried",
+            Act::Remove => "removed",
+        }
+    }
+
+    fn path(self, all: bool) -> &'static str {
+        match (self, all) {
+            (Act::Retry, false) => "failed/retry",
+            (Act::Remove, false) => "failed/remove",
+            (Act::Retry, true) => "failed/retry-all",
+            (Act::Remove, true) => "failed/remove-all",
+        }
+    }
+}
+
 /// `POST /failed/retry` (fields `id`...).
 pub(crate) async fn retry(
-    State(app): State<App>,
+    state: State<App>,
     root: Root,
     actor: Actor,
     body: Bytes,
 ) -> Result<Response, WebError> {
-    let fields = Fields::parse(&body);
-    let ids = fields.all("id");
-    if !fields.confirmed() {
-        let message = format!(
-            "Retry {}? Their jobs go back to their queues.",
-            plural(ids.len(), "failure")
-        );
-        return confirm(&app, &root, "failed/retry", message, &fields);
-    }
-    let retried = actions::retry(&app, &ids, &actor).await?;
-    Ok(done(
-        &root,
-        &fields.return_to("failed"),
-        "retried",
-        retried.len() as u64,
-    ))
+    selected(state, root, actor, body, Act::Retry).await
 }
 
 /// `POST /failed/remove` (fields `id`...).
 pub(crate) async fn remove(
+    state: State<App>,
+    root: Root,
+    actor: Actor,
+    body: Bytes,
+) -> Result<Response, WebError> {
+    selected(state, root, actor, body, Act::Remove).await
+}
+
+/// `POST /failed/retry-all` (the filter fields).
+pub(crate) async fn retry_all(
+    state: State<App>,
+    root: Root,
+    actor: Actor,
+    body: Bytes,
+) -> Result<Response, WebError> {
+    all(state, root, actor, body, Act::Retry).await
+}
+
+/// `POST /failed/remove-all` (the filter fields).
+pub(crate) async fn remove_all(
+    state: State<App>,
+    root: Root,
+    actor: Actor,
+    body: Bytes,
+) -> Result<Response, WebError> {
+    all(state, root, actor, body, Act::Remove).await
+}
+
+async fn selected(
     State(app): State<App>,
     root: Root,
     actor: Actor,
     body: Bytes,
+    act: Act,
 ) -> Result<Response, WebError> {
     let fields = Fields::parse(&body);
     let ids = fields.all("id");
     if !fields.confirmed() {
         let message = format!(
-            "Remove {}? They will not run again.",
-            plural(ids.len(), "failure")
+            "{} {}? {}",
+            act.verb(),
+            plural(ids.len(), "failure"),
+            act.consequence()
         );
-        return confirm(&app, &root, "failed/remove", message, &fields);
+        return confirm(&app, &root, act.path(false), message, &fields);
     }
-    let removed = actions::remove(&app, &ids, &actor).await?;
-    Ok(done(&root, &fields.return_to("failed"), "removed", removed))
-}
-
-/// `POST /failed/retry-all` (the filter fields).
-pub(crate) async fn retry_all(
-    State(app): State<App>,
-    root: Root,
-    actor: Actor,
-    body: Bytes,
-) -> Result<Response, WebError> {
-    all(app, root, actor, body, true).await
-}
-
-/// `POST /failed/remove-all` (the filter fields).
-pub(crate) async fn remove_all(
-    State(app): State<App>,
-    root: Root,
-    actor: Actor,
-    body: Bytes,
-) -> Result<Response, WebError> {
-    all(app, root, actor, body, false).await
+    let n = match act {
+        Act::Retry => actions::retry(&app, &ids, &actor).await?.len() as u64,
+        Act::Remove => actions::remove(&app, &ids, &actor).await?,
+    };
+    Ok(done(&root, &fields.return_to("failed"), act.done(), n))
 }
 
 async fn all(
-    app: App,
+    State(app): State<App>,
     root: Root,
     actor: Actor,
     body: Bytes,
-    retry: bool,
+    act: Act,
 ) -> Result<Response, WebError> {
     let fields = Fields::parse(&body);
     let query = FailedQuery::from_fields(&fields.0);
     let filter = query.filter(text::now_ms())?;
     if !fields.confirmed() {
         let count = app.store().count_failures(&filter).await?;
-        let verb = if retry { "Retry" } else { "Remove" };
         let scope = if query.is_filtered() {
             " matching this filter"
         } else {
             ""
         };
-        let message = format!("{verb} all {}{scope}?", plural(count as usize, "failure"));
-        let action = if retry {
-            "failed/retry-all"
-        } else {
-            "failed/remove-all"
-        };
-        return confirm(&app, &root, action, message, &fields);
+        let message = format!(
+            "{} all {}{scope}? {}",
+            act.verb(),
+            plural(usize::try_from(count).unwrap_or(0), "failure"),
+            act.consequence()
+        );
+        return confirm(&app, &root, act.path(true), message, &fields);
     }
-    let back = query.link();
-    if retry {
-        let n = actions::retry_all(&app, &filter, &actor).await?;
-        Ok(done(&root, &back, "retried", n))
-    } else {
-        let n = actions::remove_all(&app, &filter, &actor).await?;
-        Ok(done(&root, &back, "removed", n))
-    }
+    let n = match act {
+        Act::Retry => actions::retry_all(&app, &filter, &actor).await?,
+        Act::Remove => actions::remove_all(&app, &filter, &actor).await?,
+    };
+    Ok(done(&root, &query.link(), act.done(), n))
 }
 
 /// `POST /queues/{name}/purge`.
