@@ -42,6 +42,11 @@ async fn a_public_bind_without_auth_is_refused() {
             "{bind}: {err}"
         );
     }
+    let file = admin.db.url.trim_start_matches("sqlite:");
+    assert!(
+        !std::path::Path::new(file).exists(),
+        "a refused bind opened the store"
+    );
     let broker = Broker::connect().await;
     admin.cleanup(&broker).await;
 }

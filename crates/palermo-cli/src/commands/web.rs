@@ -14,7 +14,10 @@ use std::{future::IntoFuture, net::SocketAddr, sync::Arc, time::Duration};
 use anyhow::Context as _;
 use palermo::shutdown::{self, Shutdown, Trigger};
 use palermo_web::{Credentials, WebConfig};
-use tokio::task::JoinHandle;
+use tokio::{
+    signal::unix::{signal, Signal, SignalKind},
+    task::JoinHandle,
+};
 use tracing::{info, warn};
 
 use crate::admin::Settings;
@@ -60,6 +63,8 @@ pub struct Args {
 
 pub async fn run(amqp_url: &str, settings: &Settings, args: Args) -> anyhow::Result<()> {
     let auth = credentials(args.auth.as_deref())?;
+    WebConfig::check_bind(args.bind, auth.is_some(), args.insecure_no_auth)?;
+    let signals = StopSignals::listen()?;
     let store = settings.store().await?;
     let config = WebConfig::new(store, amqp_url)
         .env_name(args.env_name)
@@ -70,7 +75,6 @@ pub async fn run(amqp_url: &str, settings: &Settings, args: Args) -> anyhow::Res
         .queue_type(settings.queue_type)
         .failed_queue(settings.failed_queue.clone());
     config.validate()?;
-    config.validate_bind(args.bind, args.insecure_no_auth)?;
     let listener = tokio::net::TcpListener::bind(args.bind)
         .await
         .with_context(|| format!("cannot listen on {}", args.bind))?;
@@ -87,7 +91,7 @@ pub async fn run(amqp_url: &str, settings: &Settings, args: Args) -> anyhow::Res
     println!("palermo web: the dashboard is on http://{local}/ (Ctrl-C to stop)");
     info!(address = %local, "dashboard serving; recorder running");
     let trigger = Arc::new(trigger);
-    tokio::spawn(on_signals(trigger.clone()));
+    tokio::spawn(signals.handle(trigger.clone()));
     finish(server, recorder, trigger, stop).await
 }
 
@@ -151,29 +155,35 @@ async fn ended<E: std::fmt::Display>(
     }
 }
 
-/// The first SIGINT/SIGTERM asks everything to stop; a second exits at once.
-async fn on_signals(trigger: Arc<Trigger>) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (mut term, mut int) = match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) {
-        (Ok(term), Ok(int)) => (term, int),
-        (Err(e), _) | (_, Err(e)) => {
-            warn!(error = %e, "cannot listen for signals; stop the dashboard with SIGKILL");
-            return;
+/// SIGTERM and SIGINT, listened to from before the URL is printed: a signal that arrives
+/// right after start-up must stop the dashboard gracefully, not kill it.
+struct StopSignals {
+    term: Signal,
+    int: Signal,
+}
+
+impl StopSignals {
+    fn listen() -> anyhow::Result<StopSignals> {
+        let listen = |kind| signal(kind).context("listening for SIGINT and SIGTERM");
+        Ok(StopSignals {
+            term: listen(SignalKind::terminate())?,
+            int: listen(SignalKind::interrupt())?,
+        })
+    }
+
+    /// The first signal asks everything to stop; a second exits at once.
+    async fn handle(mut self, trigger: Arc<Trigger>) {
+        for count in 1.. {
+            tokio::select! {
+                _ = self.term.recv() => {}
+                _ = self.int.recv() => {}
+            }
+            if count > 1 {
+                warn!("second stop signal: exiting now");
+                std::process::exit(130);
+            }
+            eprintln!("palermo web: stopping (send the signal again to exit now)");
+            trigger.stop();
         }
-    };
-    for count in 1.. {
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = int.recv() => {}
-        }
-        if count > 1 {
-            warn!("second stop signal: exiting now");
-            std::process::exit(130);
-        }
-        eprintln!("palermo web: stopping (send the signal again to exit now)");
-        trigger.stop();
     }
 }
