@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use axum::{body::Body, Router};
 use http::{Request, StatusCode};
 use http_body_util::BodyExt as _;
-use palermo_store::{sample::failure as sample, Store};
+use palermo_store::{sample, Store};
 use sqlx::{any::AnyPoolOptions, Executor as _};
 use tower::ServiceExt as _;
 
@@ -120,7 +120,10 @@ async fn fill(store: &Store, count: usize) -> Result<Duration, Error> {
     let started = Instant::now();
     let all: Vec<usize> = (0..count).collect();
     for chunk in all.chunks(1000) {
-        let batch: Vec<_> = chunk.iter().map(|&i| sample(i, count, now)).collect();
+        let batch: Vec<_> = chunk
+            .iter()
+            .map(|&i| sample::failure(i, count, now))
+            .collect();
         store.insert_failures(&batch).await?;
     }
     Ok(started.elapsed())
