@@ -124,15 +124,18 @@ if [ "$SMOKE" = "--smoke" ]; then
   "$BIN/palermo" failed list --limit 5
   health=$(http_get /health) || true
   failed_page=$(http_get /failed) || true
+  workers_page=$(http_get /workers) || true
   if ! grep -q '^HTTP/1.1 200' <<<"$health" || ! grep -q '^HTTP/1.1 200' <<<"$failed_page" ||
-    ! grep -q 'send_email' <<<"$failed_page"; then
-    say "smoke FAILED: the dashboard at $URL did not show the failures"
+    ! grep -q 'send_email' <<<"$failed_page" ||
+    ! grep ":$WORKER:" <<<"$workers_page" | grep -q 'data-status="alive"'; then
+    say "smoke FAILED: the dashboard at $URL did not show the failures and the worker"
     head -5 <<<"$health"
     head -20 <<<"$failed_page"
+    grep -i "worker-row" <<<"$workers_page" || true
     cat "$WEB_LOG"
     exit 1
   fi
-  say "smoke: the dashboard answers /health and its failed page lists the failures"
+  say "smoke: the dashboard answers /health, lists the failures and shows the worker alive"
   stop_all
   workers=$("$BIN/palermo" workers)
   if [ "$WORKER_STATUS" != 0 ] || ! grep -Eq ":$WORKER:[^ ]* +stopped " <<<"$workers"; then
