@@ -64,7 +64,6 @@ pub struct Args {
 pub async fn run(amqp_url: &str, settings: &Settings, args: Args) -> anyhow::Result<()> {
     let auth = credentials(args.auth.as_deref())?;
     WebConfig::check_bind(args.bind, auth.is_some(), args.insecure_no_auth)?;
-    let signals = StopSignals::listen()?;
     let store = settings.store().await?;
     let config = WebConfig::new(store, amqp_url)
         .env_name(args.env_name)
@@ -81,6 +80,9 @@ pub async fn run(amqp_url: &str, settings: &Settings, args: Args) -> anyhow::Res
     let local = listener.local_addr().context("reading the bound address")?;
     let recorder = settings.connect_recorder(amqp_url).await?;
 
+    // Until here a signal ends the process at once (nothing to finish); from here on it stops
+    // it gracefully, also when it arrives the moment the URL is out.
+    let signals = StopSignals::listen()?;
     let (trigger, stop) = shutdown::channel();
     let recorder = tokio::spawn(recorder.run(stop.clone()));
     let app = palermo_web::router(config).into_make_service_with_connect_info::<SocketAddr>();
@@ -156,7 +158,7 @@ async fn ended<E: std::fmt::Display>(
 }
 
 /// SIGTERM and SIGINT, listened to from before the URL is printed: a signal that arrives
-/// right after start-up must stop the dashboard gracefully, not kill it.
+/// right after it must stop the dashboard gracefully, not kill it.
 struct StopSignals {
     term: Signal,
     int: Signal,
