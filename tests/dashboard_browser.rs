@@ -7,7 +7,8 @@
 //!   succeeds.
 //! - A failure whose arguments and error hold HTML and a `<script>` shows them as text on the
 //!   list and the detail page, and runs nothing.
-//! - Screenshots of the overview and the Failed page go to `target/screenshots/`.
+//! - Screenshots of the overview, the Failed page (also phone-sized in dark mode) and the
+//!   probe's page go to `target/screenshots/`, for a person to look at.
 
 #[path = "admin_support/mod.rs"]
 mod admin_support;
@@ -112,6 +113,7 @@ async fn retry_from_the_failed_page_and_no_script_from_a_message() {
     )
     .await;
     assert_inert(&browser, "the failure's page").await;
+    browser.screenshot("failure").await;
     let text = body_text(&browser).await;
     assert!(
         text.contains("rejected <script>window.__pwned = 1;") && text.contains("onerror="),
@@ -196,6 +198,16 @@ async fn retry_through_the_page(browser: &Browser, list: &str, id: &str) {
         assert!(Instant::now() < deadline, "the retried row did not go away");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    let notice = browser
+        .element("#notice", WAIT)
+        .await
+        .text()
+        .await
+        .expect("the notice's text");
+    assert!(
+        notice.contains("Retried 1 failure"),
+        "the page says {notice:?}"
+    );
 }
 
 /// The CSS selector of a failure's row on the list.
