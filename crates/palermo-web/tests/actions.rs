@@ -276,6 +276,31 @@ async fn retry_all_and_remove_all_act_on_the_filter_only() {
         "the other queue is untouched"
     );
 
+    let one = send(
+        &router,
+        post_json("/api/failed/remove", serde_json::json!({"ids": ["v-0"]})),
+    )
+    .await;
+    assert_eq!(one.json()["removed"], 1, "{}", one.body);
+    let again = send(
+        &router,
+        post_json("/api/failed/remove", serde_json::json!({"ids": ["v-0"]})),
+    )
+    .await;
+    assert_eq!(
+        again.status,
+        StatusCode::CONFLICT,
+        "removing twice is refused"
+    );
+    let none = send(
+        &router,
+        post_json(
+            "/api/failed/retry-all",
+            serde_json::json!({"queue": video, "job": "no-such-job"}),
+        ),
+    )
+    .await;
+    assert_eq!(none.json()["retried"], 0, "{}", none.body);
     let removed = send(
         &router,
         post_json(
@@ -284,7 +309,7 @@ async fn retry_all_and_remove_all_act_on_the_filter_only() {
         ),
     )
     .await;
-    assert_eq!(removed.json()["removed"], 3, "{}", removed.body);
+    assert_eq!(removed.json()["removed"], 2, "{}", removed.body);
     assert_eq!(status(&store, "v-2").await, "removed");
     let remove_stale = send(&router, post_form("/failed/remove", "id=v-1&confirmed=1")).await;
     assert_eq!(remove_stale.status, StatusCode::CONFLICT);

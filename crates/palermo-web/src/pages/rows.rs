@@ -46,6 +46,8 @@ impl QueueLine {
 /// A worker, as the workers tables show it.
 pub(crate) struct WorkerLine {
     pub(crate) id: String,
+    /// The first 8 characters of the run id, for the table (the whole id is in the title).
+    pub(crate) short_id: String,
     pub(crate) identity: String,
     pub(crate) host: String,
     pub(crate) pid: i64,
@@ -64,6 +66,7 @@ impl WorkerLine {
     pub(crate) fn new(row: &WorkerRow, now: i64) -> WorkerLine {
         WorkerLine {
             id: text::cell(&row.id, 80),
+            short_id: text::cell(&row.id.chars().take(8).collect::<String>(), 8),
             identity: text::cell(&row.identity, 120),
             host: text::cell(&row.host, 80),
             pid: row.pid,
