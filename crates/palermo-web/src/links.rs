@@ -65,7 +65,7 @@ pub(crate) fn is_local_page(target: &str) -> bool {
         && !target.starts_with('/')
         && !target.contains("//")
         && !target.contains('\\')
-        && !target.chars().any(char::is_control)
+        && target.chars().all(|c| c.is_ascii_graphic())
         && !path.split('/').any(|segment| segment == "..")
 }
 
@@ -97,6 +97,7 @@ mod tests {
         for ok in ["", "failed", "failed?queue=a%2Fb", "queues/mail", "workers"] {
             assert!(is_local_page(ok), "{ok}");
         }
+        assert!(!is_local_page("failed?q=é"), "only ASCII (a Location header)");
         for bad in [
             "//evil.com",
             "https://evil.com",
