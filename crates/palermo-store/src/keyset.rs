@@ -62,7 +62,7 @@ impl Serialize for Cursor {
 
 /// Where a page starts.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub enum From {
+pub enum Position {
     /// The newest failures.
     #[default]
     Newest,
@@ -90,7 +90,7 @@ impl Store {
     pub async fn failures_page(
         &self,
         filter: &Filter,
-        from: &From,
+        from: &Position,
         limit: u32,
     ) -> Result<KeysetPage> {
         let limit = limit.clamp(1, crate::Page::MAX_LIMIT);
@@ -100,22 +100,24 @@ impl Store {
         )?;
         let (mut failures, more) = cut(rows, limit);
         let (older, newer) = match from {
-            From::Newer(_) if !more => {
+            Position::Newer(_) if !more => {
                 // Less than a page above the cursor: that is the first page, shown whole.
-                let rows = self.keyset_rows(filter, &From::Newest, limit + 1).await?;
+                let rows = self
+                    .keyset_rows(filter, &Position::Newest, limit + 1)
+                    .await?;
                 let (first, more) = cut(rows, limit);
                 failures = first;
                 (more.then(|| last(&failures)).flatten(), None)
             }
-            From::Newer(_) => {
+            Position::Newer(_) => {
                 failures.reverse();
                 (last(&failures), failures.first().map(Cursor::of))
             }
-            From::Older(_) => (
+            Position::Older(_) => (
                 more.then(|| last(&failures)).flatten(),
                 failures.first().map(Cursor::of),
             ),
-            From::Newest => (more.then(|| last(&failures)).flatten(), None),
+            Position::Newest => (more.then(|| last(&failures)).flatten(), None),
         };
         Ok(KeysetPage {
             total,
@@ -138,15 +140,20 @@ impl Store {
             .map_err(StoreError::query("counting failures"))
     }
 
-    /// Up to `limit` rows from `from`: newest first, except [`From::Newer`], whose rows come
+    /// Up to `limit` rows from `from`: newest first, except [`Position::Newer`], whose rows come
     /// oldest first (nearest the cursor first).
-    async fn keyset_rows(&self, filter: &Filter, from: &From, limit: u32) -> Result<Vec<Failure>> {
+    async fn keyset_rows(
+        &self,
+        filter: &Filter,
+        from: &Position,
+        limit: u32,
+    ) -> Result<Vec<Failure>> {
         let doing = "listing failures";
         let mut clause = Clause::open(filter);
         let (below, order) = match from {
-            From::Newest => (None, "DESC"),
-            From::Older(cursor) => (Some((cursor, '<')), "DESC"),
-            From::Newer(cursor) => (Some((cursor, '>')), "ASC"),
+            Position::Newest => (None, "DESC"),
+            Position::Older(cursor) => (Some((cursor, '<')), "DESC"),
+            Position::Newer(cursor) => (Some((cursor, '>')), "ASC"),
         };
         if let Some((cursor, op)) = below {
             let at = clause.int(cursor.failed_at);

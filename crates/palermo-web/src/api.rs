@@ -92,7 +92,7 @@ pub(crate) async fn failed(
     let limit = limit.limit.unwrap_or(PAGE_SIZE).clamp(1, 1000);
     Ok(Json(
         app.store()
-            .failures_page(&filter, &query.from()?, limit)
+            .failures_page(&filter, &query.position()?, limit)
             .await?,
     ))
 }

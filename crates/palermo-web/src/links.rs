@@ -97,7 +97,10 @@ mod tests {
         for ok in ["", "failed", "failed?queue=a%2Fb", "queues/mail", "workers"] {
             assert!(is_local_page(ok), "{ok}");
         }
-        assert!(!is_local_page("failed?q=é"), "only ASCII (a Location header)");
+        assert!(
+            !is_local_page("failed?q=é"),
+            "only ASCII (a Location header)"
+        );
         for bad in [
             "//evil.com",
             "https://evil.com",

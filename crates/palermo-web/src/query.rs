@@ -4,7 +4,7 @@
 //! actions. One reader for all of them, so a filter means the same everywhere.
 
 use palermo_store::{
-    keyset::{Cursor, From},
+    keyset::{Cursor, Position},
     Filter,
 };
 use serde::{Deserialize, Serialize};
@@ -64,12 +64,12 @@ impl FailedQuery {
     }
 
     /// Where the page starts.
-    pub(crate) fn from(&self) -> Result<From, WebError> {
+    pub(crate) fn position(&self) -> Result<Position, WebError> {
         let cursor = |value: String| value.parse::<Cursor>().map_err(WebError::BadRequest);
         match (given(&self.after), given(&self.before)) {
-            (Some(after), _) => Ok(From::Older(cursor(after)?)),
-            (None, Some(before)) => Ok(From::Newer(cursor(before)?)),
-            (None, None) => Ok(From::Newest),
+            (Some(after), _) => Ok(Position::Older(cursor(after)?)),
+            (None, Some(before)) => Ok(Position::Newer(cursor(before)?)),
+            (None, None) => Ok(Position::Newest),
         }
     }
 
@@ -189,7 +189,7 @@ mod tests {
             after: Some("x".into()),
             ..Default::default()
         }
-        .from()
+        .position()
         .is_err());
     }
 }

@@ -91,10 +91,10 @@ pub(crate) async fn page(
 ) -> Result<Response, WebError> {
     let now = text::now_ms();
     let filter = query.filter(now)?;
-    let from = query.from()?;
+    let position = query.position()?;
     let store = app.store();
     let (found, facets) = tokio::try_join!(
-        store.failures_page(&filter, &from, PAGE_SIZE),
+        store.failures_page(&filter, &position, PAGE_SIZE),
         store.failure_facets()
     )?;
     let at = |cursor: &palermo_store::keyset::Cursor, key: &str| {
