@@ -305,3 +305,47 @@ async fn mounted_under_a_prefix_links_stay_inside() {
     store.close().await;
     db.drop().await;
 }
+
+#[tokio::test]
+async fn without_the_broker_the_store_part_still_shows() {
+    let (store, db, _queue) = seeded().await;
+    let router = palermo_web::router(palermo_web::WebConfig::new(
+        store.clone(),
+        "amqp://guest:guest@127.0.0.1:1/%2f",
+    ));
+    let overview = send(&router, get("/")).await;
+    assert_eq!(overview.status, StatusCode::OK);
+    assert!(
+        overview.body.contains(r#"id="broker-error""#),
+        "{}",
+        overview.body
+    );
+    assert!(overview
+        .body
+        .contains(r#"data-stat="unresolved"><span class="value">2<"#));
+    let queues = send(&router, get("/api/queues")).await.json();
+    assert!(queues["broker_error"].is_string(), "{queues}");
+    let metrics = send(&router, get("/metrics")).await.body;
+    assert!(
+        metrics.contains("palermo_broker_up 0") && metrics.contains("palermo_failures_unresolved")
+    );
+    let retry = send(
+        &router,
+        post_form("/failed/retry", "id=f-plain&confirmed=1"),
+    )
+    .await;
+    assert_eq!(retry.status, StatusCode::BAD_GATEWAY, "{}", retry.body);
+    assert_eq!(
+        store
+            .failure("f-plain")
+            .await
+            .expect("read")
+            .expect("exists")
+            .failure
+            .status,
+        "failed",
+        "nothing marked retried without the broker"
+    );
+    store.close().await;
+    db.drop().await;
+}
