@@ -107,11 +107,8 @@ fn pages_and_actions() -> Router<App> {
         .route("/queues/{name}/purge", post(actions::purge))
         .route("/workers", get(workers::page))
         .route("/failed", get(failed::page))
-        .route("/failed/retry", post(actions::retry))
-        .route("/failed/remove", post(actions::remove))
-        .route("/failed/retry-all", post(actions::retry_all))
-        .route("/failed/remove-all", post(actions::remove_all))
-        .route("/failed/{id}", get(failure::page))
+        // GET: one failure; POST: retry, remove, retry-all, remove-all.
+        .route("/failed/{id}", get(failure::page).post(actions::failures))
 }
 
 /// The JSON API (docs/dashboard.md).

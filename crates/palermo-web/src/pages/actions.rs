@@ -144,44 +144,25 @@ impl Act {
     }
 }
 
-/// `POST /failed/retry` (fields `id`...).
-pub(crate) async fn retry(
+/// `POST /failed/{action}`: `retry` and `remove` (fields `id`...), `retry-all` and
+/// `remove-all` (the filter fields). Another action is a 404.
+pub(crate) async fn failures(
     state: State<App>,
     root: Root,
     actor: Actor,
+    Path(action): Path<String>,
     body: Bytes,
 ) -> Result<Response, WebError> {
-    selected(state, root, actor, body, Act::Retry).await
-}
-
-/// `POST /failed/remove` (fields `id`...).
-pub(crate) async fn remove(
-    state: State<App>,
-    root: Root,
-    actor: Actor,
-    body: Bytes,
-) -> Result<Response, WebError> {
-    selected(state, root, actor, body, Act::Remove).await
-}
-
-/// `POST /failed/retry-all` (the filter fields).
-pub(crate) async fn retry_all(
-    state: State<App>,
-    root: Root,
-    actor: Actor,
-    body: Bytes,
-) -> Result<Response, WebError> {
-    all(state, root, actor, body, Act::Retry).await
-}
-
-/// `POST /failed/remove-all` (the filter fields).
-pub(crate) async fn remove_all(
-    state: State<App>,
-    root: Root,
-    actor: Actor,
-    body: Bytes,
-) -> Result<Response, WebError> {
-    all(state, root, actor, body, Act::Remove).await
+    match action.as_str() {
+        "retry" => selected(state, root, actor, body, Act::Retry).await,
+        "remove" => selected(state, root, actor, body, Act::Remove).await,
+        "retry-all" => all(state, root, actor, body, Act::Retry).await,
+        "remove-all" => all(state, root, actor, body, Act::Remove).await,
+        _ => Err(WebError::NotFound(format!(
+            "no action {:?}: use retry, remove, retry-all or remove-all",
+            text::cell(&action, 40)
+        ))),
+    }
 }
 
 async fn selected(
