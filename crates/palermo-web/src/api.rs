@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 
 use crate::{
     actions,
-    data::{Overview, Queues, Workers, CHART_DAYS},
+    data::{Overview, Queues, Workers},
     error::{ApiError, WebError},
     pages::failed::PAGE_SIZE,
     query::FailedQuery,
@@ -41,7 +41,7 @@ pub(crate) async fn stats(State(app): State<App>) -> ApiResult<Stats> {
 pub(crate) async fn series(State(app): State<App>) -> ApiResult<Value> {
     let now = text::now_ms();
     let minutes: Series = app.store().minutes_series(now).await?;
-    let hours: Series = app.store().hours_series(now, CHART_DAYS).await?;
+    let hours: Series = app.hours_series(now).await?;
     Ok(Json(json!({"per_minute": minutes, "per_hour": hours})))
 }
 

@@ -127,12 +127,7 @@ impl Overview {
         let (stats, per_minute, per_hour, unresolved, workers, queues) = tokio::try_join!(
             async { store.stats(now).await.map_err(WebError::from) },
             async { store.minutes_series(now).await.map_err(WebError::from) },
-            async {
-                store
-                    .hours_series(now, CHART_DAYS)
-                    .await
-                    .map_err(WebError::from)
-            },
+            app.hours_series(now),
             async {
                 store
                     .count_failures(&Default::default())
