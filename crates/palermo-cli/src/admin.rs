@@ -68,8 +68,11 @@ impl Settings {
 }
 
 /// Logs to stderr at the level in `RUST_LOG` (default: warnings only; output is on stdout).
+/// lapin's own logs are off by default: it logs every channel the broker closes as an error,
+/// and looking up a queue that does not exist closes one (the queues table and the dashboard
+/// do that on every refresh); Palermo reports the broker errors that matter itself.
 pub fn init_logging() {
-    palermo::worker::cli::init_tracing_at("warn");
+    palermo::worker::cli::init_tracing_at("warn,lapin=off");
 }
 
 /// Lets `palermo ... | head` end quietly: Rust ignores SIGPIPE, which turns a closed stdout
