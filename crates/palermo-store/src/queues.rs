@@ -13,8 +13,12 @@ use std::{
     time::Duration,
 };
 
+use futures_util::{stream, StreamExt};
 use lapin::{options::QueuePurgeOptions, Connection};
-use palermo::topology::{self, QueueType};
+use palermo::{
+    delay::{Kind, Layout, Waiting},
+    topology::{self, QueueType},
+};
 use serde::Serialize;
 use tokio::sync::Mutex;
 
@@ -23,6 +27,9 @@ use crate::{
     filter::Filter,
     Requeuer, Store,
 };
+
+/// How many passive declares are in flight at once.
+const PARALLEL_INSPECTIONS: usize = 16;
 
 /// How long opening the broker connection may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -79,30 +86,59 @@ pub async fn report(
     names.insert(failed_queue.to_string());
     names.retain(|name| topology::validate_queue_name(name).is_ok());
 
-    let depths = async {
-        let mut queues = Vec::new();
-        for queue in names {
-            let depth = topology::inspect(connection, &queue).await?;
-            queues.push(QueueRow {
-                exists: depth.is_some(),
-                ready: depth.map(|d| d.ready),
-                unacked: unacked.get(&queue).copied().unwrap_or(0),
-                consumers: depth.map(|d| d.consumers),
-                failed: failed.get(&queue).copied().unwrap_or(0),
-                queue,
-            });
-        }
-        Ok::<_, palermo::Error>(queues)
-    };
-    let waiting = palermo::delay::waiting(connection, palermo::delay::Layout::of(queue_type));
-    let (queues, waiting) = futures_lite::future::zip(depths, waiting).await;
+    let depths = stream::iter(names)
+        .map(|queue| async move {
+            let depth = topology::inspect(connection, &queue).await;
+            (queue, depth)
+        })
+        .buffered(PARALLEL_INSPECTIONS)
+        .collect::<Vec<_>>();
+    let (depths, waiting) =
+        futures_lite::future::zip(depths, delayed(connection, queue_type)).await;
+    let mut queues = Vec::with_capacity(depths.len());
+    for (queue, depth) in depths {
+        let depth = depth?;
+        queues.push(QueueRow {
+            exists: depth.is_some(),
+            ready: depth.map(|d| d.ready),
+            unacked: unacked.get(&queue).copied().unwrap_or(0),
+            consumers: depth.map(|d| d.consumers),
+            failed: failed.get(&queue).copied().unwrap_or(0),
+            queue,
+        });
+    }
     let waiting = waiting?;
     Ok(QueuesReport {
-        queues: queues?,
+        queues,
         retrying: waiting.retrying,
         scheduled: waiting.scheduled,
         delay_queues_declared: waiting.declared,
     })
+}
+
+/// The jobs in the delay queues, as [`palermo::delay::waiting`] counts them, but with the
+/// passive declares in flight together rather than one after another (there are 50).
+async fn delayed(connection: &Connection, queue_type: QueueType) -> Result<Waiting> {
+    let layout = Layout::of(queue_type);
+    let queues = (0..palermo::delay::LEVELS).flat_map(|level| {
+        [Kind::Retry, Kind::Scheduled].map(|kind| (kind, layout.queue(kind, level)))
+    });
+    let depths = stream::iter(queues)
+        .map(|(kind, queue)| async move { (kind, topology::inspect(connection, &queue).await) })
+        .buffered(PARALLEL_INSPECTIONS)
+        .collect::<Vec<_>>()
+        .await;
+    let mut waiting = Waiting::default();
+    for (kind, depth) in depths {
+        let depth = depth?;
+        waiting.declared |= depth.is_some();
+        let ready = depth.map_or(0, |d| u64::from(d.ready));
+        match kind {
+            Kind::Retry => waiting.retrying += ready,
+            Kind::Scheduled => waiting.scheduled += ready,
+        }
+    }
+    Ok(waiting)
 }
 
 /// The broker side of the admin tools, over one lazily opened connection.
