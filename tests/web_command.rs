@@ -141,15 +141,41 @@ async fn serves_and_records_until_sigterm() {
     broker.cleanup().await;
 }
 
-/// A public bind is served once a login is given.
+/// A public bind is served once a login is given, and every flag reaches the dashboard:
+/// the login guards pages but not /health or (with --metrics-public) /metrics, the
+/// environment label is in the page, and --read-only offers no action.
 #[tokio::test]
-async fn a_public_bind_with_auth_is_served() {
+async fn a_public_bind_with_auth_is_served_with_its_flags() {
     let broker = Broker::connect().await;
     let admin = Admin::new("sqlite").await;
-    let dashboard = Dashboard::start(&admin, &["--bind", "0.0.0.0:0", "--auth", "ops:pw"]);
+    let flags = [
+        "--bind",
+        "0.0.0.0:0",
+        "--auth",
+        "ops:pw",
+        "--read-only",
+        "--env-name",
+        "staging-x",
+        "--metrics-public",
+    ];
+    let dashboard = Dashboard::start(&admin, &flags);
     let port = dashboard.url.rsplit(':').next().expect("a port");
-    let (status, _) = web_support::get(&format!("http://127.0.0.1:{port}/health"));
-    assert_eq!(status, 200, "{}", dashboard.log_text());
+    let local = format!("http://127.0.0.1:{port}");
+    let get = |path: &str| web_support::get(&format!("{local}{path}")).0;
+    assert_eq!(get("/health"), 200, "{}", dashboard.log_text());
+    assert_eq!(get("/metrics"), 200, "--metrics-public");
+    assert_eq!(get("/"), 401, "a page without the login");
+    // base64("ops:pw")
+    let login = [("Authorization", "Basic b3BzOnB3")];
+    let (status, overview) = web_support::get_with(&format!("{local}/"), &login);
+    assert_eq!(status, 200);
+    assert!(overview.contains("staging-x"), "no environment label");
+    let (status, failed) = web_support::get_with(&format!("{local}/failed"), &login);
+    assert_eq!(status, 200);
+    assert!(
+        failed.contains("read-only-badge") && !failed.contains("retry-selected"),
+        "--read-only still offers actions"
+    );
     assert!(dashboard.stop(Duration::from_secs(15)).success());
     admin.cleanup(&broker).await;
 }

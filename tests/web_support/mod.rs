@@ -112,6 +112,11 @@ impl Dashboard {
 
 /// A plain HTTP/1.1 GET of `url` (`http://host:port/path`): its status and body.
 pub fn get(url: &str) -> (u16, String) {
+    get_with(url, &[])
+}
+
+/// [`get`] with extra request headers.
+pub fn get_with(url: &str, headers: &[(&str, &str)]) -> (u16, String) {
     let rest = url.strip_prefix("http://").expect("an http:// URL");
     let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
     let path = if path.is_empty() { "/" } else { path };
@@ -119,9 +124,13 @@ pub fn get(url: &str) -> (u16, String) {
     stream
         .set_read_timeout(Some(Duration::from_secs(30)))
         .expect("read timeout");
+    let extra: String = headers
+        .iter()
+        .map(|(name, value)| format!("{name}: {value}\r\n"))
+        .collect();
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n{extra}\r\n"
     )
     .expect("send the request");
     let mut response = String::new();
