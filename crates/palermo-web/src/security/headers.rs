@@ -12,7 +12,7 @@ use axum::{
 
 /// The policy: only same-origin script, style, images and fetches; inline SVG needs nothing.
 pub(crate) const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
-    img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; \
+    img-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; \
     base-uri 'none'";
 
 pub(crate) async fn secure(request: Request, next: Next) -> Response {
