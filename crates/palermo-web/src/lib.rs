@@ -22,10 +22,13 @@
 //! state change is a POST that passes a cross-origin check, optional HTTP Basic auth,
 //! a read-only mode, and headers that forbid inline scripts and framing.
 //!
-//! The binary that serves the router must use
+//! The binary that serves the router should use
 //! `into_make_service_with_connect_info::<SocketAddr>()` so that actions record the peer
-//! address when there is no login, and should call [`WebConfig::validate_bind`] before it
-//! binds.
+//! address when there is no login, and must apply the loopback rule
+//! ([`WebConfig::check_bind`] / [`WebConfig::validate_bind`]) before it binds. The module
+//! tree: `pages` (HTML) and `api` (JSON) over `data` and `actions`, which call the store;
+//! `security` (login, cross-origin check, read-only, headers); `links`, `text`, `chart`,
+//! `assets`, `metrics`.
 
 mod actions;
 mod api;
