@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 
 scripts/broker.sh
 scripts/postgres.sh
+scripts/chromium.sh   # the dashboard's browser test drives Debian's Chromium
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

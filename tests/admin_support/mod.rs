@@ -52,16 +52,21 @@ impl Admin {
 
     /// Runs `palermo ARGS` against this admin side; returns its output.
     pub fn palermo(&self, args: &[&str]) -> Output {
-        Command::new(palermo_bin())
+        self.command(args).output().expect("run palermo")
+    }
+
+    /// `palermo ARGS` against this admin side, not started yet.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(palermo_bin());
+        command
             .args(args)
             .env("PALERMO_AMQP_URL", amqp_url())
             .env("PALERMO_DATABASE_URL", &self.db.url)
             .env("PALERMO_FAILED_QUEUE", &self.failed)
             .env("PALERMO_EVENTS_EXCHANGE", &self.events)
             .env("PALERMO_QUEUE_TYPE", crate::support::queue_type().name())
-            .env("RUST_BACKTRACE", "0")
-            .output()
-            .expect("run palermo")
+            .env("RUST_BACKTRACE", "0");
+        command
     }
 
     /// Runs `palermo ARGS --json`, expects success, parses stdout.

@@ -40,6 +40,16 @@ impl Settings {
 
     /// Opens the store, connects to the broker and records what is queued.
     pub async fn recorder(&self, amqp_url: &str) -> anyhow::Result<Recorder> {
+        let recorder = self.connect_recorder(amqp_url).await?;
+        recorder
+            .drain()
+            .await
+            .context("recording the failed and events queues")?;
+        Ok(recorder)
+    }
+
+    /// Opens the store and connects a recorder to the broker, recording nothing yet.
+    pub async fn connect_recorder(&self, amqp_url: &str) -> anyhow::Result<Recorder> {
         palermo::admin::topology::validate_queue_name(&self.failed_queue)
             .map_err(|e| anyhow::anyhow!("--failed-queue: {e}"))?;
         palermo::admin::topology::validate_queue_name(&self.events_exchange)
@@ -53,18 +63,16 @@ impl Settings {
             queue_type: self.queue_type,
             ..RecorderConfig::default()
         };
-        let recorder = Recorder::connect(store, config).await?;
-        recorder
-            .drain()
-            .await
-            .context("recording the failed and events queues")?;
-        Ok(recorder)
+        Ok(Recorder::connect(store, config).await?)
     }
 }
 
 /// Logs to stderr at the level in `RUST_LOG` (default: warnings only; output is on stdout).
+/// lapin's own logs are off by default: it logs every channel the broker closes as an error,
+/// and looking up a queue that does not exist closes one (the queues table and the dashboard
+/// do that on every refresh); Palermo reports the broker errors that matter itself.
 pub fn init_logging() {
-    palermo::cli::init_tracing_at("warn");
+    palermo::cli::init_tracing_at("warn,lapin=off");
 }
 
 /// Lets `palermo ... | head` end quietly: Rust ignores SIGPIPE, which turns a closed stdout

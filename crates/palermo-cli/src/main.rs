@@ -40,6 +40,8 @@ enum Command {
     Stats(commands::stats::Args),
     /// Apply the admin database's pending migrations.
     Migrate(commands::migrate::Args),
+    /// Serve the web dashboard (default http://127.0.0.1:9090/), recording continuously.
+    Web(commands::web::Args),
 }
 
 fn main() -> ExitCode {
@@ -63,6 +65,7 @@ fn main() -> ExitCode {
             Command::Workers(args) => commands::workers::run(&cli.amqp_url, &cli.admin, args).await,
             Command::Stats(args) => commands::stats::run(&cli.amqp_url, &cli.admin, args).await,
             Command::Migrate(args) => commands::migrate::run(&cli.admin, args).await,
+            Command::Web(args) => commands::web::run(&cli.amqp_url, &cli.admin, args).await,
         }
     });
     match result {

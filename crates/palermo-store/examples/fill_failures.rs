@@ -10,7 +10,7 @@
 
 use std::time::Instant;
 
-use palermo_store::{failures::NewFailure, Store};
+use palermo_store::Store;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -28,33 +28,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let started = Instant::now();
     let mut batch = Vec::with_capacity(1000);
     for i in 0..count {
-        let failed_at = now - (count - i) as i64 * 1000;
-        let body = format!(r#"{{"order":{i},"customer":"customer-{}"}}"#, i % 997);
-        batch.push(NewFailure {
-            id: uuid::Uuid::new_v4().to_string(),
-            job_id: uuid::Uuid::new_v4().to_string(),
-            job_name: format!("job_{}", i % 50),
-            queue: format!("queue-{}", i % 20),
-            source_queue: format!("queue-{}", i % 20),
-            serializer: "json".into(),
-            args_preview: body.clone(),
-            body: body.into_bytes(),
-            properties: "{}".into(),
-            error_kind: "error".into(),
-            error: format!(
-                "upstream returned 503 for order {i}: {}",
-                "service unavailable, retry later. ".repeat(8)
-            ),
-            backtrace: Some("   0: app::charge\n   1: palermo::worker::execute\n".repeat(10)),
-            error_history: None,
-            gave_up: Some("attempts_exhausted".into()),
-            attempt: 15,
-            max_attempts: Some(15),
-            worker: format!("host-{}:{}:queue-{}", i % 4, 1000 + i % 4, i % 20),
-            enqueued_at: Some(failed_at - 86_400_000),
-            first_failed_at: failed_at - 86_000_000,
-            failed_at,
-        });
+        batch.push(palermo_store::sample::failure(i, count, now));
         if batch.len() == 1000 {
             store.insert_failures(&batch).await?;
             batch.clear();

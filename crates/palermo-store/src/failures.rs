@@ -259,7 +259,7 @@ impl Store {
         Ok((earlier, actions))
     }
 
-    async fn actions(&self, condition: &str, value: &str) -> Result<Vec<Action>> {
+    pub(crate) async fn actions(&self, condition: &str, value: &str) -> Result<Vec<Action>> {
         let doing = "reading the retry history";
         let sql = format!(
             "SELECT failure_id, action, queue, at, actor FROM failure_actions WHERE {condition} \

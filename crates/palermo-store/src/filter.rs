@@ -26,6 +26,10 @@ pub struct Filter {
     pub search: Option<String>,
     /// Failed at or after this time, ms since the epoch.
     pub since: Option<i64>,
+    /// The error kind (`error`, `panic`, `timeout`, `malformed`, ...).
+    pub error_kind: Option<String>,
+    /// Failed before this time, ms since the epoch.
+    pub until: Option<i64>,
 }
 
 /// A page of a list: `limit` rows from row `(page - 1) × limit`.
@@ -64,13 +68,13 @@ enum Param {
 }
 
 /// A WHERE clause and its parameters, numbered from `$1`.
-struct Clause {
-    sql: String,
+pub(crate) struct Clause {
+    pub(crate) sql: String,
     params: Vec<Param>,
 }
 
 impl Clause {
-    fn open(filter: &Filter) -> Clause {
+    pub(crate) fn open(filter: &Filter) -> Clause {
         let mut clause = Clause {
             sql: "status = 'failed'".into(),
             params: Vec::new(),
@@ -83,9 +87,17 @@ impl Clause {
             let p = clause.param(Param::Text(job.clone()));
             clause.sql.push_str(&format!(" AND job_name = {p}"));
         }
+        if let Some(kind) = &filter.error_kind {
+            let p = clause.param(Param::Text(kind.clone()));
+            clause.sql.push_str(&format!(" AND error_kind = {p}"));
+        }
         if let Some(since) = filter.since {
             let p = clause.param(Param::Int(since));
             clause.sql.push_str(&format!(" AND failed_at >= {p}"));
+        }
+        if let Some(until) = filter.until {
+            let p = clause.param(Param::Int(until));
+            clause.sql.push_str(&format!(" AND failed_at < {p}"));
         }
         if let Some(search) = filter.search.as_deref().filter(|s| !s.is_empty()) {
             let pattern = clause.param(Param::Text(format!(
@@ -100,16 +112,24 @@ impl Clause {
         clause
     }
 
+    pub(crate) fn text(&mut self, text: &str) -> String {
+        self.param(Param::Text(text.to_string()))
+    }
+
+    pub(crate) fn int(&mut self, n: i64) -> String {
+        self.param(Param::Int(n))
+    }
+
     fn param(&mut self, param: Param) -> String {
         self.params.push(param);
         format!("${}", self.params.len())
     }
 
-    fn next(&self) -> usize {
+    pub(crate) fn next(&self) -> usize {
         self.params.len() + 1
     }
 
-    fn bind<'q>(
+    pub(crate) fn bind<'q>(
         &'q self,
         mut query: Query<'q, Any, AnyArguments<'q>>,
     ) -> Query<'q, Any, AnyArguments<'q>> {

@@ -12,15 +12,25 @@
 //! - [`workers`], [`stats`]: workers from heartbeats; per-minute throughput.
 //! - [`recorder`]: consumes the failed and events queues into the store (acks after commit).
 //! - [`requeue`]: retrying a failure = publish (confirmed), then mark retried.
+//! - For the dashboard: [`keyset`] (paging without OFFSET), [`series`] (throughput charts),
+//!   [`facets`] (filter choices), [`audit`] (who retried or removed), [`queues`] (depths
+//!   from the broker, purge).
 //!
 //! docs/admin.md is the user guide: schema, recorder, retry ordering, CLI.
 
 pub mod actions;
+pub mod audit;
 pub mod error;
+pub mod facets;
 pub mod failures;
 pub mod filter;
+pub mod keyset;
+pub mod queues;
 pub mod recorder;
 pub mod requeue;
+#[doc(hidden)]
+pub mod sample;
+pub mod series;
 pub mod stats;
 pub mod store;
 pub mod time;

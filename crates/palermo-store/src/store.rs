@@ -33,12 +33,20 @@ pub enum Backend {
 }
 
 /// Migrations as (version, description, SQLite SQL, PostgreSQL SQL), in order.
-const MIGRATIONS: &[(i64, &str, &str, &str)] = &[(
-    1,
-    "admin store",
-    include_str!("../../../migrations/sqlite/0001_admin_store.sql"),
-    include_str!("../../../migrations/postgres/0001_admin_store.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
+    (
+        1,
+        "admin store",
+        include_str!("../../../migrations/sqlite/0001_admin_store.sql"),
+        include_str!("../../../migrations/postgres/0001_admin_store.sql"),
+    ),
+    (
+        2,
+        "failures by kind",
+        include_str!("../../../migrations/sqlite/0002_failures_by_kind.sql"),
+        include_str!("../../../migrations/postgres/0002_failures_by_kind.sql"),
+    ),
+];
 
 /// The admin database: failures, workers and statistics.
 #[derive(Clone, Debug)]

@@ -24,7 +24,9 @@ pub mod topology {
 /// The delay queues of retries and scheduled jobs, and how many jobs wait in them;
 /// `declare` and `LEVELS` let a test watch the first level for the retries of one queue.
 pub mod delay {
-    pub use crate::delay::{declare, waiting, Kind, Layout, Waiting, LEVELS, MAX_DELAY};
+    pub use crate::delay::{
+        declare, is_reserved, waiting, Kind, Layout, Waiting, LEVELS, MAX_DELAY,
+    };
 }
 
 /// Connecting, and publishing with a confirm.

@@ -57,6 +57,14 @@ pub enum Error {
         /// The last attempt's error.
         reason: String,
     },
+    /// A connection attempt got no answer in time.
+    #[error("RabbitMQ at {url} did not answer within {timeout:?}")]
+    ConnectTimeout {
+        /// The URL, without its password.
+        url: String,
+        /// How long the attempt waited.
+        timeout: Duration,
+    },
     /// The client was closed with [`crate::Client::close`].
     #[error("the client is closed")]
     Closed,

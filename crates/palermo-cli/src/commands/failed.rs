@@ -94,6 +94,7 @@ impl FilterArgs {
             job: self.job.clone(),
             search: self.search.clone(),
             since: self.since,
+            ..Filter::default()
         })
     }
 

@@ -5,4 +5,5 @@ pub mod failed;
 pub mod migrate;
 pub mod queues;
 pub mod stats;
+pub mod web;
 pub mod workers;

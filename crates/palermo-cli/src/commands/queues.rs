@@ -8,10 +8,8 @@
 //! delivery per job it runs (prefetch 1 per slot), so this is the unacked count as of a few
 //! seconds ago.
 
-use std::collections::{BTreeMap, BTreeSet};
-
-use palermo::admin::{delay, topology};
-use serde::Serialize;
+use palermo::admin::topology;
+use palermo_store::queues::QueueRow;
 
 use crate::{admin::Settings, output::Table};
 
@@ -24,64 +22,28 @@ pub struct Args {
     json: bool,
 }
 
-#[derive(Debug, Serialize)]
-struct Row {
-    queue: String,
-    exists: bool,
-    ready: Option<u32>,
-    /// Jobs of this queue running on alive workers (from heartbeats).
-    unacked: u32,
-    consumers: Option<u32>,
-    /// Open failures of jobs from this queue, in the store.
-    failed: i64,
-}
-
 pub async fn run(amqp_url: &str, settings: &Settings, args: Args) -> anyhow::Result<()> {
     for name in &args.queues {
         topology::validate_queue_name(name).map_err(anyhow::Error::msg)?;
     }
     let recorder = settings.recorder(amqp_url).await?;
-    let store = recorder.store();
-    let workers = store.workers().await?;
-    let failed: BTreeMap<String, i64> = store.failed_per_queue().await?.into_iter().collect();
-
-    let mut names: BTreeSet<String> = args.queues.into_iter().collect();
-    let mut unacked: BTreeMap<String, u32> = BTreeMap::new();
-    for worker in workers.iter().filter(|w| w.status == "alive") {
-        names.extend(worker.queues.iter().cloned());
-        for job in &worker.running {
-            *unacked.entry(job.queue.clone()).or_default() += 1;
-        }
-    }
-    names.extend(
-        failed
-            .keys()
-            .filter(|q| topology::validate_queue_name(q).is_ok())
-            .cloned(),
-    );
-    names.insert(settings.failed_queue.clone());
-
-    let mut rows = Vec::new();
-    for queue in names {
-        let depth = topology::inspect(recorder.connection(), &queue).await?;
-        rows.push(Row {
-            exists: depth.is_some(),
-            ready: depth.map(|d| d.ready),
-            unacked: unacked.get(&queue).copied().unwrap_or(0),
-            consumers: depth.map(|d| d.consumers),
-            failed: failed.get(&queue).copied().unwrap_or(0),
-            queue,
-        });
-    }
-    let layout = delay::Layout::of(settings.queue_type);
-    let waiting = delay::waiting(recorder.connection(), layout).await?;
+    let report = palermo_store::queues::report(
+        recorder.connection(),
+        recorder.store(),
+        &settings.failed_queue,
+        settings.queue_type,
+        &args.queues,
+    )
+    .await?;
+    let mut rows = report.queues;
+    let layout = palermo::admin::delay::Layout::of(settings.queue_type);
     for (kind, count) in [
-        (delay::Kind::Retry, waiting.retrying),
-        (delay::Kind::Scheduled, waiting.scheduled),
+        (palermo::admin::delay::Kind::Retry, report.retrying),
+        (palermo::admin::delay::Kind::Scheduled, report.scheduled),
     ] {
-        rows.push(Row {
+        rows.push(QueueRow {
             queue: layout.queues_of(kind),
-            exists: waiting.declared,
+            exists: report.delay_queues_declared,
             ready: Some(u32::try_from(count).unwrap_or(u32::MAX)),
             unacked: 0,
             consumers: Some(0),

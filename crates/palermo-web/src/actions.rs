@@ -1,0 +1,97 @@
+//! What people can do from the dashboard, shared by the pages' forms and the JSON API: the
+//! same store calls as the CLI, with the same rules. Retrying or removing by id is all or
+//! nothing: if any id is unknown or was already retried or removed (by anyone), nothing
+//! changes and the answer says which and, from the audit, by whom.
+
+use palermo_store::{Filter, Rejection, StoreError};
+use tracing::info;
+
+use crate::{error::WebError, security::auth::Actor, state::App};
+
+/// Retries the failures `ids` (their jobs republished to their queues); returns their ids.
+pub(crate) async fn retry(
+    app: &App,
+    ids: &[String],
+    actor: &Actor,
+) -> Result<Vec<String>, WebError> {
+    let ids = selection(ids)?;
+    let result = app.broker().retry(app.store(), &ids, &actor.0).await;
+    let retried = explain(app, result).await?;
+    info!(failures = retried.len(), actor = %actor.0, "failures retried from the dashboard");
+    Ok(retried)
+}
+
+/// Removes the failures `ids`; returns how many.
+pub(crate) async fn remove(app: &App, ids: &[String], actor: &Actor) -> Result<u64, WebError> {
+    let ids = selection(ids)?;
+    let removed = explain(app, app.store().remove(&ids, &actor.0).await).await?;
+    info!(failures = removed, actor = %actor.0, "failures removed from the dashboard");
+    Ok(removed)
+}
+
+/// Retries every open failure matching `filter`; returns how many.
+pub(crate) async fn retry_all(app: &App, filter: &Filter, actor: &Actor) -> Result<u64, WebError> {
+    let retried = app
+        .broker()
+        .retry_matching(app.store(), filter, &actor.0)
+        .await?;
+    info!(failures = retried, actor = %actor.0, ?filter, "matching failures retried from the dashboard");
+    Ok(retried)
+}
+
+/// Removes every open failure matching `filter`; returns how many.
+pub(crate) async fn remove_all(app: &App, filter: &Filter, actor: &Actor) -> Result<u64, WebError> {
+    let removed = app.store().remove_matching(filter, &actor.0).await?;
+    info!(failures = removed, actor = %actor.0, ?filter, "matching failures removed from the dashboard");
+    Ok(removed)
+}
+
+/// Purges the ready messages of a job queue; returns how many.
+pub(crate) async fn purge(app: &App, queue: &str, actor: &Actor) -> Result<u32, WebError> {
+    match app.broker().purge(queue).await? {
+        Some(purged) => {
+            info!(%queue, messages = purged, actor = %actor.0, "queue purged from the dashboard");
+            Ok(purged)
+        }
+        None => Err(WebError::NotFound(format!(
+            "the broker has no queue {queue:?}"
+        ))),
+    }
+}
+
+/// The ids, without blanks and repeats; none at all is a 400.
+fn selection(ids: &[String]) -> Result<Vec<String>, WebError> {
+    let mut chosen: Vec<String> = Vec::new();
+    for id in ids.iter().map(|id| id.trim()).filter(|id| !id.is_empty()) {
+        if !chosen.iter().any(|c| c == id) {
+            chosen.push(id.to_string());
+        }
+    }
+    if chosen.is_empty() {
+        return Err(WebError::BadRequest(
+            "no failure selected: tick at least one".into(),
+        ));
+    }
+    Ok(chosen)
+}
+
+/// Turns a refusal into [`WebError::Stale`], each "already retried/removed" naming who did it.
+async fn explain<T>(app: &App, result: Result<T, StoreError>) -> Result<T, WebError> {
+    let rejections = match result {
+        Err(StoreError::Rejected(rejections)) => rejections,
+        other => return Ok(other?),
+    };
+    let ids: Vec<String> = rejections.iter().map(|r| r.id.clone()).collect();
+    let last = app.store().last_actions(&ids).await.unwrap_or_default();
+    let rejections = rejections
+        .into_iter()
+        .map(|r| match last.get(&r.id) {
+            Some(action) if r.reason.starts_with("already") => Rejection {
+                reason: format!("{} by {}", r.reason, action.actor),
+                id: r.id,
+            },
+            _ => r,
+        })
+        .collect();
+    Err(WebError::Stale(rejections))
+}

@@ -1,0 +1,162 @@
+//! The JSON API under `/api`: everything the pages show and every action they offer, with
+//! the same store calls and the same rules (docs/dashboard.md has a curl example for each).
+//! Actions take JSON bodies, which a cross-site HTML form cannot send; they pass the same
+//! cross-origin check and login as the forms.
+
+use axum::{
+    extract::{Path, Query, State},
+    Json,
+};
+use palermo_store::{
+    facets::Facets, keyset::KeysetPage, queues::QueueRow, series::Series, stats::Stats,
+    FailureDetail,
+};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::{
+    actions,
+    data::{Overview, Queues, Workers},
+    error::{ApiError, WebError},
+    pages::failed::PAGE_SIZE,
+    query::FailedQuery,
+    security::auth::Actor,
+    state::App,
+    text,
+};
+
+type ApiResult<T> = Result<Json<T>, ApiError>;
+
+/// `GET /api/overview`.
+pub(crate) async fn overview(State(app): State<App>) -> ApiResult<Overview> {
+    Ok(Json(Overview::load(&app).await?))
+}
+
+/// `GET /api/stats`: totals, the last hour and per queue and job.
+pub(crate) async fn stats(State(app): State<App>) -> ApiResult<Stats> {
+    Ok(Json(app.store().stats(text::now_ms()).await?))
+}
+
+/// `GET /api/series`: processed and failed per minute (last hour) and per hour (last days).
+pub(crate) async fn series(State(app): State<App>) -> ApiResult<Value> {
+    let now = text::now_ms();
+    let minutes: Series = app.store().minutes_series(now).await?;
+    let hours: Series = app.hours_series(now).await?;
+    Ok(Json(json!({"per_minute": minutes, "per_hour": hours})))
+}
+
+/// `GET /api/queues`.
+pub(crate) async fn queues(State(app): State<App>) -> ApiResult<Queues> {
+    Ok(Json(Queues::load(&app).await?))
+}
+
+/// `GET /api/queues/{name}`.
+pub(crate) async fn queue(State(app): State<App>, Path(name): Path<String>) -> ApiResult<QueueRow> {
+    let row = app.broker().queue(app.store(), &name).await?;
+    Ok(Json(row.ok_or_else(|| {
+        WebError::NotFound(format!(
+            "no queue {name:?} on the broker or in the failures"
+        ))
+    })?))
+}
+
+/// `POST /api/queues/{name}/purge`: `{"purged": N}`.
+pub(crate) async fn purge(
+    State(app): State<App>,
+    actor: Actor,
+    Path(name): Path<String>,
+) -> ApiResult<Value> {
+    let purged = actions::purge(&app, &name, &actor).await?;
+    Ok(Json(json!({"queue": name, "purged": purged})))
+}
+
+/// `GET /api/workers`: the workers and the jobs running now.
+pub(crate) async fn workers(State(app): State<App>) -> ApiResult<Workers> {
+    Ok(Json(Workers::load(&app, text::now_ms()).await?))
+}
+
+/// Paging of `GET /api/failed`, besides the filter.
+#[derive(Debug, Deserialize)]
+pub(crate) struct Limit {
+    /// Rows, 1 to 1000. Defaults to 25.
+    limit: Option<u32>,
+}
+
+/// `GET /api/failed?queue=&job=&kind=&q=&since=&until=&after=&before=&limit=`.
+pub(crate) async fn failed(
+    State(app): State<App>,
+    Query(query): Query<FailedQuery>,
+    Query(limit): Query<Limit>,
+) -> ApiResult<KeysetPage> {
+    let filter = query.filter(text::now_ms())?;
+    let limit = limit.limit.unwrap_or(PAGE_SIZE).clamp(1, 1000);
+    Ok(Json(
+        app.store()
+            .failures_page(&filter, &query.position()?, limit)
+            .await?,
+    ))
+}
+
+/// `GET /api/failed/facets`: the queues, jobs and error kinds of open failures.
+pub(crate) async fn facets(State(app): State<App>) -> ApiResult<Facets> {
+    Ok(Json(app.store().failure_facets().await?))
+}
+
+/// `GET /api/failed/{id}`.
+pub(crate) async fn failure(
+    State(app): State<App>,
+    Path(id): Path<String>,
+) -> ApiResult<FailureDetail> {
+    let detail = app.store().failure(&id).await?;
+    Ok(Json(detail.ok_or_else(|| {
+        WebError::NotFound(format!("no failure has the id {id:?}"))
+    })?))
+}
+
+/// The body of `POST /api/failed/retry` and `/remove`.
+#[derive(Debug, Deserialize)]
+pub(crate) struct Ids {
+    ids: Vec<String>,
+}
+
+/// `POST /api/failed/retry` `{"ids": [...]}`: `{"retried": [...]}`, or 409 and nothing done.
+pub(crate) async fn retry(
+    State(app): State<App>,
+    actor: Actor,
+    Json(body): Json<Ids>,
+) -> ApiResult<Value> {
+    let retried = actions::retry(&app, &body.ids, &actor).await?;
+    Ok(Json(json!({"retried": retried})))
+}
+
+/// `POST /api/failed/remove` `{"ids": [...]}`: `{"removed": N}`, or 409 and nothing done.
+pub(crate) async fn remove(
+    State(app): State<App>,
+    actor: Actor,
+    Json(body): Json<Ids>,
+) -> ApiResult<Value> {
+    let removed = actions::remove(&app, &body.ids, &actor).await?;
+    Ok(Json(json!({"removed": removed})))
+}
+
+/// `POST /api/failed/retry-all` with the filter as JSON (`{"queue": "mail"}`; `{}` is all):
+/// `{"retried": N}`.
+pub(crate) async fn retry_all(
+    State(app): State<App>,
+    actor: Actor,
+    Json(query): Json<FailedQuery>,
+) -> ApiResult<Value> {
+    let filter = query.filter(text::now_ms())?;
+    let retried = actions::retry_all(&app, &filter, &actor).await?;
+    Ok(Json(json!({ "retried": retried })))
+}
+
+/// `POST /api/failed/remove-all` with the filter as JSON: `{"removed": N}`.
+pub(crate) async fn remove_all(
+    State(app): State<App>,
+    actor: Actor,
+    Json(query): Json<FailedQuery>,
+) -> ApiResult<Value> {
+    let removed = actions::remove_all(&app, &query.filter(text::now_ms())?, &actor).await?;
+    Ok(Json(json!({ "removed": removed })))
+}

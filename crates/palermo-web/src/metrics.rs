@@ -1,0 +1,175 @@
+//! `/metrics` in the Prometheus text format (the `prometheus-client` crate encodes it;
+//! nothing is formatted by hand), and `/health`.
+//!
+//! The numbers live in the store and the broker, not in this process, so each scrape builds
+//! a fresh registry from them: counters from the all-time totals (they only grow, as
+//! Prometheus expects, except when totals are reset by hand), gauges from the current state.
+//! When the broker cannot be reached the queue gauges are left out and `palermo_broker_up`
+//! is 0.
+
+use axum::{
+    extract::State,
+    http::{header, StatusCode},
+    response::{IntoResponse, Response},
+};
+use prometheus_client::{
+    encoding::text::encode,
+    metrics::{counter::Counter, family::Family, gauge::Gauge},
+    registry::Registry,
+};
+
+use crate::{
+    data::{Queues, Workers},
+    error::WebError,
+    state::App,
+    text,
+};
+
+type Labels = Vec<(String, String)>;
+
+fn labels(pairs: &[(&str, &str)]) -> Labels {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn count(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or(0)
+}
+
+/// `GET /metrics`.
+pub(crate) async fn metrics(State(app): State<App>) -> Result<Response, WebError> {
+    let now = text::now_ms();
+    let store = app.store();
+    let (stats, unresolved, workers, queues) = tokio::try_join!(
+        async { store.stats(now).await.map_err(WebError::from) },
+        async { store.failed_per_queue().await.map_err(WebError::from) },
+        Workers::load(&app, now),
+        Queues::load(&app),
+    )?;
+    let mut registry = Registry::default();
+
+    let processed = Family::<Labels, Counter>::default();
+    let failed = Family::<Labels, Counter>::default();
+    for job in &stats.by_job {
+        let l = labels(&[("queue", &job.queue), ("job", &job.job)]);
+        processed
+            .get_or_create(&l)
+            .inc_by(count(job.total.processed));
+        failed.get_or_create(&l).inc_by(count(job.total.failed));
+    }
+    registry.register(
+        "palermo_jobs_processed",
+        "Job runs finished (failed ones included), by queue and job",
+        processed,
+    );
+    registry.register(
+        "palermo_jobs_failed",
+        "Job runs failed, by queue and job",
+        failed,
+    );
+
+    let open = Family::<Labels, Gauge>::default();
+    for (queue, n) in &unresolved {
+        open.get_or_create(&labels(&[("queue", queue)])).set(*n);
+    }
+    registry.register(
+        "palermo_failures_unresolved",
+        "Failures recorded and neither retried nor removed, by original queue",
+        open,
+    );
+
+    let by_status = Family::<Labels, Gauge>::default();
+    for status in ["alive", "stopped", "gone"] {
+        let n = workers
+            .workers
+            .iter()
+            .filter(|w| w.status == status)
+            .count();
+        by_status
+            .get_or_create(&labels(&[("status", status)]))
+            .set(n as i64);
+    }
+    registry.register(
+        "palermo_workers",
+        "Workers known from heartbeats, by status",
+        by_status,
+    );
+
+    let running = Family::<Labels, Gauge>::default();
+    for busy in &workers.busy {
+        running
+            .get_or_create(&labels(&[("queue", &busy.job.queue)]))
+            .inc();
+    }
+    registry.register(
+        "palermo_jobs_running",
+        "Jobs running on alive workers (as of their last heartbeat), by queue",
+        running,
+    );
+
+    register_queues(&mut registry, &queues);
+    let mut body = String::new();
+    encode(&mut body, &registry)
+        .map_err(|e| WebError::Internal(format!("encoding the metrics failed: {e}")))?;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response())
+}
+
+fn register_queues(registry: &mut Registry, queues: &Queues) {
+    let up = Gauge::<i64>::default();
+    up.set(i64::from(queues.report.is_some()));
+    registry.register(
+        "palermo_broker_up",
+        "1 when the broker answered the queue depth queries",
+        up,
+    );
+    let Some(report) = &queues.report else { return };
+    let ready = Family::<Labels, Gauge>::default();
+    let consumers = Family::<Labels, Gauge>::default();
+    for q in report.queues.iter().filter(|q| q.exists) {
+        let l = labels(&[("queue", &q.queue)]);
+        ready.get_or_create(&l).set(i64::from(q.ready.unwrap_or(0)));
+        consumers
+            .get_or_create(&l)
+            .set(i64::from(q.consumers.unwrap_or(0)));
+    }
+    registry.register("palermo_queue_ready", "Messages ready in each queue", ready);
+    registry.register(
+        "palermo_queue_consumers",
+        "Consumers on each queue",
+        consumers,
+    );
+    let delayed = Family::<Labels, Gauge>::default();
+    let as_i64 = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+    delayed
+        .get_or_create(&labels(&[("kind", "retry")]))
+        .set(as_i64(report.retrying));
+    delayed
+        .get_or_create(&labels(&[("kind", "scheduled")]))
+        .set(as_i64(report.scheduled));
+    registry.register(
+        "palermo_jobs_delayed",
+        "Jobs waiting in the delay queues: retries and scheduled or snoozed jobs",
+        delayed,
+    );
+}
+
+/// `GET /health`: 200 `ok` when the database answers, 503 otherwise. The broker is not
+/// checked: the dashboard still shows the store's data without it.
+pub(crate) async fn health(State(app): State<App>) -> Response {
+    match app.store().ping().await {
+        Ok(()) => (StatusCode::OK, "ok\n").into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "health check failed");
+            (StatusCode::SERVICE_UNAVAILABLE, "database unavailable\n").into_response()
+        }
+    }
+}

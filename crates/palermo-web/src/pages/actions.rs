@@ -1,0 +1,245 @@
+//! The pages' forms: retry and remove selected failures, retry and remove all matching a
+//! filter, purge a queue. Each is a POST (the cross-origin check ran before it), asks for a
+//! confirmation first, then redirects back (303) with a notice.
+//!
+//! The confirmation: the page's script opens a dialog and submits with `confirmed=1`.
+//! Without the script (or from an old page) the server answers a confirmation page instead,
+//! carrying the same fields, so nothing is done unconfirmed either way.
+
+use askama::Template;
+use axum::{
+    body::Bytes,
+    extract::{Path, State},
+    http::{header, StatusCode},
+    response::{IntoResponse, Response},
+};
+
+use super::{render, Base};
+use crate::{
+    actions,
+    error::WebError,
+    links::{is_local_page, Root},
+    query::FailedQuery,
+    security::auth::Actor,
+    state::App,
+    text,
+};
+
+/// The fields of a submitted form, in order (ids repeat).
+pub(crate) struct Fields(Vec<(String, String)>);
+
+impl Fields {
+    fn parse(body: &Bytes) -> Fields {
+        Fields(form_urlencoded::parse(body).into_owned().collect())
+    }
+
+    fn all(&self, name: &str) -> Vec<String> {
+        self.0
+            .iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+
+    fn one(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn confirmed(&self) -> bool {
+        self.one("confirmed") == Some("1")
+    }
+
+    /// Where to go back to: the form's `return_to` if it is a page of this dashboard.
+    fn return_to(&self, default: &str) -> String {
+        match self.one("return_to") {
+            Some(page) if is_local_page(page) => page.to_string(),
+            _ => default.to_string(),
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "confirm.html")]
+struct ConfirmPage {
+    base: Base,
+    message: String,
+    action: String,
+    fields: Vec<(String, String)>,
+    back: String,
+}
+
+/// The confirmation page for an unconfirmed form.
+fn confirm(
+    app: &App,
+    root: &Root,
+    action: &str,
+    message: String,
+    fields: &Fields,
+) -> Result<Response, WebError> {
+    let page = ConfirmPage {
+        base: Base::new(app, root, "Confirm", ""),
+        message,
+        action: root.to(action),
+        fields: fields
+            .0
+            .iter()
+            .filter(|(n, _)| n != "confirmed")
+            .map(|(n, v)| (n.clone(), v.clone()))
+            .collect(),
+        back: root.to(&fields.return_to("failed")),
+    };
+    Ok(render(&page)?.into_response())
+}
+
+/// 303 to `page` with the notice `done=WHAT&n=N`.
+fn done(root: &Root, page: &str, what: &str, n: u64) -> Response {
+    let separator = if page.contains('?') { '&' } else { '?' };
+    let location = root.to(&format!("{page}{separator}done={what}&n={n}"));
+    (StatusCode::SEE_OTHER, [(header::LOCATION, location)]).into_response()
+}
+
+fn plural(n: usize, word: &str) -> String {
+    format!("{n} {word}{}", if n == 1 { "" } else { "s" })
+}
+
+/// Retry or remove: what the two pairs of forms differ in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Act {
+    Retry,
+    Remove,
+}
+
+impl Act {
+    fn verb(self) -> &'static str {
+        match self {
+            Act::Retry => "Retry",
+            Act::Remove => "Remove",
+        }
+    }
+
+    fn consequence(self) -> &'static str {
+        match self {
+            Act::Retry => "Their jobs go back to their queues.",
+            Act::Remove => "They will not run again.",
+        }
+    }
+
+    fn done(self) -> &'static str {
+        match self {
+            Act::Retry => "retried",
+            Act::Remove => "removed",
+        }
+    }
+
+    fn path(self, all: bool) -> &'static str {
+        match (self, all) {
+            (Act::Retry, false) => "failed/retry",
+            (Act::Remove, false) => "failed/remove",
+            (Act::Retry, true) => "failed/retry-all",
+            (Act::Remove, true) => "failed/remove-all",
+        }
+    }
+}
+
+/// `POST /failed/{action}`: `retry` and `remove` (fields `id`...), `retry-all` and
+/// `remove-all` (the filter fields). Another action is a 404.
+pub(crate) async fn failures(
+    state: State<App>,
+    root: Root,
+    actor: Actor,
+    Path(action): Path<String>,
+    body: Bytes,
+) -> Result<Response, WebError> {
+    match action.as_str() {
+        "retry" => selected(state, root, actor, body, Act::Retry).await,
+        "remove" => selected(state, root, actor, body, Act::Remove).await,
+        "retry-all" => all(state, root, actor, body, Act::Retry).await,
+        "remove-all" => all(state, root, actor, body, Act::Remove).await,
+        _ => Err(WebError::NotFound(format!(
+            "no action {:?}: use retry, remove, retry-all or remove-all",
+            text::cell(&action, 40)
+        ))),
+    }
+}
+
+async fn selected(
+    State(app): State<App>,
+    root: Root,
+    actor: Actor,
+    body: Bytes,
+    act: Act,
+) -> Result<Response, WebError> {
+    let fields = Fields::parse(&body);
+    let ids = fields.all("id");
+    if !fields.confirmed() {
+        let message = format!(
+            "{} {}? {}",
+            act.verb(),
+            plural(ids.len(), "failure"),
+            act.consequence()
+        );
+        return confirm(&app, &root, act.path(false), message, &fields);
+    }
+    let n = match act {
+        Act::Retry => actions::retry(&app, &ids, &actor).await?.len() as u64,
+        Act::Remove => actions::remove(&app, &ids, &actor).await?,
+    };
+    Ok(done(&root, &fields.return_to("failed"), act.done(), n))
+}
+
+async fn all(
+    State(app): State<App>,
+    root: Root,
+    actor: Actor,
+    body: Bytes,
+    act: Act,
+) -> Result<Response, WebError> {
+    let fields = Fields::parse(&body);
+    let query = FailedQuery::from_fields(&fields.0);
+    let filter = query.filter(text::now_ms())?;
+    if !fields.confirmed() {
+        let count = app.store().count_failures(&filter).await?;
+        let scope = if query.is_filtered() {
+            " matching this filter"
+        } else {
+            ""
+        };
+        let message = format!(
+            "{} all {}{scope}? {}",
+            act.verb(),
+            plural(usize::try_from(count).unwrap_or(0), "failure"),
+            act.consequence()
+        );
+        return confirm(&app, &root, act.path(true), message, &fields);
+    }
+    let n = match act {
+        Act::Retry => actions::retry_all(&app, &filter, &actor).await?,
+        Act::Remove => actions::remove_all(&app, &filter, &actor).await?,
+    };
+    Ok(done(&root, &query.link(), act.done(), n))
+}
+
+/// `POST /queues/{name}/purge`.
+pub(crate) async fn purge(
+    State(app): State<App>,
+    root: Root,
+    actor: Actor,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<Response, WebError> {
+    let fields = Fields::parse(&body);
+    if !fields.confirmed() {
+        let message = format!(
+            "Purge queue {}: delete its ready messages? This cannot be undone.",
+            text::cell(&name, 200)
+        );
+        let action = format!("queues/{}/purge", crate::links::segment(&name));
+        return confirm(&app, &root, &action, message, &fields);
+    }
+    let purged = actions::purge(&app, &name, &actor).await?;
+    let back = format!("queues/{}", crate::links::segment(&name));
+    Ok(done(&root, &back, "purged", u64::from(purged)))
+}
