@@ -175,11 +175,8 @@ async fn retry_through_the_page(browser: &Browser, list: &str, id: &str) {
     click(browser, &format!("{} input.select-failure", row(id))).await;
     click(browser, "#retry-selected").await;
     let question = browser
-        .element("#confirm-dialog[open] #confirm-message", WAIT)
-        .await
-        .text()
-        .await
-        .expect("the confirmation's text");
+        .text("#confirm-dialog[open] #confirm-message", WAIT)
+        .await;
     assert!(
         question.contains("Retry 1 selected"),
         "the confirmation says {question:?}"
@@ -194,12 +191,7 @@ async fn retry_through_the_page(browser: &Browser, list: &str, id: &str) {
         assert!(Instant::now() < deadline, "the retried row did not go away");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let notice = browser
-        .element("#notice", WAIT)
-        .await
-        .text()
-        .await
-        .expect("the notice's text");
+    let notice = browser.text("#notice", WAIT).await;
     assert!(
         notice.contains("Retried 1 failure"),
         "the page says {notice:?}"

@@ -116,6 +116,15 @@ impl Browser {
             .unwrap_or_else(|e| panic!("no {selector} on the page within {within:?}: {e}"))
     }
 
+    /// The visible text of the element matching `selector`, waiting up to `within` for it.
+    pub async fn text(&self, selector: &str, within: Duration) -> String {
+        self.element(selector, within)
+            .await
+            .text()
+            .await
+            .unwrap_or_else(|e| panic!("the text of {selector}: {e}"))
+    }
+
     /// Runs `script` in the page and returns its value.
     pub async fn eval(&self, script: &str) -> serde_json::Value {
         self.client
