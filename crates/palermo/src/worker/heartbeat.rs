@@ -222,6 +222,7 @@ impl Sender {
             failed,
             counters,
             jobs,
+            blocked: self.shared.blocked.reason(),
         }
     }
 }
