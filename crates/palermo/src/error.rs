@@ -69,9 +69,10 @@ pub enum Error {
         timeout: Duration,
     },
     /// RabbitMQ blocks publishers (a disk or memory alarm) and did not lift the block within
-    /// the client's publish timeout ([`crate::Client::with_publish_timeout`]). If the block
-    /// began before the publish, nothing was sent; if it began during it, the message may
-    /// still be stored once the broker unblocks (the client cannot know: at-least-once).
+    /// the client's publish timeout ([`crate::Client::with_publish_timeout`]). The job was
+    /// not confirmed. RabbitMQ tells a connection it is blocked only when it publishes, so
+    /// the first job a connection publishes into an alarm is sent, and stored once the alarm
+    /// clears; the ones after it (the block known) are not sent at all.
     #[error(
         "RabbitMQ is blocking publishers: {reason} (waited {waited:?}; the job was not confirmed)"
     )]
