@@ -251,3 +251,20 @@ async fn connections_ask_for_a_30_s_amqp_heartbeat_unless_the_url_says_otherwise
     assert_eq!(connection.configuration().heartbeat(), 10);
     let _ = connection.close(200, "done".into()).await;
 }
+
+/// Not disruptive (the queue is the test's own): a client whose queue was deleted after it
+/// declared it declares it again at the next enqueue instead of failing.
+#[tokio::test]
+async fn a_client_declares_a_deleted_queue_again_and_the_enqueue_succeeds() {
+    let rig = Rig::new("heal-client").await;
+    rig.enqueue(Broken {}).await;
+    rig.channel
+        .queue_delete(rig.queue.as_str().into(), QueueDeleteOptions::default())
+        .await
+        .expect("delete the queue");
+    rig.client()
+        .enqueue_to(&rig.queue, Broken {})
+        .await
+        .expect("enqueue after the queue was deleted");
+    assert_eq!(rig.ready(&rig.queue).await, 1);
+}
