@@ -29,15 +29,21 @@ async fn broken(runs: State<Arc<Runs>>) -> anyhow::Result<()> {
     anyhow::bail!("broken on purpose")
 }
 
+/// A rig with a worker of `concurrency` slots consuming, and the runs of its jobs.
+async fn consuming(prefix: &str, concurrency: usize) -> (Rig, Arc<Runs>) {
+    let rig = Rig::new(prefix).await;
+    let runs = Arc::new(Runs::default());
+    let mut config = rig.config();
+    config.concurrency = concurrency;
+    rig.start(Worker::builder(config).state(runs.clone()));
+    rig.wait_consuming().await;
+    (rig, runs)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "disruptive: deletes broker objects under a worker; run by scripts/test.sh after the other tests"]
 async fn a_failed_queue_deleted_mid_run_is_declared_again_and_the_failure_recorded() {
-    let rig = Rig::new("heal-failed").await;
-    let runs = Arc::new(Runs::default());
-    let mut config = rig.config();
-    config.concurrency = 2;
-    rig.start(Worker::builder(config).state(runs.clone()));
-    rig.wait_consuming().await;
+    let (rig, runs) = consuming("heal-failed", 2).await;
     rig.enqueue(Broken {}).await;
     rig.wait_failed(1).await;
 
@@ -107,12 +113,7 @@ impl Drop for Refusing {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "disruptive: sets a broker policy; run by scripts/test.sh after the other tests"]
 async fn a_job_whose_failure_cannot_be_stored_is_held_back_not_redelivered_in_a_loop() {
-    let rig = Rig::new("heal-held").await;
-    let runs = Arc::new(Runs::default());
-    let mut config = rig.config();
-    config.concurrency = 4;
-    rig.start(Worker::builder(config).state(runs.clone()));
-    rig.wait_consuming().await;
+    let (rig, runs) = consuming("heal-held", 4).await;
     let refusing = Refusing::queue(&rig.failed);
     eventually(WAIT, "the policy applies", || async { refusing.applied() }).await;
     rig.enqueue(Broken {}).await;
@@ -209,25 +210,16 @@ async fn a_retry_still_happens_after_the_delay_exchanges_are_deleted() {
             .unwrap_or(0)
     };
     rig.start(Worker::builder(rig.config()).state(attempts.clone()));
-    // A first retry, so the worker has declared the layout and remembers it.
-    rig.enqueue(Flaky {
-        key: "before".into(),
-    })
-    .await;
-    eventually(WAIT, "the first job retried", || async {
-        count("before") >= 2
-    })
-    .await;
-
-    support::delay::delete_exchanges(&rig.channel).await;
-    rig.enqueue(Flaky {
-        key: "after".into(),
-    })
-    .await;
-    eventually(WAIT, "the second job retried and done", || async {
-        count("after") >= 2
-    })
-    .await;
+    // A first retry, so the worker has declared the layout and remembers it; then the
+    // layout's exchanges are deleted, and a second job must still be retried.
+    for key in ["before", "after"] {
+        if key == "after" {
+            support::delay::delete_exchanges(&rig.channel).await;
+        }
+        rig.enqueue(Flaky { key: key.into() }).await;
+        let what = format!("the {key} job retried and done");
+        eventually(WAIT, &what, || async { count(key) >= 2 }).await;
+    }
     rig.wait_queue_empty().await;
     assert_eq!(rig.ready(&rig.failed).await, 0, "nothing failed");
     rig.stop().await;
