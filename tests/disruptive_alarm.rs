@@ -124,7 +124,6 @@ async fn a_worker_under_a_disk_alarm_stalls_without_losing_or_acking_twice_then_
     let raised = Instant::now();
     // Blocked, the worker cannot ack: each slot finishes the job it holds and gets no more.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    eprintln!("done before the alarm settled: {}; now {}", done(), done());
     let during = runs
         .0
         .lock()
