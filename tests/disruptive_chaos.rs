@@ -1,14 +1,18 @@
-//! The chaos test: no job is lost when worker processes are SIGKILLed at random moments and
-//! RabbitMQ restarts in the middle of the run.
+//! The chaos test: no job is lost when worker processes are SIGKILLed at random moments,
+//! RabbitMQ restarts in the middle of the run, and then a disk alarm blocks every publisher
+//! for a few seconds.
 //!
-//! A client enqueues 2,000 `record_id` jobs over about fifteen seconds, reconnecting through
-//! the broker restart. Each job appends its id to a file and fsyncs it. A worker process runs
-//! them; it is killed with SIGKILL several times, each time at a random moment, and started
-//! again at once, as a process supervisor would. Once the enqueuer is done the last worker
+//! A client enqueues 5,000 `record_id` jobs over about forty seconds, reconnecting through
+//! the broker restart and waiting out the alarm. Each job appends its id to a file and fsyncs it. A worker process runs
+//! them at concurrency 32; it is killed with SIGKILL ten times, each time at a random moment,
+//! and started again at once, as a process supervisor would. In a second phase the disk
+//! alarm is raised for a few seconds ([`support::alarm::DiskAlarm`]), which blocks the
+//! enqueuer and the worker alike. Once the enqueuer is done the last worker
 //! drains the queue, and every id the broker confirmed must be in the file at least once.
 //! Ids in the file more than once are the at-least-once duplicates (a run that ended but was
 //! not acked before its worker died). The test prints one line,
-//! `lost=0 duplicates=K jobs=N kills=M broker_restarts=1`, and fails if anything was lost.
+//! `lost=0 duplicates=K jobs=N kills=M broker_restarts=1 alarms=1`, and fails if anything was
+//! lost.
 //!
 //! Disruptive, so `#[ignore]`d in the normal run and run alone afterwards:
 //! `cargo test --test 'disruptive_*' -- --ignored --test-threads=1`.
@@ -25,10 +29,12 @@ use palermo::Format;
 use support::RawJob;
 use support::{process::Running, restart_broker, unique, Broker, BrokerGuard};
 use uuid::Uuid;
-const JOBS: usize = 2_000;
-const KILLS: usize = 6;
+const JOBS: usize = 5_000;
+const KILLS: usize = 10;
 /// The kill after which the broker restarts.
-const RESTART_AFTER_KILL: usize = 3;
+const RESTART_AFTER_KILL: usize = 5;
+/// How long the disk alarm of the second phase lasts.
+const ALARM: Duration = Duration::from_secs(4);
 /// How long the last worker may take to drain the queue.
 const DRAIN: Duration = Duration::from_secs(90);
 
@@ -43,7 +49,7 @@ fn spawn_worker(queue: &str, failed: &str, events: &str, log: &Path) -> Running 
         ["--queues", queue],
         ["--failed-queue", failed],
         ["--events-exchange", events],
-        ["--concurrency", "4"],
+        ["--concurrency", "32"],
         ["--shutdown-timeout", "5"],
         ["--heartbeat-interval", "1"],
         // Killed workers return their jobs many times over; count them, but keep them.
@@ -80,7 +86,7 @@ async fn enqueue_all(queue: String, record: PathBuf) -> (Vec<Uuid>, usize) {
             }
         }
         if ids.len() % 20 == 0 {
-            tokio::time::sleep(Duration::from_millis(110)).await;
+            tokio::time::sleep(Duration::from_millis(140)).await;
         }
     }
     (ids, errors)
@@ -135,6 +141,17 @@ async fn no_job_is_lost_when_workers_are_killed_and_the_broker_restarts() {
             worker = spawn_worker(&queue, &failed, &events, &log);
         }
     }
+    // Phase two: a disk alarm blocks the enqueuer and the worker for a few seconds.
+    let mut alarm = tokio::task::spawn_blocking(support::alarm::DiskAlarm::raise)
+        .await
+        .expect("raise the alarm");
+    tokio::time::sleep(ALARM).await;
+    tokio::task::spawn_blocking(move || {
+        alarm.clear();
+    })
+    .await
+    .expect("clear the alarm");
+    let enqueuing_after_alarm = !enqueuer.is_finished();
     let (ids, enqueue_errors) = enqueuer.await.expect("enqueuer");
     let chaos_done = started.elapsed();
 
@@ -159,12 +176,12 @@ async fn no_job_is_lost_when_workers_are_killed_and_the_broker_restarts() {
         .sum();
     let extra = seen.keys().filter(|id| !expected.contains(id)).count();
     println!(
-        "lost={lost} duplicates={duplicates} jobs={} kills={kills} broker_restarts=1",
+        "lost={lost} duplicates={duplicates} jobs={} kills={kills} broker_restarts=1 alarms=1",
         ids.len()
     );
     eprintln!(
         "chaos: {:?} in all ({chaos_done:?} of chaos), RabbitMQ away {away:?}, {enqueue_errors} failed enqueues, \
-         {extra} recorded ids from failed enqueues",
+         {extra} recorded ids from failed enqueues; still enqueueing after the alarm: {enqueuing_after_alarm}",
         started.elapsed()
     );
 

@@ -64,3 +64,24 @@ pub async fn bind_retry_probe(channel: &Channel, probe: &str, queue: &str) {
         .await
         .expect("bind the retry probe");
 }
+
+/// Deletes every exchange of the delay layout (the levels and the delivering one), as an
+/// operator might. The layout is shared by all tests: only a test that runs alone, under
+/// `flock -x /tmp/palermo-broker.lock`, may call this, and it must [`declare`] it again.
+pub async fn delete_exchanges(channel: &Channel) {
+    let layout = layout();
+    let names = (0..LEVELS).map(|level| layout.exchange(level));
+    for name in names.chain([layout.deliver_exchange()]) {
+        channel
+            .exchange_delete(name.as_str().into(), Default::default())
+            .await
+            .expect("delete a delay exchange");
+    }
+}
+
+/// Declares the delay layout (a no-op when it is there).
+pub async fn declare(channel: &Channel) {
+    palermo::admin::delay::declare(channel, layout())
+        .await
+        .expect("declare the delay layout");
+}

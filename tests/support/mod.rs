@@ -10,6 +10,7 @@
 // Each test file uses a part of this module.
 #![allow(dead_code, unused_imports)]
 
+pub mod alarm;
 mod broker;
 pub mod cleanup;
 pub mod delay;

@@ -295,6 +295,7 @@ fn beat(id: uuid::Uuid, seq: u64, sent_at: i64, counters: &[(&str, &str, u64, u6
             started_at: sent_at,
             preview: "{}".into(),
         }],
+        blocked: None,
     }
 }
 

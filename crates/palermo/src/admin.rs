@@ -32,7 +32,7 @@ pub mod delay {
 /// Connecting, and publishing with a confirm.
 pub mod broker {
     pub use crate::broker::{
-        confirm_channel, connect, publish, publish_confirmed, redact, Pending,
+        confirm_channel, connect, publish, publish_confirmed, redact, Pending, HEARTBEAT,
     };
 }
 

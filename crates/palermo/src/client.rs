@@ -5,6 +5,13 @@
 //! The client survives broker restarts: an enqueue that finds the connection down reconnects
 //! (for up to [`Reconnect::wait`]) and declares its queues again, or returns
 //! [`Error::Unavailable`]; it never returns an id the broker has not confirmed.
+//!
+//! No enqueue hangs: each waits at most the client's publish timeout (10 s by default,
+//! [`Client::with_publish_timeout`]). While RabbitMQ blocks publishers (a disk or memory
+//! alarm) an enqueue waits for the block to lift within that time, then returns
+//! [`Error::Blocked`] with the broker's reason, having sent nothing. A publish that comes
+//! back unroutable (its queue, or a delay queue, was deleted) declares them again and is
+//! sent once more.
 
 use std::{
     sync::Arc,
@@ -33,7 +40,12 @@ pub struct Client {
     inner: Arc<Sessions>,
     format: Format,
     reconnect: Reconnect,
+    publish_timeout: Duration,
 }
+
+/// How long an enqueue waits, by default, for the broker to take and confirm a job:
+/// [`Client::with_publish_timeout`].
+pub const DEFAULT_PUBLISH_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A job given by name with already-serialized arguments, for tools that do not link the
 /// job's code (`palermo enqueue`) and for other languages' conventions.
@@ -65,7 +77,18 @@ impl Client {
             inner: Arc::new(Sessions::connect(url, queue_type).await?),
             format: Format::default(),
             reconnect: Reconnect::default(),
+            publish_timeout: DEFAULT_PUBLISH_TIMEOUT,
         })
+    }
+
+    /// This client with another limit on how long an enqueue waits for the broker to take
+    /// and confirm a job, including a wait for a resource alarm to clear; past it the enqueue
+    /// returns [`Error::Blocked`] (the broker blocks publishers) or [`Error::ConfirmTimeout`].
+    /// Defaults to [`DEFAULT_PUBLISH_TIMEOUT`] (10 s). It does not include a reconnect, which
+    /// [`Client::with_reconnect_wait`] bounds.
+    pub fn with_publish_timeout(mut self, timeout: Duration) -> Self {
+        self.publish_timeout = timeout;
+        self
     }
 
     /// This client with another limit on how long an enqueue waits for a lost broker
@@ -94,9 +117,10 @@ impl Client {
 
     /// Enqueues a job on `queue` instead of its default one.
     pub async fn enqueue_to<J: Job>(&self, queue: &str, job: J) -> Result<Uuid, Error> {
-        let (id, pending) = self.publish(queue, &job).await?;
-        pending.confirmed().await?;
-        Ok(id)
+        let (meta, body) = self.encode(queue, &job)?;
+        self.send_confirmed(queue, None, &body, meta.properties())
+            .await?;
+        Ok(meta.id)
     }
 
     /// Enqueues many jobs, publishing them all before waiting for the confirms. On `Err`,
@@ -117,12 +141,18 @@ impl Client {
         let mut ids = Vec::new();
         let mut pending = Vec::new();
         for job in jobs {
-            let (id, p) = self.publish(queue, &job).await?;
-            ids.push(id);
-            pending.push(p);
+            let (meta, body) = self.encode(queue, &job)?;
+            let sent = self.send(queue, None, &body, meta.properties());
+            pending.push(self.bounded(queue, sent).await?);
+            ids.push(meta.id);
         }
         for p in pending {
-            p.confirmed().await?;
+            if let Err(e) = self.bounded(queue, p.confirmed()).await {
+                if e.is_missing_object() {
+                    self.inner.forget(queue);
+                }
+                return Err(e);
+            }
         }
         Ok(ids)
     }
@@ -130,9 +160,7 @@ impl Client {
     /// Enqueues a job given by name and serialized arguments.
     pub async fn enqueue_raw(&self, job: RawJob) -> Result<Uuid, Error> {
         let meta = self.raw_meta(&job)?;
-        self.send(&job.queue, None, &job.body, meta.properties())
-            .await?
-            .confirmed()
+        self.send_confirmed(&job.queue, None, &job.body, meta.properties())
             .await?;
         Ok(meta.id)
     }
@@ -216,9 +244,7 @@ impl Client {
         wire::put_int(&mut headers, header::NEXT_RUN_AT, due_ms);
         properties = properties.with_headers(headers);
         let delayed = Some((delay::Kind::Scheduled, delay::until(at)));
-        self.send(&meta.queue, delayed, body, properties)
-            .await?
-            .confirmed()
+        self.send_confirmed(&meta.queue, delayed, body, properties)
             .await?;
         Ok(meta.id)
     }
@@ -229,15 +255,66 @@ impl Client {
         self.inner.close().await
     }
 
-    async fn publish<J: Job>(&self, queue: &str, job: &J) -> Result<(Uuid, Pending), Error> {
+    fn encode<J: Job>(&self, queue: &str, job: &J) -> Result<(JobMeta, Vec<u8>), Error> {
         let format = J::FORMAT.unwrap_or(self.format);
         let body = format.encode(job).map_err(|source| Error::Serialize {
             job: J::NAME.to_string(),
             source,
         })?;
         let meta = self.meta(J::NAME, queue, format, job.preview(), J::MAX_ATTEMPTS);
-        let pending = self.send(queue, None, &body, meta.properties()).await?;
-        Ok((meta.id, pending))
+        Ok((meta, body))
+    }
+
+    /// Publishes and waits for the confirm, within the publish timeout: first for a
+    /// resource alarm to clear (nothing is sent while the broker blocks publishers), then
+    /// for the broker. A publish that comes back unroutable declares its queues again and is
+    /// sent once more.
+    async fn send_confirmed(
+        &self,
+        queue: &str,
+        delayed: Option<(delay::Kind, Duration)>,
+        body: &[u8],
+        properties: BasicProperties,
+    ) -> Result<(), Error> {
+        let sent = async {
+            self.inner.blocked.unblocked().await;
+            let first = self.send(queue, delayed, body, properties.clone()).await?;
+            match first.confirmed().await {
+                Err(e) if e.is_missing_object() => {
+                    tracing::warn!(queue, error = %e, "an enqueue came back unroutable; declaring its queues again");
+                    self.inner.forget(queue);
+                    self.send(queue, delayed, body, properties)
+                        .await?
+                        .confirmed()
+                        .await
+                }
+                other => other,
+            }
+        };
+        self.bounded(queue, sent).await
+    }
+
+    /// `work` within the publish timeout; past it, an error that names the broker's block
+    /// when there is one.
+    async fn bounded<T>(
+        &self,
+        queue: &str,
+        work: impl std::future::Future<Output = Result<T, Error>>,
+    ) -> Result<T, Error> {
+        let started = tokio::time::Instant::now();
+        match tokio::time::timeout(self.publish_timeout, work).await {
+            Ok(result) => result,
+            Err(_) => Err(match self.inner.blocked.reason() {
+                Some(reason) => Error::Blocked {
+                    reason,
+                    waited: started.elapsed(),
+                },
+                None => Error::ConfirmTimeout {
+                    queue: queue.to_string(),
+                    timeout: started.elapsed(),
+                },
+            }),
+        }
     }
 
     /// Publishes to `queue` (through the delay queues when `delayed`), declaring what it

@@ -76,6 +76,20 @@ pub enum Error {
         /// How long it waited.
         timeout: Duration,
     },
+    /// RabbitMQ blocks publishers (a disk or memory alarm) and did not lift the block within
+    /// the client's publish timeout ([`crate::Client::with_publish_timeout`]). The job was
+    /// not confirmed. RabbitMQ tells a connection it is blocked only when it publishes, so
+    /// the first job a connection publishes into an alarm is sent, and stored once the alarm
+    /// clears; the ones after it (the block known) are not sent at all.
+    #[error(
+        "RabbitMQ is blocking publishers: {reason} (waited {waited:?}; the job was not confirmed)"
+    )]
+    Blocked {
+        /// The broker's reason, e.g. `low on disk`.
+        reason: String,
+        /// How long the enqueue waited.
+        waited: Duration,
+    },
     /// The job's arguments could not be serialized.
     #[error("cannot serialize the arguments of job {job:?}: {source}")]
     Serialize {
@@ -191,7 +205,30 @@ impl Error {
         )
     }
 
+    /// Whether the broker reported a missing object (a queue or exchange deleted under a
+    /// running process): a mandatory publish returned unroutable, or a channel closed with
+    /// `404 NOT_FOUND`. Declaring the object again heals it.
+    pub(crate) fn is_missing_object(&self) -> bool {
+        match self {
+            Error::Unroutable { .. } => true,
+            Error::Broker { source, .. } => is_not_found(source),
+            _ => false,
+        }
+    }
+
     pub(crate) fn broker(operation: &'static str) -> impl FnOnce(lapin::Error) -> Error {
         move |source| Error::Broker { operation, source }
+    }
+}
+
+/// Whether lapin reports a channel closed with `404 NOT_FOUND` (an exchange or queue that
+/// does not exist).
+pub(crate) fn is_not_found(error: &lapin::Error) -> bool {
+    use lapin::{protocol::AMQPErrorKind, protocol::AMQPSoftError, ErrorKind};
+    match error.kind() {
+        ErrorKind::ProtocolError(amqp) => {
+            matches!(amqp.kind(), AMQPErrorKind::Soft(AMQPSoftError::NOTFOUND))
+        }
+        _ => false,
     }
 }

@@ -34,11 +34,13 @@
 
 #![warn(missing_docs)]
 
+mod blocked;
 mod broker;
 mod client;
 mod config;
 mod delay;
 mod error;
+mod heal;
 mod job;
 mod reconnect;
 mod registry;
@@ -56,7 +58,7 @@ pub mod admin;
 #[cfg(feature = "cli")]
 pub use worker::cli;
 
-pub use client::{Client, Reconnect};
+pub use client::{Client, Reconnect, DEFAULT_PUBLISH_TIMEOUT};
 pub use config::WorkerConfig;
 pub use error::{Error, NameError};
 pub use job::{Job, JobContext, JobError, JobResult};

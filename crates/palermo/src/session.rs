@@ -22,6 +22,7 @@ use tokio::time::Instant;
 use tracing::{info, warn};
 
 use crate::{
+    blocked::Blocked,
     broker,
     delay::DelayQueues,
     error::Error,
@@ -87,6 +88,12 @@ impl Session {
         Ok(())
     }
 
+    /// Forgets that `queue` was declared (it came back unroutable: deleted), so the next
+    /// publish declares it again.
+    pub fn forget_declared(&self, queue: &str) {
+        self.lock_declared().remove(queue);
+    }
+
     fn lock_declared(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
         // A panic while holding this lock cannot leave the set inconsistent.
         self.declared
@@ -102,13 +109,18 @@ pub(crate) struct Sessions {
     current: RwLock<Arc<Session>>,
     reconnecting: tokio::sync::Mutex<()>,
     closed: AtomicBool,
+    /// Whether the broker blocks the current connection (a resource alarm), and why.
+    pub blocked: Blocked,
 }
 
 impl Sessions {
     /// Connects the first session: at start, an unreachable broker is an error at once.
     pub async fn connect(url: &str, queue_type: QueueType) -> Result<Sessions, Error> {
         let session = Session::open(url, queue_type).await?;
+        let blocked = Blocked::default();
+        blocked.follow(&session.connection, "client".into());
         Ok(Sessions {
+            blocked,
             url: url.to_string(),
             queue_type,
             current: RwLock::new(Arc::new(session)),
@@ -141,6 +153,14 @@ impl Sessions {
             .close(200, "client closed".into())
             .await
             .map_err(Error::broker("connection.close"))
+    }
+
+    /// Forgets what the current session declared for `queue` (a publish came back
+    /// unroutable: something was deleted), so the next publish declares it again.
+    pub fn forget(&self, queue: &str) {
+        let session = self.current();
+        session.forget_declared(queue);
+        session.delays.forget();
     }
 
     fn current(&self) -> Arc<Session> {
@@ -178,6 +198,7 @@ impl Sessions {
             Ok(session) => Arc::new(session),
             Err(gave_up) => return Err(unavailable(gave_up.attempts, gave_up.reason)),
         };
+        self.blocked.follow(&session.connection, "client".into());
         *self
             .current
             .write()

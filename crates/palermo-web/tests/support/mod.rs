@@ -95,6 +95,7 @@ pub async fn heartbeat(store: &Store, queue: &str) {
             processed: 12,
             failed: 3,
         }],
+        blocked: None,
         jobs: vec![RunningJob {
             id: "running-1".into(),
             name: "send_email".into(),

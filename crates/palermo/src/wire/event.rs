@@ -52,6 +52,11 @@ pub struct Heartbeat {
     /// The jobs running now.
     #[serde(default)]
     pub jobs: Vec<RunningJob>,
+    /// Why the broker blocks the worker's connection (a resource alarm such as `low on
+    /// disk`), when it does. Added after version 1 shipped: absent means not blocked, and
+    /// readers that do not know the field ignore it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blocked: Option<String>,
 }
 
 /// Cumulative counts for one queue and job name.

@@ -18,7 +18,7 @@ use lapin::{
     options::{BasicAckOptions, BasicNackOptions},
     Channel,
 };
-use tracing::{error, info, warn};
+use tracing::{info, warn};
 
 use super::{
     failure::{self, Failure, FailureKind, GaveUp},
@@ -71,7 +71,7 @@ impl Outcome {
 /// acked, or, when that hand-over cannot be confirmed, returned to the broker unacked.
 pub(crate) async fn execute(shared: &Shared, channel: &Channel, delivery: Delivery) {
     if let poison::Verdict::Handled(result) = poison::check(shared, channel, &delivery).await {
-        settle(&delivery, result).await;
+        settle(shared, channel, &delivery, result).await;
         return;
     }
     // Parsed once here; the stats and the run share it.
@@ -92,20 +92,29 @@ pub(crate) async fn execute(shared: &Shared, channel: &Channel, delivery: Delive
             hand_over_failure(shared, channel, &delivery, &failure, ran).await
         }
     };
-    settle(&delivery, handed_over).await;
+    settle(shared, channel, &delivery, handed_over).await;
 }
 
 /// Acks `delivery` once whatever replaces it is confirmed (`Ok`); otherwise returns it to
-/// its queue unacked, so nothing is lost.
-async fn settle(delivery: &Delivery, handed_over: Result<(), Error>) {
+/// its queue unacked, so nothing is lost, after a pause that grows while the fault lasts
+/// (heal.rs), so that it is not redelivered in a tight loop.
+async fn settle(
+    shared: &Shared,
+    channel: &Channel,
+    delivery: &Delivery,
+    handed_over: Result<(), Error>,
+) {
     match handed_over {
-        Ok(()) => ack(delivery).await,
+        Ok(()) => {
+            shared.mender.succeeded();
+            ack(delivery).await
+        }
         Err(e) => {
-            error!(
-                error = %e,
-                queue = %delivery.routing_key,
-                "could not hand the job over (retry or failed queue); returning it to its queue"
-            );
+            let hold = shared.mender.failed(delivery.routing_key.as_str(), &e);
+            // On a closed channel the broker already has the job back: nothing to hold.
+            if channel.status().connected() {
+                tokio::time::sleep(hold).await;
+            }
             let requeue = BasicNackOptions {
                 requeue: true,
                 ..Default::default()

@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use super::Shared;
 use crate::{
-    broker, delay,
+    delay,
     error::Error,
     wire::{
         self,
@@ -71,9 +71,10 @@ pub(crate) async fn publish(
     if let Some(max) = max_attempts {
         wire::put_int(&mut headers, header::MAX_ATTEMPTS, max.into());
     }
-    broker::publish_confirmed(
+    crate::heal::publish_declaring(
         channel,
         &shared.config.failed_queue,
+        shared.config.queue_type,
         &delivery.data,
         republished(&delivery.properties, headers),
     )

@@ -10,6 +10,11 @@
 //! The heartbeat follows the worker's connection (`link::Link`) across reconnects, keeping
 //! its run id and counters; while the worker is disconnected, beats are skipped (the admin
 //! side sees the worker go quiet, then come back).
+//!
+//! A heartbeat to a deleted events exchange closes the channel (`404 NOT_FOUND`) a moment
+//! after the publish. So shortly after each beat the sender looks again ([`RECHECK`]): if the
+//! channel died, it opens a new one at once, which declares the exchange, queue and binding
+//! again, and sends the beat again; heartbeats thus come back within about one interval.
 
 use std::{sync::Arc, time::Duration};
 
@@ -31,6 +36,8 @@ use crate::{
 
 /// How long a clean stop waits for the broker to confirm the offline event.
 const OFFLINE_CONFIRM_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long after a beat the sender checks that its channel survived it.
+const RECHECK: Duration = Duration::from_millis(300);
 
 /// The running heartbeat task of a worker.
 pub(crate) struct Heart {
@@ -66,15 +73,20 @@ pub(crate) async fn start(shared: Arc<Shared>, link: Link) -> Result<Heart, Erro
     let task = tokio::spawn(async move {
         let mut ticks = tokio::time::interval(sender.shared.config.heartbeat_interval);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut recheck = None;
         loop {
             tokio::select! {
                 _ = &mut stopped => break,
                 _ = ticks.tick() => {
                     // Not waiting for the confirm: a lost heartbeat is replaced by the next.
-                    match sender.publish(HEARTBEAT_KEY).await {
-                        Ok(Some(_)) => {}
-                        Ok(None) => debug!("disconnected from the broker; heartbeat skipped"),
-                        Err(e) => warn!(error = %e, "could not publish a heartbeat"),
+                    sender.beat().await;
+                    recheck = Some(tokio::time::Instant::now() + RECHECK);
+                }
+                () = sleep_until(recheck), if recheck.is_some() => {
+                    recheck = None;
+                    if sender.channel.as_ref().is_some_and(|c| !c.status().connected()) {
+                        warn!("the heartbeat channel closed (events exchange deleted?); declaring it again");
+                        sender.beat().await;
                     }
                 }
             }
@@ -109,7 +121,21 @@ impl Heart {
     }
 }
 
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    if let Some(at) = at {
+        tokio::time::sleep_until(at).await;
+    }
+}
+
 impl Sender {
+    async fn beat(&mut self) {
+        match self.publish(HEARTBEAT_KEY).await {
+            Ok(Some(_)) => {}
+            Ok(None) => debug!("disconnected from the broker; heartbeat skipped"),
+            Err(e) => warn!(error = %e, "could not publish a heartbeat"),
+        }
+    }
+
     /// Publishes the offline event and waits (a few seconds at most) for its confirm.
     async fn offline(&mut self) {
         let sender = self;
@@ -222,6 +248,7 @@ impl Sender {
             failed,
             counters,
             jobs,
+            blocked: self.shared.blocked.reason(),
         }
     }
 }

@@ -63,6 +63,7 @@ pub(crate) struct Keeper {
 impl Keeper {
     /// A keeper starting with `connection` (connected and declared by [`connect`]).
     pub fn new(shared: Arc<Shared>, connection: Connection) -> (Keeper, Link) {
+        shared.blocked.follow(&connection, shared.identity.clone());
         let linked = Linked {
             generation: 1,
             connection: Arc::new(connection),
@@ -106,6 +107,7 @@ impl Keeper {
             };
             // Delay queues may need declaring again (a new broker node, a wiped one).
             self.shared.delays.forget();
+            (self.shared.blocked).follow(&connection, self.shared.identity.clone());
             info!(
                 worker = %self.shared.identity,
                 generation = linked.generation + 1,

@@ -52,6 +52,10 @@ pub(crate) struct Shared {
     pub delays: crate::delay::DelayQueues,
     /// Runs finished lately, to recognise a job delivered twice.
     pub recent: recent::Recent,
+    /// Failed hand-overs: their shared backoff and log (`heal.rs`).
+    pub mender: crate::heal::Mender,
+    /// Why the broker blocks this worker's connection (a resource alarm), while it does.
+    pub blocked: crate::blocked::Blocked,
 }
 
 /// Builds a [`Worker`]: the configuration, the application state jobs may ask for.
@@ -212,6 +216,8 @@ impl WorkerBuilder {
                 identity,
                 stats: stats::Stats::default(),
                 delays: crate::delay::DelayQueues::new(queue_type),
+                mender: crate::heal::Mender::default(),
+                blocked: crate::blocked::Blocked::default(),
                 recent: recent::Recent::default(),
             }),
         })

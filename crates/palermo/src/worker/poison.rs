@@ -19,7 +19,7 @@ use super::{
     Shared,
 };
 use crate::{
-    broker, delay,
+    delay,
     error::Error,
     wire::{self, header},
 };
@@ -84,5 +84,8 @@ pub(crate) async fn check(shared: &Shared, channel: &Channel, delivery: &Deliver
     let routing_key = delivery.routing_key.as_str();
     let queue = delay::destination(routing_key).unwrap_or(routing_key);
     let properties = wire::republish::republished(&delivery.properties, headers);
-    Verdict::Handled(broker::publish_confirmed(channel, queue, &delivery.data, properties).await)
+    let queue_type = shared.config.queue_type;
+    let republished =
+        crate::heal::publish_declaring(channel, queue, queue_type, &delivery.data, properties);
+    Verdict::Handled(republished.await)
 }

@@ -110,17 +110,27 @@ async fn publish(
     let due = wire::now_ms().saturating_add(i64::try_from(secs * 1000).unwrap_or(i64::MAX));
     wire::put_int(&mut headers, header::NEXT_RUN_AT, due);
     let properties = republish::republished(&delivery.properties, headers);
-    shared
-        .delays
-        .publish(
-            channel,
-            kind,
-            delay,
-            &meta.queue,
-            &delivery.data,
-            properties,
-        )
-        .await?
-        .confirmed()
-        .await
+    let (delays, queue, body) = (&shared.delays, &meta.queue, &delivery.data);
+    let publish = || async {
+        (delays)
+            .publish(channel, kind, delay, queue, body, properties.clone())
+            .await?
+            .confirmed()
+            .await
+    };
+    match publish().await {
+        // A delay queue, or the job's queue, was deleted: declare the layout and the queue
+        // again on this channel and try once more (heal.rs).
+        Err(e) if e.is_missing_object() && channel.status().connected() => {
+            warn!(job.id = %meta.id, queue = %meta.queue, error = %e, "a delay queue or the job's queue is missing; declaring them again");
+            delays.forget();
+            publish().await
+        }
+        Err(e) => {
+            // A closed channel (404 from a deleted delay exchange): the next channel declares the layout again.
+            delays.forget();
+            Err(e)
+        }
+        ok => ok,
+    }
 }

@@ -127,6 +127,12 @@ pub(crate) async fn serve(
 /// and starts consuming.
 async fn start(shared: &Arc<Shared>, linked: &Linked, number: usize) -> Result<Slot, Error> {
     let channel = broker::confirm_channel(&linked.connection).await?;
+    // A channel closed under the slot may have been a publish to a deleted object (404):
+    // declare what the slot publishes to again (heal.rs).
+    topology::declare_exchange(&channel).await?;
+    let (failed, queue_type) = (&shared.config.failed_queue, shared.config.queue_type);
+    topology::declare_queue(&channel, failed, queue_type).await?;
+    shared.delays.forget();
     for queue in &shared.config.queues {
         topology::declare_queue(&channel, queue, shared.config.queue_type).await?;
     }
