@@ -69,30 +69,30 @@ impl Outcome {
 
 /// Runs one delivery to its end: acked, or handed over (retry, snooze, failed queue) and then
 /// acked, or, when that hand-over cannot be confirmed, returned to the broker unacked.
-pub(crate) async fn execute(shared: &Shared, channel: &Channel, delivery: Delivery) {
-    if let poison::Verdict::Handled(result) = poison::check(shared, channel, &delivery).await {
-        settle(&delivery, result).await;
+pub(crate) async fn execute(shared: &Shared, channel: &Channel, delivery: &Delivery) {
+    if let poison::Verdict::Handled(result) = poison::check(shared, channel, delivery).await {
+        settle(delivery, result).await;
         return;
     }
     // Parsed once here; the stats and the run share it.
     let meta = JobMeta::parse(&delivery.properties);
-    let running = shared.stats.started(&delivery, meta.as_ref().ok());
-    let outcome = run(shared, &delivery, meta).await;
+    let running = shared.stats.started(delivery, meta.as_ref().ok());
+    let outcome = run(shared, delivery, meta).await;
     running.finished(outcome.is_ok());
     let handed_over = match outcome {
         Outcome::Done | Outcome::AlreadyRan => {
-            ack(&delivery).await;
+            ack(delivery).await;
             return;
         }
         Outcome::Snoozed { meta, delay } => {
             info!(job.id = %meta.id, job.name = %meta.name, queue = %meta.queue, attempt = meta.attempt, ?delay, "job snoozed");
-            retrying::snooze(shared, channel, &delivery, &meta, delay).await
+            retrying::snooze(shared, channel, delivery, &meta, delay).await
         }
         Outcome::Failed { failure, ran } => {
-            hand_over_failure(shared, channel, &delivery, &failure, ran).await
+            hand_over_failure(shared, channel, delivery, &failure, ran).await
         }
     };
-    settle(&delivery, handed_over).await;
+    settle(delivery, handed_over).await;
 }
 
 /// Acks `delivery` once whatever replaces it is confirmed (`Ok`); otherwise returns it to
