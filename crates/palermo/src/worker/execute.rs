@@ -18,7 +18,7 @@ use lapin::{
     options::{BasicAckOptions, BasicNackOptions},
     Channel,
 };
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use super::{
     failure::{self, Failure, FailureKind, GaveUp},
@@ -312,7 +312,10 @@ async fn run_admitted(shared: &Shared, admitted: Admitted) -> Outcome {
     let mut fail_now = false;
     let failure = match result {
         Ok(Ok(Ok(()))) => {
-            info!(job.id = %meta.id, job.name = %meta.name, queue = %meta.queue, attempt = meta.attempt, ?elapsed, "job done");
+            // At debug under its own target: formatting and writing a line is the largest
+            // share of a tiny job's cost in the worker (docs/performance.md), so it is only
+            // done when asked for, e.g. `RUST_LOG=info,palermo::worker=debug`.
+            debug!(job.id = %meta.id, job.name = %meta.name, queue = %meta.queue, attempt = meta.attempt, ?elapsed, "job done");
             shared.recent.insert(run_key);
             return Outcome::Done;
         }
