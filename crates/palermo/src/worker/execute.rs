@@ -78,12 +78,9 @@ pub(crate) async fn execute(shared: &Shared, channel: &Channel, delivery: &Deliv
     let meta = JobMeta::parse(&delivery.properties);
     let running = shared.stats.started(delivery, meta.as_ref().ok());
     let outcome = run(shared, delivery, meta).await;
-    running.finished(outcome.is_ok());
+    let succeeded = outcome.is_ok();
     let handed_over = match outcome {
-        Outcome::Done | Outcome::AlreadyRan => {
-            ack(delivery).await;
-            return;
-        }
+        Outcome::Done | Outcome::AlreadyRan => Ok(()),
         Outcome::Snoozed { meta, delay } => {
             info!(job.id = %meta.id, job.name = %meta.name, queue = %meta.queue, attempt = meta.attempt, ?delay, "job snoozed");
             retrying::snooze(shared, channel, delivery, &meta, delay).await
@@ -93,6 +90,9 @@ pub(crate) async fn execute(shared: &Shared, channel: &Channel, delivery: &Deliv
         }
     };
     settle(delivery, handed_over).await;
+    // Counted once the ack is on its way: the counters are for heartbeats, the ack is what
+    // lets the broker send the slot its next job.
+    running.finished(succeeded);
 }
 
 /// Acks `delivery` once whatever replaces it is confirmed (`Ok`); otherwise returns it to
