@@ -30,10 +30,13 @@ pub(crate) struct Stats {
     failed: AtomicU64,
     /// queue → job → (processed, failed); nested so that counting a run looks its names up
     /// without building a key.
-    per_job: Mutex<BTreeMap<String, BTreeMap<String, (u64, u64)>>>,
+    per_job: Mutex<BTreeMap<String, JobCounts>>,
     running: Mutex<BTreeMap<u64, RunningJob>>,
     next_key: AtomicU64,
 }
+
+/// job → (processed, failed), for one queue.
+type JobCounts = BTreeMap<String, (u64, u64)>;
 
 /// What [`Stats::snapshot`] returns.
 #[derive(Debug, Clone, Default)]
