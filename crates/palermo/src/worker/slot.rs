@@ -4,9 +4,9 @@
 //! back to the queue unrun at a stop).
 //!
 //! With one queue the limit is set per consumer, which says the same thing and is what a
-//! hand-written consumer does: RabbitMQ settles a per-consumer limit on the queue itself,
-//! while a channel-wide (global) one costs it a check against the channel on every delivery
-//! and ack (docs/performance.md). With several classic queues it is channel-wide, so that
+//! hand-written consumer does: RabbitMQ settles a per-consumer limit in the queue itself,
+//! while for a channel-wide (global) one the queue asks the channel's limiter process before
+//! every delivery (docs/performance.md). With several classic queues it is channel-wide, so that
 //! the slot holds no more, whichever queue a delivery came from; quorum queues refuse that,
 //! so with them it is per consumer, one limit per queue of the slot.
 //!
