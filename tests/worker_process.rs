@@ -72,6 +72,38 @@ async fn a_second_signal_exits_at_once_and_returns_the_job_to_its_queue() {
     .await;
 }
 
+#[tokio::test]
+async fn with_prefetch_a_stop_returns_the_held_jobs_unrun() {
+    let rig = Rig::new("prefetch").await;
+    let queue = &rig.queue;
+    enqueue_sleep(rig.client(), queue, 4000).await;
+    for _ in 0..12 {
+        enqueue_sleep(rig.client(), queue, 1).await;
+    }
+    let log = rig.temp_file("worker.log");
+    let extra = ["--prefetch", "10", "--shutdown-timeout", "10"];
+    let worker = spawn_worker(&rig, &log, &extra);
+    wait_running(&log, 4000).await;
+    // The slot holds 10 unacked: the running job and 9 waiting their turn.
+    eventually(WAIT, "the slot holds 10 deliveries", || async {
+        rig.ready(queue).await == 3
+    })
+    .await;
+    let status = worker.stop(WAIT).await;
+    assert!(status.success(), "exit status {status:?}");
+    // The running job was acked; the 9 it held are back, none lost and none acked unrun.
+    eventually(WAIT, "the held jobs are back in the queue", || async {
+        rig.ready(queue).await == 12
+    })
+    .await;
+    assert_eq!(rig.ready(&rig.failed).await, 0);
+    let log = read_log(&log);
+    assert!(
+        !log.contains("sleep_ms: sleeping 1 ms"),
+        "a held job ran:\n{log}"
+    );
+}
+
 fn run_to_end(args: &[&str], url: &str) -> (i32, String) {
     let output = Command::new(WORKER)
         .args(args)
@@ -98,6 +130,10 @@ fn the_worker_refuses_bad_start_up_input_with_a_clear_message() {
     let (code, err) = run_to_end(&["--queues", "a", "--concurrency", "0"], &url);
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("concurrency is 0"), "{err}");
+
+    let (code, err) = run_to_end(&["--queues", "a", "--prefetch", "0"], &url);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("prefetch is 0"), "{err}");
 
     let (code, err) = run_to_end(&["--queues", "a"], "not a url");
     assert_eq!(code, 1, "{err}");

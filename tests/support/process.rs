@@ -37,7 +37,7 @@ impl Running {
             .args(args)
             .env("PALERMO_AMQP_URL", super::amqp_url())
             .env("PALERMO_QUEUE_TYPE", super::queue_type().name())
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", "info,palermo::worker=debug")
             .env("NO_COLOR", "1")
             .stdout(Stdio::null())
             .stderr(Stdio::from(log))

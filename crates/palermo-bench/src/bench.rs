@@ -20,9 +20,12 @@ use crate::{child::WorkerProcess, jobs, raw};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Side {
     /// A Palermo worker (`palermo-bench worker`).
-    Palermo,
-    /// Plain lapin consumers (`palermo-bench raw-worker`).
-    Raw,
+    Palermo = 0,
+    /// Plain lapin consumers (`palermo-bench raw-worker`) with a per-consumer prefetch
+    /// limit, what a hand-written consumer does: the yardstick.
+    Raw = 1,
+    /// The same with a channel-wide (global) limit, the cost of which the table shows too.
+    RawGlobal = 2,
 }
 
 impl Side {
@@ -30,7 +33,15 @@ impl Side {
         match self {
             Side::Palermo => "palermo",
             Side::Raw => "raw",
+            Side::RawGlobal => "raw-global",
         }
+    }
+
+    /// The three sides, in an order that turns with the repetition.
+    pub fn all_in_turn(rep: usize) -> [Side; 3] {
+        let mut all = [Side::Palermo, Side::Raw, Side::RawGlobal];
+        all.rotate_left(rep % 3);
+        all
     }
 
     /// Both sides, in an order that alternates with the repetition, so that neither always
@@ -138,13 +149,25 @@ impl Bench {
         Ok(())
     }
 
-    /// Starts a worker of `side` on `queue` with `concurrency` slots; for Palermo, failed
-    /// jobs go to this run's own failed queue.
+    /// Starts a worker of `side` on `queue` with `concurrency` slots of prefetch 1; for
+    /// Palermo, failed jobs go to this run's own failed queue.
     pub fn spawn_worker(
         &self,
         side: Side,
         queue: &str,
         concurrency: usize,
+        expect: u64,
+    ) -> anyhow::Result<WorkerProcess> {
+        self.spawn_worker_with(side, queue, concurrency, 1, expect)
+    }
+
+    /// [`Bench::spawn_worker`] with `prefetch` deliveries per slot or channel.
+    pub fn spawn_worker_with(
+        &self,
+        side: Side,
+        queue: &str,
+        concurrency: usize,
+        prefetch: u16,
         expect: u64,
     ) -> anyhow::Result<WorkerProcess> {
         let exe = std::env::current_exe().context("finding this executable")?;
@@ -162,7 +185,7 @@ impl Bench {
                 "--shutdown-timeout".into(),
                 "5".into(),
             ],
-            Side::Raw => vec![
+            Side::Raw | Side::RawGlobal => vec![
                 raw::WORKER_COMMAND.into(),
                 "--queue".into(),
                 queue.into(),
@@ -176,6 +199,12 @@ impl Bench {
         };
         if let (Side::Palermo, Some(events)) = (side, &self.events) {
             args.extend(["--events-exchange".into(), events.clone()]);
+        }
+        if prefetch != 1 {
+            args.extend(["--prefetch".into(), prefetch.to_string()]);
+        }
+        if side == Side::RawGlobal {
+            args.push("--global-qos".into());
         }
         let log = self.logs.join(format!("{queue}.log"));
         // A profiling hook: `PALERMO_BENCH_WRAPPER="valgrind --tool=callgrind"` runs each
@@ -204,29 +233,35 @@ impl Bench {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             worker.check_alive()?;
-            let state = self
-                .admin
-                .queue_declare(
-                    queue.into(),
-                    QueueDeclareOptions {
-                        passive: true,
-                        ..Default::default()
-                    },
-                    FieldTable::default(),
-                )
-                .await
-                .with_context(|| format!("passive declare of {queue}"))?;
-            if state.consumer_count() >= consumers {
+            let (_, consumer_count) = self.queue_state(queue).await?;
+            if consumer_count >= consumers {
                 return Ok(());
             }
             if Instant::now() > deadline {
                 bail!(
                     "the worker on {queue} has {} of {consumers} consumers after 30 s",
-                    state.consumer_count()
+                    consumer_count
                 );
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+    }
+
+    /// The ready messages and the consumers of `queue` (a passive declare).
+    pub async fn queue_state(&self, queue: &str) -> anyhow::Result<(u32, u32)> {
+        let state = self
+            .admin
+            .queue_declare(
+                queue.into(),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .with_context(|| format!("passive declare of {queue}"))?;
+        Ok((state.message_count(), state.consumer_count()))
     }
 
     /// A new connection for the clean-up, trying for 30 s: a broker restarted under the run

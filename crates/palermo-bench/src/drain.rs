@@ -5,6 +5,9 @@
 //! SIGCONT to its `drained` line. Filling first means the figure is the consumer's speed, not
 //! the publisher's, on a machine where both would share two cores. Its CPU time is read from
 //! `/proc` before and after, its peak RSS (`VmHWM`) after.
+//!
+//! The same drain, one process, gives the prefetch rows (a slot holding 10 or 100
+//! deliveries) and the nap rows (each job sleeps 5 ms, as one waiting on I/O would).
 
 use std::time::{Duration, Instant};
 
@@ -12,30 +15,94 @@ use anyhow::bail;
 
 use crate::{
     bench::{Bench, Side},
-    jobs::Noop,
+    jobs::{Nap, Noop},
     raw::Message,
     report::{Metric, Report},
 };
 
-/// One repetition of the drain at concurrency 1 and 4, for both sides.
+/// One repetition of the drain at concurrency 1 and 4, for the three sides.
 pub async fn measure(bench: &Bench, rep: usize, report: &mut Report) -> anyhow::Result<()> {
     for concurrency in [1, 4] {
-        for side in Side::in_turn(rep) {
-            let palermo = side == Side::Palermo;
-            let run = drain_once(bench, side, concurrency, rep).await?;
+        for side in Side::all_in_turn(rep) {
+            let run = drain_once(bench, side, Load::noop(bench.jobs, concurrency), rep).await?;
             let per_10k = run.cpu_s / bench.jobs as f64 * 10_000.0;
-            if concurrency == 1 {
-                report.add(Metric::Drain1, palermo, run.rate);
-                report.add(Metric::RssIdle, palermo, run.idle_rss_mb);
-                report.add(Metric::Cpu1, palermo, per_10k);
+            let [drain, rss, cpu] = if concurrency == 1 {
+                [Metric::Drain1, Metric::RssIdle, Metric::Cpu1]
             } else {
-                report.add(Metric::Drain4, palermo, run.rate);
-                report.add(Metric::RssDraining, palermo, run.peak_rss_mb);
-                report.add(Metric::Cpu4, palermo, per_10k);
-            }
+                [Metric::Drain4, Metric::RssDraining, Metric::Cpu4]
+            };
+            report.add(drain, side, run.rate);
+            report.add(cpu, side, per_10k);
+            let rss_mb = if concurrency == 1 {
+                run.idle_rss_mb
+            } else {
+                run.peak_rss_mb
+            };
+            report.add(rss, side, rss_mb);
         }
     }
     Ok(())
+}
+
+/// One repetition of the drain at concurrency 1 with prefetch 10 and 100, against raw lapin
+/// at the same per-consumer prefetch.
+pub async fn measure_prefetch(
+    bench: &Bench,
+    rep: usize,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    for (prefetch, metric) in [(10, Metric::Prefetch10), (100, Metric::Prefetch100)] {
+        for side in Side::in_turn(rep) {
+            let load = Load {
+                prefetch,
+                ..Load::noop(bench.jobs, 1)
+            };
+            report.add(metric, side, drain_once(bench, side, load, rep).await?.rate);
+        }
+    }
+    Ok(())
+}
+
+/// One repetition of the 5 ms nap at concurrency 1, 16 and 64. Each run is sized to last
+/// about 2 s at the ideal rate (concurrency / 5 ms), capped at `--jobs`.
+pub async fn measure_sleep(bench: &Bench, rep: usize, report: &mut Report) -> anyhow::Result<()> {
+    let rows = [
+        (1, Metric::Sleep1),
+        (16, Metric::Sleep16),
+        (64, Metric::Sleep64),
+    ];
+    for (concurrency, metric) in rows {
+        let jobs = bench.jobs.min(400 * concurrency as u64);
+        for side in Side::in_turn(rep) {
+            let load = Load {
+                nap_ms: Some(5),
+                ..Load::noop(jobs, concurrency)
+            };
+            report.add(metric, side, drain_once(bench, side, load, rep).await?.rate);
+        }
+    }
+    Ok(())
+}
+
+/// What one drain runs.
+#[derive(Clone, Copy)]
+struct Load {
+    jobs: u64,
+    concurrency: usize,
+    prefetch: u16,
+    /// Each job sleeps this long; `None` for the no-op.
+    nap_ms: Option<u64>,
+}
+
+impl Load {
+    fn noop(jobs: u64, concurrency: usize) -> Self {
+        Self {
+            jobs,
+            concurrency,
+            prefetch: 1,
+            nap_ms: None,
+        }
+    }
 }
 
 struct DrainRun {
@@ -45,17 +112,17 @@ struct DrainRun {
     cpu_s: f64,
 }
 
-async fn drain_once(
-    bench: &Bench,
-    side: Side,
-    concurrency: usize,
-    rep: usize,
-) -> anyhow::Result<DrainRun> {
-    let n = bench.jobs;
+async fn drain_once(bench: &Bench, side: Side, load: Load, rep: usize) -> anyhow::Result<DrainRun> {
+    let (n, concurrency) = (load.jobs, load.concurrency);
+    let nap = load.nap_ms.map_or(String::new(), |ms| format!("-nap{ms}"));
     let queue = bench
-        .queue(&format!("drain-{}-c{concurrency}-r{rep}", side.name()))
+        .queue(&format!(
+            "drain-{}-c{concurrency}-p{}{nap}-r{rep}",
+            side.name(),
+            load.prefetch
+        ))
         .await?;
-    let mut worker = bench.spawn_worker(side, &queue, concurrency, n)?;
+    let mut worker = bench.spawn_worker_with(side, &queue, concurrency, load.prefetch, n)?;
     bench
         .wait_for_consumers(&mut worker, &queue, concurrency as u32)
         .await?;
@@ -64,7 +131,10 @@ async fn drain_once(
     let idle = worker.usage()?;
 
     worker.pause()?;
-    let message = Message::of(&queue, &Noop { batch: n })?;
+    let message = match load.nap_ms {
+        Some(ms) => Message::of(&queue, &Nap { batch: n, ms })?,
+        None => Message::of(&queue, &Noop { batch: n })?,
+    };
     bench.raw.publish_pipelined(&queue, &message, n).await?;
     let before = worker.usage()?;
     let started = Instant::now();

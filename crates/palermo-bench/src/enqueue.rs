@@ -49,10 +49,10 @@ pub async fn measure(bench: &Bench, rep: usize, report: &mut Report) -> anyhow::
                     bench.client.enqueue_to(&queue, job.clone()).await?;
                 }
             }
-            Side::Raw => bench.raw.publish_serial(&queue, &message, n).await?,
+            Side::Raw | Side::RawGlobal => bench.raw.publish_serial(&queue, &message, n).await?,
         }
         let rate = n as f64 / started.elapsed().as_secs_f64();
-        report.add(Metric::EnqueueOne, side == Side::Palermo, rate);
+        report.add(Metric::EnqueueOne, side, rate);
         bench.delete(&queue).await?;
     }
     for side in Side::in_turn(rep) {
@@ -66,10 +66,10 @@ pub async fn measure(bench: &Bench, rep: usize, report: &mut Report) -> anyhow::
                 let jobs = (0..n).map(|_| job.clone());
                 bench.client.enqueue_many_to(&queue, jobs).await?;
             }
-            Side::Raw => bench.raw.publish_pipelined(&queue, &message, n).await?,
+            Side::Raw | Side::RawGlobal => bench.raw.publish_pipelined(&queue, &message, n).await?,
         }
         let rate = n as f64 / started.elapsed().as_secs_f64();
-        report.add(Metric::EnqueueMany, side == Side::Palermo, rate);
+        report.add(Metric::EnqueueMany, side, rate);
         bench.delete(&queue).await?;
     }
     Ok(())

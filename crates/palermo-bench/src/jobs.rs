@@ -1,4 +1,4 @@
-//! The Palermo side of the bench: two jobs, and the worker that runs them.
+//! The Palermo side of the bench: three jobs, and the worker that runs them.
 //!
 //! The worker is this same executable started as `palermo-bench worker --queues …`, which is
 //! exactly what `palermo::cli::main` does in an application's worker binary. It runs
@@ -26,11 +26,25 @@ static RUN: AtomicU64 = AtomicU64::new(0);
 /// Does nothing; the one that completes a batch of `batch` jobs prints `drained`.
 #[palermo::job(queue = "palermo-bench")]
 pub async fn noop(batch: u64) -> anyhow::Result<()> {
+    count_run(batch);
+    Ok(())
+}
+
+/// Sleeps `ms` milliseconds (a job waiting on I/O); the one that completes a batch of
+/// `batch` jobs prints `drained`.
+#[palermo::job(queue = "palermo-bench")]
+pub async fn nap(batch: u64, ms: u64) -> anyhow::Result<()> {
+    tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+    count_run(batch);
+    Ok(())
+}
+
+/// Counts a run; prints `drained` at the `batch`-th.
+fn count_run(batch: u64) {
     if RUN.fetch_add(1, Ordering::Relaxed) + 1 == batch {
         RUN.store(0, Ordering::Relaxed);
         println!("drained");
     }
-    Ok(())
 }
 
 /// Prints how long ago, in wall-clock nanoseconds, it was enqueued.

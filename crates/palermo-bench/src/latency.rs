@@ -18,10 +18,9 @@ pub async fn measure(bench: &Bench, rep: usize, report: &mut Report) -> anyhow::
     for side in Side::in_turn(rep) {
         let mut samples = probe(bench, side, rep).await?;
         samples.sort_by(f64::total_cmp);
-        let palermo = side == Side::Palermo;
-        report.add(Metric::LatencyP50, palermo, quantile(&samples, 0.50));
-        report.add(Metric::LatencyP99, palermo, quantile(&samples, 0.99));
-        report.add(Metric::LatencyMax, palermo, quantile(&samples, 1.0));
+        report.add(Metric::LatencyP50, side, quantile(&samples, 0.50));
+        report.add(Metric::LatencyP99, side, quantile(&samples, 0.99));
+        report.add(Metric::LatencyMax, side, quantile(&samples, 1.0));
     }
     Ok(())
 }
@@ -45,7 +44,7 @@ async fn probe(bench: &Bench, side: Side, rep: usize) -> anyhow::Result<Vec<f64>
             Side::Palermo => {
                 bench.client.enqueue_to(&queue, probe).await?;
             }
-            Side::Raw => {
+            Side::Raw | Side::RawGlobal => {
                 message.body = serde_json::to_vec(&probe).context("encoding a probe")?;
                 bench.raw.publish_confirmed(&queue, &message).await?;
             }

@@ -7,7 +7,7 @@
 //! repetitions, with min and max. Every queue is unique to the run and deleted after it.
 //!
 //! ```text
-//! cargo run --release -p palermo-bench -- --jobs 20000 --reps 3
+//! cargo run --release -p palermo-bench -- --jobs 20000 --reps 5
 //! ```
 //!
 //! The workers being measured are this executable started with a hidden subcommand
@@ -22,6 +22,7 @@ mod jobs;
 mod latency;
 mod raw;
 mod report;
+mod scale;
 
 use std::process::ExitCode;
 
@@ -37,13 +38,14 @@ struct Args {
     #[arg(long, default_value_t = 20_000)]
     jobs: u64,
     /// Repetitions of every measurement; the table shows their median, min and max.
-    /// Defaults to 3.
-    #[arg(long, default_value_t = 3)]
+    /// Defaults to 5.
+    #[arg(long, default_value_t = 5)]
     reps: usize,
     /// Probes per latency measurement, sent one at a time. Defaults to 2000.
     #[arg(long, default_value_t = 2000)]
     latency_jobs: usize,
-    /// Measure only these groups (footprint comes with drain). Defaults to all.
+    /// Measure only these groups (footprint comes with drain; `sleep` is the 5 ms nap).
+    /// Defaults to all.
     #[arg(long, value_enum, value_delimiter = ',')]
     only: Vec<Group>,
     /// RabbitMQ URL.
@@ -55,6 +57,9 @@ struct Args {
 enum Group {
     Enqueue,
     Drain,
+    Prefetch,
+    Scale,
+    Sleep,
     Latency,
 }
 
@@ -129,6 +134,18 @@ async fn measure(bench: &Bench, args: &Args) -> anyhow::Result<Report> {
         if wanted(Group::Drain) {
             progress("drain and footprint");
             drain::measure(bench, rep, &mut report).await?;
+        }
+        if wanted(Group::Prefetch) {
+            progress("prefetch");
+            drain::measure_prefetch(bench, rep, &mut report).await?;
+        }
+        if wanted(Group::Scale) {
+            progress("scale");
+            scale::measure(bench, rep, &mut report).await?;
+        }
+        if wanted(Group::Sleep) {
+            progress("5 ms nap");
+            drain::measure_sleep(bench, rep, &mut report).await?;
         }
         if wanted(Group::Latency) {
             progress("latency");

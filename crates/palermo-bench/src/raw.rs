@@ -4,8 +4,10 @@
 //! The publisher sends the very bytes Palermo sends (body, properties and `x-palermo-*`
 //! headers, built once), persistent, mandatory, through the `palermo` exchange, with a
 //! publisher confirm each. The consumer (`palermo-bench raw-worker`, its own process like the
-//! Palermo worker) opens one channel per slot with `basic.qos(1, global)`, one consumer each,
-//! and acks every delivery. Whatever Palermo does beyond that is overhead.
+//! Palermo worker) opens one channel per slot with `basic.qos(1)` per consumer (what a
+//! hand-written consumer does; `--global-qos` makes it channel-wide), one consumer each, runs
+//! the job's work if it has any (the 5 ms nap), and acks every delivery. Whatever Palermo does
+//! beyond that is overhead.
 
 use std::{
     process::ExitCode,
@@ -167,9 +169,15 @@ struct RawArgs {
     /// The queue to consume.
     #[arg(long)]
     queue: String,
-    /// Channels, one consumer with prefetch 1 each.
+    /// Channels, one consumer each.
     #[arg(long, default_value_t = 1)]
     channels: usize,
+    /// Unacked deliveries per consumer. Defaults to 1.
+    #[arg(long, default_value_t = 1)]
+    prefetch: u16,
+    /// Sets the limit on the channel (`basic.qos` global) rather than on the consumer.
+    #[arg(long)]
+    global_qos: bool,
     /// Print `drained` after this many `noop` messages.
     #[arg(long, default_value_t = u64::MAX)]
     expect: u64,
@@ -208,7 +216,12 @@ async fn consume(args: RawArgs) -> anyhow::Result<()> {
     for number in 0..args.channels {
         let channel = connection.create_channel().await.context("channel.open")?;
         channel
-            .basic_qos(1, BasicQosOptions { global: true })
+            .basic_qos(
+                args.prefetch,
+                BasicQosOptions {
+                    global: args.global_qos,
+                },
+            )
             .await
             .context("basic.qos")?;
         let mut consumer = channel
@@ -224,19 +237,7 @@ async fn consume(args: RawArgs) -> anyhow::Result<()> {
         consumers.spawn(async move {
             while let Some(delivery) = consumer.next().await {
                 let delivery = delivery.context("receiving a delivery")?;
-                let is_latency = delivery
-                    .properties
-                    .kind()
-                    .as_ref()
-                    .is_some_and(|kind| kind.as_str() == <jobs::Latency as palermo::Job>::NAME);
-                if is_latency {
-                    let probe: jobs::Latency = serde_json::from_slice(&delivery.data)
-                        .context("decoding a latency probe")?;
-                    println!(
-                        "latency {}",
-                        jobs::now_ns().saturating_sub(probe.sent_at_ns)
-                    );
-                }
+                let is_latency = work(&delivery).await?;
                 delivery
                     .ack(BasicAckOptions::default())
                     .await
@@ -259,9 +260,34 @@ async fn consume(args: RawArgs) -> anyhow::Result<()> {
         },
     };
     consumers.abort_all();
-    connection
-        .close(200, "raw worker stopped".into())
-        .await
-        .context("connection.close")?;
+    // At a stop a channel may already be closing under an aborted consumer; the broker
+    // requeues whatever is unacked either way, so a failed close is only worth a warning.
+    if let Err(e) = connection.close(200, "raw worker stopped".into()).await {
+        eprintln!("warning: connection.close: {e}");
+    }
     result
+}
+
+/// Does what the job in `delivery` asks: prints a latency probe's delay, sleeps a nap's
+/// length. Says whether it was a latency probe (which does not count towards `--expect`).
+async fn work(delivery: &lapin::message::Delivery) -> anyhow::Result<bool> {
+    let kind = delivery
+        .properties
+        .kind()
+        .as_ref()
+        .map(|kind| kind.as_str());
+    if kind == Some(<jobs::Latency as palermo::Job>::NAME) {
+        let probe: jobs::Latency =
+            serde_json::from_slice(&delivery.data).context("decoding a latency probe")?;
+        println!(
+            "latency {}",
+            jobs::now_ns().saturating_sub(probe.sent_at_ns)
+        );
+        return Ok(true);
+    }
+    if kind == Some(<jobs::Nap as palermo::Job>::NAME) {
+        let nap: jobs::Nap = serde_json::from_slice(&delivery.data).context("decoding a nap")?;
+        tokio::time::sleep(std::time::Duration::from_millis(nap.ms)).await;
+    }
+    Ok(false)
 }

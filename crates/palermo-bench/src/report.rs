@@ -7,6 +7,8 @@
 
 use std::fmt::Write;
 
+use crate::bench::Side;
+
 /// One row of the table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Metric {
@@ -14,6 +16,14 @@ pub enum Metric {
     EnqueueMany,
     Drain1,
     Drain4,
+    Prefetch10,
+    Prefetch100,
+    Scale1,
+    Scale2,
+    Scale4,
+    Sleep1,
+    Sleep16,
+    Sleep64,
     LatencyP50,
     LatencyP99,
     LatencyMax,
@@ -25,11 +35,19 @@ pub enum Metric {
 
 impl Metric {
     /// Every row, in table order.
-    pub const ALL: [Metric; 11] = [
+    pub const ALL: [Metric; 19] = [
         Metric::EnqueueOne,
         Metric::EnqueueMany,
         Metric::Drain1,
         Metric::Drain4,
+        Metric::Prefetch10,
+        Metric::Prefetch100,
+        Metric::Scale1,
+        Metric::Scale2,
+        Metric::Scale4,
+        Metric::Sleep1,
+        Metric::Sleep16,
+        Metric::Sleep64,
         Metric::LatencyP50,
         Metric::LatencyP99,
         Metric::LatencyMax,
@@ -46,6 +64,14 @@ impl Metric {
             Metric::EnqueueMany => "enqueue_many vs publish pipelined, confirms after (jobs/s)",
             Metric::Drain1 => "drain no-op, concurrency 1 vs 1 channel (jobs/s)",
             Metric::Drain4 => "drain no-op, concurrency 4 vs 4 channels (jobs/s)",
+            Metric::Prefetch10 => "drain no-op, concurrency 1, prefetch 10 vs 1 channel, prefetch 10 (jobs/s)",
+            Metric::Prefetch100 => "drain no-op, concurrency 1, prefetch 100 vs 1 channel, prefetch 100 (jobs/s)",
+            Metric::Scale1 => "drain no-op, 1 worker process × concurrency 4 vs 1 raw process × 4 channels (jobs/s)",
+            Metric::Scale2 => "drain no-op, 2 worker processes × concurrency 4 vs 2 raw processes × 4 channels (jobs/s)",
+            Metric::Scale4 => "drain no-op, 4 worker processes × concurrency 4 vs 4 raw processes × 4 channels (jobs/s)",
+            Metric::Sleep1 => "job sleeping 5 ms, concurrency 1 vs 1 channel (jobs/s)",
+            Metric::Sleep16 => "job sleeping 5 ms, concurrency 16 vs 16 channels (jobs/s)",
+            Metric::Sleep64 => "job sleeping 5 ms, concurrency 64 vs 64 channels (jobs/s)",
             Metric::LatencyP50 => "latency enqueue → start, p50, idle (ms)",
             Metric::LatencyP99 => "latency enqueue → start, p99, idle (ms)",
             Metric::LatencyMax => "latency enqueue → start, max, idle (ms)",
@@ -60,17 +86,21 @@ impl Metric {
     fn goal(self) -> &'static str {
         match self {
             Metric::EnqueueMany | Metric::Drain1 | Metric::Drain4 => "≥ 0.90",
+            Metric::Cpu1 | Metric::Cpu4 => "≤ 1.10",
             Metric::RssIdle => "≤ 15 MB",
+            Metric::Sleep1 => "ideal 200 (1 / 5 ms)",
+            Metric::Sleep16 => "ideal 3200 (16 / 5 ms)",
+            Metric::Sleep64 => "ideal 12800 (64 / 5 ms), broker-bound",
             _ => "",
         }
     }
 
     fn decimals(self) -> usize {
         match self {
-            Metric::EnqueueOne | Metric::EnqueueMany | Metric::Drain1 | Metric::Drain4 => 0,
             Metric::LatencyP50 | Metric::LatencyP99 | Metric::LatencyMax => 2,
             Metric::RssIdle | Metric::RssDraining => 1,
             Metric::Cpu1 | Metric::Cpu4 => 3,
+            _ => 0,
         }
     }
 }
@@ -78,56 +108,61 @@ impl Metric {
 /// The samples of every row, one per repetition and side.
 #[derive(Default)]
 pub struct Report {
-    rows: Vec<(Metric, Vec<f64>, Vec<f64>)>,
+    /// Per row, the samples of [`Side::Palermo`], [`Side::Raw`] and [`Side::RawGlobal`].
+    rows: Vec<(Metric, [Vec<f64>; 3])>,
 }
 
+/// The table's header; the smoke test looks for it.
+pub const HEADER: &str = "| measure | Palermo median (min–max) | raw lapin median (min–max) | Palermo / raw, paired median (min–max) | raw lapin, global QoS, median (min–max) | Palermo / raw global QoS, paired median (min–max) | goal |";
+
 impl Report {
-    /// Adds one repetition's figure for Palermo (`palermo == true`) or raw lapin.
-    pub fn add(&mut self, metric: Metric, palermo: bool, value: f64) {
-        let index = match self.rows.iter().position(|(m, _, _)| *m == metric) {
+    /// Adds one repetition's figure for `side`.
+    pub fn add(&mut self, metric: Metric, side: Side, value: f64) {
+        let index = match self.rows.iter().position(|(m, _)| *m == metric) {
             Some(index) => index,
             None => {
-                self.rows.push((metric, Vec::new(), Vec::new()));
+                self.rows.push((metric, Default::default()));
                 self.rows.len() - 1
             }
         };
-        let row = &mut self.rows[index];
-        if palermo {
-            row.1.push(value);
-        } else {
-            row.2.push(value);
-        }
+        self.rows[index].1[side as usize].push(value);
     }
 
-    /// A Markdown table of the rows measured, in [`Metric::ALL`] order.
+    /// A Markdown table of the rows measured, in [`Metric::ALL`] order. The raw lapin
+    /// columns are per-consumer prefetch (the yardstick) and, where measured, global QoS.
     pub fn table(&self) -> String {
         let mut out = String::new();
-        out.push_str("| measure | Palermo median (min–max) | raw lapin median (min–max) | Palermo / raw, paired median (min–max) | goal |\n");
-        out.push_str("|---|---|---|---|---|\n");
+        out.push_str(HEADER);
+        out.push_str("\n|---|---|---|---|---|---|---|\n");
         for metric in Metric::ALL {
-            let Some((_, palermo, raw)) = self.rows.iter().find(|(m, _, _)| *m == metric) else {
+            let Some((_, [palermo, raw, global])) = self.rows.iter().find(|(m, _)| *m == metric)
+            else {
                 continue;
             };
-            let (p, r) = (Spread::of(palermo), Spread::of(raw));
-            let ratios: Vec<f64> = palermo
-                .iter()
-                .zip(raw)
-                .filter(|(_, r)| **r > 0.0)
-                .map(|(p, r)| p / r)
-                .collect();
-            let ratio = Spread::show(Spread::of(&ratios), 2);
             let d = metric.decimals();
             let _ = writeln!(
                 out,
-                "| {} | {} | {} | {ratio} | {} |",
+                "| {} | {} | {} | {} | {} | {} | {} |",
                 metric.label(),
-                Spread::show(p, d),
-                Spread::show(r, d),
+                Spread::show(Spread::of(palermo), d),
+                Spread::show(Spread::of(raw), d),
+                Spread::show(Spread::of(&paired(palermo, raw)), 2),
+                Spread::show(Spread::of(global), d),
+                Spread::show(Spread::of(&paired(palermo, global)), 2),
                 metric.goal()
             );
         }
         out
     }
+}
+
+/// The ratios `a / b` of the repetitions both sides measured.
+fn paired(a: &[f64], b: &[f64]) -> Vec<f64> {
+    a.iter()
+        .zip(b)
+        .filter(|(_, b)| **b > 0.0)
+        .map(|(a, b)| a / b)
+        .collect()
 }
 
 /// Median, min and max of some samples.
@@ -199,12 +234,12 @@ mod tests {
 
         let mut report = Report::default();
         for (palermo, raw) in [(900.0, 1000.0), (1000.0, 800.0), (450.0, 600.0)] {
-            report.add(Metric::Drain1, true, palermo);
-            report.add(Metric::Drain1, false, raw);
+            report.add(Metric::Drain1, Side::Palermo, palermo);
+            report.add(Metric::Drain1, Side::Raw, raw);
         }
         let table = report.table();
         assert!(
-            table.contains("| 900 (450–1000) | 800 (600–1000) | 0.90 (0.75–1.25) |"),
+            table.contains("| 900 (450–1000) | 800 (600–1000) | 0.90 (0.75–1.25) | – | – |"),
             "{table}"
         );
     }

@@ -17,7 +17,10 @@
 //!   count, never once per attempt.
 
 use std::{
-    sync::Mutex,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Mutex,
+    },
     time::{Duration, Instant},
 };
 
@@ -42,6 +45,9 @@ pub(crate) const LOG_INTERVAL: Duration = Duration::from_secs(10);
 #[derive(Debug, Default)]
 pub(crate) struct Mender {
     state: Mutex<State>,
+    /// Whether a failure is on record: every successful job asks, so the answer for the
+    /// common case (no fault) must not take the lock the slots share.
+    troubled: AtomicBool,
 }
 
 #[derive(Debug, Default)]
@@ -58,6 +64,7 @@ impl Mender {
     /// returning it to its queue.
     pub fn failed(&self, queue: &str, error: &Error) -> Duration {
         let mut state = self.lock();
+        self.troubled.store(true, Ordering::Relaxed);
         state.consecutive = state.consecutive.saturating_add(1);
         state.unlogged += 1;
         let hold = hold(state.consecutive);
@@ -77,7 +84,11 @@ impl Mender {
 
     /// Records a hand-over that succeeded: the fault, if there was one, is over.
     pub fn succeeded(&self) {
+        if !self.troubled.load(Ordering::Relaxed) {
+            return;
+        }
         let mut state = self.lock();
+        self.troubled.store(false, Ordering::Relaxed);
         if state.consecutive == 0 {
             return;
         }

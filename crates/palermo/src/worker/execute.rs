@@ -18,7 +18,7 @@ use lapin::{
     options::{BasicAckOptions, BasicNackOptions},
     Channel,
 };
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::{
     failure::{self, Failure, FailureKind, GaveUp},
@@ -69,30 +69,30 @@ impl Outcome {
 
 /// Runs one delivery to its end: acked, or handed over (retry, snooze, failed queue) and then
 /// acked, or, when that hand-over cannot be confirmed, returned to the broker unacked.
-pub(crate) async fn execute(shared: &Shared, channel: &Channel, delivery: Delivery) {
-    if let poison::Verdict::Handled(result) = poison::check(shared, channel, &delivery).await {
-        settle(shared, channel, &delivery, result).await;
+pub(crate) async fn execute(shared: &Shared, channel: &Channel, delivery: &Delivery) {
+    if let poison::Verdict::Handled(result) = poison::check(shared, channel, delivery).await {
+        settle(shared, channel, delivery, result).await;
         return;
     }
     // Parsed once here; the stats and the run share it.
     let meta = JobMeta::parse(&delivery.properties);
-    let running = shared.stats.started(&delivery, meta.as_ref().ok());
-    let outcome = run(shared, &delivery, meta).await;
-    running.finished(outcome.is_ok());
+    let running = shared.stats.started(delivery, meta.as_ref().ok());
+    let outcome = run(shared, delivery, meta).await;
+    let succeeded = outcome.is_ok();
     let handed_over = match outcome {
-        Outcome::Done | Outcome::AlreadyRan => {
-            ack(&delivery).await;
-            return;
-        }
+        Outcome::Done | Outcome::AlreadyRan => Ok(()),
         Outcome::Snoozed { meta, delay } => {
             info!(job.id = %meta.id, job.name = %meta.name, queue = %meta.queue, attempt = meta.attempt, ?delay, "job snoozed");
-            retrying::snooze(shared, channel, &delivery, &meta, delay).await
+            retrying::snooze(shared, channel, delivery, &meta, delay).await
         }
         Outcome::Failed { failure, ran } => {
-            hand_over_failure(shared, channel, &delivery, &failure, ran).await
+            hand_over_failure(shared, channel, delivery, &failure, ran).await
         }
     };
-    settle(shared, channel, &delivery, handed_over).await;
+    settle(shared, channel, delivery, handed_over).await;
+    // Counted once the ack is on its way: the counters are for heartbeats, the ack is what
+    // lets the broker send the slot its next job.
+    running.finished(succeeded);
 }
 
 /// Acks `delivery` once whatever replaces it is confirmed (`Ok`); otherwise returns it to
@@ -321,7 +321,10 @@ async fn run_admitted(shared: &Shared, admitted: Admitted) -> Outcome {
     let mut fail_now = false;
     let failure = match result {
         Ok(Ok(Ok(()))) => {
-            info!(job.id = %meta.id, job.name = %meta.name, queue = %meta.queue, attempt = meta.attempt, ?elapsed, "job done");
+            // At debug under its own target: formatting and writing a line is the largest
+            // share of a tiny job's cost in the worker (docs/performance.md), so it is only
+            // done when asked for, e.g. `RUST_LOG=info,palermo::worker=debug`.
+            debug!(job.id = %meta.id, job.name = %meta.name, queue = %meta.queue, attempt = meta.attempt, ?elapsed, "job done");
             shared.recent.insert(run_key);
             return Outcome::Done;
         }

@@ -1,6 +1,14 @@
-//! One concurrency slot: a channel with prefetch 1 for the whole channel and a consumer on
-//! each queue, so the slot never holds more than one unacked delivery, whichever queue it
-//! came from.
+//! One concurrency slot: a channel with a consumer on each queue, running one job at a time.
+//! The broker's prefetch limit keeps the slot's unacked deliveries to one (the job it runs)
+//! or, with [`crate::WorkerConfig::prefetch`], to that many (the rest wait their turn and go
+//! back to the queue unrun at a stop).
+//!
+//! With one queue the limit is set per consumer, which says the same thing and is what a
+//! hand-written consumer does: RabbitMQ settles a per-consumer limit in the queue itself,
+//! while for a channel-wide (global) one the queue asks the channel's limiter process before
+//! every delivery (docs/performance.md). With several classic queues it is channel-wide, so that
+//! the slot holds no more, whichever queue a delivery came from; quorum queues refuse that,
+//! so with them it is per consumer, one limit per queue of the slot.
 //!
 //! A slot runs on one channel until a stop or until that channel dies; `serve` then starts
 //! it again on a new one. While a job runs the slot keeps listening to its
@@ -32,7 +40,8 @@ pub(crate) struct Slot {
     channel: Channel,
     tags: Vec<ShortString>,
     deliveries: Deliveries,
-    /// A delivery that arrived while a job ran (with per-consumer prefetch, one per queue).
+    /// A delivery that arrived while a job ran; with a prefetch above 1, the others wait
+    /// in their consumer.
     held: Option<Delivery>,
 }
 
@@ -48,17 +57,17 @@ pub(crate) enum Ended {
 }
 
 impl Slot {
-    /// Sets prefetch 1 on the channel and consumes every queue of the worker.
+    /// Sets the prefetch limit and consumes every queue of the worker.
     pub async fn start(
         shared: Arc<Shared>,
         channel: Channel,
         number: usize,
     ) -> Result<Self, Error> {
-        // Quorum queues refuse channel-wide prefetch (the broker closes the connection), so
-        // with them the limit is per consumer: one unacked delivery per queue of the slot.
-        let global = shared.config.queue_type == crate::topology::QueueType::Classic;
+        let config = &shared.config;
+        let global =
+            config.queues.len() > 1 && config.queue_type == crate::topology::QueueType::Classic;
         channel
-            .basic_qos(1, BasicQosOptions { global })
+            .basic_qos(config.prefetch, BasicQosOptions { global })
             .await
             .map_err(Error::broker("basic.qos"))?;
         let mut tags = Vec::new();
@@ -121,7 +130,15 @@ impl Slot {
             }
         };
         match ended {
-            Ended::Stopped => self.hand_back_unstarted().await,
+            Ended::Stopped => {
+                self.hand_back_unstarted().await;
+                // No job runs on the channel now; closing it returns at once whatever a
+                // consumer still held (with several queues, the stream ends at the first
+                // cancelled one).
+                if let Err(e) = self.channel.close(200, "worker stopping".into()).await {
+                    debug!(error = %e, "closing the slot's channel failed");
+                }
+            }
             // The channel lives on without its consumers: close it, so that what it holds
             // unacked goes back to the queue now.
             Ended::Cancelled => {
@@ -147,8 +164,8 @@ impl Slot {
     /// arrives meanwhile is held for next, and the channel's death is logged at once (the job
     /// still runs to its end; its message is already back in the queue).
     async fn execute_watching(&mut self, delivery: Delivery, shutdown: &Shutdown) -> Option<Ended> {
-        let job = JobLabel::of(&delivery);
-        let run = execute::execute(&self.shared, &self.channel, delivery);
+        let started = Instant::now();
+        let run = execute::execute(&self.shared, &self.channel, &delivery);
         tokio::pin!(run);
         let (mut lost, mut watching) = (None, true);
         loop {
@@ -169,7 +186,9 @@ impl Slot {
                         None => Ended::Cancelled,
                     };
                     watching = false;
-                    log_lost_under_job(&job, &ended);
+                    // Read from the message only now: the labels cost allocations that a
+                    // job whose channel lives (nearly all of them) never needs.
+                    log_lost_under_job(&JobLabel::of(&delivery, started), &ended);
                     lost = Some(ended);
                 }
             }
@@ -207,8 +226,8 @@ pub(crate) struct JobLabel {
 }
 
 impl JobLabel {
-    /// Reads what it can, even of a malformed message.
-    pub fn of(delivery: &Delivery) -> Self {
+    /// Reads what it can, even of a malformed message, that started at `started`.
+    pub fn of(delivery: &Delivery, started: Instant) -> Self {
         let properties = &delivery.properties;
         let text = |value: &Option<lapin::types::ShortString>| {
             value.as_ref().map(|v| v.to_string()).unwrap_or_default()
@@ -220,7 +239,7 @@ impl JobLabel {
             queue: delay::destination(routing_key)
                 .unwrap_or(routing_key)
                 .to_string(),
-            started: Instant::now(),
+            started,
         }
     }
 }
@@ -260,7 +279,7 @@ fn consumer_tag(identity: &str, slot: usize, queue: &str) -> ShortString {
 /// Polled in turn, starting after the one that delivered last, so no queue is starved. The
 /// stream ends as soon as one consumer ends (the broker cancelled it, or we did at a stop),
 /// so that the slot starts over rather than go on without one of its queues. The broker
-/// sends the channel at most one unacked delivery, so at most one is ever waiting.
+/// sends the slot at most `prefetch` unacked deliveries, so at most that many ever wait.
 struct Deliveries {
     consumers: Vec<Consumer>,
     next: usize,

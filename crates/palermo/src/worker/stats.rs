@@ -28,11 +28,15 @@ use crate::wire::{
 pub(crate) struct Stats {
     processed: AtomicU64,
     failed: AtomicU64,
-    /// (queue, job) → (processed, failed).
-    per_job: Mutex<BTreeMap<(String, String), (u64, u64)>>,
+    /// queue → job → (processed, failed); nested so that counting a run looks its names up
+    /// without building a key.
+    per_job: Mutex<BTreeMap<String, JobCounts>>,
     running: Mutex<BTreeMap<u64, RunningJob>>,
     next_key: AtomicU64,
 }
+
+/// job → (processed, failed), for one queue.
+type JobCounts = BTreeMap<String, (u64, u64)>;
 
 /// What [`Stats::snapshot`] returns.
 #[derive(Debug, Clone, Default)]
@@ -49,8 +53,6 @@ pub(crate) struct Snapshot {
 pub(crate) struct Running<'a> {
     stats: &'a Stats,
     key: u64,
-    queue: String,
-    job: String,
 }
 
 impl Stats {
@@ -83,25 +85,21 @@ impl Stats {
             }
         };
         let key = self.next_key.fetch_add(1, Ordering::Relaxed);
-        let (queue, name) = (job.queue.clone(), job.name.clone());
         lock(&self.running).insert(key, job);
-        Running {
-            stats: self,
-            key,
-            queue,
-            job: name,
-        }
+        Running { stats: self, key }
     }
 
     /// The counters and the jobs running now.
     pub fn snapshot(&self) -> Snapshot {
         let counters = lock(&self.per_job)
             .iter()
-            .map(|((queue, job), (processed, failed))| Counter {
-                queue: queue.clone(),
-                job: job.clone(),
-                processed: *processed,
-                failed: *failed,
+            .flat_map(|(queue, jobs)| {
+                jobs.iter().map(|(job, (processed, failed))| Counter {
+                    queue: queue.clone(),
+                    job: job.clone(),
+                    processed: *processed,
+                    failed: *failed,
+                })
             })
             .collect();
         Snapshot {
@@ -117,11 +115,12 @@ impl Running<'_> {
     /// Counts the run: processed, and failed unless `succeeded`.
     pub fn finished(self, succeeded: bool) {
         let failed = u64::from(!succeeded);
-        {
+        // Off the in-flight list now (the drop then finds nothing): its names, owned, key
+        // the counters without a copy.
+        let job = lock(&self.stats.running).remove(&self.key);
+        if let Some(RunningJob { queue, name, .. }) = job {
             let mut per_job = lock(&self.stats.per_job);
-            let entry = per_job
-                .entry((self.queue.clone(), self.job.clone()))
-                .or_default();
+            let entry = per_job.entry(queue).or_default().entry(name).or_default();
             entry.0 += 1;
             entry.1 += failed;
         }
