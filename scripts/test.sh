@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 scripts/broker.sh
 scripts/postgres.sh
 scripts/chromium.sh   # the dashboard's browser test drives Debian's Chromium
+scripts/python.sh     # examples/python and its test (tests/python_producer.rs) need pika
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
