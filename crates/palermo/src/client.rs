@@ -20,6 +20,7 @@ use crate::{
     delay,
     error::Error,
     job::Job,
+    middleware,
     serializer::Format,
     session::Sessions,
     topology,
@@ -28,11 +29,22 @@ use crate::{
 
 /// A handle for enqueueing jobs; cheap to clone, safe to share between tasks. It holds one
 /// connection and one confirm-mode channel, made again when the broker connection drops.
+///
+/// A client from [`crate::testing::Fake::client`] stores jobs in memory instead (for tests);
+/// it is the same type, so code under test takes a `Client` either way.
 #[derive(Clone)]
 pub struct Client {
-    inner: Arc<Sessions>,
+    backend: Backend,
     format: Format,
     reconnect: Reconnect,
+    middleware: middleware::EnqueueStack,
+}
+
+/// Where enqueued jobs go.
+#[derive(Clone)]
+enum Backend {
+    Broker(Arc<Sessions>),
+    Fake(crate::testing::Fake),
 }
 
 /// A job given by name with already-serialized arguments, for tools that do not link the
@@ -61,11 +73,30 @@ impl Client {
     /// and admin tools must use the same type).
     /// An unreachable broker is an error at once here; later, enqueues reconnect.
     pub async fn connect_with(url: &str, queue_type: topology::QueueType) -> Result<Self, Error> {
-        Ok(Self {
-            inner: Arc::new(Sessions::connect(url, queue_type).await?),
+        Ok(Self::with_backend(Backend::Broker(Arc::new(
+            Sessions::connect(url, queue_type).await?,
+        ))))
+    }
+
+    /// A client recording into `fake` (see [`crate::testing::Fake::client`]).
+    pub(crate) fn fake(fake: crate::testing::Fake) -> Self {
+        Self::with_backend(Backend::Fake(fake))
+    }
+
+    fn with_backend(backend: Backend) -> Self {
+        Self {
+            backend,
             format: Format::default(),
             reconnect: Reconnect::default(),
-        })
+            middleware: middleware::EnqueueStack::default(),
+        }
+    }
+
+    /// This client with `middleware` run on every enqueue, after the ones given before (see
+    /// [`crate::middleware::EnqueueMiddleware`]).
+    pub fn with_middleware(mut self, middleware: impl middleware::EnqueueMiddleware) -> Self {
+        self.middleware.push(Arc::new(middleware));
+        self
     }
 
     /// This client with another limit on how long an enqueue waits for a lost broker
@@ -177,11 +208,7 @@ impl Client {
         job: J,
         at: impl Into<SystemTime>,
     ) -> Result<Uuid, Error> {
-        let format = J::FORMAT.unwrap_or(self.format);
-        let body = format.encode(&job).map_err(|source| Error::Serialize {
-            job: J::NAME.to_string(),
-            source,
-        })?;
+        let (format, body) = self.encode(&job)?;
         let meta = self.meta(J::NAME, queue, format, job.preview(), J::MAX_ATTEMPTS);
         self.publish_at(meta, &body, at.into()).await
     }
@@ -226,15 +253,29 @@ impl Client {
     /// Closes the connection, waiting for nothing: every enqueue has already been confirmed.
     /// Later enqueues return [`Error::Closed`].
     pub async fn close(&self) -> Result<(), Error> {
-        self.inner.close().await
+        match &self.backend {
+            Backend::Broker(sessions) => sessions.close().await,
+            Backend::Fake(_) => Ok(()),
+        }
+    }
+
+    /// Serializes `job` in its format. A fake client also decodes it back, as a worker
+    /// would: an argument that does not round-trip fails here, in the test.
+    fn encode<J: Job>(&self, job: &J) -> Result<(Format, Vec<u8>), Error> {
+        let format = J::FORMAT.unwrap_or(self.format);
+        let error = |source| Error::Serialize {
+            job: J::NAME.to_string(),
+            source,
+        };
+        let body = format.encode(job).map_err(error)?;
+        if let Backend::Fake(_) = self.backend {
+            format.decode::<J>(&body).map_err(error)?;
+        }
+        Ok((format, body))
     }
 
     async fn publish<J: Job>(&self, queue: &str, job: &J) -> Result<(Uuid, Pending), Error> {
-        let format = J::FORMAT.unwrap_or(self.format);
-        let body = format.encode(job).map_err(|source| Error::Serialize {
-            job: J::NAME.to_string(),
-            source,
-        })?;
+        let (format, body) = self.encode(job)?;
         let meta = self.meta(J::NAME, queue, format, job.preview(), J::MAX_ATTEMPTS);
         let pending = self.send(queue, None, &body, meta.properties()).await?;
         Ok((meta.id, pending))
@@ -251,11 +292,19 @@ impl Client {
         body: &[u8],
         properties: BasicProperties,
     ) -> Result<Pending, Error> {
+        let properties = self.middleware.prepare(queue, properties)?;
+        let sessions = match &self.backend {
+            Backend::Broker(sessions) => sessions,
+            Backend::Fake(fake) => {
+                fake.record(queue, body, properties).await?;
+                return Ok(Pending::stored(queue));
+            }
+        };
         let mut retried = false;
         loop {
-            let session = self.inner.get(&self.reconnect).await?;
+            let session = sessions.get(&self.reconnect).await?;
             let sent = match delayed {
-                None => match session.ensure_declared(queue, self.inner.queue_type).await {
+                None => match session.ensure_declared(queue, sessions.queue_type).await {
                     Ok(()) => {
                         broker::publish(&session.channel, queue, body, properties.clone()).await
                     }

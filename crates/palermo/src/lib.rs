@@ -40,6 +40,7 @@ mod config;
 mod delay;
 mod error;
 mod job;
+pub mod middleware;
 mod reconnect;
 mod registry;
 mod retry;
@@ -47,7 +48,9 @@ mod serializer;
 mod session;
 pub mod shutdown;
 mod state;
+pub mod testing;
 mod topology;
+pub mod trace;
 mod wire;
 mod worker;
 

@@ -29,6 +29,8 @@ use super::{
 use crate::{
     error::Error,
     job::{ErrorKind, JobContext},
+    middleware::{self, JobInfo},
+    trace,
     registry::{BoxedRun, Registration},
     retry::{self, Backoff, Decision},
     wire::{self, JobMeta},
@@ -200,6 +202,7 @@ struct Admitted {
     job: BoxedRun,
     run_key: recent::RunKey,
     max_attempts: u32,
+    ctx: JobContext,
 }
 
 /// Whether a delivery runs, or how it ended without running.
@@ -215,8 +218,56 @@ async fn run(
     meta: Result<JobMeta, wire::Malformed>,
 ) -> Outcome {
     match admit(shared, delivery, meta) {
-        Admission::Run(admitted) => run_admitted(shared, *admitted).await,
+        Admission::Run(admitted) => run_in_span(shared, delivery, *admitted).await,
         Admission::Settled(outcome) => *outcome,
+    }
+}
+
+/// Runs an admitted job in its tracing span, between its middleware's hooks.
+async fn run_in_span(shared: &Shared, delivery: &Delivery, admitted: Admitted) -> Outcome {
+    let ctx = admitted.ctx.clone();
+    let timeout = admitted.timeout(shared);
+    let headers = wire::headers(&delivery.properties);
+    let info = JobInfo::new(&ctx, Some(headers));
+    let hooked = !shared.middleware.is_empty();
+    if hooked {
+        shared.middleware.before(&info);
+    }
+    let started = Instant::now();
+    let traceparent = wire::str_ref(headers, trace::TRACEPARENT).ok().flatten();
+    let outcome = trace::in_job(&ctx, traceparent, run_admitted(shared, admitted)).await;
+    if hooked {
+        let seen = outcome.for_middleware(timeout);
+        shared.middleware.after(&info, &seen, started.elapsed());
+    }
+    outcome
+}
+
+impl Outcome {
+    /// How middleware sees this outcome of a run.
+    fn for_middleware(&self, timeout: Duration) -> middleware::Outcome {
+        let (failure, ran) = match self {
+            Outcome::Done | Outcome::AlreadyRan => return middleware::Outcome::Ok,
+            Outcome::Snoozed { delay, .. } => return middleware::Outcome::Snoozed { delay: *delay },
+            Outcome::Failed { failure, ran } => (failure, ran.as_ref()),
+        };
+        let retry = ran.is_some_and(|r| !r.fail_now && r.meta.attempt < r.max_attempts);
+        let error = failure.message.clone();
+        match failure.kind {
+            FailureKind::Panic => middleware::Outcome::Panicked {
+                message: error,
+                retry,
+            },
+            FailureKind::Timeout => middleware::Outcome::TimedOut { timeout, retry },
+            _ if retry => middleware::Outcome::Retry { error },
+            _ => middleware::Outcome::Failed { error },
+        }
+    }
+}
+
+impl Admitted {
+    fn timeout(&self, shared: &Shared) -> Duration {
+        self.registration.timeout.unwrap_or(shared.config.job_timeout)
     }
 }
 
@@ -274,13 +325,14 @@ fn admit(
         max_attempts,
         state: shared.state.clone(),
     };
-    match (registration.decode)(meta.format, &delivery.data, ctx) {
+    match (registration.decode)(meta.format, &delivery.data, ctx.clone()) {
         Ok(job) => Admission::Run(Box::new(Admitted {
             meta,
             registration,
             job,
             run_key,
             max_attempts,
+            ctx,
         })),
         Err(reason) => {
             warn!(job.id = %meta.id, job.name = %meta.name, %reason, "cannot decode the job's arguments; moving it to the failed queue");
@@ -303,6 +355,7 @@ async fn run_admitted(shared: &Shared, admitted: Admitted) -> Outcome {
         job,
         run_key,
         max_attempts,
+        ..
     } = admitted;
     let timeout = registration.timeout.unwrap_or(shared.config.job_timeout);
     let started = Instant::now();

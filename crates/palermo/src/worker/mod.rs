@@ -23,6 +23,8 @@ mod serve;
 mod slot;
 mod stats;
 
+pub(crate) use panic::{catch as catch_panic, Panicked};
+
 use std::sync::Arc;
 
 use tokio::task::JoinSet;
@@ -52,6 +54,8 @@ pub(crate) struct Shared {
     pub delays: crate::delay::DelayQueues,
     /// Runs finished lately, to recognise a job delivered twice.
     pub recent: recent::Recent,
+    /// Hooks around every run, in registration order.
+    pub middleware: crate::middleware::Stack,
 }
 
 /// Builds a [`Worker`]: the configuration, the application state jobs may ask for.
@@ -59,6 +63,7 @@ pub struct WorkerBuilder {
     config: WorkerConfig,
     state: StateMap,
     registry: Option<Registry>,
+    middleware: crate::middleware::Stack,
 }
 
 impl Worker {
@@ -68,6 +73,7 @@ impl Worker {
             config,
             state: StateMap::default(),
             registry: None,
+            middleware: crate::middleware::Stack::default(),
         }
     }
 
@@ -184,6 +190,13 @@ impl WorkerBuilder {
         self
     }
 
+    /// Runs `middleware` around every job run, inside the ones given before (their `before`
+    /// hooks run first, their `after` hooks last); see [`crate::middleware::Middleware`].
+    pub fn middleware(mut self, middleware: impl crate::middleware::Middleware) -> Self {
+        self.middleware.push(Arc::new(middleware));
+        self
+    }
+
     /// Uses these jobs instead of every job linked into the binary.
     pub fn registry(mut self, registry: Registry) -> Self {
         self.registry = Some(registry);
@@ -213,6 +226,7 @@ impl WorkerBuilder {
                 stats: stats::Stats::default(),
                 delays: crate::delay::DelayQueues::new(queue_type),
                 recent: recent::Recent::default(),
+                middleware: self.middleware,
             }),
         })
     }
