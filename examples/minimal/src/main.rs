@@ -78,3 +78,26 @@ fn queue_from_args() -> anyhow::Result<String> {
         _ => bail!("usage: minimal [--queue NAME]"),
     }
 }
+
+/// Testing the job without a broker (docs/guide.md, "Testing your jobs"): `cargo test -p minimal`.
+#[cfg(test)]
+mod tests {
+    use palermo::testing::{Fake, Outcome};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn greet_is_enqueued_and_runs_with_its_state() -> anyhow::Result<()> {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let fake = Fake::new().with_state(Done { tx });
+        fake.client().enqueue(Greet { name: "Ada".into() }).await?;
+        fake.assert_enqueued::<Greet>(|job| job.name == "Ada");
+
+        let runs = fake.drain().await;
+        assert_eq!(runs.len(), 1);
+        assert_eq!(runs[0].outcome, Outcome::Ok);
+        assert!(rx.try_recv()?.starts_with("Hello, Ada! (job "));
+        assert_eq!(fake.count(), 0);
+        Ok(())
+    }
+}

@@ -171,7 +171,7 @@ async fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {bind}"))?;
     println!(
-        "axum-app on http://{}/ (dashboard: /palermo/)",
+        "axum-app on http://{}/ (dashboard: /palermo)",
         listener.local_addr()?
     );
     axum::serve(
