@@ -96,8 +96,8 @@ async fn middleware_fires_in_order_with_each_outcome_and_sees_client_headers() {
     let log = Log::default();
     let mut config = rig.config();
     config.max_attempts = 1;
-    config.backoff = Backoff::exponential(Duration::from_secs(1), Duration::from_secs(1))
-        .with_jitter(0.0);
+    config.backoff =
+        Backoff::exponential(Duration::from_secs(1), Duration::from_secs(1)).with_jitter(0.0);
     rig.start(
         Worker::builder(config)
             .state(Snoozes::default())
@@ -111,11 +111,22 @@ async fn middleware_fires_in_order_with_each_outcome_and_sees_client_headers() {
         let id = client.enqueue_to(&rig.queue, job).await.expect("enqueue");
         ids.insert(mode, id);
     }
-    ids.insert("flaky", client.enqueue_to(&rig.queue, Flaky {}).await.expect("enqueue"));
+    ids.insert(
+        "flaky",
+        client
+            .enqueue_to(&rig.queue, Flaky {})
+            .await
+            .expect("enqueue"),
+    );
 
     let expected_events = 4 * 4 + 2 * 8; // one run each, two runs for snooze and flaky
     eventually(WAIT, "every hook fired", || async {
-        log.lock().expect("log").values().map(Vec::len).sum::<usize>() >= expected_events
+        log.lock()
+            .expect("log")
+            .values()
+            .map(Vec::len)
+            .sum::<usize>()
+            >= expected_events
     })
     .await;
     rig.stop().await;
@@ -138,8 +149,14 @@ async fn middleware_fires_in_order_with_each_outcome_and_sees_client_headers() {
         events("timeout"),
         around(1, "TimedOut { timeout: 1s, retry: false }")
     );
-    assert_eq!(events("panic"), around(1, "Panicked(panicked: boom, false)"));
-    assert_eq!(events("flaky"), [around(1, "Retry"), around(2, "Ok")].concat());
+    assert_eq!(
+        events("panic"),
+        around(1, "Panicked(panicked: boom, false)")
+    );
+    assert_eq!(
+        events("flaky"),
+        [around(1, "Retry"), around(2, "Ok")].concat()
+    );
 }
 
 #[tokio::test]
@@ -149,21 +166,33 @@ async fn a_refused_enqueue_is_a_typed_error_and_publishes_nothing() {
     let refused = client.enqueue_to(&rig.queue, Flaky {}).await;
     match refused {
         Err(Error::Refused { job, queue, reason }) => {
-            assert_eq!((job.as_str(), queue.as_str()), ("flaky", rig.queue.as_str()));
+            assert_eq!(
+                (job.as_str(), queue.as_str()),
+                ("flaky", rig.queue.as_str())
+            );
             assert_eq!(reason, Refused::new("no tenant"));
         }
         other => panic!("expected a refusal, got {other:?}"),
     }
     // Nothing was published: a job enqueued after it is the only one there.
-    rig.client().enqueue_to(&rig.queue, Flaky {}).await.expect("enqueue");
+    rig.client()
+        .enqueue_to(&rig.queue, Flaky {})
+        .await
+        .expect("enqueue");
     let log = Log::default();
-    rig.start(
-        Worker::builder(rig.config()).middleware(Recorder("only", log.clone())),
-    );
+    rig.start(Worker::builder(rig.config()).middleware(Recorder("only", log.clone())));
     eventually(WAIT, "the job ran", || async {
-        log.lock().expect("log").values().flatten().any(|e| e.contains("after Ok"))
+        log.lock()
+            .expect("log")
+            .values()
+            .flatten()
+            .any(|e| e.contains("after Ok"))
     })
     .await;
     rig.stop().await;
-    assert_eq!(log.lock().expect("log").len(), 1, "one job ran: the refused one was never published");
+    assert_eq!(
+        log.lock().expect("log").len(),
+        1,
+        "one job ran: the refused one was never published"
+    );
 }

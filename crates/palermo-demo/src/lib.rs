@@ -127,4 +127,3 @@ pub async fn notify_webhook(order_id: u64, webhooks: State<Webhooks>) -> Result<
     info!(order_id, "webhook delivered");
     Ok(())
 }
-

@@ -36,14 +36,24 @@ async fn the_fake_records_lists_counts_and_clears() {
 
     let found = fake.assert_enqueued::<SendEmail>(|job| job.to == "a@b");
     assert_eq!(found.subject, "hello");
-    let to: Vec<String> = fake.enqueued::<SendEmail>().into_iter().map(|j| j.to).collect();
+    let to: Vec<String> = fake
+        .enqueued::<SendEmail>()
+        .into_iter()
+        .map(|j| j.to)
+        .collect();
     assert_eq!(to, ["a@b", "c@d"]);
     assert_eq!(fake.count_of::<SendEmail>(), 2);
     assert_eq!(fake.count_of::<ChargeCard>(), 1);
     assert_eq!(fake.count(), 3);
     let first = &fake.jobs()[0];
-    assert_eq!((first.id, first.queue.as_str(), first.due), (id, "mail", None));
-    assert!(first.header("traceparent").is_some(), "every enqueue carries a trace context");
+    assert_eq!(
+        (first.id, first.queue.as_str(), first.due),
+        (id, "mail", None)
+    );
+    assert!(
+        first.header("traceparent").is_some(),
+        "every enqueue carries a trace context"
+    );
 
     fake.clear();
     assert_eq!(fake.count(), 0);
@@ -69,7 +79,10 @@ async fn delayed_jobs_keep_their_due_time() {
     let wait = due.duration_since(before).expect("in the future");
     // Due times travel in whole milliseconds (the x-palermo-next-run-at header).
     let hour = Duration::from_secs(3600);
-    assert!(wait + Duration::from_millis(1) >= hour && wait < hour + Duration::from_secs(2), "{wait:?}");
+    assert!(
+        wait + Duration::from_millis(1) >= hour && wait < hour + Duration::from_secs(2),
+        "{wait:?}"
+    );
 }
 
 #[tokio::test]
@@ -77,7 +90,10 @@ async fn drain_runs_the_real_jobs_with_their_state() {
     let fake = Fake::new().with_state(Mailer::default());
     let client = fake.client();
     client.enqueue(email("a@b")).await.expect("enqueue");
-    client.enqueue(email("not an address")).await.expect("enqueue");
+    client
+        .enqueue(email("not an address"))
+        .await
+        .expect("enqueue");
 
     let runs = fake.drain().await;
     let outcomes: Vec<_> = runs.iter().map(|r| r.outcome.clone()).collect();
@@ -103,15 +119,26 @@ async fn drain_follows_retries_and_snoozes_without_waiting() {
 
     let started = std::time::Instant::now();
     let runs = fake.drain().await;
-    assert!(started.elapsed() < Duration::from_secs(5), "no real waiting");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "no real waiting"
+    );
     let seen: Vec<(u32, &Outcome)> = runs.iter().map(|r| (r.attempt, &r.outcome)).collect();
-    assert!(matches!(seen[0], (1, Outcome::Snoozed { delay }) if *delay == Duration::from_secs(30)));
+    assert!(
+        matches!(seen[0], (1, Outcome::Snoozed { delay }) if *delay == Duration::from_secs(30))
+    );
     assert!(matches!(seen[1], (1, Outcome::Retry { error }) if error.contains("endpoint down")));
     assert_eq!(seen[2], (2, &Outcome::Ok));
     assert_eq!(runs.len(), 3);
     assert_eq!(state.delivered(), 1);
-    assert!(runs[1].at >= runs[0].at + Duration::from_secs(30), "the snooze moved the clock");
-    assert!(runs[2].at > runs[1].at, "the retry waited its backoff, virtually");
+    assert!(
+        runs[1].at >= runs[0].at + Duration::from_secs(30),
+        "the snooze moved the clock"
+    );
+    assert!(
+        runs[2].at > runs[1].at,
+        "the retry waited its backoff, virtually"
+    );
 }
 
 #[palermo::job(queue = "default")]
@@ -147,7 +174,11 @@ async fn inline_mode_runs_the_job_at_enqueue() {
     let fake = Fake::inline().with_state(Mailer::default());
     let client = fake.client();
     client.enqueue(email("a@b")).await.expect("ran inline");
-    assert_eq!(fake.state::<Mailer>().expect("given").sent(), 1, "ran before enqueue returned");
+    assert_eq!(
+        fake.state::<Mailer>().expect("given").sent(),
+        1,
+        "ran before enqueue returned"
+    );
     assert_eq!(fake.count(), 0);
 
     let failed = client.enqueue(email("nobody")).await;
@@ -185,11 +216,19 @@ struct Recorder(&'static str, Arc<Mutex<Vec<String>>>);
 
 impl Middleware for Recorder {
     fn before(&self, job: &JobInfo<'_>) {
-        let line = format!("{} before {}#{}", self.0, job.context().name, job.context().attempt);
+        let line = format!(
+            "{} before {}#{}",
+            self.0,
+            job.context().name,
+            job.context().attempt
+        );
         self.1.lock().expect("log").push(line);
     }
     fn after(&self, _job: &JobInfo<'_>, outcome: &Outcome, _elapsed: Duration) {
-        self.1.lock().expect("log").push(format!("{} after {outcome:?}", self.0));
+        self.1
+            .lock()
+            .expect("log")
+            .push(format!("{} after {outcome:?}", self.0));
     }
 }
 

@@ -75,7 +75,11 @@ impl TraceContext {
         let (version, trace, span, flags) =
             (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
         let hex = |s: &str, len: usize| s.len() == len && s.bytes().all(|b| b.is_ascii_hexdigit());
-        if !hex(version, 2) || version == "ff" || !hex(trace, 32) || !hex(span, 16) || !hex(flags, 2)
+        if !hex(version, 2)
+            || version == "ff"
+            || !hex(trace, 32)
+            || !hex(span, 16)
+            || !hex(flags, 2)
         {
             return None;
         }
@@ -155,10 +159,7 @@ fn nonzero_u64() -> u64 {
 
 /// The job's span: `job.id`, `job.name`, `queue`, `attempt`, and `trace_id` when the message
 /// carried a trace context (then, with the `opentelemetry` feature, its parent too).
-pub(crate) fn job_span(
-    ctx: &crate::JobContext,
-    parent: Option<&TraceContext>,
-) -> tracing::Span {
+pub(crate) fn job_span(ctx: &crate::JobContext, parent: Option<&TraceContext>) -> tracing::Span {
     let span = tracing::info_span!(
         "job",
         job.id = %ctx.id,

@@ -107,7 +107,11 @@ impl EnqueueStack {
         properties: BasicProperties,
     ) -> Result<BasicProperties, Error> {
         let mut headers = wire::headers(&properties).clone();
-        if wire::str_ref(&headers, TRACEPARENT).ok().flatten().is_none() {
+        if wire::str_ref(&headers, TRACEPARENT)
+            .ok()
+            .flatten()
+            .is_none()
+        {
             let trace = TraceContext::for_enqueue();
             wire::put_str(&mut headers, TRACEPARENT, &trace.to_string());
         }

@@ -53,7 +53,7 @@ use crate::{
     middleware::{self, Middleware},
     registry::Registry,
     serializer::{Format, SerializeError},
-    state::StateMap,
+    state::{MissingState, State, StateMap},
     wire::{self, header, JobMeta},
     Client, Error, Job,
 };
@@ -174,6 +174,12 @@ impl Fake {
     pub fn with_state<T: Send + Sync + 'static>(self, value: T) -> Self {
         Arc::make_mut(&mut lock(&self.inner.state)).insert(value);
         self
+    }
+
+    /// The state of type `T` given with [`Fake::with_state`], the very value jobs see: to
+    /// check what they did to it.
+    pub fn state<T: Send + Sync + 'static>(&self) -> Result<State<T>, MissingState> {
+        lock(&self.inner.state).get::<T>()
     }
 
     /// Runs these jobs instead of every job linked into the test binary (the default).

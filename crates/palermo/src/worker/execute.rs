@@ -30,9 +30,9 @@ use crate::{
     error::Error,
     job::{ErrorKind, JobContext},
     middleware::{self, JobInfo},
-    trace,
     registry::{BoxedRun, Registration},
     retry::{self, Backoff, Decision},
+    trace,
     wire::{self, JobMeta},
 };
 
@@ -248,7 +248,9 @@ impl Outcome {
     fn for_middleware(&self, timeout: Duration) -> middleware::Outcome {
         let (failure, ran) = match self {
             Outcome::Done | Outcome::AlreadyRan => return middleware::Outcome::Ok,
-            Outcome::Snoozed { delay, .. } => return middleware::Outcome::Snoozed { delay: *delay },
+            Outcome::Snoozed { delay, .. } => {
+                return middleware::Outcome::Snoozed { delay: *delay }
+            }
             Outcome::Failed { failure, ran } => (failure, ran.as_ref()),
         };
         let retry = ran.is_some_and(|r| !r.fail_now && r.meta.attempt < r.max_attempts);
@@ -267,7 +269,9 @@ impl Outcome {
 
 impl Admitted {
     fn timeout(&self, shared: &Shared) -> Duration {
-        self.registration.timeout.unwrap_or(shared.config.job_timeout)
+        self.registration
+            .timeout
+            .unwrap_or(shared.config.job_timeout)
     }
 }
 
