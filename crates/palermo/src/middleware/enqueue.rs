@@ -1,7 +1,5 @@
 //! The enqueue side: middleware that sees every message a [`crate::Client`] publishes.
 
-use std::sync::Arc;
-
 use lapin::{types::FieldTable, BasicProperties};
 
 use crate::{
@@ -89,16 +87,9 @@ impl Refused {
 }
 
 /// A client's enqueue middleware, in the order given.
-#[derive(Clone, Default)]
-pub(crate) struct EnqueueStack(Arc<[Arc<dyn EnqueueMiddleware>]>);
+pub(crate) type EnqueueStack = super::Layers<dyn EnqueueMiddleware>;
 
 impl EnqueueStack {
-    pub(crate) fn push(&mut self, middleware: Arc<dyn EnqueueMiddleware>) {
-        let mut all: Vec<_> = self.0.iter().cloned().collect();
-        all.push(middleware);
-        self.0 = all.into();
-    }
-
     /// The properties of a message about to be published to `queue`: its trace context in
     /// `traceparent` (unless it has one), then what each middleware adds; or the refusal.
     pub(crate) fn prepare(
@@ -122,7 +113,7 @@ impl EnqueueStack {
             "enqueueing"
         );
         let mut job = Enqueue::new(name, queue, &mut headers);
-        for middleware in self.0.iter() {
+        for middleware in self.iter() {
             middleware
                 .on_enqueue(&mut job)
                 .map_err(|reason| Error::Refused {

@@ -89,14 +89,25 @@ impl<'a> JobInfo<'a> {
     }
 }
 
-/// The middleware of a worker (or of the test drainer), in registration order.
-#[derive(Clone, Default)]
-pub(crate) struct Stack(Arc<[Arc<dyn Middleware>]>);
+/// Middlewares in registration order, shared by the clones of a worker or client.
+pub(crate) struct Layers<T: ?Sized>(Arc<[Arc<T>]>);
 
-impl Stack {
-    pub(crate) fn push(&mut self, middleware: Arc<dyn Middleware>) {
+impl<T: ?Sized> Clone for Layers<T> {
+    fn clone(&self) -> Self {
+        Self(self.0.clone())
+    }
+}
+
+impl<T: ?Sized> Default for Layers<T> {
+    fn default() -> Self {
+        Self(Arc::from(Vec::new()))
+    }
+}
+
+impl<T: ?Sized> Layers<T> {
+    pub(crate) fn push(&mut self, layer: Arc<T>) {
         let mut all: Vec<_> = self.0.iter().cloned().collect();
-        all.push(middleware);
+        all.push(layer);
         self.0 = all.into();
     }
 
@@ -104,21 +115,30 @@ impl Stack {
         self.0.is_empty()
     }
 
+    pub(crate) fn iter(&self) -> impl DoubleEndedIterator<Item = &Arc<T>> {
+        self.0.iter()
+    }
+}
+
+impl<T: ?Sized> std::fmt::Debug for Layers<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Layers({})", self.0.len())
+    }
+}
+
+/// The middleware of a worker (or of the test drainer).
+pub(crate) type Stack = Layers<dyn Middleware>;
+
+impl Stack {
     pub(crate) fn before(&self, job: &JobInfo<'_>) {
-        for m in self.0.iter() {
+        for m in self.iter() {
             m.before(job);
         }
     }
 
     pub(crate) fn after(&self, job: &JobInfo<'_>, outcome: &Outcome, elapsed: Duration) {
-        for m in self.0.iter().rev() {
+        for m in self.iter().rev() {
             m.after(job, outcome, elapsed);
         }
-    }
-}
-
-impl std::fmt::Debug for Stack {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Stack({} middlewares)", self.0.len())
     }
 }

@@ -7,7 +7,6 @@ use uuid::Uuid;
 use super::{lock, Enqueued, Fake, Run};
 use crate::{
     config::WorkerConfig,
-    job::JobContext,
     middleware::{JobInfo, Outcome},
     registry::{Registration, Registry},
     retry::Backoff,
@@ -111,18 +110,9 @@ impl Fake {
     /// Decodes and runs a job under its timeout, panic guard, span and middleware.
     async fn run_registered(&self, job: &Enqueued, registration: &Registration) -> Outcome {
         let defaults = WorkerConfig::default();
-        let max_attempts = job
-            .max_attempts
-            .or(registration.max_attempts)
-            .unwrap_or(defaults.max_attempts);
-        let ctx = JobContext {
-            id: job.id,
-            name: registration.name.into(),
-            queue: job.queue.as_str().into(),
-            attempt: job.attempt,
-            max_attempts,
-            state: lock(&self.inner.state).clone(),
-        };
+        let state = lock(&self.inner.state).clone();
+        let ctx = registration.context(&job.meta, defaults.max_attempts, state);
+        let max_attempts = ctx.max_attempts;
         let run = match (registration.decode)(job.format, &job.body, ctx.clone()) {
             Ok(run) => run,
             Err(e) => {
@@ -162,6 +152,7 @@ impl Fake {
         wire::put_int(&mut headers, header::NEXT_RUN_AT, millis(due));
         job.properties = job.properties.with_headers(headers);
         job.attempt = attempt;
+        job.meta.attempt = attempt;
         job.due = Some(due);
         job.run_at = due;
         lock(&self.inner.pending).push_back(job);

@@ -94,7 +94,7 @@ pub struct Enqueued {
     /// When it is due: `None` for a job enqueued to run now, the time asked for by
     /// `enqueue_in` / `enqueue_at`, or when a retry or snooze would run.
     pub due: Option<SystemTime>,
-    max_attempts: Option<u32>,
+    meta: JobMeta,
     properties: BasicProperties,
     /// When the drain runs it (its due time, or when it was enqueued).
     run_at: SystemTime,
@@ -268,13 +268,13 @@ impl Fake {
         let id = meta.id;
         let job = Enqueued {
             id,
-            name: meta.name,
+            name: meta.name.clone(),
             queue: queue.to_string(),
             format: meta.format,
             body: body.to_vec(),
             attempt: meta.attempt,
             due,
-            max_attempts: meta.max_attempts,
+            meta,
             run_at: due.unwrap_or_else(SystemTime::now),
             properties,
         };

@@ -316,19 +316,8 @@ fn admit(
             ),
         ));
     };
-    // The enqueuer's choice first, then the job's, then the worker's.
-    let max_attempts = meta
-        .max_attempts
-        .or(registration.max_attempts)
-        .unwrap_or(shared.config.max_attempts);
-    let ctx = JobContext {
-        id: meta.id,
-        name: registration.name.into(),
-        queue: meta.queue.as_str().into(),
-        attempt: meta.attempt,
-        max_attempts,
-        state: shared.state.clone(),
-    };
+    let ctx = registration.context(&meta, shared.config.max_attempts, shared.state.clone());
+    let max_attempts = ctx.max_attempts;
     match (registration.decode)(meta.format, &delivery.data, ctx.clone()) {
         Ok(job) => Admission::Run(Box::new(Admitted {
             meta,
