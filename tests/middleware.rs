@@ -176,11 +176,15 @@ async fn a_refused_enqueue_is_a_typed_error_and_publishes_nothing() {
     }
     // Nothing was published: a job enqueued after it is the only one there.
     rig.client()
-        .enqueue_to(&rig.queue, Flaky {})
+        .enqueue_to(&rig.queue, Act { mode: "ok".into() })
         .await
         .expect("enqueue");
     let log = Log::default();
-    rig.start(Worker::builder(rig.config()).middleware(Recorder("only", log.clone())));
+    rig.start(
+        Worker::builder(rig.config())
+            .state(Snoozes::default())
+            .middleware(Recorder("only", log.clone())),
+    );
     eventually(WAIT, "the job ran", || async {
         log.lock()
             .expect("log")
