@@ -229,6 +229,29 @@ mod otel {
         );
         let _ = span.set_parent(opentelemetry::Context::new().with_remote_span_context(remote));
     }
+
+    #[cfg(test)]
+    mod tests {
+        use tracing_subscriber::prelude::*;
+
+        use super::TraceContext;
+
+        #[test]
+        fn the_job_span_is_a_child_of_the_header_and_enqueues_inside_it_keep_the_trace() {
+            let subscriber = tracing_subscriber::registry().with(tracing_opentelemetry::layer());
+            tracing::subscriber::with_default(subscriber, || {
+                let header = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+                let parent = TraceContext::parse(header).expect("valid");
+                let ctx = crate::JobContext::for_test("job", Default::default());
+                let span = super::super::job_span(&ctx, Some(&parent));
+                let _entered = span.enter();
+                let current = TraceContext::current().expect("the job span's context");
+                assert_eq!(current.trace_id(), parent.trace_id());
+                let enqueued = TraceContext::for_enqueue();
+                assert_eq!(enqueued.trace_id(), parent.trace_id());
+            });
+        }
+    }
 }
 
 #[cfg(test)]
