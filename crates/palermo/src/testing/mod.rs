@@ -144,8 +144,36 @@ impl Fake {
 
     /// A fake that runs each job when it is enqueued (Sidekiq's inline mode, Celery's
     /// eager mode), with its retries and snoozes, before the enqueue returns: for
-    /// integration tests of the code that enqueues. A job that fails for good makes its
-    /// enqueue return [`Error::InlineJobFailed`]; [`Fake::runs`] has every run.
+    /// integration tests of the code that enqueues, such as a web handler. Delayed jobs run
+    /// at once too. A job that fails for good makes its enqueue return
+    /// [`Error::InlineJobFailed`]; [`Fake::runs`] has every run.
+    ///
+    /// ```
+    /// use palermo::{testing::Fake, Client, State};
+    ///
+    /// #[derive(Default)]
+    /// struct Outbox {
+    ///     sent: std::sync::Mutex<Vec<String>>,
+    /// }
+    ///
+    /// #[palermo::job]
+    /// async fn welcome(user: String, outbox: State<Outbox>) -> anyhow::Result<()> {
+    ///     outbox.sent.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.push(user);
+    ///     Ok(())
+    /// }
+    ///
+    /// /// The code under test: a sign-up handler that enqueues a job.
+    /// async fn sign_up(client: &Client, user: &str) -> Result<(), palermo::Error> {
+    ///     client.enqueue(Welcome { user: user.into() }).await.map(|_| ())
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let fake = Fake::inline().with_state(Outbox::default());
+    /// sign_up(&fake.client(), "ada").await.expect("the job ran and succeeded");
+    /// let outbox = fake.state::<Outbox>().expect("given");
+    /// assert_eq!(*outbox.sent.lock().unwrap(), ["ada"]);
+    /// # }
+    /// ```
     pub fn inline() -> Self {
         Self::with_mode(true)
     }
