@@ -1,14 +1,11 @@
 //! The Python producer of docs/wire-format.md (examples/python/producer.py, pika) against
 //! the real broker: a Rust worker runs the job it enqueues, with its arguments and job id.
 //! Needs python3 with pika (`scripts/python.sh`, which scripts/test.sh runs); without them
-//! the test fails and says so, it never skips.
+//! the test fails and says so, it never skips (`support::python`).
 
 mod support;
 
-use std::{
-    process::Command,
-    sync::{Arc, Mutex},
-};
+use std::sync::{Arc, Mutex};
 
 use palermo::{JobContext, State, Worker};
 use support::{eventually, Rig, WAIT};
@@ -30,29 +27,6 @@ async fn send_email(
     Ok(())
 }
 
-/// Runs `python3 examples/python/SCRIPT ARGS`; its stdout, or a panic that says what to fix.
-fn python(script: &str, args: &[&str]) -> String {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/python/");
-    let output = Command::new("python3")
-        .arg(format!("{path}{script}"))
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| {
-            panic!("cannot run python3 ({e}): run scripts/python.sh to install it and pika")
-        });
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        !stderr.contains("No module named 'pika'"),
-        "pika is not installed: run scripts/python.sh (pip install pika)\n{stderr}"
-    );
-    assert!(
-        output.status.success(),
-        "{script} failed ({}):\n{stderr}",
-        output.status
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
 #[tokio::test]
 async fn a_job_enqueued_by_the_python_producer_runs_in_a_rust_worker() {
     let rig = Rig::new("python").await;
@@ -66,7 +40,7 @@ async fn a_job_enqueued_by_the_python_producer_runs_in_a_rust_worker() {
     let stdout = tokio::task::spawn_blocking({
         let queue = rig.queue.clone();
         move || {
-            python(
+            support::python::run(
                 "producer.py",
                 &[
                     "--url",
