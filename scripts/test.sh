@@ -7,13 +7,17 @@ cd "$(dirname "$0")/.."
 scripts/broker.sh
 scripts/postgres.sh
 scripts/chromium.sh   # the dashboard's browser test drives Debian's Chromium
+scripts/python.sh     # examples/python and its test (tests/python_producer.rs) need pika
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
+cargo clippy -p palermo --features opentelemetry --all-targets -- -D warnings
 echo "== cargo test"
 cargo test --workspace
+echo "== the OpenTelemetry bridge (an optional feature)"
+cargo test -p palermo --features opentelemetry --lib trace
 echo "== the worker suites again, on quorum queues"
 PALERMO_TEST_QUEUE_TYPE=quorum cargo test --test core --test malformed --test retries
 if ls tests/disruptive_*.rs >/dev/null 2>&1; then

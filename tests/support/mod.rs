@@ -15,6 +15,7 @@ mod broker;
 pub mod cleanup;
 pub mod delay;
 pub mod process;
+pub mod python;
 mod restart;
 mod rig;
 mod running;

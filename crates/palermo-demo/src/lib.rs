@@ -4,9 +4,11 @@
 //! - `transcode_video` (queue `video`): takes a few seconds and logs its progress.
 //! - `charge_card` (queue `default`): the card processor declines now and then; the error
 //!   is retried, and lands in `palermo.failed` when attempts run out.
+//! - `notify_webhook` (queue `default`): calls a partner's webhook; a busy endpoint snoozes
+//!   the job (no attempt used), one that is down fails the run (retried).
 
 use std::{
-    sync::atomic::{AtomicU64, Ordering},
+    sync::atomic::{AtomicU32, AtomicU64, Ordering},
     time::Duration,
 };
 
@@ -73,5 +75,55 @@ pub async fn charge_card(order_id: u64, cents: u64, ctx: JobContext) -> anyhow::
         );
     }
     info!(order_id, cents, "card charged");
+    Ok(())
+}
+
+/// A partner's webhook endpoint, as state (in a real app, an HTTP client and its URL). It can
+/// be made busy or down for a number of calls, to show snoozes and retries.
+#[derive(Debug, Default)]
+pub struct Webhooks {
+    busy_for: AtomicU32,
+    down_for: AtomicU32,
+    delivered: AtomicU64,
+}
+
+impl Webhooks {
+    /// The next `calls` calls find the endpoint rate-limited.
+    pub fn busy_for(&self, calls: u32) {
+        self.busy_for.store(calls, Ordering::Relaxed);
+    }
+
+    /// The next `calls` calls find the endpoint down.
+    pub fn down_for(&self, calls: u32) {
+        self.down_for.store(calls, Ordering::Relaxed);
+    }
+
+    /// Webhooks delivered by this process.
+    pub fn delivered(&self) -> u64 {
+        self.delivered.load(Ordering::Relaxed)
+    }
+}
+
+/// Takes one from `counter` when it is above zero; says whether it did.
+fn take_one(counter: &AtomicU32) -> bool {
+    counter
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+        .is_ok()
+}
+
+/// Tells the partner's webhook that an order was placed. A rate-limited endpoint snoozes the
+/// job for 30 s (it has not failed); one that is down fails the run, which is retried.
+#[palermo::job(queue = "default", max_attempts = 3)]
+pub async fn notify_webhook(order_id: u64, webhooks: State<Webhooks>) -> Result<(), JobError> {
+    if take_one(&webhooks.busy_for) {
+        return Err(JobError::snooze(Duration::from_secs(30)));
+    }
+    if take_one(&webhooks.down_for) {
+        return Err(JobError::retry(anyhow::anyhow!(
+            "webhook for order {order_id}: endpoint down (503)"
+        )));
+    }
+    webhooks.delivered.fetch_add(1, Ordering::Relaxed);
+    info!(order_id, "webhook delivered");
     Ok(())
 }

@@ -63,16 +63,25 @@ pub async fn confirm_channel(conn: &Connection) -> Result<Channel, Error> {
 /// A publish that the broker has received but not yet confirmed.
 pub struct Pending {
     queue: String,
-    confirm: lapin::PublisherConfirm,
+    /// `None` for a message stored without a broker ([`crate::testing`]).
+    confirm: Option<lapin::PublisherConfirm>,
 }
 
 impl Pending {
+    /// A message already stored (by the fake client of [`crate::testing`]).
+    pub(crate) fn stored(queue: &str) -> Self {
+        Self {
+            queue: queue.to_string(),
+            confirm: None,
+        }
+    }
+
     /// Waits for the broker's confirm; only `Ok` means the message is stored.
     pub async fn confirmed(self) -> Result<(), Error> {
-        let confirmation = self
-            .confirm
-            .await
-            .map_err(Error::broker("publisher confirm"))?;
+        let Some(confirm) = self.confirm else {
+            return Ok(());
+        };
+        let confirmation = confirm.await.map_err(Error::broker("publisher confirm"))?;
         if confirmation.is_nack() {
             return Err(Error::Nacked { queue: self.queue });
         }
@@ -119,7 +128,7 @@ pub async fn publish_via(
         .map_err(Error::broker("basic.publish"))?;
     Ok(Pending {
         queue: queue.to_string(),
-        confirm,
+        confirm: Some(confirm),
     })
 }
 

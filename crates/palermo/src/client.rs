@@ -27,6 +27,7 @@ use crate::{
     delay,
     error::Error,
     job::Job,
+    middleware,
     serializer::Format,
     session::Sessions,
     topology,
@@ -35,12 +36,23 @@ use crate::{
 
 /// A handle for enqueueing jobs; cheap to clone, safe to share between tasks. It holds one
 /// connection and one confirm-mode channel, made again when the broker connection drops.
+///
+/// A client from [`crate::testing::Fake::client`] stores jobs in memory instead (for tests);
+/// it is the same type, so code under test takes a `Client` either way.
 #[derive(Clone)]
 pub struct Client {
-    inner: Arc<Sessions>,
+    backend: Backend,
     format: Format,
     reconnect: Reconnect,
     publish_timeout: Duration,
+    middleware: middleware::EnqueueStack,
+}
+
+/// Where enqueued jobs go.
+#[derive(Clone)]
+enum Backend {
+    Broker(Arc<Sessions>),
+    Fake(crate::testing::Fake),
 }
 
 /// How long an enqueue waits, by default, for the broker to take and confirm a job:
@@ -73,12 +85,39 @@ impl Client {
     /// and admin tools must use the same type).
     /// An unreachable broker is an error at once here; later, enqueues reconnect.
     pub async fn connect_with(url: &str, queue_type: topology::QueueType) -> Result<Self, Error> {
-        Ok(Self {
-            inner: Arc::new(Sessions::connect(url, queue_type).await?),
+        Ok(Self::with_backend(Backend::Broker(Arc::new(
+            Sessions::connect(url, queue_type).await?,
+        ))))
+    }
+
+    /// A client recording into `fake` (see [`crate::testing::Fake::client`]).
+    pub(crate) fn fake(fake: crate::testing::Fake) -> Self {
+        Self::with_backend(Backend::Fake(fake))
+    }
+
+    fn with_backend(backend: Backend) -> Self {
+        Self {
+            backend,
             format: Format::default(),
             reconnect: Reconnect::default(),
             publish_timeout: DEFAULT_PUBLISH_TIMEOUT,
-        })
+            middleware: middleware::EnqueueStack::default(),
+        }
+    }
+
+    /// This client with `middleware` run on every enqueue, after the ones given before (see
+    /// [`crate::middleware::EnqueueMiddleware`]).
+    pub fn with_middleware(mut self, middleware: impl middleware::EnqueueMiddleware) -> Self {
+        self.middleware.push(Arc::new(middleware));
+        self
+    }
+
+    /// The broker connection, unless this is a fake client.
+    fn sessions(&self) -> Option<&Sessions> {
+        match &self.backend {
+            Backend::Broker(sessions) => Some(sessions),
+            Backend::Fake(_) => None,
+        }
     }
 
     /// This client with another limit on how long an enqueue waits for the broker to take
@@ -148,8 +187,8 @@ impl Client {
         }
         for p in pending {
             if let Err(e) = self.bounded(queue, p.confirmed()).await {
-                if e.is_missing_object() {
-                    self.inner.forget(queue);
+                if let Some(sessions) = self.sessions().filter(|_| e.is_missing_object()) {
+                    sessions.forget(queue);
                 }
                 return Err(e);
             }
@@ -205,12 +244,7 @@ impl Client {
         job: J,
         at: impl Into<SystemTime>,
     ) -> Result<Uuid, Error> {
-        let format = J::FORMAT.unwrap_or(self.format);
-        let body = format.encode(&job).map_err(|source| Error::Serialize {
-            job: J::NAME.to_string(),
-            source,
-        })?;
-        let meta = self.meta(J::NAME, queue, format, job.preview(), J::MAX_ATTEMPTS);
+        let (meta, body) = self.encode(queue, &job)?;
         self.publish_at(meta, &body, at.into()).await
     }
 
@@ -252,15 +286,25 @@ impl Client {
     /// Closes the connection, waiting for nothing: every enqueue has already been confirmed.
     /// Later enqueues return [`Error::Closed`].
     pub async fn close(&self) -> Result<(), Error> {
-        self.inner.close().await
+        match self.sessions() {
+            Some(sessions) => sessions.close().await,
+            None => Ok(()),
+        }
     }
 
+    /// Serializes `job` in its format, with its metadata for `queue`. A fake client also
+    /// decodes it back, as a worker would: an argument that does not round-trip fails here,
+    /// in the test.
     fn encode<J: Job>(&self, queue: &str, job: &J) -> Result<(JobMeta, Vec<u8>), Error> {
         let format = J::FORMAT.unwrap_or(self.format);
-        let body = format.encode(job).map_err(|source| Error::Serialize {
+        let error = |source| Error::Serialize {
             job: J::NAME.to_string(),
             source,
-        })?;
+        };
+        let body = format.encode(job).map_err(error)?;
+        if let Backend::Fake(_) = self.backend {
+            format.decode::<J>(&body).map_err(error)?;
+        }
         let meta = self.meta(J::NAME, queue, format, job.preview(), J::MAX_ATTEMPTS);
         Ok((meta, body))
     }
@@ -277,12 +321,16 @@ impl Client {
         properties: BasicProperties,
     ) -> Result<(), Error> {
         let sent = async {
-            self.inner.blocked.unblocked().await;
+            if let Some(sessions) = self.sessions() {
+                sessions.blocked.unblocked().await;
+            }
             let first = self.send(queue, delayed, body, properties.clone()).await?;
             match first.confirmed().await {
                 Err(e) if e.is_missing_object() => {
                     tracing::warn!(queue, error = %e, "an enqueue came back unroutable; declaring its queues again");
-                    self.inner.forget(queue);
+                    if let Some(sessions) = self.sessions() {
+                        sessions.forget(queue);
+                    }
                     self.send(queue, delayed, body, properties)
                         .await?
                         .confirmed()
@@ -304,7 +352,7 @@ impl Client {
         let started = tokio::time::Instant::now();
         match tokio::time::timeout(self.publish_timeout, work).await {
             Ok(result) => result,
-            Err(_) => Err(match self.inner.blocked.reason() {
+            Err(_) => Err(match self.sessions().and_then(|s| s.blocked.reason()) {
                 Some(reason) => Error::Blocked {
                     reason,
                     waited: started.elapsed(),
@@ -328,11 +376,19 @@ impl Client {
         body: &[u8],
         properties: BasicProperties,
     ) -> Result<Pending, Error> {
+        let properties = self.middleware.prepare(queue, properties)?;
+        let sessions = match &self.backend {
+            Backend::Broker(sessions) => sessions,
+            Backend::Fake(fake) => {
+                fake.record(queue, body, properties).await?;
+                return Ok(Pending::stored(queue));
+            }
+        };
         let mut retried = false;
         loop {
-            let session = self.inner.get(&self.reconnect).await?;
+            let session = sessions.get(&self.reconnect).await?;
             let sent = match delayed {
-                None => match session.ensure_declared(queue, self.inner.queue_type).await {
+                None => match session.ensure_declared(queue, sessions.queue_type).await {
                     Ok(()) => {
                         broker::publish(&session.channel, queue, body, properties.clone()).await
                     }

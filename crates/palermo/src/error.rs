@@ -135,6 +135,24 @@ pub enum Error {
         /// Where the second is defined.
         second: String,
     },
+    /// An [`crate::middleware::EnqueueMiddleware`] refused the enqueue; nothing was published.
+    #[error("enqueue of job {job:?} to queue {queue:?} refused: {reason}")]
+    Refused {
+        /// The job's wire name.
+        job: String,
+        /// The queue it was going to.
+        queue: String,
+        /// The middleware's reason.
+        reason: crate::middleware::Refused,
+    },
+    /// In [`crate::testing::Fake::inline`] mode, the job enqueued ran and failed for good.
+    #[error("job {job:?} ran inline and failed: {outcome:?}")]
+    InlineJobFailed {
+        /// The job's wire name.
+        job: String,
+        /// How its last run ended.
+        outcome: crate::middleware::Outcome,
+    },
 }
 
 /// Why a queue, exchange or routing key name is refused; the message says what to change.

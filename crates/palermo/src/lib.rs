@@ -24,6 +24,11 @@
 //! feature, [`cli`] for a worker binary's `main`. Admin tools (the store, the `palermo`
 //! command, the dashboard) reach the broker topology and the wire format through [`admin`].
 //!
+//! Around the jobs: [`testing`] runs them in unit tests without a broker (a fake [`Client`],
+//! `drain`, inline mode); [`middleware`] hooks every run and every enqueue (metrics, error
+//! reporting, a tenant id in a header); [`trace`] carries the enqueuer's trace context to the
+//! job's `tracing` span (W3C `traceparent`, OpenTelemetry with the `opentelemetry` feature).
+//!
 //! Inside, the pipeline is visible in the file tree: `client.rs` publishes → RabbitMQ →
 //! `worker/` (one `slot.rs` per concurrency slot) → `worker/execute.rs` runs one delivery →
 //! ack, or, first, a retry into the delay queues (`retry.rs` decides when,
@@ -42,6 +47,7 @@ mod delay;
 mod error;
 mod heal;
 mod job;
+pub mod middleware;
 mod reconnect;
 mod registry;
 mod retry;
@@ -49,7 +55,9 @@ mod serializer;
 mod session;
 pub mod shutdown;
 mod state;
+pub mod testing;
 mod topology;
+pub mod trace;
 mod wire;
 mod worker;
 

@@ -49,6 +49,29 @@ impl Registration {
     }
 }
 
+impl Registration {
+    /// The context of a run of this job from a message with metadata `meta`: its max
+    /// attempts are the enqueuer's choice first, then the job's, then `default_max_attempts`.
+    pub(crate) fn context(
+        &self,
+        meta: &crate::wire::JobMeta,
+        default_max_attempts: u32,
+        state: std::sync::Arc<crate::state::StateMap>,
+    ) -> JobContext {
+        JobContext {
+            id: meta.id,
+            name: self.name.into(),
+            queue: meta.queue.as_str().into(),
+            attempt: meta.attempt,
+            max_attempts: meta
+                .max_attempts
+                .or(self.max_attempts)
+                .unwrap_or(default_max_attempts),
+            state,
+        }
+    }
+}
+
 fn decode_and_run<J: Job>(
     format: Format,
     body: &[u8],

@@ -37,7 +37,7 @@ impl<T: fmt::Debug> fmt::Debug for State<T> {
 }
 
 /// The values given to a worker, one per type.
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub struct StateMap(HashMap<TypeId, Arc<dyn Any + Send + Sync>>);
 
 impl StateMap {

@@ -25,7 +25,7 @@ pub mod republish;
 mod values;
 
 pub use fit::{encoded_len, fit_headers, HEADERS_BUDGET};
-use values::str_ref;
+pub(crate) use values::str_ref;
 pub use values::{get_int, get_str, headers, put_int, put_str, Malformed};
 
 /// The wire version this library writes and reads.

@@ -50,7 +50,7 @@ pub fn get_str(headers: &FieldTable, name: &str) -> Result<Option<String>, Malfo
 }
 
 /// [`get_str`] without the copy.
-pub(super) fn str_ref<'a>(
+pub(crate) fn str_ref<'a>(
     headers: &'a FieldTable,
     name: &str,
 ) -> Result<Option<&'a str>, Malformed> {

@@ -46,6 +46,9 @@ pub struct WorkerArgs {
     /// Random extra wait, as a fraction of the delay (0 to 1).
     #[arg(long, default_value_t = crate::retry::Backoff::DEFAULT.jitter)]
     pub backoff_jitter: f64,
+    /// Log lines as text for people, or one JSON object per line for a log collector.
+    #[arg(long, env = "PALERMO_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
     /// Queue type of a deployment: classic or quorum (for replicated clusters).
     #[arg(long, env = "PALERMO_QUEUE_TYPE", default_value = "classic")]
     pub queue_type: crate::topology::QueueType,
@@ -105,6 +108,17 @@ impl WorkerArgs {
     }
 }
 
+/// How log lines look (`--log-format`). Defaults to text.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// One line per event for people, colours on a terminal.
+    #[default]
+    Text,
+    /// One JSON object per line, with the fields of the event and its spans (the job span's
+    /// `job.id`, `job.name`, `queue`, `attempt`, `trace_id`), for a log collector.
+    Json,
+}
+
 /// Logs to stderr at the level in `RUST_LOG` (default `info`).
 pub fn init_tracing() {
     init_tracing_at("info");
@@ -113,21 +127,30 @@ pub fn init_tracing() {
 /// Logs to stderr at the level in `RUST_LOG`, or `default` when it is not set; colours only
 /// on a terminal. Binaries call it once at start-up.
 pub fn init_tracing_at(default: &str) {
+    init_logging(LogFormat::Text, default);
+}
+
+/// Logs to stderr in `format` at the level in `RUST_LOG`, or `default` when it is not set.
+pub fn init_logging(format: LogFormat, default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(std::io::stderr);
+    let _ = match format {
         // Colours only for people: escape codes in log files are noise (and per-job work).
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .try_init(),
+        LogFormat::Json => builder.json().with_current_span(true).try_init(),
+    };
 }
 
 /// Parses the flags, runs the worker until it is stopped, and returns the exit code: 0 after
 /// a clean stop, 1 with a one-line message on a bad configuration or a broker failure.
 pub fn main(configure: impl FnOnce(WorkerBuilder) -> WorkerBuilder) -> ExitCode {
     let args = WorkerArgs::parse();
-    init_tracing();
+    init_logging(args.log_format, "info");
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(e) => {

@@ -29,8 +29,10 @@ use super::{
 use crate::{
     error::Error,
     job::{ErrorKind, JobContext},
+    middleware::{self, JobInfo},
     registry::{BoxedRun, Registration},
     retry::{self, Backoff, Decision},
+    trace,
     wire::{self, JobMeta},
 };
 
@@ -209,6 +211,7 @@ struct Admitted {
     job: BoxedRun,
     run_key: recent::RunKey,
     max_attempts: u32,
+    ctx: JobContext,
 }
 
 /// Whether a delivery runs, or how it ended without running.
@@ -224,8 +227,60 @@ async fn run(
     meta: Result<JobMeta, wire::Malformed>,
 ) -> Outcome {
     match admit(shared, delivery, meta) {
-        Admission::Run(admitted) => run_admitted(shared, *admitted).await,
+        Admission::Run(admitted) => run_in_span(shared, delivery, *admitted).await,
         Admission::Settled(outcome) => *outcome,
+    }
+}
+
+/// Runs an admitted job in its tracing span, between its middleware's hooks.
+async fn run_in_span(shared: &Shared, delivery: &Delivery, admitted: Admitted) -> Outcome {
+    let ctx = admitted.ctx.clone();
+    let timeout = admitted.timeout(shared);
+    let headers = wire::headers(&delivery.properties);
+    let info = JobInfo::new(&ctx, Some(headers));
+    let hooked = !shared.middleware.is_empty();
+    if hooked {
+        shared.middleware.before(&info);
+    }
+    let started = Instant::now();
+    let traceparent = wire::str_ref(headers, trace::TRACEPARENT).ok().flatten();
+    let outcome = trace::in_job(&ctx, traceparent, run_admitted(shared, admitted)).await;
+    if hooked {
+        let seen = outcome.for_middleware(timeout);
+        shared.middleware.after(&info, &seen, started.elapsed());
+    }
+    outcome
+}
+
+impl Outcome {
+    /// How middleware sees this outcome of a run.
+    fn for_middleware(&self, timeout: Duration) -> middleware::Outcome {
+        let (failure, ran) = match self {
+            Outcome::Done | Outcome::AlreadyRan => return middleware::Outcome::Ok,
+            Outcome::Snoozed { delay, .. } => {
+                return middleware::Outcome::Snoozed { delay: *delay }
+            }
+            Outcome::Failed { failure, ran } => (failure, ran.as_ref()),
+        };
+        let retry = ran.is_some_and(|r| !r.fail_now && r.meta.attempt < r.max_attempts);
+        let error = failure.message.clone();
+        match failure.kind {
+            FailureKind::Panic => middleware::Outcome::Panicked {
+                message: error,
+                retry,
+            },
+            FailureKind::Timeout => middleware::Outcome::TimedOut { timeout, retry },
+            _ if retry => middleware::Outcome::Retry { error },
+            _ => middleware::Outcome::Failed { error },
+        }
+    }
+}
+
+impl Admitted {
+    fn timeout(&self, shared: &Shared) -> Duration {
+        self.registration
+            .timeout
+            .unwrap_or(shared.config.job_timeout)
     }
 }
 
@@ -270,26 +325,16 @@ fn admit(
             ),
         ));
     };
-    // The enqueuer's choice first, then the job's, then the worker's.
-    let max_attempts = meta
-        .max_attempts
-        .or(registration.max_attempts)
-        .unwrap_or(shared.config.max_attempts);
-    let ctx = JobContext {
-        id: meta.id,
-        name: registration.name.into(),
-        queue: meta.queue.as_str().into(),
-        attempt: meta.attempt,
-        max_attempts,
-        state: shared.state.clone(),
-    };
-    match (registration.decode)(meta.format, &delivery.data, ctx) {
+    let ctx = registration.context(&meta, shared.config.max_attempts, shared.state.clone());
+    let max_attempts = ctx.max_attempts;
+    match (registration.decode)(meta.format, &delivery.data, ctx.clone()) {
         Ok(job) => Admission::Run(Box::new(Admitted {
             meta,
             registration,
             job,
             run_key,
             max_attempts,
+            ctx,
         })),
         Err(reason) => {
             warn!(job.id = %meta.id, job.name = %meta.name, %reason, "cannot decode the job's arguments; moving it to the failed queue");
@@ -312,6 +357,7 @@ async fn run_admitted(shared: &Shared, admitted: Admitted) -> Outcome {
         job,
         run_key,
         max_attempts,
+        ..
     } = admitted;
     let timeout = registration.timeout.unwrap_or(shared.config.job_timeout);
     let started = Instant::now();

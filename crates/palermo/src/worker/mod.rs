@@ -23,6 +23,8 @@ mod serve;
 mod slot;
 mod stats;
 
+pub(crate) use panic::{catch as catch_panic, Panicked};
+
 use std::sync::Arc;
 
 use tokio::task::JoinSet;
@@ -56,6 +58,8 @@ pub(crate) struct Shared {
     pub mender: crate::heal::Mender,
     /// Why the broker blocks this worker's connection (a resource alarm), while it does.
     pub blocked: crate::blocked::Blocked,
+    /// Hooks around every run, in registration order.
+    pub middleware: crate::middleware::Stack,
 }
 
 /// Builds a [`Worker`]: the configuration, the application state jobs may ask for.
@@ -63,6 +67,7 @@ pub struct WorkerBuilder {
     config: WorkerConfig,
     state: StateMap,
     registry: Option<Registry>,
+    middleware: crate::middleware::Stack,
 }
 
 impl Worker {
@@ -72,6 +77,7 @@ impl Worker {
             config,
             state: StateMap::default(),
             registry: None,
+            middleware: crate::middleware::Stack::default(),
         }
     }
 
@@ -188,6 +194,13 @@ impl WorkerBuilder {
         self
     }
 
+    /// Runs `middleware` around every job run, inside the ones given before (their `before`
+    /// hooks run first, their `after` hooks last); see [`crate::middleware::Middleware`].
+    pub fn middleware(mut self, middleware: impl crate::middleware::Middleware) -> Self {
+        self.middleware.push(Arc::new(middleware));
+        self
+    }
+
     /// Uses these jobs instead of every job linked into the binary.
     pub fn registry(mut self, registry: Registry) -> Self {
         self.registry = Some(registry);
@@ -219,6 +232,7 @@ impl WorkerBuilder {
                 mender: crate::heal::Mender::default(),
                 blocked: crate::blocked::Blocked::default(),
                 recent: recent::Recent::default(),
+                middleware: self.middleware,
             }),
         })
     }

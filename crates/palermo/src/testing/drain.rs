@@ -1,0 +1,166 @@
+//! Running recorded jobs in-process, as a worker would, without waiting real time.
+
+use std::{future::Future, pin::Pin, sync::Arc, time::SystemTime};
+
+use uuid::Uuid;
+
+use super::{lock, Enqueued, Fake, Run};
+use crate::{
+    config::WorkerConfig,
+    middleware::{JobInfo, Outcome},
+    registry::{Registration, Registry},
+    retry::Backoff,
+    trace::TRACEPARENT,
+    wire::{self, header},
+    Error,
+};
+
+/// Runs after which [`Fake::drain`] gives up: jobs that snooze or enqueue themselves forever.
+const MAX_RUNS: usize = 10_000;
+
+impl Fake {
+    /// Runs every recorded job, and every job they lead to (retries, snoozes, jobs they
+    /// enqueue), until none is left; returns each run in order.
+    ///
+    /// Jobs run one at a time, in the order of their due times; a retry is due its backoff
+    /// delay after the run that failed, and the drain does not wait for it. A job that goes
+    /// to the failed queue is dropped, its last run saying so ([`Outcome::runs_again`] is
+    /// false). Panics when the test binary links two jobs of one name, or after 10 000
+    /// runs (a job that snoozes forever).
+    pub async fn drain(&self) -> Vec<Run> {
+        let mut runs = Vec::new();
+        while let Some(job) = self.next_due() {
+            let run = self.run_one(job).await;
+            lock(&self.inner.runs).push(run.clone());
+            runs.push(run);
+            if runs.len() >= MAX_RUNS {
+                panic!("Fake::drain ran {MAX_RUNS} jobs without running out: does a job snooze or enqueue itself forever?");
+            }
+        }
+        runs
+    }
+
+    /// Inline mode: runs what is recorded (the job `id` just enqueued, first of all), and
+    /// says whether `id` failed for good.
+    pub(super) fn run_inline(
+        &self,
+        id: Uuid,
+    ) -> Pin<Box<dyn Future<Output = Result<(), Error>> + Send + '_>> {
+        // Boxed: a job run inline may enqueue (and so run inline) another job.
+        Box::pin(async move {
+            let runs = self.drain().await;
+            match runs.into_iter().rev().find(|run| run.id == id) {
+                Some(last) if !last.outcome.is_ok() && !last.outcome.runs_again() => {
+                    Err(Error::InlineJobFailed {
+                        job: last.name,
+                        outcome: last.outcome,
+                    })
+                }
+                _ => Ok(()),
+            }
+        })
+    }
+
+    /// Takes the job due first, moving the virtual clock to its due time.
+    fn next_due(&self) -> Option<Enqueued> {
+        let mut pending = lock(&self.inner.pending);
+        let (index, _) = pending
+            .iter()
+            .enumerate()
+            .min_by_key(|(i, job)| (job.run_at, *i))?;
+        let job = pending.remove(index)?;
+        let mut clock = lock(&self.inner.clock);
+        *clock = (*clock).max(job.run_at);
+        Some(job)
+    }
+
+    fn registry(&self) -> Arc<Registry> {
+        let mut registry = lock(&self.inner.registry);
+        if let Some(registry) = registry.as_ref() {
+            return registry.clone();
+        }
+        let linked = match Registry::linked() {
+            Ok(linked) => Arc::new(linked),
+            Err(e) => panic!("Fake::drain: {e}"),
+        };
+        *registry = Some(linked.clone());
+        linked
+    }
+
+    /// Runs one job and records what follows it (a retry, a snooze).
+    async fn run_one(&self, job: Enqueued) -> Run {
+        let at = *lock(&self.inner.clock);
+        let outcome = match self.registry().get(&job.name) {
+            Some(registration) => self.run_registered(&job, registration).await,
+            None => Outcome::Failed {
+                error: format!("unknown job {:?}: not linked into this test", job.name),
+            },
+        };
+        let run = Run {
+            id: job.id,
+            name: job.name.clone(),
+            attempt: job.attempt,
+            at,
+            outcome,
+        };
+        self.follow(job, &run);
+        run
+    }
+
+    /// Decodes and runs a job under its timeout, panic guard, span and middleware.
+    async fn run_registered(&self, job: &Enqueued, registration: &Registration) -> Outcome {
+        let defaults = WorkerConfig::default();
+        let state = lock(&self.inner.state).clone();
+        let ctx = registration.context(&job.meta, defaults.max_attempts, state);
+        let max_attempts = ctx.max_attempts;
+        let run = match (registration.decode)(job.format, &job.body, ctx.clone()) {
+            Ok(run) => run,
+            Err(e) => {
+                return Outcome::Failed {
+                    error: format!("cannot decode the arguments of {:?}: {e}", job.name),
+                }
+            }
+        };
+        let middleware = lock(&self.inner.middleware).clone();
+        let info = JobInfo::new(&ctx, job.properties.headers().as_ref());
+        middleware.before(&info);
+        let timeout = registration.timeout.unwrap_or(defaults.job_timeout);
+        let started = std::time::Instant::now();
+        let guarded = tokio::time::timeout(timeout, crate::worker::catch_panic(run));
+        let result = crate::trace::in_job(&ctx, job.header(TRACEPARENT), guarded).await;
+        let outcome = Outcome::of(result.map_err(|_| timeout), job.attempt, max_attempts);
+        middleware.after(&info, &outcome, started.elapsed());
+        outcome
+    }
+
+    /// Records the retry or the snooze that follows `run`, due at its virtual time.
+    fn follow(&self, mut job: Enqueued, run: &Run) {
+        let backoff = || {
+            self.registry()
+                .get(&job.name)
+                .and_then(|r| r.backoff)
+                .unwrap_or(Backoff::DEFAULT)
+        };
+        let (attempt, delay) = match &run.outcome {
+            Outcome::Snoozed { delay } => (job.attempt, *delay),
+            outcome if outcome.runs_again() => (job.attempt + 1, backoff().delay(job.attempt)),
+            _ => return,
+        };
+        let due = run.at + delay;
+        let mut headers = wire::headers(&job.properties).clone();
+        wire::put_int(&mut headers, header::ATTEMPT, attempt.into());
+        wire::put_int(&mut headers, header::NEXT_RUN_AT, millis(due));
+        job.properties = job.properties.with_headers(headers);
+        job.attempt = attempt;
+        job.meta.attempt = attempt;
+        job.due = Some(due);
+        job.run_at = due;
+        lock(&self.inner.pending).push_back(job);
+    }
+}
+
+fn millis(time: SystemTime) -> i64 {
+    time.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}

@@ -1,0 +1,290 @@
+//! Tracing across the queue: the W3C `traceparent` header.
+//!
+//! A job's run belongs to the request that enqueued it. Every enqueue writes the enqueuing
+//! code's trace context into the message's `traceparent` header (the
+//! [W3C Trace Context](https://www.w3.org/TR/trace-context/) format, also what other
+//! languages' OpenTelemetry libraries write); every job runs inside a `tracing` span named
+//! `job` with the fields `job.id`, `job.name`, `queue`, `attempt` and `trace_id`, the trace
+//! id from that header. Search the logs for one trace id and you see the request and its jobs.
+//!
+//! Where the trace context comes from at enqueue:
+//!
+//! - with the `opentelemetry` feature (off by default), the current `tracing` span's
+//!   OpenTelemetry context, when it has one (`tracing-opentelemetry` installed as a layer);
+//!   on the worker side the job's span gets that context as its parent, so a tracing backend
+//!   draws the job under the request;
+//! - otherwise, inside a running job, the job's own trace (a job that enqueues jobs keeps its
+//!   trace); or [`TraceContext::scope`], for code that has a trace id of its own;
+//! - otherwise, a fresh trace per enqueue.
+//!
+//! The header is optional: a message without one (from another language's producer) runs
+//! the same, in a span without `trace_id`.
+
+use std::{fmt, future::Future};
+
+use uuid::Uuid;
+
+/// The header the trace context travels in.
+pub const TRACEPARENT: &str = "traceparent";
+
+tokio::task_local! {
+    static CURRENT: TraceContext;
+}
+
+/// A W3C trace context: the trace id, the id of the span that enqueued (the parent) and the
+/// sampled flag.
+///
+/// ```
+/// use palermo::trace::TraceContext;
+///
+/// let parent = TraceContext::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").unwrap();
+/// assert_eq!(parent.trace_id(), "4bf92f3577b34da6a3ce929d0e0e4736");
+/// let child = parent.child();
+/// assert_eq!(child.trace_id(), parent.trace_id());
+/// assert_ne!(child.to_string(), parent.to_string());
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TraceContext {
+    trace_id: u128,
+    span_id: u64,
+    sampled: bool,
+}
+
+impl TraceContext {
+    /// A new trace, sampled.
+    pub fn new_root() -> Self {
+        Self {
+            trace_id: nonzero_u128(),
+            span_id: nonzero_u64(),
+            sampled: true,
+        }
+    }
+
+    /// The same trace with a new span id: the context a message enqueued from here carries.
+    pub fn child(&self) -> Self {
+        Self {
+            span_id: nonzero_u64(),
+            ..*self
+        }
+    }
+
+    /// Parses a `traceparent` value (`00-<32 hex trace id>-<16 hex span id>-<2 hex flags>`);
+    /// `None` when it is not one. Versions above 00 are read as 00, as the spec asks.
+    pub fn parse(header: &str) -> Option<Self> {
+        let mut parts = header.trim().split('-');
+        let (version, trace, span, flags) =
+            (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+        let hex = |s: &str, len: usize| s.len() == len && s.bytes().all(|b| b.is_ascii_hexdigit());
+        if !hex(version, 2)
+            || version == "ff"
+            || !hex(trace, 32)
+            || !hex(span, 16)
+            || !hex(flags, 2)
+        {
+            return None;
+        }
+        if version == "00" && parts.next().is_some() {
+            return None;
+        }
+        let trace_id = u128::from_str_radix(trace, 16).ok()?;
+        let span_id = u64::from_str_radix(span, 16).ok()?;
+        let flags = u8::from_str_radix(flags, 16).ok()?;
+        (trace_id != 0 && span_id != 0).then_some(Self {
+            trace_id,
+            span_id,
+            sampled: flags & 1 == 1,
+        })
+    }
+
+    /// The trace id, 32 lowercase hex digits.
+    pub fn trace_id(&self) -> String {
+        format!("{:032x}", self.trace_id)
+    }
+
+    /// The span id, 16 lowercase hex digits.
+    pub fn span_id(&self) -> String {
+        format!("{:016x}", self.span_id)
+    }
+
+    /// Whether the trace is sampled (flag 01).
+    pub fn sampled(&self) -> bool {
+        self.sampled
+    }
+
+    /// The trace context of the running code: the current span's (with the `opentelemetry`
+    /// feature), else the running job's or the one given to [`TraceContext::scope`].
+    pub fn current() -> Option<Self> {
+        #[cfg(feature = "opentelemetry")]
+        if let Some(context) = otel::current() {
+            return Some(context);
+        }
+        CURRENT.try_with(|c| *c).ok()
+    }
+
+    /// Runs `future` with this as the current trace context: the jobs it enqueues carry
+    /// this trace id.
+    pub async fn scope<F: Future>(self, future: F) -> F::Output {
+        CURRENT.scope(self, future).await
+    }
+
+    /// The context a message enqueued now carries: a child of [`TraceContext::current`], or
+    /// a new trace.
+    pub(crate) fn for_enqueue() -> Self {
+        Self::current()
+            .map(|c| c.child())
+            .unwrap_or_else(Self::new_root)
+    }
+}
+
+/// The `traceparent` header value.
+impl fmt::Display for TraceContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "00-{:032x}-{:016x}-{:02x}",
+            self.trace_id,
+            self.span_id,
+            u8::from(self.sampled)
+        )
+    }
+}
+
+fn nonzero_u128() -> u128 {
+    Uuid::new_v4().as_u128() | 1
+}
+
+fn nonzero_u64() -> u64 {
+    (Uuid::new_v4().as_u128() as u64) | 1
+}
+
+/// The job's span: `job.id`, `job.name`, `queue`, `attempt`, and `trace_id` when the message
+/// carried a trace context (then, with the `opentelemetry` feature, its parent too).
+pub(crate) fn job_span(ctx: &crate::JobContext, parent: Option<&TraceContext>) -> tracing::Span {
+    let span = tracing::info_span!(
+        "job",
+        job.id = %ctx.id,
+        job.name = %ctx.name,
+        queue = %ctx.queue,
+        attempt = ctx.attempt,
+        trace_id = tracing::field::Empty,
+    );
+    if let Some(parent) = parent {
+        if !span.is_disabled() {
+            span.record("trace_id", tracing::field::display(parent.trace_id()));
+        }
+        #[cfg(feature = "opentelemetry")]
+        otel::set_parent(&span, parent);
+    }
+    span
+}
+
+/// Runs a job's future inside its span and, when its message carried one, its trace context.
+pub(crate) async fn in_job<F: Future>(
+    ctx: &crate::JobContext,
+    traceparent: Option<&str>,
+    future: F,
+) -> F::Output {
+    use tracing::Instrument;
+    let parent = traceparent.and_then(TraceContext::parse);
+    let span = job_span(ctx, parent.as_ref());
+    match parent {
+        Some(parent) => parent.scope(future.instrument(span)).await,
+        None => future.instrument(span).await,
+    }
+}
+
+#[cfg(feature = "opentelemetry")]
+mod otel {
+    //! The bridge to OpenTelemetry through `tracing-opentelemetry`.
+    use opentelemetry::trace::{
+        SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState,
+    };
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+    use super::TraceContext;
+
+    pub(super) fn current() -> Option<TraceContext> {
+        let context = tracing::Span::current().context();
+        let span = context.span();
+        let sc = span.span_context();
+        sc.is_valid().then(|| TraceContext {
+            trace_id: u128::from_be_bytes(sc.trace_id().to_bytes()),
+            span_id: u64::from_be_bytes(sc.span_id().to_bytes()),
+            sampled: sc.is_sampled(),
+        })
+    }
+
+    pub(super) fn set_parent(span: &tracing::Span, parent: &TraceContext) {
+        let flags = if parent.sampled {
+            TraceFlags::SAMPLED
+        } else {
+            TraceFlags::default()
+        };
+        let remote = SpanContext::new(
+            TraceId::from_bytes(parent.trace_id.to_be_bytes()),
+            SpanId::from_bytes(parent.span_id.to_be_bytes()),
+            flags,
+            true,
+            TraceState::default(),
+        );
+        let _ = span.set_parent(opentelemetry::Context::new().with_remote_span_context(remote));
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use tracing_subscriber::prelude::*;
+
+        use super::TraceContext;
+
+        #[test]
+        fn the_job_span_is_a_child_of_the_header_and_enqueues_inside_it_keep_the_trace() {
+            let subscriber = tracing_subscriber::registry().with(tracing_opentelemetry::layer());
+            tracing::subscriber::with_default(subscriber, || {
+                let header = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+                let parent = TraceContext::parse(header).expect("valid");
+                let ctx = crate::JobContext::for_test("job", Default::default());
+                let span = super::super::job_span(&ctx, Some(&parent));
+                let _entered = span.enter();
+                let current = TraceContext::current().expect("the job span's context");
+                assert_eq!(current.trace_id(), parent.trace_id());
+                let enqueued = TraceContext::for_enqueue();
+                assert_eq!(enqueued.trace_id(), parent.trace_id());
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_traceparent_round_trips_and_bad_ones_are_refused() {
+        let header = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let parsed = TraceContext::parse(header).expect("valid");
+        assert_eq!(parsed.to_string(), header);
+        assert!(parsed.sampled());
+        let fresh = TraceContext::new_root();
+        assert_eq!(TraceContext::parse(&fresh.to_string()), Some(fresh));
+        for bad in [
+            "",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E473-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
+        ] {
+            assert_eq!(TraceContext::parse(bad), None, "{bad:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn enqueues_inside_a_scope_keep_its_trace() {
+        let outer = TraceContext::new_root();
+        let inner = outer.scope(async { TraceContext::for_enqueue() }).await;
+        assert_eq!(inner.trace_id(), outer.trace_id());
+        assert_ne!(inner.span_id(), outer.span_id());
+        assert_ne!(TraceContext::for_enqueue().trace_id(), outer.trace_id());
+    }
+}
