@@ -96,7 +96,9 @@ if [ -z "$URL" ]; then
   exit 1
 fi
 
-setsid "$BIN/worker" --queues mail,video,default --concurrency 4 >"$LOG" 2>&1 &
+# Each finished job is logged at debug level (a cost per job in production); the demo shows them.
+RUST_LOG="${RUST_LOG:-info,palermo::worker=debug}" \
+  setsid "$BIN/worker" --queues mail,video,default --concurrency 4 >"$LOG" 2>&1 &
 WORKER=$!
 
 "$BIN/enqueue-samples" --count 20
