@@ -34,6 +34,10 @@ struct Options {
     serializer: Option<proc_macro2::TokenStream>,
     /// Base and cap in ms; the cap `None` keeps the default.
     backoff_ms: Option<(u64, Option<u64>)>,
+    /// `unique = "30m"`: the lock's TTL in ms.
+    unique_ms: Option<u64>,
+    /// `priority = 5`.
+    priority: Option<u8>,
 }
 
 fn expand(
@@ -155,6 +159,7 @@ fn generate(function: &ItemFn, options: Options, arguments: Arguments) -> proc_m
         span = fn_name.span()
     );
     let [max_attempts, timeout, backoff, format] = option_constants(&options);
+    let uniqueness = unique_and_priority_constants(&options);
     let wire_name = options.name.unwrap_or_else(|| fn_name.to_string());
     let queue = options.queue;
     let Arguments {
@@ -182,6 +187,7 @@ fn generate(function: &ItemFn, options: Options, arguments: Arguments) -> proc_m
             const TIMEOUT: ::core::option::Option<::core::time::Duration> = #timeout;
             const BACKOFF: ::core::option::Option<::palermo::Backoff> = #backoff;
             const FORMAT: ::core::option::Option<::palermo::Format> = #format;
+            #uniqueness
 
             async fn run(self, __ctx: ::palermo::JobContext) -> ::palermo::JobResult {
                 let Self { #(#field_names,)* } = self;
@@ -218,6 +224,8 @@ fn parse_options(attr: proc_macro2::TokenStream) -> syn::Result<Options> {
         timeout_ms: None,
         serializer: None,
         backoff_ms: None,
+        unique_ms: None,
+        priority: None,
     };
     let metas = Punctuated::<Meta, Token![,]>::parse_terminated.parse2(attr)?;
     for meta in metas {
@@ -260,6 +268,8 @@ fn parse_options(attr: proc_macro2::TokenStream) -> syn::Result<Options> {
                 let (text, span) = string(&nv.value)?;
                 options.backoff_ms = Some(parse_backoff(&text).map_err(|e| syn::Error::new(span, e))?);
             }
+            "unique" => options.unique_ms = Some(parse_unique(&nv.value)?),
+            "priority" => options.priority = Some(parse_priority(&nv.value)?),
             "serializer" => {
                 let (text, span) = string(&nv.value)?;
                 options.serializer = Some(match text.as_str() {
@@ -271,12 +281,47 @@ fn parse_options(attr: proc_macro2::TokenStream) -> syn::Result<Options> {
             _ => {
                 return Err(syn::Error::new(
                     nv.path.span(),
-                    format!("unknown #[job] option `{key}`; the options are queue, name, max_attempts, timeout, backoff, serializer"),
+                    format!("unknown #[job] option `{key}`; the options are queue, name, max_attempts, timeout, backoff, serializer, unique, priority"),
                 ))
             }
         }
     }
     Ok(options)
+}
+
+/// `unique = "30m"`: the lock TTL in ms, at least a second (palermo::unique::MIN_TTL).
+fn parse_unique(value: &Expr) -> syn::Result<u64> {
+    let (text, span) = string(value)?;
+    let ms = parse_duration_ms(&text).map_err(|e| syn::Error::new(span, format!("unique {e}")))?;
+    if !(1000..=u64::from(u32::MAX)).contains(&ms) {
+        return Err(syn::Error::new(span, "unique takes a TTL between \"1s\" and about 49 days, e.g. \"30m\""));
+    }
+    Ok(ms)
+}
+
+/// `priority = 5`: 0 to 255 (RabbitMQ's range; a queue's `x-max-priority` caps it).
+fn parse_priority(value: &Expr) -> syn::Result<u8> {
+    let Expr::Lit(ExprLit { lit: Lit::Int(n), .. }) = value else {
+        return Err(syn::Error::new(value.span(), "priority takes a whole number from 0 to 255, e.g. 5"));
+    };
+    n.base10_parse::<u8>()
+        .map_err(|_| syn::Error::new(n.span(), "priority takes a whole number from 0 to 255, e.g. 5"))
+}
+
+/// The `UNIQUE` and `PRIORITY` constants of the `Job` impl.
+fn unique_and_priority_constants(options: &Options) -> proc_macro2::TokenStream {
+    let unique = match options.unique_ms {
+        Some(ms) => quote!(::core::option::Option::Some(::core::time::Duration::from_millis(#ms))),
+        None => quote!(::core::option::Option::None),
+    };
+    let priority = match options.priority {
+        Some(p) => quote!(::core::option::Option::Some(#p)),
+        None => quote!(::core::option::Option::None),
+    };
+    quote! {
+        const UNIQUE: ::core::option::Option<::core::time::Duration> = #unique;
+        const PRIORITY: ::core::option::Option<u8> = #priority;
+    }
 }
 
 fn string(expr: &Expr) -> syn::Result<(String, Span)> {

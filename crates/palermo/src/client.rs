@@ -34,6 +34,8 @@ use crate::{
     wire::{self, header, JobMeta},
 };
 
+mod unique;
+
 /// A handle for enqueueing jobs; cheap to clone, safe to share between tasks. It holds one
 /// connection and one confirm-mode channel, made again when the broker connection drops.
 ///
@@ -155,7 +157,14 @@ impl Client {
     }
 
     /// Enqueues a job on `queue` instead of its default one.
+    ///
+    /// A `#[job(unique = "..")]` job takes its lock first; while another job holds it,
+    /// nothing is enqueued and the id returned is that job's ([`Client::enqueue_once`] tells
+    /// the two apart).
     pub async fn enqueue_to<J: Job>(&self, queue: &str, job: J) -> Result<Uuid, Error> {
+        if J::UNIQUE.is_some() {
+            return Ok(self.enqueue_once_to(queue, job).await?.id());
+        }
         let (meta, body) = self.encode(queue, &job)?;
         self.send_confirmed(queue, None, &body, meta.properties())
             .await?;

@@ -57,6 +57,7 @@ pub mod shutdown;
 mod state;
 pub mod testing;
 mod topology;
+mod unique;
 pub mod trace;
 mod wire;
 mod worker;
@@ -76,6 +77,7 @@ pub use retry::Backoff;
 pub use serializer::{Format, SerializeError};
 pub use state::{MissingState, State, StateMap};
 pub use topology::QueueType;
+pub use unique::Enqueued;
 pub use worker::{Worker, WorkerBuilder};
 
 /// The default broker URL, used when neither `--amqp-url` nor `PALERMO_AMQP_URL` is given.
