@@ -213,6 +213,15 @@ impl Client {
         Ok(meta.id)
     }
 
+    /// [`Client::enqueue_raw`] under the id `id` (a periodic tick's deterministic id).
+    pub(crate) async fn enqueue_raw_as(&self, job: &RawJob, id: Uuid) -> Result<Uuid, Error> {
+        let mut meta = self.raw_meta(job)?;
+        meta.id = id;
+        self.send_confirmed(&job.queue, None, &job.body, meta.properties())
+            .await?;
+        Ok(id)
+    }
+
     /// Enqueues a job on its default queue to run after `delay`, rounded up to whole seconds
     /// (so never early; about a second late at most), up to [`delay::MAX_DELAY`] (about 388
     /// days). The job waits in the broker and survives a restart.

@@ -59,6 +59,12 @@ pub struct WorkerConfig {
     /// Defaults to [`crate::reconnect::DEFAULT_BACKOFF`]: 250 ms doubling up to 5 s, plus
     /// 0–25 %.
     pub reconnect: Backoff,
+    /// Whether this worker also runs the scheduler of periodic jobs (`--scheduler`). Any
+    /// number of workers may; one at a time is active (docs/scheduling.md). Defaults to false.
+    pub scheduler: bool,
+    /// The queue schedulers elect their leader through and keep the last ticks in. Defaults
+    /// to [`topology::SCHEDULER_QUEUE`].
+    pub scheduler_queue: String,
 }
 
 impl Default for WorkerConfig {
@@ -78,6 +84,8 @@ impl Default for WorkerConfig {
             heartbeat_interval: Duration::from_secs(5),
             events_exchange: topology::EVENTS_EXCHANGE.to_string(),
             reconnect: crate::reconnect::DEFAULT_BACKOFF,
+            scheduler: false,
+            scheduler_queue: topology::SCHEDULER_QUEUE.to_string(),
         }
     }
 }
@@ -117,6 +125,7 @@ impl WorkerConfig {
         }
         topology::validate_queue_name(&self.failed_queue)?;
         topology::validate_queue_name(&self.events_exchange)?;
+        topology::validate_queue_name(&self.scheduler_queue)?;
         if !(Duration::from_millis(10)..=Duration::from_secs(3600))
             .contains(&self.heartbeat_interval)
         {

@@ -48,6 +48,7 @@ mod error;
 mod heal;
 mod job;
 pub mod middleware;
+mod periodic;
 mod reconnect;
 mod registry;
 mod retry;
@@ -57,8 +58,8 @@ pub mod shutdown;
 mod state;
 pub mod testing;
 mod topology;
-mod unique;
 pub mod trace;
+mod unique;
 mod wire;
 mod worker;
 
@@ -72,6 +73,7 @@ pub use config::WorkerConfig;
 pub use error::{Error, NameError};
 pub use job::{Job, JobContext, JobError, JobResult};
 pub use palermo_macros::job;
+pub use periodic::{job_id as periodic_job_id, CatchUp, Periodic, MAX_CATCH_UP};
 pub use registry::{Registration, Registry};
 pub use retry::Backoff;
 pub use serializer::{Format, SerializeError};
@@ -86,6 +88,7 @@ pub const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 /// What the `#[job]` macro expands to refers to these; they are not part of the public API.
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::periodic::PeriodicRegistration;
     pub use crate::registry::Registration;
     pub use inventory;
     pub use serde;

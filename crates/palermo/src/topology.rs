@@ -17,6 +17,9 @@ use crate::error::{Error, NameError};
 pub const EXCHANGE: &str = "palermo";
 /// Where jobs go when they fail for good; the admin side records them from here.
 pub const FAILED_QUEUE: &str = "palermo.failed";
+/// The single-active-consumer queue schedulers elect their leader through; its one message
+/// (the token) carries the schedules' last ticks (docs/scheduling.md).
+pub const SCHEDULER_QUEUE: &str = "palermo.scheduler";
 /// The topic exchange workers publish heartbeats and offline events to (routing keys
 /// `worker.heartbeat`, `worker.offline`). A durable queue of the same name, bound with `#`,
 /// keeps them until the admin side's recorder reads them.

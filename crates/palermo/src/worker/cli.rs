@@ -74,6 +74,12 @@ pub struct WorkerArgs {
     /// Longest wait between two reconnect attempts, in seconds (at most 600).
     #[arg(long, default_value_t = crate::reconnect::DEFAULT_BACKOFF.max.as_secs_f64())]
     pub reconnect_max_delay: f64,
+    /// Also run the scheduler of periodic jobs; any number of workers may, one is active.
+    #[arg(long)]
+    pub scheduler: bool,
+    /// Queue the schedulers elect their leader through.
+    #[arg(long, env = "PALERMO_SCHEDULER_QUEUE", default_value = crate::topology::SCHEDULER_QUEUE)]
+    pub scheduler_queue: String,
 }
 
 impl WorkerArgs {
@@ -104,6 +110,8 @@ impl WorkerArgs {
                     .unwrap_or(Duration::ZERO),
                 jitter: crate::reconnect::DEFAULT_BACKOFF.jitter,
             },
+            scheduler: self.scheduler,
+            scheduler_queue: self.scheduler_queue.clone(),
         }
     }
 }
