@@ -42,3 +42,9 @@ pub mod reconnect {
         retry_until, validate, Exhausted, Schedule, ATTEMPT_TIMEOUT, DEFAULT_BACKOFF, FIRST_ATTEMPT,
     };
 }
+
+/// Unique jobs' lock queues: their names (from a key and a TTL) and the header that carries
+/// a job's lock, for tools and tests that look at or clean up locks.
+pub mod unique {
+    pub use crate::unique::{default_key, lock_name, HEADER, LOCK_PREFIX, MIN_TTL};
+}

@@ -129,7 +129,8 @@ pub(crate) async fn acquire(
     let properties = BasicProperties::default().with_expiration(ttl_ms(ttl).to_string().into());
     for _ in 0..5 {
         let body = id.to_string();
-        let sent = broker::publish_via(channel, "", lock, lock, body.as_bytes(), properties.clone());
+        let sent =
+            broker::publish_via(channel, "", lock, lock, body.as_bytes(), properties.clone());
         match sent.await?.confirmed().await {
             Ok(()) => return Ok(Taken::Yes),
             Err(Error::Nacked { .. }) => {}
@@ -191,6 +192,32 @@ pub(crate) async fn release(channel: &Channel, lock: &str, id: Uuid) -> Result<b
     Ok(ours)
 }
 
+/// Releases the lock a finished job carries (its [`HEADER`]), if any: called once the job
+/// succeeded or its failure is in the failed queue. A release that fails is logged; the lock
+/// then expires after its TTL.
+pub(crate) async fn release_after(channel: &Channel, properties: &BasicProperties) {
+    let headers = crate::wire::headers(properties);
+    let Ok(Some(lock)) = crate::wire::get_str(headers, HEADER) else {
+        return;
+    };
+    let Some(id) = properties
+        .message_id()
+        .as_ref()
+        .and_then(|id| Uuid::parse_str(id.as_str()).ok())
+    else {
+        return;
+    };
+    match release(channel, &lock, id).await {
+        Ok(true) => tracing::debug!(job.id = %id, lock = %lock, "unique lock released"),
+        Ok(false) => {
+            tracing::info!(job.id = %id, lock = %lock, "unique lock already expired or taken by another job")
+        }
+        Err(e) => {
+            tracing::warn!(job.id = %id, lock = %lock, error = %e, "could not release a unique lock; it expires after its TTL")
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -201,7 +228,10 @@ mod tests {
         let a = lock_name(&key, Duration::from_secs(60));
         assert_eq!(a, lock_name(&key, Duration::from_secs(60)));
         assert!(a.starts_with(LOCK_PREFIX) && a.ends_with(".60000"));
-        assert_ne!(a, lock_name(&default_key("send_email", b"{}"), Duration::from_secs(60)));
+        assert_ne!(
+            a,
+            lock_name(&default_key("send_email", b"{}"), Duration::from_secs(60))
+        );
         assert!(crate::topology::validate_queue_name(&a).is_ok());
     }
 

@@ -28,7 +28,19 @@ impl Client {
         key: impl AsRef<[u8]>,
         ttl: Duration,
     ) -> Result<Enqueued, Error> {
-        let (meta, body) = self.encode(J::QUEUE, &job)?;
+        self.enqueue_unique_to(J::QUEUE, job, key, ttl).await
+    }
+
+    /// [`Client::enqueue_unique`] on `queue` instead of the job's default one (the key alone
+    /// decides what is a duplicate, whatever the queue).
+    pub async fn enqueue_unique_to<J: Job>(
+        &self,
+        queue: &str,
+        job: J,
+        key: impl AsRef<[u8]>,
+        ttl: Duration,
+    ) -> Result<Enqueued, Error> {
+        let (meta, body) = self.encode(queue, &job)?;
         self.enqueue_locked(meta, &body, key.as_ref(), ttl).await
     }
 
@@ -40,14 +52,9 @@ impl Client {
     }
 
     /// [`Client::enqueue_once`] on `queue` instead of the job's default one.
-    pub(super) async fn enqueue_once_to<J: Job>(
-        &self,
-        queue: &str,
-        job: J,
-    ) -> Result<Enqueued, Error> {
-        let ttl = J::UNIQUE.ok_or_else(|| {
-            Error::Config(format!("job {} is not declared unique", J::NAME))
-        })?;
+    pub async fn enqueue_once_to<J: Job>(&self, queue: &str, job: J) -> Result<Enqueued, Error> {
+        let ttl = J::UNIQUE
+            .ok_or_else(|| Error::Config(format!("job {} is not declared unique", J::NAME)))?;
         let (meta, body) = self.encode(queue, &job)?;
         let key = unique::default_key(J::NAME, &body);
         self.enqueue_locked(meta, &body, &key, ttl).await
