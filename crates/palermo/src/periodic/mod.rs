@@ -68,6 +68,7 @@ pub struct Periodic {
     spec: String,
     when: When,
     catch_up: CatchUp,
+    queue: Option<String>,
 }
 
 impl Periodic {
@@ -113,6 +114,7 @@ impl Periodic {
             spec: spec.to_string(),
             when,
             catch_up: CatchUp::default(),
+            queue: None,
         })
     }
 
@@ -136,6 +138,13 @@ impl Periodic {
     pub fn catch_up(mut self, catch_up: CatchUp) -> Self {
         self.catch_up = catch_up;
         self
+    }
+
+    /// Enqueues the ticks' jobs on `queue` instead of the job's default queue.
+    pub fn queue(mut self, queue: &str) -> Result<Self, Error> {
+        crate::topology::validate_queue_name(queue)?;
+        self.queue = Some(queue.to_string());
+        Ok(self)
     }
 
     /// The expression (`0 */5 * * * *`) or interval (`every 30s`), as written.
@@ -209,7 +218,10 @@ impl Entry {
         })?;
         let job = RawJob {
             name: J::NAME.to_string(),
-            queue: J::QUEUE.to_string(),
+            queue: periodic
+                .queue
+                .clone()
+                .unwrap_or_else(|| J::QUEUE.to_string()),
             format,
             body,
             max_attempts: J::MAX_ATTEMPTS,
