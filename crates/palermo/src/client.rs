@@ -34,6 +34,7 @@ use crate::{
     wire::{self, header, JobMeta},
 };
 
+mod options;
 mod unique;
 
 /// A handle for enqueueing jobs; cheap to clone, safe to share between tasks. It holds one
@@ -323,7 +324,8 @@ impl Client {
         if let Backend::Fake(_) = self.backend {
             format.decode::<J>(&body).map_err(error)?;
         }
-        let meta = self.meta(J::NAME, queue, format, job.preview(), J::MAX_ATTEMPTS);
+        let mut meta = self.meta(J::NAME, queue, format, job.preview(), J::MAX_ATTEMPTS);
+        meta.priority = J::PRIORITY;
         Ok((meta, body))
     }
 
@@ -406,7 +408,10 @@ impl Client {
         loop {
             let session = sessions.get(&self.reconnect).await?;
             let sent = match delayed {
-                None => match session.ensure_declared(queue, sessions.queue_type).await {
+                None => match session
+                    .ensure_declared(queue, sessions.queue_type, sessions.max_priority())
+                    .await
+                {
                     Ok(()) => {
                         broker::publish(&session.channel, queue, body, properties.clone()).await
                     }
@@ -444,6 +449,7 @@ impl Client {
             attempt: 1,
             max_attempts,
             enqueued_at_ms: wire::now_ms(),
+            priority: None,
         }
     }
 }

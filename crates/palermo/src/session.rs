@@ -11,7 +11,7 @@
 use std::{
     collections::HashSet,
     sync::{
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicU8, Ordering},
         Arc, Mutex, RwLock,
     },
     time::Duration,
@@ -61,7 +61,11 @@ pub(crate) struct Session {
 }
 
 impl Session {
-    async fn open(url: &str, queue_type: QueueType) -> Result<Session, Error> {
+    async fn open(
+        url: &str,
+        queue_type: QueueType,
+        max_priority: Option<u8>,
+    ) -> Result<Session, Error> {
         let connection = broker::connect(url, "palermo client").await?;
         let channel = broker::confirm_channel(&connection).await?;
         topology::declare_exchange(&channel).await?;
@@ -69,7 +73,7 @@ impl Session {
             connection,
             channel,
             declared: Mutex::new(HashSet::new()),
-            delays: DelayQueues::new(queue_type),
+            delays: DelayQueues::new(queue_type).with_max_priority(max_priority),
         })
     }
 
@@ -79,11 +83,16 @@ impl Session {
     }
 
     /// Declares `queue` and its binding, once per session.
-    pub async fn ensure_declared(&self, queue: &str, queue_type: QueueType) -> Result<(), Error> {
+    pub async fn ensure_declared(
+        &self,
+        queue: &str,
+        queue_type: QueueType,
+        max_priority: Option<u8>,
+    ) -> Result<(), Error> {
         if self.lock_declared().contains(queue) {
             return Ok(());
         }
-        topology::declare_queue(&self.channel, queue, queue_type).await?;
+        topology::declare_job_queue(&self.channel, queue, queue_type, max_priority).await?;
         self.lock_declared().insert(queue.to_string());
         Ok(())
     }
@@ -92,6 +101,12 @@ impl Session {
     /// publish declares it again.
     pub fn forget_declared(&self, queue: &str) {
         self.lock_declared().remove(queue);
+    }
+
+    /// Forgets every declared queue (the next publishes declare them again).
+    fn forget_all(&self) {
+        self.lock_declared().clear();
+        self.delays.forget();
     }
 
     fn lock_declared(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
@@ -106,6 +121,8 @@ impl Session {
 pub(crate) struct Sessions {
     url: String,
     pub queue_type: QueueType,
+    /// The job queues' `x-max-priority` ([`crate::priority`]); 0 is none.
+    max_priority: AtomicU8,
     current: RwLock<Arc<Session>>,
     reconnecting: tokio::sync::Mutex<()>,
     closed: AtomicBool,
@@ -116,13 +133,14 @@ pub(crate) struct Sessions {
 impl Sessions {
     /// Connects the first session: at start, an unreachable broker is an error at once.
     pub async fn connect(url: &str, queue_type: QueueType) -> Result<Sessions, Error> {
-        let session = Session::open(url, queue_type).await?;
+        let session = Session::open(url, queue_type, None).await?;
         let blocked = Blocked::default();
         blocked.follow(&session.connection, "client".into());
         Ok(Sessions {
             blocked,
             url: url.to_string(),
             queue_type,
+            max_priority: AtomicU8::new(0),
             current: RwLock::new(Arc::new(session)),
             reconnecting: tokio::sync::Mutex::new(()),
             closed: AtomicBool::new(false),
@@ -163,6 +181,19 @@ impl Sessions {
         session.delays.forget();
     }
 
+    /// The job queues' `x-max-priority`, if any.
+    pub fn max_priority(&self) -> Option<u8> {
+        Some(self.max_priority.load(Ordering::Relaxed)).filter(|&p| p > 0)
+    }
+
+    /// Declares job queues with `max_priority` from now on (not the ones already declared).
+    pub fn set_max_priority(&self, max_priority: Option<u8>) {
+        self.max_priority
+            .store(max_priority.unwrap_or(0), Ordering::Relaxed);
+        self.current().delays.set_max_priority(max_priority);
+        self.current().forget_all();
+    }
+
     fn current(&self) -> Arc<Session> {
         // Replacing an `Arc` cannot leave it inconsistent.
         self.current
@@ -192,7 +223,7 @@ impl Sessions {
         warn!(url = %broker::redact(&self.url), "the client lost its broker connection; reconnecting");
         let mut schedule = Schedule::new(policy.backoff);
         let opened = reconnect::retry_until(&mut schedule, Some(deadline), "client", || {
-            Session::open(&self.url, self.queue_type)
+            Session::open(&self.url, self.queue_type, self.max_priority())
         });
         let session = match opened.await {
             Ok(session) => Arc::new(session),

@@ -158,15 +158,25 @@ pub async fn declare_queue(
     queue: &str,
     queue_type: QueueType,
 ) -> Result<(), Error> {
+    declare_job_queue(channel, queue, queue_type, None).await
+}
+
+/// [`declare_queue`] with the deployment's `max_priority` ([`crate::priority`]): a priority
+/// queue when set. A queue that exists with another `x-max-priority` is an
+/// [`Error::Config`] that names the setting (the broker closes the channel).
+pub async fn declare_job_queue(
+    channel: &Channel,
+    queue: &str,
+    queue_type: QueueType,
+    max_priority: Option<u8>,
+) -> Result<(), Error> {
     validate_queue_name(queue)?;
+    let arguments = crate::priority::job_queue_arguments(queue_type, max_priority)?;
     channel
-        .queue_declare(
-            queue.into(),
-            QueueDeclareOptions::durable(),
-            queue_type.arguments(),
-        )
+        .queue_declare(queue.into(), QueueDeclareOptions::durable(), arguments)
         .await
-        .map_err(Error::broker("queue.declare"))?;
+        .map_err(Error::broker("queue.declare"))
+        .map_err(|e| crate::priority::mismatch(queue, max_priority, e))?;
     channel
         .queue_bind(
             queue.into(),

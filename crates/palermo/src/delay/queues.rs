@@ -3,7 +3,10 @@
 
 use std::{
     collections::HashSet,
-    sync::{Arc, Mutex},
+    sync::{
+        atomic::{AtomicU8, Ordering},
+        Arc, Mutex,
+    },
     time::Duration,
 };
 
@@ -23,6 +26,9 @@ use crate::{
 #[derive(Debug, Default)]
 pub struct DelayQueues {
     layout: Layout,
+    /// The job queues' `x-max-priority` (`crate::priority`), used when a destination queue
+    /// is declared.
+    max_priority: AtomicU8,
     declared: Mutex<Arc<Declared>>,
 }
 
@@ -41,6 +47,18 @@ impl DelayQueues {
             layout: Layout::of(queue_type),
             ..Self::default()
         }
+    }
+
+    /// These delay queues, declaring destination job queues with `max_priority`.
+    pub fn with_max_priority(self, max_priority: Option<u8>) -> Self {
+        self.set_max_priority(max_priority);
+        self
+    }
+
+    /// Declares destination job queues with `max_priority` from now on (0 is none).
+    pub fn set_max_priority(&self, max_priority: Option<u8>) {
+        let value = max_priority.unwrap_or(0);
+        self.max_priority.store(value, Ordering::Relaxed);
     }
 
     /// Publishes a job that lands in `queue` after `delay` (rounded up to whole seconds),
@@ -91,7 +109,9 @@ impl DelayQueues {
         if lock(&declared.bound).contains(queue) {
             return Ok(());
         }
-        topology::declare_queue(channel, queue, self.layout.queue_type).await?;
+        let queue_type = self.layout.queue_type;
+        let max_priority = Some(self.max_priority.load(Ordering::Relaxed)).filter(|&p| p > 0);
+        topology::declare_job_queue(channel, queue, queue_type, max_priority).await?;
         bind_queue(channel, queue, self.layout).await?;
         lock(&declared.bound).insert(queue.to_string());
         Ok(())

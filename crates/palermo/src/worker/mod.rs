@@ -282,7 +282,7 @@ impl WorkerBuilder {
             std::process::id(),
             self.config.queues.join(",")
         );
-        let queue_type = self.config.queue_type;
+        let (queue_type, max_priority) = (self.config.queue_type, self.config.max_priority);
         Ok(Worker {
             shared: Arc::new(Shared {
                 config: self.config,
@@ -290,7 +290,7 @@ impl WorkerBuilder {
                 state: Arc::new(self.state),
                 identity,
                 stats: stats::Stats::default(),
-                delays: crate::delay::DelayQueues::new(queue_type),
+                delays: crate::delay::DelayQueues::new(queue_type).with_max_priority(max_priority),
                 mender: crate::heal::Mender::default(),
                 blocked: crate::blocked::Blocked::default(),
                 recent: recent::Recent::default(),

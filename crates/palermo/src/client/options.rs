@@ -1,0 +1,74 @@
+//! Per-enqueue options and the client's priority setting: [`Client::enqueue_with`] and
+//! [`Client::with_max_priority`] ([`crate::priority`] says why the setting is one value per
+//! deployment).
+
+use std::time::SystemTime;
+
+use uuid::Uuid;
+
+use super::{Backend, Client, RawJob};
+use crate::{error::Error, job::Job, priority::Options, topology::QueueType, wire::JobMeta};
+
+impl Client {
+    /// This client declaring job queues as priority queues with `x-max-priority =
+    /// max_priority` (1 to 255; RabbitMQ advises at most 10). Give every client, worker
+    /// (`WorkerConfig::max_priority`) and CLI (`--max-priority`) of a deployment the same
+    /// value: RabbitMQ refuses to declare a queue with other arguments, and an enqueue then
+    /// fails with an error naming this setting. Refused on quorum queues. Set it before the
+    /// client is cloned or used: clones share it. Defaults to no priorities.
+    pub fn with_max_priority(self, max_priority: u8) -> Result<Self, Error> {
+        if let Backend::Broker(sessions) = &self.backend {
+            crate::priority::validate(sessions.queue_type, Some(max_priority))?;
+            sessions.set_max_priority(Some(max_priority));
+        } else {
+            crate::priority::validate(QueueType::Classic, Some(max_priority))?;
+        }
+        Ok(self)
+    }
+
+    /// Enqueues `job` with per-call [`Options`]: another priority, queue or a delay
+    /// (`Options { priority: Some(9), ..Default::default() }`). Unset fields keep the job's
+    /// own settings. It does not take a `#[job(unique)]` lock
+    /// ([`Client::enqueue_unique`] does).
+    pub async fn enqueue_with<J: Job>(&self, job: J, options: Options) -> Result<Uuid, Error> {
+        let queue = options.queue.as_deref().unwrap_or(J::QUEUE);
+        let (meta, body) = self.encode(queue, &job)?;
+        self.send_with(meta, &body, &options).await
+    }
+
+    /// [`Client::enqueue_raw`] with [`Options`] (`queue` replaces the raw job's).
+    pub async fn enqueue_raw_with(&self, mut job: RawJob, options: Options) -> Result<Uuid, Error> {
+        if let Some(queue) = &options.queue {
+            job.queue.clone_from(queue);
+        }
+        let meta = self.raw_meta(&job)?;
+        self.send_with(meta, &job.body, &options).await
+    }
+
+    async fn send_with(
+        &self,
+        mut meta: JobMeta,
+        body: &[u8],
+        options: &Options,
+    ) -> Result<Uuid, Error> {
+        if options.priority.is_some() {
+            meta.priority = options.priority;
+        }
+        match options.delay {
+            Some(delay) => {
+                let at = SystemTime::now()
+                    .checked_add(delay)
+                    .ok_or(Error::DelayTooLong {
+                        requested: delay,
+                        max: crate::delay::MAX_DELAY,
+                    })?;
+                self.publish_at(meta, body, at).await
+            }
+            None => {
+                self.send_confirmed(&meta.queue, None, body, meta.properties())
+                    .await?;
+                Ok(meta.id)
+            }
+        }
+    }
+}

@@ -1,0 +1,97 @@
+//! Priority queues: the one setting that decides a job queue's `x-max-priority`, and the
+//! options of one enqueue.
+//!
+//! Why one setting: RabbitMQ refuses to declare an existing queue with other arguments
+//! (`PRECONDITION_FAILED`, and the channel closes), and clients, workers, the delay queues
+//! and the CLI all declare job queues. So a deployment chooses `max_priority` once and gives
+//! the same value to each ([`crate::Client::with_max_priority`],
+//! [`crate::WorkerConfig::max_priority`], `--max-priority`); when the broker refuses a
+//! declare for another value, the error names that setting ([`mismatch`]).
+//!
+//! Quorum queues: RabbitMQ 3.x ignores `x-max-priority` on them (their messages are
+//! delivered in order, whatever their priority); 4.0 gives them two levels (normal and high,
+//! priority above 4). Neither orders the way a classic priority queue does, so Palermo
+//! refuses priorities on quorum queues rather than silently ignore them.
+
+use std::time::Duration;
+
+use lapin::types::{AMQPValue, FieldTable};
+
+use crate::{error::Error, topology::QueueType};
+
+/// What a setting of `max_priority` must satisfy: 1 to 255 (RabbitMQ advises at most 10:
+/// each level costs an internal queue and some CPU), on classic queues.
+pub fn validate(queue_type: QueueType, max_priority: Option<u8>) -> Result<(), Error> {
+    match (max_priority, queue_type) {
+        (None, _) => Ok(()),
+        (Some(0), _) => Err(Error::Config(
+            "max priority 0 makes no priority queue; leave it unset instead".into(),
+        )),
+        (Some(_), QueueType::Quorum) => Err(Error::Config(
+            "priorities need classic queues: RabbitMQ 3.x ignores x-max-priority on quorum \
+             queues (4.x has only two levels); unset max priority or use --queue-type classic"
+                .into(),
+        )),
+        (Some(_), _) => Ok(()),
+    }
+}
+
+/// The `queue.declare` arguments of a job queue: its type and, when set, `x-max-priority`.
+pub fn job_queue_arguments(
+    queue_type: QueueType,
+    max_priority: Option<u8>,
+) -> Result<FieldTable, Error> {
+    validate(queue_type, max_priority)?;
+    let mut args = queue_type.arguments();
+    if let Some(max) = max_priority {
+        args.insert("x-max-priority".into(), AMQPValue::ShortShortUInt(max));
+    }
+    Ok(args)
+}
+
+/// Rewrites the broker's refusal to declare `queue` (`PRECONDITION_FAILED` about
+/// `x-max-priority`) into an error that names the setting to fix.
+pub(crate) fn mismatch(queue: &str, max_priority: Option<u8>, error: Error) -> Error {
+    let text = error.to_string();
+    if !text.contains("x-max-priority") {
+        return error;
+    }
+    let ours = max_priority.map_or("unset".to_string(), |m| m.to_string());
+    Error::Config(format!(
+        "queue {queue} exists with another x-max-priority than this process's max priority \
+         ({ours}); give every client, worker and CLI of the deployment the same max priority \
+         (with_max_priority, WorkerConfig::max_priority, --max-priority), or delete the queue \
+         to change it ({text})"
+    ))
+}
+
+/// The options of one [`crate::Client::enqueue_with`]; every field defaults to the job's
+/// own (`Options { priority: Some(9), ..Default::default() }`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Options {
+    /// The job's priority, 0 to 255, capped by the queue's `x-max-priority`; it orders jobs
+    /// only on a priority queue. Defaults to the job's `#[job(priority = ..)]`, or none
+    /// (which RabbitMQ treats as 0).
+    pub priority: Option<u8>,
+    /// The queue to publish to. Defaults to the job's queue.
+    pub queue: Option<String>,
+    /// Run it after this delay (as [`crate::Client::enqueue_in`]). Defaults to now.
+    pub delay: Option<Duration>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quorum_and_zero_are_refused() {
+        assert!(validate(QueueType::Quorum, Some(5)).is_err());
+        assert!(validate(QueueType::Quorum, None).is_ok());
+        assert!(validate(QueueType::Classic, Some(0)).is_err());
+        let args = job_queue_arguments(QueueType::Classic, Some(10)).expect("classic");
+        assert_eq!(
+            args.inner().get("x-max-priority"),
+            Some(&AMQPValue::ShortShortUInt(10))
+        );
+    }
+}
