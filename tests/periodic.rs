@@ -3,41 +3,16 @@
 
 mod support;
 
-use std::{collections::HashMap, time::Duration};
+use std::time::Duration;
 
-use chrono::{DateTime, Utc};
-use palermo::{periodic_job_id, Periodic, Worker};
-use support::{eventually, unique, Rig};
+use chrono::Utc;
+use palermo::{Periodic, Worker};
+use support::{eventually, ticks::ticks_of, unique, Rig};
 
 /// The periodic job of this file; its ticks go to a queue nobody consumes, to be counted.
 #[palermo::job(queue = "periodic-test")]
 async fn tick() -> anyhow::Result<()> {
     Ok(())
-}
-
-/// The tick of every message in `messages` (by its id), checking each id is a tick's id of
-/// `schedule` between `from` and `to`; returns how many messages each tick has.
-fn ticks_of(
-    messages: &[(lapin::BasicProperties, Vec<u8>)],
-    schedule: &str,
-    from: DateTime<Utc>,
-    to: DateTime<Utc>,
-) -> HashMap<i64, usize> {
-    let mut ids = HashMap::new();
-    let mut second = from.timestamp() - 1;
-    while second <= to.timestamp() + 1 {
-        let tick = DateTime::from_timestamp(second, 0).expect("tick");
-        ids.insert(periodic_job_id(schedule, tick).to_string(), second);
-        second += 1;
-    }
-    let mut counts = HashMap::new();
-    for (properties, _) in messages {
-        let id = properties.message_id().as_ref().map(|m| m.to_string());
-        let tick = id.and_then(|id| ids.get(&id).copied());
-        let tick = tick.unwrap_or_else(|| panic!("a message that is no tick: {properties:?}"));
-        *counts.entry(tick).or_insert(0) += 1;
-    }
-    counts
 }
 
 #[tokio::test]

@@ -36,6 +36,11 @@ pub mod broker {
     };
 }
 
+/// The schedule table the active scheduler publishes (`palermo schedules`).
+pub mod schedules {
+    pub use crate::periodic::status::{read, status_queue, ScheduleRow, Status};
+}
+
 /// Reconnecting with backoff, as workers and the client do.
 pub mod reconnect {
     pub use crate::reconnect::{

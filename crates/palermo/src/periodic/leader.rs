@@ -92,10 +92,11 @@ async fn follow_then_lead(
         channel,
         consumer,
         settings,
+        entries,
     };
     leader.checkpoint().await?;
-    leader.catch_up(entries, &client).await?;
-    let result = leader.tick_loop(entries, &client, shutdown).await;
+    leader.catch_up(&client).await?;
+    let result = leader.tick_loop(&client, shutdown).await;
     if let Err(e) = client.close().await {
         warn!(error = %e, "closing the scheduler's client failed");
     }
@@ -160,6 +161,7 @@ struct Leader<'a> {
     channel: Channel,
     consumer: Consumer,
     settings: &'a Settings,
+    entries: &'a [Entry],
 }
 
 impl Leader<'_> {
@@ -170,6 +172,8 @@ impl Leader<'_> {
         self.state.leader = self.settings.identity.clone();
         self.state.written_ms = Utc::now().timestamp_millis();
         publish(&self.channel, &self.settings.queue, &self.state, &id).await?;
+        let table = super::status::table(&self.settings.identity, self.entries, |n| self.last(n));
+        super::status::publish(&self.channel, &self.settings.queue, &table).await?;
         self.held
             .ack(BasicAckOptions::default())
             .await
@@ -201,9 +205,9 @@ impl Leader<'_> {
 
     /// At a takeover: each schedule's missed ticks under its catch-up policy; a schedule
     /// never run before starts now.
-    async fn catch_up(&mut self, entries: &[Entry], client: &Client) -> Result<(), Error> {
+    async fn catch_up(&mut self, client: &Client) -> Result<(), Error> {
         let now = Utc::now();
-        for entry in entries {
+        for entry in self.entries {
             let name = entry.periodic.name();
             if let Some(last) = self.last(name) {
                 for tick in entry.periodic.missed(last, now) {
@@ -220,14 +224,10 @@ impl Leader<'_> {
     }
 
     /// Sleeps to the next tick of any schedule, enqueues what is due, checkpoints.
-    async fn tick_loop(
-        &mut self,
-        entries: &[Entry],
-        client: &Client,
-        shutdown: &mut Shutdown,
-    ) -> Result<(), Error> {
+    async fn tick_loop(&mut self, client: &Client, shutdown: &mut Shutdown) -> Result<(), Error> {
         loop {
-            let due = entries
+            let due = self
+                .entries
                 .iter()
                 .filter_map(|e| e.periodic.next_after(self.last(e.periodic.name())?))
                 .min();
@@ -244,7 +244,7 @@ impl Leader<'_> {
                 }
             }
             let now = Utc::now();
-            for entry in entries {
+            for entry in self.entries {
                 let name = entry.periodic.name();
                 while let Some(tick) = self
                     .last(name)

@@ -8,6 +8,7 @@
 //! is decided in `leader.rs` (docs/scheduling.md).
 
 mod leader;
+pub(crate) mod status;
 mod token;
 
 pub(crate) use leader::{run, Settings};
