@@ -8,10 +8,11 @@
 //! [`crate::WorkerConfig::max_priority`], `--max-priority`); when the broker refuses a
 //! declare for another value, the error names that setting ([`mismatch`]).
 //!
-//! Quorum queues: RabbitMQ 3.x ignores `x-max-priority` on them (their messages are
-//! delivered in order, whatever their priority); 4.0 gives them two levels (normal and high,
-//! priority above 4). Neither orders the way a classic priority queue does, so Palermo
-//! refuses priorities on quorum queues rather than silently ignore them.
+//! Quorum queues: RabbitMQ 3.10 refuses `x-max-priority` on them (`PRECONDITION_FAILED -
+//! invalid arg`, checked by tests/priority.rs), and 4.0 gives them two fixed levels instead
+//! (normal, and high for priority above 4: not verified here). Neither is a classic priority
+//! queue, so Palermo refuses the setting on quorum queues with an error before the broker
+//! would close the channel.
 
 use std::time::Duration;
 
@@ -28,8 +29,8 @@ pub fn validate(queue_type: QueueType, max_priority: Option<u8>) -> Result<(), E
             "max priority 0 makes no priority queue; leave it unset instead".into(),
         )),
         (Some(_), QueueType::Quorum) => Err(Error::Config(
-            "priorities need classic queues: RabbitMQ 3.x ignores x-max-priority on quorum \
-             queues (4.x has only two levels); unset max priority or use --queue-type classic"
+            "priorities need classic queues: RabbitMQ 3.x refuses x-max-priority on quorum \
+             queues (4.x has two fixed levels); unset max priority or use --queue-type classic"
                 .into(),
         )),
         (Some(_), _) => Ok(()),
