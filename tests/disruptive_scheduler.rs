@@ -24,6 +24,7 @@ async fn a_killed_scheduler_hands_over_without_losing_a_tick() {
     let rig = Rig::new("sched-kill").await;
     let ticks = rig.another_queue("ticks");
     let election = rig.another_queue("scheduler");
+    rig.track(&[&palermo::admin::schedules::status_queue(&election)]);
     let schedule = unique("every-second");
     let env = [
         ("PALERMO_TEST_SCHEDULE", schedule.as_str()),

@@ -6,12 +6,23 @@ mod support;
 use std::time::Duration;
 
 use chrono::Utc;
-use palermo::{Periodic, Worker};
+use palermo::{admin::schedules, Periodic, Worker};
 use support::{eventually, ticks::ticks_of, unique, Rig};
 
 /// The periodic job of this file; its ticks go to a queue nobody consumes, to be counted.
 #[palermo::job(queue = "periodic-test")]
 async fn tick() -> anyhow::Result<()> {
+    Ok(())
+}
+
+/// Declared with the macro's options; its one tick is far away, so it never fires here.
+#[palermo::job(
+    queue = "periodic-test",
+    cron = "0 0 0 1 1 * 2099",
+    tz = "Europe/Rome",
+    catch_up = "all"
+)]
+async fn new_century() -> anyhow::Result<()> {
     Ok(())
 }
 
@@ -21,6 +32,8 @@ async fn two_schedulers_enqueue_each_tick_once() {
     let rig = Rig::new("periodic").await;
     let ticks = rig.another_queue("ticks");
     let election = rig.another_queue("scheduler");
+    let status_queue = schedules::status_queue(&election);
+    rig.track(&[&status_queue]);
     let schedule = unique("every-second");
     for _ in 0..2 {
         let mut config = rig.config();
@@ -35,6 +48,7 @@ async fn two_schedulers_enqueue_each_tick_once() {
     })
     .await;
     let from = Utc::now();
+    check_status(&rig, &election, &schedule).await;
     tokio::time::sleep(Duration::from_secs(10)).await;
     let to = Utc::now();
     rig.stop().await;
@@ -47,4 +61,29 @@ async fn two_schedulers_enqueue_each_tick_once() {
         assert_eq!(counts.get(&second), Some(&1), "tick {second}: {counts:?}");
     }
     assert_eq!(rig.consumers(&election).await, 0, "both schedulers left");
+}
+
+/// The table `palermo schedules` shows: the active scheduler, the builder's schedule with its
+/// last and next run, and the macro's schedule in its time zone.
+async fn check_status(rig: &Rig, election: &str, schedule: &str) {
+    let channel = rig.channel().await;
+    let status = schedules::read(&channel, election)
+        .await
+        .expect("read the status")
+        .expect("a status");
+    assert!(status.leader.contains(&rig.queue), "{status:?}");
+    let every = status.schedules.iter().find(|r| r.name == schedule);
+    let every = every.expect("the builder's schedule");
+    assert_eq!(every.spec, "every 1s");
+    let (last, next) = (every.last_run.expect("ran"), every.next_run.expect("next"));
+    assert_eq!(next - last, 1000, "{every:?}");
+    let century = status.schedules.iter().find(|r| r.name == "new_century");
+    let century = century.expect("the macro's schedule");
+    assert_eq!(century.last_run, None);
+    // Midnight in Rome is 23:00 UTC the day before, in winter.
+    let expected = chrono::DateTime::parse_from_rfc3339("2098-12-31T23:00:00Z").expect("t");
+    assert_eq!(century.next_run, Some(expected.timestamp_millis()));
+    // Read again: the read leaves the status in place.
+    let again = schedules::read(&channel, election).await.expect("read");
+    assert!(again.is_some());
 }
