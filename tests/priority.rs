@@ -1,6 +1,6 @@
 //! Priority queues against the real RabbitMQ: under prefetch 1, a high-priority job enqueued
-//! behind 1,000 low ones is the next one the free slot runs; the one `max_priority` setting
-//! is refused on quorum queues, and a mismatch with an existing queue names the setting.
+//! behind 1,000 low ones is the next one the free slot runs; priority queues are refused on
+//! quorum queues, and a mismatch with an existing queue names the setting.
 
 mod support;
 
@@ -13,7 +13,7 @@ use lapin::{
     options::QueueDeclareOptions,
     types::{AMQPValue, FieldTable},
 };
-use palermo::{Client, Options, QueueType, Worker, WorkerConfig};
+use palermo::{Client, Options, Priorities, QueueType, Worker, WorkerConfig};
 use support::{amqp_url, eventually, Rig, WAIT};
 
 /// The labels of the runs, in order.
@@ -43,18 +43,18 @@ async fn urgent(label: String, runs: palermo::State<Arc<Runs>>) -> anyhow::Resul
     Ok(())
 }
 
-async fn priority_client() -> Client {
+async fn priority_client(queue: &str) -> Client {
     Client::connect_with(&amqp_url(), QueueType::Classic)
         .await
         .expect("client")
-        .with_max_priority(10)
+        .with_max_priority(queue, 10)
         .expect("classic queues take priorities")
 }
 
 #[tokio::test]
 async fn a_high_priority_job_overtakes_a_thousand_low_ones_under_prefetch_one() {
     let rig = Rig::new("priority-order").await;
-    let client = priority_client().await;
+    let client = priority_client(&rig.queue).await;
     let low = (0..1000).map(|i| Ordered {
         label: format!("low-{i}"),
     });
@@ -62,7 +62,7 @@ async fn a_high_priority_job_overtakes_a_thousand_low_ones_under_prefetch_one() 
     let runs = Arc::new(Runs::default());
     let mut config = rig.config();
     config.queue_type = QueueType::Classic;
-    config.max_priority = Some(10);
+    config.priorities = Priorities::default().with(&rig.queue, 10);
     config.prefetch = 1;
     rig.start(Worker::builder(config).state(runs.clone()));
     eventually(WAIT, "the worker busy with low jobs", || async {
@@ -111,13 +111,13 @@ async fn a_high_priority_job_overtakes_a_thousand_low_ones_under_prefetch_one() 
 async fn priorities_are_refused_on_quorum_queues() {
     let mut config = WorkerConfig::new(["mail"]);
     config.queue_type = QueueType::Quorum;
-    config.max_priority = Some(5);
+    config.priorities = Priorities::default().with("mail", 5);
     let err = config.validate().expect_err("quorum + priorities");
     assert!(err.to_string().contains("classic"), "{err}");
     let client = Client::connect_with(&amqp_url(), QueueType::Quorum)
         .await
         .expect("client");
-    let err = client.with_max_priority(5).err().expect("refused");
+    let err = client.with_max_priority("mail", 5).err().expect("refused");
     assert!(err.to_string().contains("quorum"), "{err}");
 }
 
@@ -152,7 +152,7 @@ async fn the_broker_refuses_max_priority_on_quorum_queues() {
 #[tokio::test]
 async fn a_max_priority_mismatch_names_the_setting() {
     let rig = Rig::new("priority-mismatch").await;
-    let ten = priority_client().await;
+    let ten = priority_client(&rig.queue).await;
     let label = || Ordered { label: "x".into() };
     ten.enqueue_to(&rig.queue, label())
         .await
@@ -160,7 +160,7 @@ async fn a_max_priority_mismatch_names_the_setting() {
     let five = Client::connect_with(&amqp_url(), QueueType::Classic)
         .await
         .expect("client")
-        .with_max_priority(5)
+        .with_max_priority(&rig.queue, 5)
         .expect("5");
     let err = five
         .enqueue_to(&rig.queue, label())

@@ -409,7 +409,7 @@ impl Client {
             let session = sessions.get(&self.reconnect).await?;
             let sent = match delayed {
                 None => match session
-                    .ensure_declared(queue, sessions.queue_type, sessions.max_priority())
+                    .ensure_declared(queue, sessions.queue_type, sessions.priorities().of(queue))
                     .await
                 {
                     Ok(()) => {

@@ -45,11 +45,11 @@ pub struct WorkerConfig {
     /// The type of the queues the worker declares (job queues, the failed queue, the delay
     /// queues); see [`topology::QueueType`]. Defaults to classic.
     pub queue_type: topology::QueueType,
-    /// The `x-max-priority` of the job queues the worker declares (`--max-priority`): 1 to
-    /// 255 makes them priority queues (classic queues only). Every client, worker and CLI of
-    /// a deployment must use the same value: RabbitMQ refuses to re-declare a queue with
-    /// another one (docs/unique-and-priority.md). Defaults to `None` (no priorities).
-    pub max_priority: Option<u8>,
+    /// The job queues declared as priority queues, with their `x-max-priority`
+    /// (`--max-priority QUEUE=N`; classic queues only). Every client, worker and CLI of a
+    /// deployment must use the same list: RabbitMQ refuses to re-declare a queue with other
+    /// arguments (docs/unique-and-priority.md). Defaults to none.
+    pub priorities: crate::priority::Priorities,
     /// The queue failed jobs go to. Defaults to [`topology::FAILED_QUEUE`].
     pub failed_queue: String,
     /// How often the worker publishes a heartbeat (who it is, what it runs, its counters).
@@ -84,7 +84,7 @@ impl Default for WorkerConfig {
             max_attempts: crate::retry::DEFAULT_MAX_ATTEMPTS,
             max_redeliveries: 5,
             queue_type: topology::QueueType::Classic,
-            max_priority: None,
+            priorities: crate::priority::Priorities::default(),
             backoff: Backoff::DEFAULT,
             failed_queue: topology::FAILED_QUEUE.to_string(),
             heartbeat_interval: Duration::from_secs(5),
@@ -130,7 +130,7 @@ impl WorkerConfig {
             }
         }
         topology::validate_queue_name(&self.failed_queue)?;
-        crate::priority::validate(self.queue_type, self.max_priority)?;
+        self.priorities.validate(self.queue_type)?;
         topology::validate_queue_name(&self.events_exchange)?;
         topology::validate_queue_name(&self.scheduler_queue)?;
         if !(Duration::from_millis(10)..=Duration::from_secs(3600))

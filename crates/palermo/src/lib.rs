@@ -75,7 +75,7 @@ pub use error::{Error, NameError};
 pub use job::{Job, JobContext, JobError, JobResult};
 pub use palermo_macros::job;
 pub use periodic::{job_id as periodic_job_id, CatchUp, Periodic, MAX_CATCH_UP};
-pub use priority::Options;
+pub use priority::{Options, Priorities};
 pub use registry::{Registration, Registry};
 pub use retry::Backoff;
 pub use serializer::{Format, SerializeError};

@@ -11,7 +11,7 @@
 use std::{
     collections::HashSet,
     sync::{
-        atomic::{AtomicBool, AtomicU8, Ordering},
+        atomic::{AtomicBool, Ordering},
         Arc, Mutex, RwLock,
     },
     time::Duration,
@@ -26,6 +26,7 @@ use crate::{
     broker,
     delay::DelayQueues,
     error::Error,
+    priority::Priorities,
     reconnect::{self, Schedule},
     retry::Backoff,
     topology::{self, QueueType},
@@ -64,7 +65,7 @@ impl Session {
     async fn open(
         url: &str,
         queue_type: QueueType,
-        max_priority: Option<u8>,
+        priorities: Priorities,
     ) -> Result<Session, Error> {
         let connection = broker::connect(url, "palermo client").await?;
         let channel = broker::confirm_channel(&connection).await?;
@@ -73,7 +74,7 @@ impl Session {
             connection,
             channel,
             declared: Mutex::new(HashSet::new()),
-            delays: DelayQueues::new(queue_type).with_max_priority(max_priority),
+            delays: DelayQueues::new(queue_type).with_priorities(priorities),
         })
     }
 
@@ -103,12 +104,6 @@ impl Session {
         self.lock_declared().remove(queue);
     }
 
-    /// Forgets every declared queue (the next publishes declare them again).
-    fn forget_all(&self) {
-        self.lock_declared().clear();
-        self.delays.forget();
-    }
-
     fn lock_declared(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
         // A panic while holding this lock cannot leave the set inconsistent.
         self.declared
@@ -121,8 +116,8 @@ impl Session {
 pub(crate) struct Sessions {
     url: String,
     pub queue_type: QueueType,
-    /// The job queues' `x-max-priority` ([`crate::priority`]); 0 is none.
-    max_priority: AtomicU8,
+    /// The priority queues ([`crate::priority`]).
+    priorities: RwLock<Priorities>,
     current: RwLock<Arc<Session>>,
     reconnecting: tokio::sync::Mutex<()>,
     closed: AtomicBool,
@@ -133,14 +128,14 @@ pub(crate) struct Sessions {
 impl Sessions {
     /// Connects the first session: at start, an unreachable broker is an error at once.
     pub async fn connect(url: &str, queue_type: QueueType) -> Result<Sessions, Error> {
-        let session = Session::open(url, queue_type, None).await?;
+        let session = Session::open(url, queue_type, Priorities::default()).await?;
         let blocked = Blocked::default();
         blocked.follow(&session.connection, "client".into());
         Ok(Sessions {
             blocked,
             url: url.to_string(),
             queue_type,
-            max_priority: AtomicU8::new(0),
+            priorities: RwLock::default(),
             current: RwLock::new(Arc::new(session)),
             reconnecting: tokio::sync::Mutex::new(()),
             closed: AtomicBool::new(false),
@@ -181,17 +176,25 @@ impl Sessions {
         session.delays.forget();
     }
 
-    /// The job queues' `x-max-priority`, if any.
-    pub fn max_priority(&self) -> Option<u8> {
-        Some(self.max_priority.load(Ordering::Relaxed)).filter(|&p| p > 0)
+    /// The priority queues.
+    pub fn priorities(&self) -> Priorities {
+        self.priorities
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
     }
 
-    /// Declares job queues with `max_priority` from now on (not the ones already declared).
-    pub fn set_max_priority(&self, max_priority: Option<u8>) {
-        self.max_priority
-            .store(max_priority.unwrap_or(0), Ordering::Relaxed);
-        self.current().delays.set_max_priority(max_priority);
-        self.current().forget_all();
+    /// Declares `queue` as a priority queue with `max` from now on.
+    pub fn set_max_priority(&self, queue: &str, max: u8) {
+        let priorities = self.priorities().with(queue, max);
+        *self
+            .priorities
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = priorities.clone();
+        let session = self.current();
+        session.delays.set_priorities(priorities);
+        session.forget_declared(queue);
+        session.delays.forget();
     }
 
     fn current(&self) -> Arc<Session> {
@@ -223,7 +226,7 @@ impl Sessions {
         warn!(url = %broker::redact(&self.url), "the client lost its broker connection; reconnecting");
         let mut schedule = Schedule::new(policy.backoff);
         let opened = reconnect::retry_until(&mut schedule, Some(deadline), "client", || {
-            Session::open(&self.url, self.queue_type, self.max_priority())
+            Session::open(&self.url, self.queue_type, self.priorities())
         });
         let session = match opened.await {
             Ok(session) => Arc::new(session),

@@ -42,10 +42,10 @@ pub struct Args {
     /// --max-priority). Defaults to none (0).
     #[arg(long)]
     priority: Option<u8>,
-    /// Declare the queue as a priority queue with this x-max-priority (1 to 255, classic
-    /// queues only): the same value the deployment's workers and clients use, or the broker
-    /// refuses the declare. Defaults to none.
-    #[arg(long, env = "PALERMO_MAX_PRIORITY")]
+    /// Declare the queue (--queue) as a priority queue with this x-max-priority (1 to 255,
+    /// classic queues only): the value the deployment's workers and clients use for it, or
+    /// the broker refuses the declare. Defaults to none (a plain queue).
+    #[arg(long)]
     max_priority: Option<u8>,
 }
 
@@ -76,7 +76,7 @@ pub async fn run(amqp_url: &str, queue_type: palermo::QueueType, args: Args) -> 
         .await?
         .with_publish_timeout(args.timeout.unwrap_or(palermo::DEFAULT_PUBLISH_TIMEOUT));
     if let Some(max) = args.max_priority {
-        client = client.with_max_priority(max)?;
+        client = client.with_max_priority(&args.queue, max)?;
     }
     let job = RawJob {
         name: args.job,

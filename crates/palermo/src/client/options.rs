@@ -10,18 +10,22 @@ use super::{Backend, Client, RawJob};
 use crate::{error::Error, job::Job, priority::Options, topology::QueueType, wire::JobMeta};
 
 impl Client {
-    /// This client declaring job queues as priority queues with `x-max-priority =
-    /// max_priority` (1 to 255; RabbitMQ advises at most 10). Give every client, worker
-    /// (`WorkerConfig::max_priority`) and CLI (`--max-priority`) of a deployment the same
-    /// value: RabbitMQ refuses to declare a queue with other arguments, and an enqueue then
-    /// fails with an error naming this setting. Refused on quorum queues. Set it before the
-    /// client is cloned or used: clones share it. Defaults to no priorities.
-    pub fn with_max_priority(self, max_priority: u8) -> Result<Self, Error> {
+    /// This client declaring `queue` as a priority queue with `x-max-priority = max` (1 to
+    /// 255; RabbitMQ advises at most 10); call it once per priority queue. Give every client,
+    /// worker (`WorkerConfig::priorities`) and CLI (`--max-priority QUEUE=N`) of a
+    /// deployment the same list: RabbitMQ refuses to declare a queue with other arguments,
+    /// and an enqueue then fails with an error naming this setting. Refused on quorum queues.
+    /// Clones share it. Defaults to no priority queues.
+    pub fn with_max_priority(self, queue: &str, max: u8) -> Result<Self, Error> {
+        let queue_type = match &self.backend {
+            Backend::Broker(sessions) => sessions.queue_type,
+            Backend::Fake(_) => QueueType::Classic,
+        };
+        crate::priority::Priorities::default()
+            .with(queue, max)
+            .validate(queue_type)?;
         if let Backend::Broker(sessions) = &self.backend {
-            crate::priority::validate(sessions.queue_type, Some(max_priority))?;
-            sessions.set_max_priority(Some(max_priority));
-        } else {
-            crate::priority::validate(QueueType::Classic, Some(max_priority))?;
+            sessions.set_max_priority(queue, max);
         }
         Ok(self)
     }

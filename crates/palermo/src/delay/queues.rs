@@ -3,10 +3,7 @@
 
 use std::{
     collections::HashSet,
-    sync::{
-        atomic::{AtomicU8, Ordering},
-        Arc, Mutex,
-    },
+    sync::{Arc, Mutex},
     time::Duration,
 };
 
@@ -17,6 +14,7 @@ use super::{bind_queue, declare, routing_key, whole_seconds, Kind, Layout, LEVEL
 use crate::{
     broker::{self, Pending},
     error::Error,
+    priority::Priorities,
     topology::{self, QueueType},
 };
 
@@ -26,9 +24,8 @@ use crate::{
 #[derive(Debug, Default)]
 pub struct DelayQueues {
     layout: Layout,
-    /// The job queues' `x-max-priority` (`crate::priority`), used when a destination queue
-    /// is declared.
-    max_priority: AtomicU8,
+    /// The priority queues (`crate::priority`), used when a destination queue is declared.
+    priorities: Mutex<Priorities>,
     declared: Mutex<Arc<Declared>>,
 }
 
@@ -49,16 +46,15 @@ impl DelayQueues {
         }
     }
 
-    /// These delay queues, declaring destination job queues with `max_priority`.
-    pub fn with_max_priority(self, max_priority: Option<u8>) -> Self {
-        self.set_max_priority(max_priority);
+    /// These delay queues, declaring destination job queues as `priorities` says.
+    pub fn with_priorities(self, priorities: Priorities) -> Self {
+        self.set_priorities(priorities);
         self
     }
 
-    /// Declares destination job queues with `max_priority` from now on (0 is none).
-    pub fn set_max_priority(&self, max_priority: Option<u8>) {
-        let value = max_priority.unwrap_or(0);
-        self.max_priority.store(value, Ordering::Relaxed);
+    /// Declares destination job queues as `priorities` says from now on.
+    pub fn set_priorities(&self, priorities: Priorities) {
+        *lock(&self.priorities) = priorities;
     }
 
     /// Publishes a job that lands in `queue` after `delay` (rounded up to whole seconds),
@@ -110,7 +106,7 @@ impl DelayQueues {
             return Ok(());
         }
         let queue_type = self.layout.queue_type;
-        let max_priority = Some(self.max_priority.load(Ordering::Relaxed)).filter(|&p| p > 0);
+        let max_priority = lock(&self.priorities).of(queue);
         topology::declare_job_queue(channel, queue, queue_type, max_priority).await?;
         bind_queue(channel, queue, self.layout).await?;
         lock(&declared.bound).insert(queue.to_string());

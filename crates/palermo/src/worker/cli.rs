@@ -52,11 +52,11 @@ pub struct WorkerArgs {
     /// Queue type of a deployment: classic or quorum (for replicated clusters).
     #[arg(long, env = "PALERMO_QUEUE_TYPE", default_value = "classic")]
     pub queue_type: crate::topology::QueueType,
-    /// Declare the job queues as priority queues with this x-max-priority (1 to 255, classic
-    /// queues only); the same value for every client, worker and CLI of a deployment.
-    /// Defaults to none.
-    #[arg(long, env = "PALERMO_MAX_PRIORITY")]
-    pub max_priority: Option<u8>,
+    /// Declare QUEUE as a priority queue with this x-max-priority (QUEUE=N, N from 1 to 255;
+    /// repeat for more queues; classic queues only): the same list for every client, worker
+    /// and CLI of a deployment. Defaults to none.
+    #[arg(long, value_name = "QUEUE=N", value_parser = crate::priority::Priorities::parse_flag)]
+    pub max_priority: Vec<(String, u8)>,
     /// Times a job may come back without a run finishing before it is failed as poison.
     #[arg(long, default_value_t = 5)]
     pub max_redeliveries: u32,
@@ -100,7 +100,7 @@ impl WorkerArgs {
             max_attempts: self.max_attempts,
             max_redeliveries: self.max_redeliveries,
             queue_type: self.queue_type,
-            max_priority: self.max_priority,
+            priorities: self.max_priority.iter().cloned().collect(),
             backoff: crate::retry::Backoff {
                 base: Duration::from_secs(self.backoff_base),
                 max: Duration::from_secs(self.backoff_max),

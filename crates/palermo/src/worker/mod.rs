@@ -282,7 +282,8 @@ impl WorkerBuilder {
             std::process::id(),
             self.config.queues.join(",")
         );
-        let (queue_type, max_priority) = (self.config.queue_type, self.config.max_priority);
+        let queue_type = self.config.queue_type;
+        let priorities = self.config.priorities.clone();
         Ok(Worker {
             shared: Arc::new(Shared {
                 config: self.config,
@@ -290,7 +291,7 @@ impl WorkerBuilder {
                 state: Arc::new(self.state),
                 identity,
                 stats: stats::Stats::default(),
-                delays: crate::delay::DelayQueues::new(queue_type).with_max_priority(max_priority),
+                delays: crate::delay::DelayQueues::new(queue_type).with_priorities(priorities),
                 mender: crate::heal::Mender::default(),
                 blocked: crate::blocked::Blocked::default(),
                 recent: recent::Recent::default(),
