@@ -16,8 +16,9 @@ pub mod wire {
 /// The broker objects: the job exchange, job queues, the failed queue, the events exchange.
 pub mod topology {
     pub use crate::topology::{
-        declare_events, declare_exchange, declare_queue, inspect, validate_queue_name, QueueDepth,
-        QueueType, EVENTS_EXCHANGE, EVENTS_QUEUE_MAX_LENGTH, EXCHANGE, FAILED_QUEUE,
+        declare_events, declare_exchange, declare_job_queue, declare_queue, inspect,
+        validate_queue_name, QueueDepth, QueueType, EVENTS_EXCHANGE, EVENTS_QUEUE_MAX_LENGTH,
+        EXCHANGE, FAILED_QUEUE,
     };
 }
 
