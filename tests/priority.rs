@@ -141,7 +141,7 @@ async fn the_broker_refuses_max_priority_on_quorum_queues() {
     let declared = channel
         .queue_declare(queue.as_str().into(), QueueDeclareOptions::durable(), args)
         .await;
-    let err = declared.err().expect("refused by the broker");
+    let err = declared.expect_err("refused by the broker");
     assert!(
         err.to_string().contains("invalid arg 'x-max-priority'"),
         "{err}"
