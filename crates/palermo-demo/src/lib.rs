@@ -11,6 +11,8 @@
 //! - `render_report` (queue `reports`, a priority queue with x-max-priority
 //!   [`REPORTS_MAX_PRIORITY`]): the urgent report, enqueued last with priority 9, runs before
 //!   the routine ones still waiting.
+//! - `tidy_carts` (queue `default`): a periodic job, every 10 s, enqueued by whichever demo
+//!   worker's scheduler is active (`--scheduler`): once per tick however many run.
 
 use std::{
     sync::atomic::{AtomicU32, AtomicU64, Ordering},
@@ -130,6 +132,14 @@ pub async fn notify_webhook(order_id: u64, webhooks: State<Webhooks>) -> Result<
     }
     webhooks.delivered.fetch_add(1, Ordering::Relaxed);
     info!(order_id, "webhook delivered");
+    Ok(())
+}
+
+/// Every 10 seconds: the demo's periodic job. scripts/demo.sh starts two workers with
+/// `--scheduler`; one is active, so each tick runs once (docs/scheduling.md).
+#[palermo::job(queue = "default", every = "10s")]
+pub async fn tidy_carts(ctx: JobContext) -> anyhow::Result<()> {
+    info!(job_id = %ctx.id, "periodic: tidying abandoned carts");
     Ok(())
 }
 
