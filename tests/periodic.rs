@@ -6,7 +6,7 @@ mod support;
 use std::time::Duration;
 
 use chrono::Utc;
-use palermo::{admin::schedules, Periodic, Worker};
+use palermo::{admin::schedules, CatchUp, Periodic, Worker};
 use support::{eventually, ticks::ticks_of, unique, Rig};
 
 /// The periodic job of this file; its ticks go to a queue nobody consumes, to be counted.
@@ -86,4 +86,49 @@ async fn check_status(rig: &Rig, election: &str, schedule: &str) {
     // Read again: the read leaves the status in place.
     let again = schedules::read(&channel, election).await.expect("read");
     assert!(again.is_some());
+}
+
+/// The last ticks live in the token: a scheduler started after none ran for a while finds
+/// them there and, with `catch_up = "all"`, enqueues every missed tick, so the ticks have no
+/// gap and none twice.
+#[tokio::test]
+async fn a_restarted_scheduler_catches_up_from_the_token() {
+    support::init_tracing();
+    let rig = Rig::new("catch-up").await;
+    let ticks = rig.another_queue("ticks");
+    let election = rig.another_queue("scheduler");
+    rig.track(&[&schedules::status_queue(&election)]);
+    let schedule = unique("every-second");
+    let start = || {
+        let mut config = rig.config();
+        config.scheduler = true;
+        config.scheduler_queue = election.clone();
+        let every = Periodic::every(&schedule, "1s").and_then(|p| p.queue(&ticks));
+        let every = every.expect("schedule").catch_up(CatchUp::All);
+        rig.start(Worker::builder(config).periodic(every, Tick {}));
+    };
+    let from = Utc::now();
+    start();
+    eventually(Duration::from_secs(10), "two ticks", || async {
+        rig.ready(&ticks).await >= 2
+    })
+    .await;
+    rig.stop().await;
+    let before = rig.ready(&ticks).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    start();
+    eventually(
+        Duration::from_secs(10),
+        "the missed ticks and one more",
+        || async { rig.ready(&ticks).await >= before + 4 },
+    )
+    .await;
+    rig.stop().await;
+    let to = Utc::now();
+    let counts = ticks_of(&rig.drain(&ticks).await, &schedule, from, to);
+    let first = counts.keys().min().copied().expect("ticks");
+    let last = counts.keys().max().copied().expect("ticks");
+    for second in first..=last {
+        assert_eq!(counts.get(&second), Some(&1), "tick {second}: {counts:?}");
+    }
 }
