@@ -247,13 +247,7 @@ impl Client {
         job: J,
         delay: Duration,
     ) -> Result<Uuid, Error> {
-        let at = SystemTime::now()
-            .checked_add(delay)
-            .ok_or(Error::DelayTooLong {
-                requested: delay,
-                max: delay::MAX_DELAY,
-            })?;
-        self.enqueue_to_at(queue, job, at).await
+        self.enqueue_to_at(queue, job, due_after(delay)?).await
     }
 
     /// [`Client::enqueue_at`] on `queue` instead of the job's default one.
@@ -452,4 +446,14 @@ impl Client {
             priority: None,
         }
     }
+}
+
+/// The time `delay` from now; a delay past what a `SystemTime` holds is too long.
+fn due_after(delay: Duration) -> Result<SystemTime, Error> {
+    SystemTime::now()
+        .checked_add(delay)
+        .ok_or(Error::DelayTooLong {
+            requested: delay,
+            max: delay::MAX_DELAY,
+        })
 }

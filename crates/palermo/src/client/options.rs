@@ -2,8 +2,6 @@
 //! [`Client::with_max_priority`] ([`crate::priority`] says why the setting is one value per
 //! deployment).
 
-use std::time::SystemTime;
-
 use uuid::Uuid;
 
 use super::{Backend, Client, RawJob};
@@ -59,15 +57,7 @@ impl Client {
             meta.priority = options.priority;
         }
         match options.delay {
-            Some(delay) => {
-                let at = SystemTime::now()
-                    .checked_add(delay)
-                    .ok_or(Error::DelayTooLong {
-                        requested: delay,
-                        max: crate::delay::MAX_DELAY,
-                    })?;
-                self.publish_at(meta, body, at).await
-            }
+            Some(delay) => self.publish_at(meta, body, super::due_after(delay)?).await,
             None => {
                 self.send_confirmed(&meta.queue, None, body, meta.properties())
                     .await?;
