@@ -38,6 +38,18 @@ say() { echo "[demo] $*"; }
 # Failures recorded so far (each call first records what is in palermo.failed).
 failed_total() { "$BIN/palermo" failed list --json --limit 1 | grep -o '"total": *[0-9]*' | head -1 | grep -o '[0-9]*$' || echo 0; }
 
+# Waits up to $3 seconds for the two workers' logs to hold $2 lines matching $1; prints how
+# many they hold.
+count_in_logs() {
+  local n=0
+  for _ in $(seq "$3"); do
+    n=$(cat "$LOG" "$LOG2" | grep -c "$1" || true)
+    [ "$n" -ge "$2" ] && break
+    sleep 1
+  done
+  echo "$n"
+}
+
 # Waits for the child `$1` to end (polling, so traps still run meanwhile); returns its status.
 wait_for() {
   while kill -0 "$1" 2>/dev/null; do sleep 0.2; done
@@ -149,12 +161,7 @@ if [ "$SMOKE" = "--smoke" ]; then
     cat "$WEB_LOG"
     exit 1
   fi
-  ticks=0
-  for _ in $(seq 40); do
-    ticks=$(cat "$LOG" "$LOG2" | grep -c "periodic job enqueued" || true)
-    [ "$ticks" -ge 2 ] && break
-    sleep 1
-  done
+  ticks=$(count_in_logs "periodic job enqueued" 2 40)
   twice=$(cat "$LOG" "$LOG2" | grep "periodic job enqueued" | grep -o 'id=[0-9a-f-]*' | sort | uniq -d)
   if [ "$ticks" -lt 2 ] || [ -n "$twice" ]; then
     say "smoke FAILED: periodic ticks enqueued=$ticks, twice: $twice"
@@ -162,12 +169,7 @@ if [ "$SMOKE" = "--smoke" ]; then
   fi
   say "smoke: $ticks periodic ticks, each enqueued once by the active scheduler of two"
   "$BIN/palermo" schedules
-  indexed=0
-  for _ in $(seq 20); do
-    indexed=$(cat "$LOG" "$LOG2" | grep -c "rebuilding the search index" || true)
-    [ "$indexed" -ge 1 ] && break
-    sleep 0.5
-  done
+  indexed=$(count_in_logs "rebuilding the search index" 1 10)
   if [ "$indexed" != 1 ]; then
     say "smoke FAILED: the unique job enqueued twice ran $indexed times"
     exit 1
