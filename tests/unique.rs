@@ -17,19 +17,17 @@ use support::{eventually, Rig, WAIT};
 use tokio::sync::Semaphore;
 
 /// What the jobs of this file saw.
-#[derive(Default)]
 struct Seen {
     ran: AtomicUsize,
     /// `held` jobs wait for a permit.
-    gate: Gate,
+    gate: Semaphore,
 }
 
-struct Gate(Semaphore);
-
-impl Default for Gate {
-    fn default() -> Self {
-        Gate(Semaphore::new(0))
-    }
+fn seen() -> Arc<Seen> {
+    Arc::new(Seen {
+        ran: AtomicUsize::new(0),
+        gate: Semaphore::new(0),
+    })
 }
 
 #[palermo::job]
@@ -47,7 +45,7 @@ async fn broken(_label: String, seen: State<Arc<Seen>>) -> anyhow::Result<()> {
 #[palermo::job]
 async fn held(_label: String, seen: State<Arc<Seen>>) -> anyhow::Result<()> {
     seen.ran.fetch_add(1, Ordering::SeqCst);
-    let _permit = seen.gate.0.acquire().await?;
+    let _permit = seen.gate.acquire().await?;
     Ok(())
 }
 
@@ -97,7 +95,7 @@ async fn two_concurrent_enqueues_run_one_job_and_the_lock_goes_after_success() {
     assert_eq!(duplicate, Enqueued::Duplicate(new.id()));
     assert_eq!(rig.ready(&rig.queue).await, 1, "one job queued");
 
-    let seen = Arc::new(Seen::default());
+    let seen = seen();
     rig.start(Worker::builder(rig.config()).state(seen.clone()));
     ran(&seen, 1).await;
     // Released once acked: the next enqueue is new and runs.
@@ -125,7 +123,7 @@ async fn the_lock_goes_after_a_final_failure() {
     let (key, _lock) = lock_of(&rig, ttl);
     let first = enqueue(&rig, Broken { _label: "x".into() }, &key, ttl).await;
     assert!(first.is_new());
-    let seen = Arc::new(Seen::default());
+    let seen = seen();
     rig.start(Worker::builder(rig.config()).state(seen.clone()));
     eventually(WAIT, "the failure in the failed queue", || async {
         rig.ready(&rig.failed).await == 1
@@ -152,7 +150,7 @@ async fn a_lock_whose_job_never_finishes_expires_after_its_ttl() {
     let rig = Rig::new("unique-expiry").await;
     let ttl = Duration::from_secs(2);
     let (key, _lock) = lock_of(&rig, ttl);
-    let seen = Arc::new(Seen::default());
+    let seen = seen();
     rig.start(Worker::builder(rig.config()).state(seen.clone()));
     let first = enqueue(&rig, Held { _label: "1".into() }, &key, ttl).await;
     ran(&seen, 1).await;
@@ -170,7 +168,7 @@ async fn a_lock_whose_job_never_finishes_expires_after_its_ttl() {
     }
     assert!(later.is_new(), "expired after the TTL: {later:?}");
     assert!(started.elapsed() >= ttl / 2, "not before its TTL");
-    seen.gate.0.add_permits(2);
+    seen.gate.add_permits(2);
     ran(&seen, 2).await;
     rig.stop().await;
 }
@@ -200,7 +198,7 @@ async fn a_unique_job_enqueued_twice_is_queued_once() {
     let plain = client.enqueue_to(&rig.queue, job()).await.expect("plain");
     assert_eq!(plain, first.id(), "enqueue returns the holder's id");
     assert_eq!(rig.ready(&rig.queue).await, 1);
-    let seen = Arc::new(Seen::default());
+    let seen = seen();
     rig.start(Worker::builder(rig.config()).state(seen.clone()));
     ran(&seen, 1).await;
     rig.stop().await;
