@@ -4,10 +4,10 @@
 //! scheduler keeps unacked for as long as it lives. Holding the token *is* leadership.
 //!
 //! When the leader's connection closes (a stop, a crash, SIGKILL: the kernel closes the
-//! socket and the broker sees it at once; a silent death: after two missed AMQP heartbeats,
-//! 2 × 30 s), the broker requeues the token and makes the next consumer active, which
-//! receives it, reads the last ticks in its body and catches up. docs/scheduling.md has the
-//! measured handover time.
+//! socket and the broker sees it at once; a silent death: after missed AMQP heartbeats, about
+//! 30 s with the scheduler's 10 s heartbeat), the broker requeues the token and makes the
+//! next consumer active, which receives it, reads the last ticks in its body and catches up.
+//! docs/scheduling.md has the measured handover times.
 //!
 //! After each tick the leader publishes a new token with the new last ticks (confirmed),
 //! acks the one it held and receives messages until its own new token comes back, merging
@@ -32,6 +32,12 @@ use crate::{broker, client::Client, error::Error, shutdown::Shutdown, topology::
 
 /// How long a leader waits for its own new token to come back before giving up the session.
 const TOKEN_WAIT: Duration = Duration::from_secs(30);
+
+/// The AMQP heartbeat of the scheduler's connection, in seconds: the broker closes it after
+/// missed heartbeats (measured about 3 × this, docs/scheduling.md), which is how long a
+/// silent death (a frozen process, a vanished host) holds the token. Shorter than the
+/// workers' 30 s; a URL's own `heartbeat` wins.
+const HEARTBEAT: u16 = 10;
 
 /// What a scheduler needs from the worker's configuration.
 #[derive(Clone, Debug)]
@@ -63,7 +69,7 @@ async fn session(
     shutdown: &mut Shutdown,
 ) -> Result<(), Error> {
     let name = format!("palermo scheduler {}", settings.identity);
-    let connection = broker::connect(&settings.amqp_url, &name).await?;
+    let connection = broker::connect_with_heartbeat(&settings.amqp_url, &name, HEARTBEAT).await?;
     let result = follow_then_lead(&connection, settings, entries, shutdown).await;
     if let Err(e) = connection.close(200, "scheduler stopped".into()).await {
         warn!(error = %e, "closing the scheduler connection failed");
@@ -235,14 +241,16 @@ impl Leader<'_> {
                 (due - Utc::now()).to_std().unwrap_or_default()
             });
             tokio::select! {
-                () = tokio::time::sleep(wait) => {}
-                () = shutdown.requested() => return Ok(()),
+                biased;
                 lost = self.consumer.next() => {
                     // Nothing arrives while the token is held: this is the channel closing.
                     warn!(event = ?lost.map(|d| d.map(|_| ())), "the scheduler's consumer ended");
                     return Err(Error::ConsumerCancelled { queue: self.settings.queue.clone() });
                 }
+                () = tokio::time::sleep(wait) => {}
+                () = shutdown.requested() => return Ok(()),
             }
+            self.still_active().await?;
             let now = Utc::now();
             for entry in self.entries {
                 let name = entry.periodic.name();
@@ -256,6 +264,22 @@ impl Leader<'_> {
             }
             self.checkpoint().await?;
         }
+    }
+
+    /// A round trip on the token's channel before enqueueing: a process that was frozen (a
+    /// silent death the broker already acted on) finds its connection closed here instead of
+    /// enqueueing ticks that the new leader owns.
+    async fn still_active(&self) -> Result<(), Error> {
+        let passive = QueueDeclareOptions {
+            passive: true,
+            ..QueueDeclareOptions::default()
+        };
+        let queue = self.settings.queue.as_str().into();
+        self.channel
+            .queue_declare(queue, passive, FieldTable::default())
+            .await
+            .map_err(Error::broker("queue.declare (passive)"))?;
+        Ok(())
     }
 
     fn last(&self, name: &str) -> Option<DateTime<Utc>> {
