@@ -1,12 +1,15 @@
 //! The scheduler's handover: two worker processes run `--scheduler`; the active one is
-//! SIGKILLed; the other takes over within [`HANDOVER`] and no tick after the handover is
-//! lost (a tick may be enqueued twice under the same id, docs/scheduling.md).
+//! SIGKILLed (or frozen); the other takes over within the documented time and no tick after
+//! the handover is lost (a tick may be enqueued twice under the same id, docs/scheduling.md).
 
 mod support;
 
-use std::time::{Duration, Instant};
+use std::{
+    path::PathBuf,
+    time::{Duration, Instant},
+};
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use support::{
     eventually,
     process::{read_log, Running},
@@ -22,66 +25,101 @@ const HANDOVER: Duration = Duration::from_secs(2);
 /// until the broker gives up (measured about 30 s, docs/scheduling.md), with a margin.
 const SILENT_HANDOVER: Duration = Duration::from_secs(45);
 
+/// Two test workers scheduling a job every second (returned with it: `a` active, `b`
+/// waiting).
+struct Pair {
+    rig: Rig,
+    ticks: String,
+    schedule: String,
+    from: DateTime<Utc>,
+    log_b: PathBuf,
+}
+
+impl Pair {
+    async fn start(prefix: &str) -> (Pair, Running, Running) {
+        let rig = Rig::new(prefix).await;
+        let ticks = rig.another_queue("ticks");
+        let election = rig.another_queue("scheduler");
+        rig.track(&[&palermo::admin::schedules::status_queue(&election)]);
+        let schedule = unique("every-second");
+        let env = [
+            ("PALERMO_TEST_SCHEDULE", schedule.as_str()),
+            ("PALERMO_TEST_TICKS", ticks.as_str()),
+        ];
+        let mut args = rig.worker_args().to_vec();
+        args.extend(["--scheduler", "--scheduler-queue", &election]);
+        let (log_a, log_b) = (rig.temp_file("a.log"), rig.temp_file("b.log"));
+        let from = Utc::now();
+        let a = Running::spawn_with_env(&args, &env, &log_a);
+        let active = || async { read_log(&log_a).contains("scheduler active") };
+        eventually(
+            Duration::from_secs(20),
+            "the first scheduler active",
+            active,
+        )
+        .await;
+        let b = Running::spawn_with_env(&args, &env, &log_b);
+        let waiting = || async { read_log(&log_b).contains("scheduler waiting to become active") };
+        eventually(Duration::from_secs(20), "the second one waiting", waiting).await;
+        drop(args);
+        let pair = Pair {
+            rig,
+            ticks,
+            schedule,
+            from,
+            log_b,
+        };
+        (pair, a, b)
+    }
+
+    /// How long after `since` `b` says it is active (at most `limit`).
+    async fn takeover(&self, since: Instant, limit: Duration) -> Duration {
+        while !read_log(&self.log_b).contains("scheduler active") {
+            assert!(since.elapsed() < limit, "no takeover within {limit:?}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        since.elapsed()
+    }
+
+    /// Every tick from the first to the last enqueued once, or twice under one id at most
+    /// once (the handover); returns the last tick.
+    async fn check_ticks(&self, to: DateTime<Utc>) -> i64 {
+        let messages = self.rig.drain(&self.ticks).await;
+        let counts = ticks_of(&messages, &self.schedule, self.from, to);
+        let first = counts.keys().min().copied().expect("ticks");
+        let last = counts.keys().max().copied().expect("ticks");
+        let twice: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).collect();
+        println!("ticks {first}..={last}, enqueued twice (same id): {twice:?}");
+        for second in first..=last {
+            let n = counts.get(&second).copied().unwrap_or(0);
+            assert!((1..=2).contains(&n), "tick {second} enqueued {n} times");
+        }
+        assert!(twice.len() <= 1, "{twice:?}");
+        last
+    }
+}
+
 #[tokio::test]
 #[ignore = "SIGKILLs a worker process; run by scripts/test.sh, one at a time"]
 async fn a_killed_scheduler_hands_over_without_losing_a_tick() {
-    let rig = Rig::new("sched-kill").await;
-    let ticks = rig.another_queue("ticks");
-    let election = rig.another_queue("scheduler");
-    rig.track(&[&palermo::admin::schedules::status_queue(&election)]);
-    let schedule = unique("every-second");
-    let env = [
-        ("PALERMO_TEST_SCHEDULE", schedule.as_str()),
-        ("PALERMO_TEST_TICKS", ticks.as_str()),
-    ];
-    let mut args = rig.worker_args().to_vec();
-    args.extend(["--scheduler", "--scheduler-queue", &election]);
-    let (log_a, log_b) = (rig.temp_file("a.log"), rig.temp_file("b.log"));
-    let from = Utc::now();
-    let a = Running::spawn_with_env(&args, &env, &log_a);
-    eventually(
-        Duration::from_secs(20),
-        "the first scheduler active",
-        || async { read_log(&log_a).contains("scheduler active") },
-    )
-    .await;
-    let b = Running::spawn_with_env(&args, &env, &log_b);
-    eventually(
-        Duration::from_secs(20),
-        "the second one waiting",
-        || async { read_log(&log_b).contains("scheduler waiting to become active") },
-    )
-    .await;
+    let (pair, a, b) = Pair::start("sched-kill").await;
     eventually(Duration::from_secs(10), "three ticks", || async {
-        rig.ready(&ticks).await >= 3
+        pair.rig.ready(&pair.ticks).await >= 3
     })
     .await;
     let killed = Instant::now();
     a.kill();
-    while !read_log(&log_b).contains("scheduler active") {
-        assert!(killed.elapsed() < Duration::from_secs(10), "no takeover");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    let handover = killed.elapsed();
+    let handover = pair.takeover(killed, Duration::from_secs(10)).await;
     println!("handover after SIGKILL: {handover:?}");
     assert!(handover < HANDOVER, "handover took {handover:?}");
     tokio::time::sleep(Duration::from_secs(4)).await;
     let to = Utc::now();
     assert!(b.stop(Duration::from_secs(30)).await.success());
-    let counts = ticks_of(&rig.drain(&ticks).await, &schedule, from, to);
-    let first = counts.keys().min().copied().expect("ticks");
-    let last = counts.keys().max().copied().expect("ticks");
+    let last = pair.check_ticks(to).await;
     assert!(
         last >= to.timestamp() - 2,
         "ticks went on after the handover"
     );
-    let twice: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).collect();
-    println!("ticks {first}..={last}, enqueued twice (same id): {twice:?}");
-    for second in first..=last {
-        let n = counts.get(&second).copied().unwrap_or(0);
-        assert!((1..=2).contains(&n), "tick {second} enqueued {n} times");
-    }
-    assert!(twice.len() <= 1, "{twice:?}");
 }
 
 /// A silent death: the active scheduler's process is frozen (SIGSTOP), its sockets stay
@@ -89,42 +127,12 @@ async fn a_killed_scheduler_hands_over_without_losing_a_tick() {
 /// scheduler then takes over; the frozen one, resumed, finds its connection closed and
 /// enqueues nothing the new leader owns.
 #[tokio::test]
-#[ignore = "freezes a worker process for a minute; run by scripts/test.sh, one at a time"]
+#[ignore = "freezes a worker process for 30 s; run by scripts/test.sh, one at a time"]
 async fn a_frozen_scheduler_is_replaced_after_the_heartbeat_timeout() {
-    let rig = Rig::new("sched-stop").await;
-    let ticks = rig.another_queue("ticks");
-    let election = rig.another_queue("scheduler");
-    rig.track(&[&palermo::admin::schedules::status_queue(&election)]);
-    let schedule = unique("every-second");
-    let env = [
-        ("PALERMO_TEST_SCHEDULE", schedule.as_str()),
-        ("PALERMO_TEST_TICKS", ticks.as_str()),
-    ];
-    let mut args = rig.worker_args().to_vec();
-    args.extend(["--scheduler", "--scheduler-queue", &election]);
-    let (log_a, log_b) = (rig.temp_file("a.log"), rig.temp_file("b.log"));
-    let from = Utc::now();
-    let a = Running::spawn_with_env(&args, &env, &log_a);
-    eventually(
-        Duration::from_secs(20),
-        "the first scheduler active",
-        || async { read_log(&log_a).contains("scheduler active") },
-    )
-    .await;
-    let b = Running::spawn_with_env(&args, &env, &log_b);
-    eventually(
-        Duration::from_secs(20),
-        "the second one waiting",
-        || async { read_log(&log_b).contains("scheduler waiting to become active") },
-    )
-    .await;
+    let (pair, a, b) = Pair::start("sched-stop").await;
     let frozen = Instant::now();
     a.signal(libc::SIGSTOP);
-    while !read_log(&log_b).contains("scheduler active") {
-        assert!(frozen.elapsed() < Duration::from_secs(100), "no takeover");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let handover = frozen.elapsed();
+    let handover = pair.takeover(frozen, Duration::from_secs(100)).await;
     println!("handover after SIGSTOP (silent death): {handover:?}");
     assert!(handover < SILENT_HANDOVER, "handover took {handover:?}");
     a.signal(libc::SIGCONT);
@@ -132,17 +140,5 @@ async fn a_frozen_scheduler_is_replaced_after_the_heartbeat_timeout() {
     let to = Utc::now();
     assert!(a.stop(Duration::from_secs(30)).await.success());
     assert!(b.stop(Duration::from_secs(30)).await.success());
-    let counts = ticks_of(&rig.drain(&ticks).await, &schedule, from, to);
-    let first = counts.keys().min().copied().expect("ticks");
-    let last = counts.keys().max().copied().expect("ticks");
-    let twice: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).collect();
-    println!("ticks {first}..={last}, enqueued twice (same id): {twice:?}");
-    for second in first..=last {
-        let n = counts.get(&second).copied().unwrap_or(0);
-        assert!((1..=2).contains(&n), "tick {second} enqueued {n} times");
-    }
-    assert!(
-        twice.len() <= 1,
-        "the resumed scheduler enqueued again: {twice:?}"
-    );
+    pair.check_ticks(to).await;
 }

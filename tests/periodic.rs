@@ -5,7 +5,7 @@ mod support;
 
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use palermo::{admin::schedules, CatchUp, Periodic, Worker};
 use support::{eventually, ticks::ticks_of, unique, Rig};
 
@@ -26,41 +26,75 @@ async fn new_century() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A test's schedulers: their election queue, the queue the ticks go to, the schedule name.
+struct Setup {
+    rig: Rig,
+    ticks: String,
+    election: String,
+    schedule: String,
+}
+
+impl Setup {
+    async fn new(prefix: &str) -> Setup {
+        support::init_tracing();
+        let rig = Rig::new(prefix).await;
+        let ticks = rig.another_queue("ticks");
+        let election = rig.another_queue("scheduler");
+        rig.track(&[&schedules::status_queue(&election)]);
+        let schedule = unique("every-second");
+        Setup {
+            rig,
+            ticks,
+            election,
+            schedule,
+        }
+    }
+
+    /// Starts a worker running the scheduler of a job every second, with `catch_up`.
+    fn start_scheduler(&self, catch_up: CatchUp) {
+        let mut config = self.rig.config();
+        config.scheduler = true;
+        config.scheduler_queue = self.election.clone();
+        let every = Periodic::every(&self.schedule, "1s").and_then(|p| p.queue(&self.ticks));
+        let every = every.expect("schedule").catch_up(catch_up);
+        self.rig
+            .start(Worker::builder(config).periodic(every, Tick {}));
+    }
+
+    /// Every tick from the first to the last enqueued exactly once.
+    async fn check_ticks_once(&self, from: DateTime<Utc>, to: DateTime<Utc>, at_least: i64) {
+        let messages = self.rig.drain(&self.ticks).await;
+        let counts = ticks_of(&messages, &self.schedule, from, to);
+        let first = counts.keys().min().copied().expect("ticks");
+        let last = counts.keys().max().copied().expect("ticks");
+        assert!(last - first >= at_least, "ticks from {first} to {last}");
+        for second in first..=last {
+            assert_eq!(counts.get(&second), Some(&1), "tick {second}: {counts:?}");
+        }
+    }
+}
+
 #[tokio::test]
 async fn two_schedulers_enqueue_each_tick_once() {
-    support::init_tracing();
-    let rig = Rig::new("periodic").await;
-    let ticks = rig.another_queue("ticks");
-    let election = rig.another_queue("scheduler");
-    let status_queue = schedules::status_queue(&election);
-    rig.track(&[&status_queue]);
-    let schedule = unique("every-second");
-    for _ in 0..2 {
-        let mut config = rig.config();
-        config.scheduler = true;
-        config.scheduler_queue = election.clone();
-        let every = Periodic::every(&schedule, "1s").and_then(|p| p.queue(&ticks));
-        let builder = Worker::builder(config).periodic(every.expect("schedule"), Tick {});
-        rig.start(builder);
-    }
+    let setup = Setup::new("periodic").await;
+    let rig = &setup.rig;
+    setup.start_scheduler(CatchUp::Latest);
+    setup.start_scheduler(CatchUp::Latest);
     eventually(Duration::from_secs(10), "a first tick", || async {
-        rig.ready(&ticks).await >= 1
+        rig.ready(&setup.ticks).await >= 1
     })
     .await;
     let from = Utc::now();
-    check_status(&rig, &election, &schedule).await;
+    check_status(rig, &setup.election, &setup.schedule).await;
     tokio::time::sleep(Duration::from_secs(10)).await;
     let to = Utc::now();
     rig.stop().await;
-    let messages = rig.drain(&ticks).await;
-    let counts = ticks_of(&messages, &schedule, from, to);
-    let first = counts.keys().min().copied().expect("ticks");
-    let last = counts.keys().max().copied().expect("ticks");
-    assert!(last - first >= 10, "ticks from {first} to {last}");
-    for second in first..=last {
-        assert_eq!(counts.get(&second), Some(&1), "tick {second}: {counts:?}");
-    }
-    assert_eq!(rig.consumers(&election).await, 0, "both schedulers left");
+    setup.check_ticks_once(from, to, 10).await;
+    assert_eq!(
+        rig.consumers(&setup.election).await,
+        0,
+        "both schedulers left"
+    );
 }
 
 /// The table `palermo schedules` shows: the active scheduler, the builder's schedule with its
@@ -93,42 +127,24 @@ async fn check_status(rig: &Rig, election: &str, schedule: &str) {
 /// gap and none twice.
 #[tokio::test]
 async fn a_restarted_scheduler_catches_up_from_the_token() {
-    support::init_tracing();
-    let rig = Rig::new("catch-up").await;
-    let ticks = rig.another_queue("ticks");
-    let election = rig.another_queue("scheduler");
-    rig.track(&[&schedules::status_queue(&election)]);
-    let schedule = unique("every-second");
-    let start = || {
-        let mut config = rig.config();
-        config.scheduler = true;
-        config.scheduler_queue = election.clone();
-        let every = Periodic::every(&schedule, "1s").and_then(|p| p.queue(&ticks));
-        let every = every.expect("schedule").catch_up(CatchUp::All);
-        rig.start(Worker::builder(config).periodic(every, Tick {}));
-    };
+    let setup = Setup::new("catch-up").await;
+    let rig = &setup.rig;
     let from = Utc::now();
-    start();
+    setup.start_scheduler(CatchUp::All);
     eventually(Duration::from_secs(10), "two ticks", || async {
-        rig.ready(&ticks).await >= 2
+        rig.ready(&setup.ticks).await >= 2
     })
     .await;
     rig.stop().await;
-    let before = rig.ready(&ticks).await;
+    let before = rig.ready(&setup.ticks).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
-    start();
+    setup.start_scheduler(CatchUp::All);
     eventually(
         Duration::from_secs(10),
         "the missed ticks and one more",
-        || async { rig.ready(&ticks).await >= before + 4 },
+        || async { rig.ready(&setup.ticks).await >= before + 4 },
     )
     .await;
     rig.stop().await;
-    let to = Utc::now();
-    let counts = ticks_of(&rig.drain(&ticks).await, &schedule, from, to);
-    let first = counts.keys().min().copied().expect("ticks");
-    let last = counts.keys().max().copied().expect("ticks");
-    for second in first..=last {
-        assert_eq!(counts.get(&second), Some(&1), "tick {second}: {counts:?}");
-    }
+    setup.check_ticks_once(from, Utc::now(), 5).await;
 }
