@@ -121,7 +121,7 @@ impl Periodic {
 
     /// Reads a cron schedule in the IANA time zone `tz` (e.g. `"Europe/Rome"`): `0 0 3 * * *`
     /// is then 03:00 Rome time, daylight saving included. Defaults to UTC; an `every`
-    /// schedule ignores it.
+    /// schedule refuses it (its ticks are the same instants in every zone).
     pub fn tz(mut self, tz: &str) -> Result<Self, Error> {
         let zone: chrono_tz::Tz = tz.parse().map_err(|e| {
             Error::Config(format!(
@@ -129,8 +129,14 @@ impl Periodic {
                 self.name
             ))
         })?;
-        if let When::Cron(_, z) = &mut self.when {
-            *z = zone;
+        match &mut self.when {
+            When::Cron(_, z) => *z = zone,
+            When::Every(_) => {
+                return Err(Error::Config(format!(
+                    "schedule {:?}: a time zone applies to cron schedules, not to `every`",
+                    self.name
+                )))
+            }
         }
         Ok(self)
     }

@@ -76,6 +76,10 @@ fn every_ticks_on_multiples_of_the_interval() {
     assert!(Periodic::every("x", "1h30m").is_ok());
     assert!(Periodic::every("x", "soon").is_err());
     assert!(Periodic::every("x", "500ms").is_err());
+    let err = Periodic::every("x", "30s")
+        .and_then(|p| p.tz("Europe/Rome"))
+        .expect_err("tz on every");
+    assert!(err.to_string().contains("cron"), "{err}");
 }
 
 #[test]
