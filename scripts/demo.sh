@@ -18,13 +18,18 @@ echo "[demo] building the demo (first run takes a few minutes)"
 cargo build -q -p palermo-demo -p palermo-cli
 BIN=target/debug
 LOG=target/demo-worker.log
+# The second worker: both run the scheduler; one is active, each periodic tick runs once.
+LOG2=target/demo-worker2.log
 WEB_LOG=target/demo-web.log
 # The admin store of the demo: the dashboard and `palermo failed list` and friends read it.
 export PALERMO_DATABASE_URL=${PALERMO_DATABASE_URL:-sqlite:target/demo.db}
 BIND=${PALERMO_DEMO_BIND:-127.0.0.1:9090}
 # The smoke run (CI) takes any free port, so it never clashes with a dashboard left open.
 [ "$SMOKE" = "--smoke" ] && BIND=127.0.0.1:0
+# "job done" lines (counted by the smoke run) are at debug.
+WORKER_LOG_LEVEL=${RUST_LOG:-info,palermo::worker=debug}
 WORKER=
+WORKER2=
 WEB=
 TAIL=
 
@@ -32,6 +37,18 @@ say() { echo "[demo] $*"; }
 
 # Failures recorded so far (each call first records what is in palermo.failed).
 failed_total() { "$BIN/palermo" failed list --json --limit 1 | grep -o '"total": *[0-9]*' | head -1 | grep -o '[0-9]*$' || echo 0; }
+
+# Waits up to $3 seconds for the two workers' logs to hold $2 lines matching $1; prints how
+# many they hold.
+count_in_logs() {
+  local n=0
+  for _ in $(seq "$3"); do
+    n=$(cat "$LOG" "$LOG2" | grep -c "$1" || true)
+    [ "$n" -ge "$2" ] && break
+    sleep 1
+  done
+  echo "$n"
+}
 
 # Waits for the child `$1` to end (polling, so traps still run meanwhile); returns its status.
 wait_for() {
@@ -57,7 +74,7 @@ stopping=
 stop_all() {
   [ -n "$stopping" ] && return 0
   stopping=1
-  trap 'say "second stop: ending now"; kill -TERM $WORKER $WEB 2>/dev/null || true' INT TERM
+  trap 'say "second stop: ending now"; kill -TERM $WORKER $WORKER2 $WEB 2>/dev/null || true' INT TERM
   [ -n "$TAIL" ] && kill "$TAIL" 2>/dev/null
   WORKER_STATUS=none
   if [ -n "$WORKER" ]; then
@@ -66,6 +83,13 @@ stop_all() {
     WORKER_STATUS=0
     wait_for "$WORKER" || WORKER_STATUS=$?
     say "worker exited with status $WORKER_STATUS"
+  fi
+  if [ -n "$WORKER2" ]; then
+    kill -TERM "$WORKER2" 2>/dev/null || true
+    local rc2=0
+    wait_for "$WORKER2" || rc2=$?
+    say "second worker exited with status $rc2"
+    [ "$rc2" = 0 ] || WORKER_STATUS=$rc2
   fi
   if [ -n "$WEB" ]; then
     kill -TERM "$WEB" 2>/dev/null || true
@@ -96,13 +120,13 @@ if [ -z "$URL" ]; then
   exit 1
 fi
 
-# Each finished job is logged at debug level (a cost per job in production); the demo shows them.
-RUST_LOG="${RUST_LOG:-info,palermo::worker=debug}" \
-  setsid "$BIN/worker" --queues mail,video,default --concurrency 4 >"$LOG" 2>&1 &
+RUST_LOG=$WORKER_LOG_LEVEL setsid "$BIN/worker" --queues mail,video,default,reports --max-priority reports=10 --concurrency 4 --scheduler >"$LOG" 2>&1 &
 WORKER=$!
+RUST_LOG=$WORKER_LOG_LEVEL setsid "$BIN/worker" --queues default --scheduler >"$LOG2" 2>&1 &
+WORKER2=$!
 
 "$BIN/enqueue-samples" --count 20
-say "worker pid $WORKER, log in $LOG; dashboard log in $WEB_LOG"
+say "workers $WORKER and $WORKER2 (both --scheduler), logs in $LOG and $LOG2; dashboard log in $WEB_LOG"
 say "the dashboard: $URL/"
 
 if [ "$SMOKE" = "--smoke" ]; then
@@ -137,6 +161,20 @@ if [ "$SMOKE" = "--smoke" ]; then
     cat "$WEB_LOG"
     exit 1
   fi
+  ticks=$(count_in_logs "periodic job enqueued" 2 40)
+  twice=$(cat "$LOG" "$LOG2" | grep "periodic job enqueued" | grep -o 'id=[0-9a-f-]*' | sort | uniq -d)
+  if [ "$ticks" -lt 2 ] || [ -n "$twice" ]; then
+    say "smoke FAILED: periodic ticks enqueued=$ticks, twice: $twice"
+    exit 1
+  fi
+  say "smoke: $ticks periodic ticks, each enqueued once by the active scheduler of two"
+  "$BIN/palermo" schedules
+  indexed=$(count_in_logs "rebuilding the search index" 1 10)
+  if [ "$indexed" != 1 ]; then
+    say "smoke FAILED: the unique job enqueued twice ran $indexed times"
+    exit 1
+  fi
+  say "smoke: the unique job enqueued twice ran once"
   say "smoke: the dashboard answers /health, lists the failures and shows the worker alive"
   stop_all
   workers=$("$BIN/palermo" workers)

@@ -94,6 +94,11 @@ impl Broker {
             .flatten()
     }
 
+    /// A new channel of the test's connection, for a library call that takes one.
+    pub async fn channel(&self) -> lapin::Channel {
+        self.connection.create_channel().await.expect("channel")
+    }
+
     /// Takes every message now in `queue` (acked), with its properties.
     pub async fn drain(&self, queue: &str) -> Vec<(BasicProperties, Vec<u8>)> {
         let mut out = Vec::new();

@@ -19,6 +19,7 @@ pub mod python;
 mod restart;
 mod rig;
 mod running;
+pub mod ticks;
 pub mod wire;
 
 use std::{future::Future, time::Duration};

@@ -28,6 +28,11 @@ impl Running {
     /// Starts the test worker with `args` on the test broker and queue type, appending its
     /// log (level `info`, no colours) to the file `log`.
     pub fn spawn(args: &[&str], log: &Path) -> Running {
+        Self::spawn_with_env(args, &[], log)
+    }
+
+    /// [`Running::spawn`] with extra environment variables.
+    pub fn spawn_with_env(args: &[&str], env: &[(&str, &str)], log: &Path) -> Running {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -39,6 +44,7 @@ impl Running {
             .env("PALERMO_QUEUE_TYPE", super::queue_type().name())
             .env("RUST_LOG", "info,palermo::worker=debug")
             .env("NO_COLOR", "1")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::from(log))
             .spawn()

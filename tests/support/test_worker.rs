@@ -45,6 +45,26 @@ async fn abort_now(why: String) -> anyhow::Result<()> {
     std::process::abort();
 }
 
+/// A periodic job for tests/disruptive_scheduler.rs: with `PALERMO_TEST_SCHEDULE` (its name)
+/// and `PALERMO_TEST_TICKS` (its queue), the worker schedules it every second.
+#[palermo::job(queue = "test")]
+async fn tick() -> anyhow::Result<()> {
+    Ok(())
+}
+
 fn main() -> ExitCode {
-    palermo::cli::main(|worker| worker)
+    let schedule = std::env::var("PALERMO_TEST_SCHEDULE").ok();
+    let ticks = std::env::var("PALERMO_TEST_TICKS").ok();
+    palermo::cli::main(move |worker| match (schedule, ticks) {
+        (Some(name), Some(queue)) => {
+            match palermo::Periodic::every(&name, "1s").and_then(|p| p.queue(&queue)) {
+                Ok(every) => worker.periodic(every, Tick {}),
+                Err(e) => {
+                    eprintln!("bad test schedule: {e}");
+                    worker
+                }
+            }
+        }
+        _ => worker,
+    })
 }

@@ -64,6 +64,7 @@ impl Message {
             attempt: 1,
             max_attempts: J::MAX_ATTEMPTS,
             enqueued_at_ms: wire::now_ms(),
+            priority: J::PRIORITY,
         };
         Ok(Self {
             body,

@@ -27,6 +27,10 @@ pub struct Settings {
         default_value = "classic"
     )]
     pub queue_type: palermo::QueueType,
+    /// The deployment's priority queues, QUEUE=N (repeat for more; as the workers'
+    /// --max-priority): `failed retry` declares them with that x-max-priority. Defaults to none.
+    #[arg(long = "priority-queue", global = true, value_name = "QUEUE=N", value_parser = palermo::Priorities::parse_flag)]
+    pub priority_queues: Vec<(String, u8)>,
     /// Test hook: abort between recording a failure and acking it.
     #[arg(long, global = true, hide = true)]
     pub crash_after_commit: bool,

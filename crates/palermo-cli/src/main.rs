@@ -36,6 +36,8 @@ enum Command {
     Failed(commands::failed::Args),
     /// Workers from their heartbeats: alive, stopped or gone, and what each is running.
     Workers(commands::workers::Args),
+    /// Periodic jobs: their next and last run, and the active scheduler (from RabbitMQ).
+    Schedules(commands::schedules::Args),
     /// Processed and failed job counts: all time and the last hour.
     Stats(commands::stats::Args),
     /// Apply the admin database's pending migrations.
@@ -63,6 +65,7 @@ fn main() -> ExitCode {
             Command::Queues(args) => commands::queues::run(&cli.amqp_url, &cli.admin, args).await,
             Command::Failed(args) => commands::failed::run(&cli.amqp_url, &cli.admin, args).await,
             Command::Workers(args) => commands::workers::run(&cli.amqp_url, &cli.admin, args).await,
+            Command::Schedules(args) => commands::schedules::run(&cli.amqp_url, args).await,
             Command::Stats(args) => commands::stats::run(&cli.amqp_url, &cli.admin, args).await,
             Command::Migrate(args) => commands::migrate::run(&cli.admin, args).await,
             Command::Web(args) => commands::web::run(&cli.amqp_url, &cli.admin, args).await,

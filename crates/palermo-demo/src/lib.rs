@@ -6,6 +6,13 @@
 //!   is retried, and lands in `palermo.failed` when attempts run out.
 //! - `notify_webhook` (queue `default`): calls a partner's webhook; a busy endpoint snoozes
 //!   the job (no attempt used), one that is down fails the run (retried).
+//! - `rebuild_search_index` (queue `default`): a unique job (`unique = "1m"`): enqueued twice
+//!   by `enqueue-samples`, it is queued and run once (the second enqueue gets the first id).
+//! - `render_report` (queue `reports`, a priority queue with x-max-priority
+//!   [`REPORTS_MAX_PRIORITY`]): the urgent report, enqueued last with priority 9, runs before
+//!   the routine ones still waiting.
+//! - `tidy_carts` (queue `default`): a periodic job, every 10 s, enqueued by whichever demo
+//!   worker's scheduler is active (`--scheduler`): once per tick however many run.
 
 use std::{
     sync::atomic::{AtomicU32, AtomicU64, Ordering},
@@ -125,5 +132,37 @@ pub async fn notify_webhook(order_id: u64, webhooks: State<Webhooks>) -> Result<
     }
     webhooks.delivered.fetch_add(1, Ordering::Relaxed);
     info!(order_id, "webhook delivered");
+    Ok(())
+}
+
+/// Every 10 seconds: the demo's periodic job. scripts/demo.sh starts two workers with
+/// `--scheduler`; one is active, so each tick runs once (docs/scheduling.md).
+#[palermo::job(queue = "default", every = "10s")]
+pub async fn tidy_carts(ctx: JobContext) -> anyhow::Result<()> {
+    info!(job_id = %ctx.id, "periodic: tidying abandoned carts");
+    Ok(())
+}
+
+/// Rebuilds a shop's search index: a unique job. While one is queued or running for the same
+/// shop, enqueueing another does nothing and returns the first one's id.
+#[palermo::job(queue = "default", unique = "1m")]
+pub async fn rebuild_search_index(shop_id: u64) -> anyhow::Result<()> {
+    info!(shop_id, "rebuilding the search index (unique job)");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    Ok(())
+}
+
+/// The demo's priority queue; the demo worker and `enqueue-samples` both declare it with
+/// [`REPORTS_MAX_PRIORITY`] (`--max-priority reports=10`).
+pub const REPORTS_QUEUE: &str = "reports";
+/// The `x-max-priority` of [`REPORTS_QUEUE`].
+pub const REPORTS_MAX_PRIORITY: u8 = 10;
+
+/// Renders a report; routine ones go with priority 1 (`#[job(priority = 1)]`), an urgent one
+/// is enqueued with `Options { priority: Some(9), .. }` and overtakes them.
+#[palermo::job(queue = "reports", priority = 1)]
+pub async fn render_report(report_id: u64, urgent: bool) -> anyhow::Result<()> {
+    info!(report_id, urgent, "rendering report (priority queue)");
+    tokio::time::sleep(Duration::from_millis(200)).await;
     Ok(())
 }

@@ -5,6 +5,8 @@
 //! the function, and its registration, so a worker binary finds every job linked into it.
 //! Arguments of type `State<T>` or `JobContext` are filled in by the worker, not serialized.
 
+mod periodic;
+
 use proc_macro::TokenStream;
 use proc_macro2::Span;
 use quote::{format_ident, quote};
@@ -17,7 +19,9 @@ use syn::{
 /// `name = "wire_name"` (default the function's name), `max_attempts = 5`,
 /// `timeout = "30s"` (`500ms`, `90s`, `10m`, `1h30m`, `2d`), `serializer = "json" | "msgpack"`,
 /// `backoff = "5s"` (the first retry's delay, doubling up to the default cap of 6 h) or
-/// `backoff = "5s..10m"` (first delay..cap).
+/// `backoff = "5s..10m"` (first delay..cap). A periodic job (no arguments, or all `Default`):
+/// `cron = "0 */5 * * * *"` (seconds first) or `every = "30s"`, with `tz = "Europe/Rome"`
+/// (default UTC) and `catch_up = "all" | "latest" | "none"` (default latest).
 #[proc_macro_attribute]
 pub fn job(attr: TokenStream, item: TokenStream) -> TokenStream {
     match expand(attr.into(), item) {
@@ -34,6 +38,12 @@ struct Options {
     serializer: Option<proc_macro2::TokenStream>,
     /// Base and cap in ms; the cap `None` keeps the default.
     backoff_ms: Option<(u64, Option<u64>)>,
+    /// `unique = "30m"`: the lock's TTL in ms.
+    unique_ms: Option<u64>,
+    /// `priority = 5`.
+    priority: Option<u8>,
+    /// `cron`, `every`, `tz`, `catch_up`: a periodic job.
+    periodic: periodic::Periodic,
 }
 
 fn expand(
@@ -155,6 +165,8 @@ fn generate(function: &ItemFn, options: Options, arguments: Arguments) -> proc_m
         span = fn_name.span()
     );
     let [max_attempts, timeout, backoff, format] = option_constants(&options);
+    let uniqueness = unique_and_priority_constants(&options);
+    let (default_derive, periodic) = periodic::items(&options.periodic, &struct_name);
     let wire_name = options.name.unwrap_or_else(|| fn_name.to_string());
     let queue = options.queue;
     let Arguments {
@@ -169,7 +181,7 @@ fn generate(function: &ItemFn, options: Options, arguments: Arguments) -> proc_m
         #function
 
         #[doc = #doc]
-        #[derive(::core::fmt::Debug, ::core::clone::Clone, ::palermo::__private::serde::Serialize, ::palermo::__private::serde::Deserialize)]
+        #[derive(#default_derive ::core::fmt::Debug, ::core::clone::Clone, ::palermo::__private::serde::Serialize, ::palermo::__private::serde::Deserialize)]
         #[serde(crate = "::palermo::__private::serde")]
         #vis struct #struct_name {
             #(#fields,)*
@@ -182,6 +194,7 @@ fn generate(function: &ItemFn, options: Options, arguments: Arguments) -> proc_m
             const TIMEOUT: ::core::option::Option<::core::time::Duration> = #timeout;
             const BACKOFF: ::core::option::Option<::palermo::Backoff> = #backoff;
             const FORMAT: ::core::option::Option<::palermo::Format> = #format;
+            #uniqueness
 
             async fn run(self, __ctx: ::palermo::JobContext) -> ::palermo::JobResult {
                 let Self { #(#field_names,)* } = self;
@@ -193,6 +206,8 @@ fn generate(function: &ItemFn, options: Options, arguments: Arguments) -> proc_m
         ::palermo::__private::inventory::submit! {
             ::palermo::__private::Registration::of::<#struct_name>(::core::concat!(::core::file!(), ":", ::core::line!()))
         }
+
+        #periodic
     }
 }
 
@@ -218,6 +233,9 @@ fn parse_options(attr: proc_macro2::TokenStream) -> syn::Result<Options> {
         timeout_ms: None,
         serializer: None,
         backoff_ms: None,
+        unique_ms: None,
+        priority: None,
+        periodic: periodic::Periodic::default(),
     };
     let metas = Punctuated::<Meta, Token![,]>::parse_terminated.parse2(attr)?;
     for meta in metas {
@@ -260,6 +278,9 @@ fn parse_options(attr: proc_macro2::TokenStream) -> syn::Result<Options> {
                 let (text, span) = string(&nv.value)?;
                 options.backoff_ms = Some(parse_backoff(&text).map_err(|e| syn::Error::new(span, e))?);
             }
+            "unique" => options.unique_ms = Some(parse_unique(&nv.value)?),
+            "priority" => options.priority = Some(parse_priority(&nv.value)?),
+            "cron" | "every" | "tz" | "catch_up" => periodic::parse(&mut options.periodic, &key, &nv.value)?,
             "serializer" => {
                 let (text, span) = string(&nv.value)?;
                 options.serializer = Some(match text.as_str() {
@@ -271,12 +292,68 @@ fn parse_options(attr: proc_macro2::TokenStream) -> syn::Result<Options> {
             _ => {
                 return Err(syn::Error::new(
                     nv.path.span(),
-                    format!("unknown #[job] option `{key}`; the options are queue, name, max_attempts, timeout, backoff, serializer"),
+                    format!("unknown #[job] option `{key}`; the options are queue, name, max_attempts, timeout, backoff, serializer, unique, priority, cron, every, tz, catch_up"),
                 ))
             }
         }
     }
+    if options.periodic.when.is_none()
+        && (options.periodic.tz.is_some() || options.periodic.catch_up.is_some())
+    {
+        return Err(syn::Error::new(
+            Span::call_site(),
+            "tz and catch_up need cron = \"..\" or every = \"..\"",
+        ));
+    }
     Ok(options)
+}
+
+/// `unique = "30m"`: the lock TTL in ms, at least a second (palermo::unique::MIN_TTL).
+fn parse_unique(value: &Expr) -> syn::Result<u64> {
+    let (text, span) = string(value)?;
+    let ms = parse_duration_ms(&text).map_err(|e| syn::Error::new(span, format!("unique {e}")))?;
+    if !(1000..=u64::from(u32::MAX)).contains(&ms) {
+        return Err(syn::Error::new(
+            span,
+            "unique takes a TTL between \"1s\" and about 49 days, e.g. \"30m\"",
+        ));
+    }
+    Ok(ms)
+}
+
+/// `priority = 5`: 0 to 255 (RabbitMQ's range; a queue's `x-max-priority` caps it).
+fn parse_priority(value: &Expr) -> syn::Result<u8> {
+    let Expr::Lit(ExprLit {
+        lit: Lit::Int(n), ..
+    }) = value
+    else {
+        return Err(syn::Error::new(
+            value.span(),
+            "priority takes a whole number from 0 to 255, e.g. 5",
+        ));
+    };
+    n.base10_parse::<u8>().map_err(|_| {
+        syn::Error::new(
+            n.span(),
+            "priority takes a whole number from 0 to 255, e.g. 5",
+        )
+    })
+}
+
+/// The `UNIQUE` and `PRIORITY` constants of the `Job` impl.
+fn unique_and_priority_constants(options: &Options) -> proc_macro2::TokenStream {
+    let unique = match options.unique_ms {
+        Some(ms) => quote!(::core::option::Option::Some(::core::time::Duration::from_millis(#ms))),
+        None => quote!(::core::option::Option::None),
+    };
+    let priority = match options.priority {
+        Some(p) => quote!(::core::option::Option::Some(#p)),
+        None => quote!(::core::option::Option::None),
+    };
+    quote! {
+        const UNIQUE: ::core::option::Option<::core::time::Duration> = #unique;
+        const PRIORITY: ::core::option::Option<u8> = #priority;
+    }
 }
 
 fn string(expr: &Expr) -> syn::Result<(String, Span)> {

@@ -34,6 +34,7 @@ pub struct Requeuer<'a> {
     declared: HashSet<String>,
     actor: String,
     queue_type: palermo::QueueType,
+    priorities: palermo::Priorities,
 }
 
 impl<'a> Requeuer<'a> {
@@ -51,12 +52,20 @@ impl<'a> Requeuer<'a> {
             declared: HashSet::new(),
             actor: actor.into(),
             queue_type: palermo::QueueType::default(),
+            priorities: palermo::Priorities::default(),
         })
     }
 
     /// Declares missing job queues as `queue_type` (the deployment's; classic by default).
     pub fn with_queue_type(mut self, queue_type: palermo::QueueType) -> Self {
         self.queue_type = queue_type;
+        self
+    }
+
+    /// Declares the deployment's priority queues with their `x-max-priority` (the workers'
+    /// `--max-priority`); none by default.
+    pub fn with_priorities(mut self, priorities: palermo::Priorities) -> Self {
+        self.priorities = priorities;
         self
     }
 
@@ -130,7 +139,9 @@ impl<'a> Requeuer<'a> {
         let mut pending = Vec::new();
         for (id, queue, body, properties) in jobs {
             if !self.declared.contains(&queue) {
-                topology::declare_queue(&self.channel, &queue, self.queue_type).await?;
+                let max_priority = self.priorities.of(&queue);
+                topology::declare_job_queue(&self.channel, &queue, self.queue_type, max_priority)
+                    .await?;
                 self.declared.insert(queue.clone());
             }
             let properties = republished(&properties, &id);

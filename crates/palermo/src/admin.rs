@@ -16,8 +16,9 @@ pub mod wire {
 /// The broker objects: the job exchange, job queues, the failed queue, the events exchange.
 pub mod topology {
     pub use crate::topology::{
-        declare_events, declare_exchange, declare_queue, inspect, validate_queue_name, QueueDepth,
-        QueueType, EVENTS_EXCHANGE, EVENTS_QUEUE_MAX_LENGTH, EXCHANGE, FAILED_QUEUE,
+        declare_events, declare_exchange, declare_job_queue, declare_queue, inspect,
+        validate_queue_name, QueueDepth, QueueType, EVENTS_EXCHANGE, EVENTS_QUEUE_MAX_LENGTH,
+        EXCHANGE, FAILED_QUEUE,
     };
 }
 
@@ -36,9 +37,20 @@ pub mod broker {
     };
 }
 
+/// The schedule table the active scheduler publishes (`palermo schedules`).
+pub mod schedules {
+    pub use crate::periodic::status::{read, status_queue, ScheduleRow, Status};
+}
+
 /// Reconnecting with backoff, as workers and the client do.
 pub mod reconnect {
     pub use crate::reconnect::{
         retry_until, validate, Exhausted, Schedule, ATTEMPT_TIMEOUT, DEFAULT_BACKOFF, FIRST_ATTEMPT,
     };
+}
+
+/// Unique jobs' lock queues: their names (from a key and a TTL) and the header that carries
+/// a job's lock, for tools and tests that look at or clean up locks.
+pub mod unique {
+    pub use crate::unique::{default_key, lock_name, HEADER, LOCK_PREFIX, MIN_TTL};
 }

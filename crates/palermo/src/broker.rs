@@ -32,12 +32,22 @@ pub const HEARTBEAT: u16 = 30;
 
 /// Opens a connection; `name` shows in RabbitMQ's connection list.
 pub async fn connect(url: &str, name: &str) -> Result<Connection, Error> {
+    connect_with_heartbeat(url, name, HEARTBEAT).await
+}
+
+/// [`connect`] with an AMQP heartbeat of `heartbeat` seconds unless the URL sets one (the
+/// scheduler's, shorter, so that a silent death hands over sooner).
+pub(crate) async fn connect_with_heartbeat(
+    url: &str,
+    name: &str,
+    heartbeat: u16,
+) -> Result<Connection, Error> {
     let mut uri: AMQPUri = url.parse().map_err(|reason: String| Error::InvalidUrl {
         url: redact(url),
         reason,
     })?;
     uri.query.frame_max.get_or_insert(FRAME_MAX);
-    uri.query.heartbeat.get_or_insert(HEARTBEAT);
+    uri.query.heartbeat.get_or_insert(heartbeat);
     let props = ConnectionProperties::default().with_connection_name(name.into());
     Connection::connect_uri(uri, props)
         .await

@@ -34,6 +34,9 @@ use crate::{
     wire::{self, header, JobMeta},
 };
 
+mod options;
+mod unique;
+
 /// A handle for enqueueing jobs; cheap to clone, safe to share between tasks. It holds one
 /// connection and one confirm-mode channel, made again when the broker connection drops.
 ///
@@ -155,7 +158,14 @@ impl Client {
     }
 
     /// Enqueues a job on `queue` instead of its default one.
+    ///
+    /// A `#[job(unique = "..")]` job takes its lock first; while another job holds it,
+    /// nothing is enqueued and the id returned is that job's ([`Client::enqueue_once`] tells
+    /// the two apart).
     pub async fn enqueue_to<J: Job>(&self, queue: &str, job: J) -> Result<Uuid, Error> {
+        if J::UNIQUE.is_some() {
+            return Ok(self.enqueue_once_to(queue, job).await?.id());
+        }
         let (meta, body) = self.encode(queue, &job)?;
         self.send_confirmed(queue, None, &body, meta.properties())
             .await?;
@@ -204,6 +214,15 @@ impl Client {
         Ok(meta.id)
     }
 
+    /// [`Client::enqueue_raw`] under the id `id` (a periodic tick's deterministic id).
+    pub(crate) async fn enqueue_raw_as(&self, job: &RawJob, id: Uuid) -> Result<Uuid, Error> {
+        let mut meta = self.raw_meta(job)?;
+        meta.id = id;
+        self.send_confirmed(&job.queue, None, &job.body, meta.properties())
+            .await?;
+        Ok(id)
+    }
+
     /// Enqueues a job on its default queue to run after `delay`, rounded up to whole seconds
     /// (so never early; about a second late at most), up to [`delay::MAX_DELAY`] (about 388
     /// days). The job waits in the broker and survives a restart.
@@ -228,13 +247,7 @@ impl Client {
         job: J,
         delay: Duration,
     ) -> Result<Uuid, Error> {
-        let at = SystemTime::now()
-            .checked_add(delay)
-            .ok_or(Error::DelayTooLong {
-                requested: delay,
-                max: delay::MAX_DELAY,
-            })?;
-        self.enqueue_to_at(queue, job, at).await
+        self.enqueue_to_at(queue, job, due_after(delay)?).await
     }
 
     /// [`Client::enqueue_at`] on `queue` instead of the job's default one.
@@ -305,7 +318,8 @@ impl Client {
         if let Backend::Fake(_) = self.backend {
             format.decode::<J>(&body).map_err(error)?;
         }
-        let meta = self.meta(J::NAME, queue, format, job.preview(), J::MAX_ATTEMPTS);
+        let mut meta = self.meta(J::NAME, queue, format, job.preview(), J::MAX_ATTEMPTS);
+        meta.priority = J::PRIORITY;
         Ok((meta, body))
     }
 
@@ -388,7 +402,10 @@ impl Client {
         loop {
             let session = sessions.get(&self.reconnect).await?;
             let sent = match delayed {
-                None => match session.ensure_declared(queue, sessions.queue_type).await {
+                None => match session
+                    .ensure_declared(queue, sessions.queue_type, sessions.priorities().of(queue))
+                    .await
+                {
                     Ok(()) => {
                         broker::publish(&session.channel, queue, body, properties.clone()).await
                     }
@@ -426,6 +443,17 @@ impl Client {
             attempt: 1,
             max_attempts,
             enqueued_at_ms: wire::now_ms(),
+            priority: None,
         }
     }
+}
+
+/// The time `delay` from now; a delay past what a `SystemTime` holds is too long.
+fn due_after(delay: Duration) -> Result<SystemTime, Error> {
+    SystemTime::now()
+        .checked_add(delay)
+        .ok_or(Error::DelayTooLong {
+            requested: delay,
+            max: delay::MAX_DELAY,
+        })
 }

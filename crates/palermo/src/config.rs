@@ -45,6 +45,11 @@ pub struct WorkerConfig {
     /// The type of the queues the worker declares (job queues, the failed queue, the delay
     /// queues); see [`topology::QueueType`]. Defaults to classic.
     pub queue_type: topology::QueueType,
+    /// The job queues declared as priority queues, with their `x-max-priority`
+    /// (`--max-priority QUEUE=N`; classic queues only). Every client, worker and CLI of a
+    /// deployment must use the same list: RabbitMQ refuses to re-declare a queue with other
+    /// arguments (docs/unique-and-priority.md). Defaults to none.
+    pub priorities: crate::priority::Priorities,
     /// The queue failed jobs go to. Defaults to [`topology::FAILED_QUEUE`].
     pub failed_queue: String,
     /// How often the worker publishes a heartbeat (who it is, what it runs, its counters).
@@ -59,6 +64,12 @@ pub struct WorkerConfig {
     /// Defaults to [`crate::reconnect::DEFAULT_BACKOFF`]: 250 ms doubling up to 5 s, plus
     /// 0–25 %.
     pub reconnect: Backoff,
+    /// Whether this worker also runs the scheduler of periodic jobs (`--scheduler`). Any
+    /// number of workers may; one at a time is active (docs/scheduling.md). Defaults to false.
+    pub scheduler: bool,
+    /// The queue schedulers elect their leader through and keep the last ticks in. Defaults
+    /// to [`topology::SCHEDULER_QUEUE`].
+    pub scheduler_queue: String,
 }
 
 impl Default for WorkerConfig {
@@ -73,11 +84,14 @@ impl Default for WorkerConfig {
             max_attempts: crate::retry::DEFAULT_MAX_ATTEMPTS,
             max_redeliveries: 5,
             queue_type: topology::QueueType::Classic,
+            priorities: crate::priority::Priorities::default(),
             backoff: Backoff::DEFAULT,
             failed_queue: topology::FAILED_QUEUE.to_string(),
             heartbeat_interval: Duration::from_secs(5),
             events_exchange: topology::EVENTS_EXCHANGE.to_string(),
             reconnect: crate::reconnect::DEFAULT_BACKOFF,
+            scheduler: false,
+            scheduler_queue: topology::SCHEDULER_QUEUE.to_string(),
         }
     }
 }
@@ -116,7 +130,9 @@ impl WorkerConfig {
             }
         }
         topology::validate_queue_name(&self.failed_queue)?;
+        self.priorities.validate(self.queue_type)?;
         topology::validate_queue_name(&self.events_exchange)?;
+        topology::validate_queue_name(&self.scheduler_queue)?;
         if !(Duration::from_millis(10)..=Duration::from_secs(3600))
             .contains(&self.heartbeat_interval)
         {

@@ -48,6 +48,8 @@ mod error;
 mod heal;
 mod job;
 pub mod middleware;
+mod periodic;
+mod priority;
 mod reconnect;
 mod registry;
 mod retry;
@@ -58,6 +60,7 @@ mod state;
 pub mod testing;
 mod topology;
 pub mod trace;
+mod unique;
 mod wire;
 mod worker;
 
@@ -71,11 +74,14 @@ pub use config::WorkerConfig;
 pub use error::{Error, NameError};
 pub use job::{Job, JobContext, JobError, JobResult};
 pub use palermo_macros::job;
+pub use periodic::{job_id as periodic_job_id, CatchUp, Periodic, MAX_CATCH_UP};
+pub use priority::{Options, Priorities};
 pub use registry::{Registration, Registry};
 pub use retry::Backoff;
 pub use serializer::{Format, SerializeError};
 pub use state::{MissingState, State, StateMap};
 pub use topology::QueueType;
+pub use unique::Enqueued;
 pub use worker::{Worker, WorkerBuilder};
 
 /// The default broker URL, used when neither `--amqp-url` nor `PALERMO_AMQP_URL` is given.
@@ -84,6 +90,7 @@ pub const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 /// What the `#[job]` macro expands to refers to these; they are not part of the public API.
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::periodic::PeriodicRegistration;
     pub use crate::registry::Registration;
     pub use inventory;
     pub use serde;

@@ -26,6 +26,7 @@ use crate::{
     broker,
     delay::DelayQueues,
     error::Error,
+    priority::Priorities,
     reconnect::{self, Schedule},
     retry::Backoff,
     topology::{self, QueueType},
@@ -61,7 +62,11 @@ pub(crate) struct Session {
 }
 
 impl Session {
-    async fn open(url: &str, queue_type: QueueType) -> Result<Session, Error> {
+    async fn open(
+        url: &str,
+        queue_type: QueueType,
+        priorities: Priorities,
+    ) -> Result<Session, Error> {
         let connection = broker::connect(url, "palermo client").await?;
         let channel = broker::confirm_channel(&connection).await?;
         topology::declare_exchange(&channel).await?;
@@ -69,7 +74,7 @@ impl Session {
             connection,
             channel,
             declared: Mutex::new(HashSet::new()),
-            delays: DelayQueues::new(queue_type),
+            delays: DelayQueues::new(queue_type).with_priorities(priorities),
         })
     }
 
@@ -79,11 +84,16 @@ impl Session {
     }
 
     /// Declares `queue` and its binding, once per session.
-    pub async fn ensure_declared(&self, queue: &str, queue_type: QueueType) -> Result<(), Error> {
+    pub async fn ensure_declared(
+        &self,
+        queue: &str,
+        queue_type: QueueType,
+        max_priority: Option<u8>,
+    ) -> Result<(), Error> {
         if self.lock_declared().contains(queue) {
             return Ok(());
         }
-        topology::declare_queue(&self.channel, queue, queue_type).await?;
+        topology::declare_job_queue(&self.channel, queue, queue_type, max_priority).await?;
         self.lock_declared().insert(queue.to_string());
         Ok(())
     }
@@ -106,6 +116,8 @@ impl Session {
 pub(crate) struct Sessions {
     url: String,
     pub queue_type: QueueType,
+    /// The priority queues ([`crate::priority`]).
+    priorities: RwLock<Priorities>,
     current: RwLock<Arc<Session>>,
     reconnecting: tokio::sync::Mutex<()>,
     closed: AtomicBool,
@@ -116,13 +128,14 @@ pub(crate) struct Sessions {
 impl Sessions {
     /// Connects the first session: at start, an unreachable broker is an error at once.
     pub async fn connect(url: &str, queue_type: QueueType) -> Result<Sessions, Error> {
-        let session = Session::open(url, queue_type).await?;
+        let session = Session::open(url, queue_type, Priorities::default()).await?;
         let blocked = Blocked::default();
         blocked.follow(&session.connection, "client".into());
         Ok(Sessions {
             blocked,
             url: url.to_string(),
             queue_type,
+            priorities: RwLock::default(),
             current: RwLock::new(Arc::new(session)),
             reconnecting: tokio::sync::Mutex::new(()),
             closed: AtomicBool::new(false),
@@ -163,6 +176,27 @@ impl Sessions {
         session.delays.forget();
     }
 
+    /// The priority queues.
+    pub fn priorities(&self) -> Priorities {
+        self.priorities
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// Declares `queue` as a priority queue with `max` from now on.
+    pub fn set_max_priority(&self, queue: &str, max: u8) {
+        let priorities = self.priorities().with(queue, max);
+        *self
+            .priorities
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = priorities.clone();
+        let session = self.current();
+        session.delays.set_priorities(priorities);
+        session.forget_declared(queue);
+        session.delays.forget();
+    }
+
     fn current(&self) -> Arc<Session> {
         // Replacing an `Arc` cannot leave it inconsistent.
         self.current
@@ -192,7 +226,7 @@ impl Sessions {
         warn!(url = %broker::redact(&self.url), "the client lost its broker connection; reconnecting");
         let mut schedule = Schedule::new(policy.backoff);
         let opened = reconnect::retry_until(&mut schedule, Some(deadline), "client", || {
-            Session::open(&self.url, self.queue_type)
+            Session::open(&self.url, self.queue_type, self.priorities())
         });
         let session = match opened.await {
             Ok(session) => Arc::new(session),

@@ -17,6 +17,9 @@ use crate::error::{Error, NameError};
 pub const EXCHANGE: &str = "palermo";
 /// Where jobs go when they fail for good; the admin side records them from here.
 pub const FAILED_QUEUE: &str = "palermo.failed";
+/// The single-active-consumer queue schedulers elect their leader through; its one message
+/// (the token) carries the schedules' last ticks (docs/scheduling.md).
+pub const SCHEDULER_QUEUE: &str = "palermo.scheduler";
 /// The topic exchange workers publish heartbeats and offline events to (routing keys
 /// `worker.heartbeat`, `worker.offline`). A durable queue of the same name, bound with `#`,
 /// keeps them until the admin side's recorder reads them.
@@ -155,15 +158,25 @@ pub async fn declare_queue(
     queue: &str,
     queue_type: QueueType,
 ) -> Result<(), Error> {
+    declare_job_queue(channel, queue, queue_type, None).await
+}
+
+/// [`declare_queue`] with the deployment's `max_priority` ([`crate::priority`]): a priority
+/// queue when set. A queue that exists with another `x-max-priority` is an
+/// [`Error::Config`] that names the setting (the broker closes the channel).
+pub async fn declare_job_queue(
+    channel: &Channel,
+    queue: &str,
+    queue_type: QueueType,
+    max_priority: Option<u8>,
+) -> Result<(), Error> {
     validate_queue_name(queue)?;
+    let arguments = crate::priority::job_queue_arguments(queue_type, max_priority)?;
     channel
-        .queue_declare(
-            queue.into(),
-            QueueDeclareOptions::durable(),
-            queue_type.arguments(),
-        )
+        .queue_declare(queue.into(), QueueDeclareOptions::durable(), arguments)
         .await
-        .map_err(Error::broker("queue.declare"))?;
+        .map_err(Error::broker("queue.declare"))
+        .map_err(|e| crate::priority::mismatch(queue, max_priority, e))?;
     channel
         .queue_bind(
             queue.into(),

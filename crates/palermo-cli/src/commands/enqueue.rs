@@ -1,12 +1,13 @@
-//! `palermo enqueue JOB --queue Q --args JSON [--in 10m | --at 2030-01-01T08:00:00Z]`:
-//! publish a job by name, confirmed; `--in` / `--at` put it in the delay queues until due.
+//! `palermo enqueue JOB --queue Q --args JSON [--in 10m | --at 2030-01-01T08:00:00Z]
+//! [--priority 5 --max-priority 10]`: publish a job by name, confirmed; `--in` / `--at` put
+//! it in the delay queues until due.
 //! `--timeout` bounds the wait: while RabbitMQ blocks publishers (a resource alarm) the
 //! command fails after it with the broker's reason instead of hanging.
 
 use anyhow::{bail, Context};
 use std::time::{Duration, SystemTime};
 
-use palermo::{admin::RawJob, Client, Format};
+use palermo::{admin::RawJob, Client, Format, Options};
 use palermo_store::time;
 
 #[derive(Debug, clap::Args)]
@@ -37,6 +38,15 @@ pub struct Args {
     /// 500ms, 10s, 1m. Defaults to 10s.
     #[arg(long, value_name = "DURATION", value_parser = time::parse_duration)]
     timeout: Option<Duration>,
+    /// The job's priority (0 to 255); it orders jobs only on a priority queue (see
+    /// --max-priority). Defaults to none (0).
+    #[arg(long)]
+    priority: Option<u8>,
+    /// Declare the queue (--queue) as a priority queue with this x-max-priority (1 to 255,
+    /// classic queues only): the value the deployment's workers and clients use for it, or
+    /// the broker refuses the declare. Defaults to none (a plain queue).
+    #[arg(long)]
+    max_priority: Option<u8>,
 }
 
 pub async fn run(amqp_url: &str, queue_type: palermo::QueueType, args: Args) -> anyhow::Result<()> {
@@ -62,9 +72,12 @@ pub async fn run(amqp_url: &str, queue_type: palermo::QueueType, args: Args) -> 
         None => args.at,
     };
     let body = format.encode(&value)?;
-    let client = Client::connect_with(amqp_url, queue_type)
+    let mut client = Client::connect_with(amqp_url, queue_type)
         .await?
         .with_publish_timeout(args.timeout.unwrap_or(palermo::DEFAULT_PUBLISH_TIMEOUT));
+    if let Some(max) = args.max_priority {
+        client = client.with_max_priority(&args.queue, max)?;
+    }
     let job = RawJob {
         name: args.job,
         queue: args.queue,
@@ -72,14 +85,15 @@ pub async fn run(amqp_url: &str, queue_type: palermo::QueueType, args: Args) -> 
         body,
         max_attempts: args.max_attempts,
     };
-    let id = match run_at {
-        Some(at) => {
-            let id = client.enqueue_raw_at(job, at).await?;
-            eprintln!("scheduled for {}", time::format_time(at));
-            id
-        }
-        None => client.enqueue_raw(job).await?,
+    let options = Options {
+        priority: args.priority,
+        delay: run_at.map(|at| at.duration_since(SystemTime::now()).unwrap_or_default()),
+        ..Options::default()
     };
+    let id = client.enqueue_raw_with(job, options).await?;
+    if let Some(at) = run_at {
+        eprintln!("scheduled for {}", time::format_time(at));
+    }
     println!("{id}");
     client.close().await?;
     Ok(())

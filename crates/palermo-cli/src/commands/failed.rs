@@ -192,7 +192,8 @@ async fn retry(amqp_url: &str, settings: &Settings, act: &Act) -> anyhow::Result
     let recorder = settings.recorder(amqp_url).await?;
     let mut requeuer = Requeuer::new(recorder.store(), recorder.connection(), admin::actor())
         .await?
-        .with_queue_type(settings.queue_type);
+        .with_queue_type(settings.queue_type)
+        .with_priorities(settings.priority_queues.iter().cloned().collect());
     if act.all {
         let count = requeuer.retry_matching(&act.filter.filter()?).await?;
         report(act.json, "retried", count, None);

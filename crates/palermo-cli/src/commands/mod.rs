@@ -4,6 +4,7 @@ pub mod enqueue;
 pub mod failed;
 pub mod migrate;
 pub mod queues;
+pub mod schedules;
 pub mod stats;
 pub mod web;
 pub mod workers;

@@ -2,7 +2,11 @@
 
 use anyhow::Context;
 use clap::Parser;
-use palermo_demo::{ChargeCard, SendEmail, TranscodeVideo};
+use palermo::Options;
+use palermo_demo::{
+    ChargeCard, RebuildSearchIndex, RenderReport, SendEmail, TranscodeVideo, REPORTS_MAX_PRIORITY,
+    REPORTS_QUEUE,
+};
 
 #[derive(Parser)]
 #[command(about = "Enqueue a burst of the demo's sample jobs")]
@@ -20,7 +24,8 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let client = palermo::Client::connect(&args.amqp_url)
         .await
-        .context("connecting to RabbitMQ")?;
+        .context("connecting to RabbitMQ")?
+        .with_max_priority(REPORTS_QUEUE, REPORTS_MAX_PRIORITY)?;
     let emails = (0..args.count).map(|i| SendEmail {
         // Every tenth address is malformed: those fail for good, straight into palermo.failed.
         to: if i % 10 == 9 {
@@ -50,6 +55,30 @@ async fn main() -> anyhow::Result<()> {
         charges.len(),
         videos.len()
     );
+    // A unique job enqueued twice: the second enqueue finds the first queued and returns its id.
+    let first = client
+        .enqueue_once(RebuildSearchIndex { shop_id: 7 })
+        .await?;
+    let second = client
+        .enqueue_once(RebuildSearchIndex { shop_id: 7 })
+        .await?;
+    println!("unique job: first enqueue {first:?}, second {second:?}");
+    // Routine reports (priority 1), then an urgent one (priority 9) that overtakes them.
+    let routine = (0..5).map(|i| RenderReport {
+        report_id: i,
+        urgent: false,
+    });
+    client.enqueue_many(routine).await?;
+    let urgent = RenderReport {
+        report_id: 99,
+        urgent: true,
+    };
+    let options = Options {
+        priority: Some(9),
+        ..Options::default()
+    };
+    client.enqueue_with(urgent, options).await?;
+    println!("reports: 5 routine (priority 1) and 1 urgent (priority 9) on the priority queue");
     client.close().await?;
     Ok(())
 }

@@ -14,6 +14,7 @@ use super::{bind_queue, declare, routing_key, whole_seconds, Kind, Layout, LEVEL
 use crate::{
     broker::{self, Pending},
     error::Error,
+    priority::Priorities,
     topology::{self, QueueType},
 };
 
@@ -23,6 +24,8 @@ use crate::{
 #[derive(Debug, Default)]
 pub struct DelayQueues {
     layout: Layout,
+    /// The priority queues (`crate::priority`), used when a destination queue is declared.
+    priorities: Mutex<Priorities>,
     declared: Mutex<Arc<Declared>>,
 }
 
@@ -41,6 +44,17 @@ impl DelayQueues {
             layout: Layout::of(queue_type),
             ..Self::default()
         }
+    }
+
+    /// These delay queues, declaring destination job queues as `priorities` says.
+    pub fn with_priorities(self, priorities: Priorities) -> Self {
+        self.set_priorities(priorities);
+        self
+    }
+
+    /// Declares destination job queues as `priorities` says from now on.
+    pub fn set_priorities(&self, priorities: Priorities) {
+        *lock(&self.priorities) = priorities;
     }
 
     /// Publishes a job that lands in `queue` after `delay` (rounded up to whole seconds),
@@ -91,7 +105,9 @@ impl DelayQueues {
         if lock(&declared.bound).contains(queue) {
             return Ok(());
         }
-        topology::declare_queue(channel, queue, self.layout.queue_type).await?;
+        let queue_type = self.layout.queue_type;
+        let max_priority = lock(&self.priorities).of(queue);
+        topology::declare_job_queue(channel, queue, queue_type, max_priority).await?;
         bind_queue(channel, queue, self.layout).await?;
         lock(&declared.bound).insert(queue.to_string());
         Ok(())

@@ -151,6 +151,9 @@ pub struct JobMeta {
     pub max_attempts: Option<u32>,
     /// When it was first enqueued, ms since the epoch.
     pub enqueued_at_ms: i64,
+    /// The AMQP `priority` property; it orders jobs only on a queue declared with
+    /// `x-max-priority` (docs/unique-and-priority.md).
+    pub priority: Option<u8>,
 }
 
 impl JobMeta {
@@ -167,7 +170,11 @@ impl JobMeta {
             put_int(&mut headers, header::MAX_ATTEMPTS, max.into());
         }
         put_int(&mut headers, header::ENQUEUED_AT, self.enqueued_at_ms);
-        BasicProperties::default()
+        let properties = match self.priority {
+            Some(priority) => BasicProperties::default().with_priority(priority),
+            None => BasicProperties::default(),
+        };
+        properties
             .with_message_id(self.id.to_string().into())
             .with_type(short(&self.name))
             .with_timestamp((self.enqueued_at_ms / 1000).max(0) as u64)
@@ -219,6 +226,7 @@ impl JobMeta {
             attempt,
             max_attempts,
             enqueued_at_ms: get_int(headers, header::ENQUEUED_AT)?.unwrap_or(0),
+            priority: *props.priority(),
         })
     }
 }
@@ -255,6 +263,7 @@ mod tests {
             attempt: 1,
             max_attempts: Some(3),
             enqueued_at_ms: 1_700_000_000_000,
+            priority: Some(4),
         }
     }
 

@@ -52,6 +52,11 @@ pub struct WorkerArgs {
     /// Queue type of a deployment: classic or quorum (for replicated clusters).
     #[arg(long, env = "PALERMO_QUEUE_TYPE", default_value = "classic")]
     pub queue_type: crate::topology::QueueType,
+    /// Declare QUEUE as a priority queue with this x-max-priority (QUEUE=N, N from 1 to 255;
+    /// repeat for more queues; classic queues only): the same list for every client, worker
+    /// and CLI of a deployment. Defaults to none.
+    #[arg(long, value_name = "QUEUE=N", value_parser = crate::priority::Priorities::parse_flag)]
+    pub max_priority: Vec<(String, u8)>,
     /// Times a job may come back without a run finishing before it is failed as poison.
     #[arg(long, default_value_t = 5)]
     pub max_redeliveries: u32,
@@ -74,6 +79,12 @@ pub struct WorkerArgs {
     /// Longest wait between two reconnect attempts, in seconds (at most 600).
     #[arg(long, default_value_t = crate::reconnect::DEFAULT_BACKOFF.max.as_secs_f64())]
     pub reconnect_max_delay: f64,
+    /// Also run the scheduler of periodic jobs; any number of workers may, one is active.
+    #[arg(long)]
+    pub scheduler: bool,
+    /// Queue the schedulers elect their leader through.
+    #[arg(long, env = "PALERMO_SCHEDULER_QUEUE", default_value = crate::topology::SCHEDULER_QUEUE)]
+    pub scheduler_queue: String,
 }
 
 impl WorkerArgs {
@@ -89,6 +100,7 @@ impl WorkerArgs {
             max_attempts: self.max_attempts,
             max_redeliveries: self.max_redeliveries,
             queue_type: self.queue_type,
+            priorities: self.max_priority.iter().cloned().collect(),
             backoff: crate::retry::Backoff {
                 base: Duration::from_secs(self.backoff_base),
                 max: Duration::from_secs(self.backoff_max),
@@ -104,6 +116,8 @@ impl WorkerArgs {
                     .unwrap_or(Duration::ZERO),
                 jitter: crate::reconnect::DEFAULT_BACKOFF.jitter,
             },
+            scheduler: self.scheduler,
+            scheduler_queue: self.scheduler_queue.clone(),
         }
     }
 }

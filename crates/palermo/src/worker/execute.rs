@@ -81,6 +81,7 @@ pub(crate) async fn execute(shared: &Shared, channel: &Channel, delivery: &Deliv
     let running = shared.stats.started(delivery, meta.as_ref().ok());
     let outcome = run(shared, delivery, meta).await;
     let succeeded = outcome.is_ok();
+    let done = matches!(outcome, Outcome::Done | Outcome::AlreadyRan);
     let handed_over = match outcome {
         Outcome::Done | Outcome::AlreadyRan => Ok(()),
         Outcome::Snoozed { meta, delay } => {
@@ -91,7 +92,11 @@ pub(crate) async fn execute(shared: &Shared, channel: &Channel, delivery: &Deliv
             hand_over_failure(shared, channel, delivery, &failure, ran).await
         }
     };
+    let acked = handed_over.is_ok();
     settle(shared, channel, delivery, handed_over).await;
+    if done && acked {
+        crate::unique::release_after(channel, &delivery.properties).await;
+    }
     // Counted once the ack is on its way: the counters are for heartbeats, the ack is what
     // lets the broker send the slot its next job.
     running.finished(succeeded);

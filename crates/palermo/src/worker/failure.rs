@@ -78,7 +78,10 @@ pub(crate) async fn publish(
         &delivery.data,
         republished(&delivery.properties, headers),
     )
-    .await
+    .await?;
+    // Failed for good: a unique job's key is free again.
+    crate::unique::release_after(channel, &delivery.properties).await;
+    Ok(())
 }
 
 /// The delivery's headers with this failure's [`FailureRecord`] (`finish` fills in what only

@@ -133,7 +133,8 @@ pub(crate) async fn connect(shared: &Shared) -> Result<Connection, Error> {
         topology::declare_exchange(&channel).await?;
         topology::declare_queue(&channel, &config.failed_queue, config.queue_type).await?;
         for queue in &config.queues {
-            topology::declare_queue(&channel, queue, config.queue_type).await?;
+            let max_priority = config.priorities.of(queue);
+            topology::declare_job_queue(&channel, queue, config.queue_type, max_priority).await?;
         }
         if let Err(e) = channel.close(200, "declared".into()).await {
             debug!(error = %e, "closing the declaring channel failed");

@@ -38,6 +38,8 @@ use crate::{
 /// A worker, ready to run.
 pub struct Worker {
     shared: Arc<Shared>,
+    /// The periodic jobs this worker's scheduler enqueues (with `WorkerConfig::scheduler`).
+    schedules: Vec<crate::periodic::Entry>,
 }
 
 /// What every slot of a worker reads.
@@ -68,6 +70,9 @@ pub struct WorkerBuilder {
     state: StateMap,
     registry: Option<Registry>,
     middleware: crate::middleware::Stack,
+    schedules: Vec<crate::periodic::Entry>,
+    /// The first invalid schedule given to the builder, reported by `build`.
+    schedule_error: Option<Error>,
 }
 
 impl Worker {
@@ -78,6 +83,8 @@ impl Worker {
             state: StateMap::default(),
             registry: None,
             middleware: crate::middleware::Stack::default(),
+            schedules: Vec::new(),
+            schedule_error: None,
         }
     }
 
@@ -123,8 +130,14 @@ impl Worker {
         };
         let (stop_keeper, keeper_stop) = shutdown::channel();
         let keeper = tokio::spawn(keeper.run(keeper_stop));
+        let scheduler = self.start_scheduler(&shutdown);
 
         let result = self.supervise(&mut slots, shutdown).await;
+        if let Some(scheduler) = scheduler {
+            if let Err(e) = scheduler.await {
+                warn!(error = %e, "the scheduler ended abnormally");
+            }
+        }
         heart.stop(result.is_ok()).await;
         stop_keeper.stop();
         match keeper.await {
@@ -134,6 +147,22 @@ impl Worker {
         }
         info!(worker = %self.shared.identity, "worker stopped");
         result
+    }
+
+    /// With `--scheduler` and schedules: the scheduler task (docs/scheduling.md).
+    fn start_scheduler(&self, shutdown: &Shutdown) -> Option<tokio::task::JoinHandle<()>> {
+        let config = &self.shared.config;
+        if !config.scheduler || self.schedules.is_empty() {
+            return None;
+        }
+        let settings = crate::periodic::Settings {
+            amqp_url: config.amqp_url.clone(),
+            queue: config.scheduler_queue.clone(),
+            queue_type: config.queue_type,
+            identity: self.shared.identity.clone(),
+        };
+        let run = crate::periodic::run(settings, self.schedules.clone(), shutdown.clone());
+        Some(tokio::spawn(run))
     }
 
     /// Waits for every slot (each reconnects on its own: they end only at a stop); a slot
@@ -201,6 +230,31 @@ impl WorkerBuilder {
         self
     }
 
+    /// Enqueues `job` at every tick of the cron expression `cron` (seconds first, UTC:
+    /// `"0 0 3 * * *"` is 03:00 UTC daily) under the schedule name `name`, when this worker
+    /// runs the scheduler. An invalid expression is reported by [`WorkerBuilder::build`].
+    /// For a time zone, an interval or a catch-up policy, use [`WorkerBuilder::periodic`].
+    pub fn schedule<J: crate::Job>(self, name: &str, cron: &str, job: J) -> Self {
+        match crate::Periodic::cron(name, cron) {
+            Ok(periodic) => self.periodic(periodic, job),
+            Err(e) => self.schedule_failed(e),
+        }
+    }
+
+    /// Enqueues `job` at every tick of `periodic`, when this worker runs the scheduler.
+    pub fn periodic<J: crate::Job>(mut self, periodic: crate::Periodic, job: J) -> Self {
+        match crate::periodic::Entry::new(periodic, &job) {
+            Ok(entry) => self.schedules.push(entry),
+            Err(e) => return self.schedule_failed(e),
+        }
+        self
+    }
+
+    fn schedule_failed(mut self, e: Error) -> Self {
+        self.schedule_error.get_or_insert(e);
+        self
+    }
+
     /// Uses these jobs instead of every job linked into the binary.
     pub fn registry(mut self, registry: Registry) -> Self {
         self.registry = Some(registry);
@@ -208,12 +262,20 @@ impl WorkerBuilder {
     }
 
     /// Validates the configuration and the job names.
-    pub fn build(self) -> Result<Worker, Error> {
+    pub fn build(mut self) -> Result<Worker, Error> {
         self.config.validate()?;
+        if let Some(e) = self.schedule_error {
+            return Err(e);
+        }
+
         let registry = match self.registry {
             Some(registry) => registry,
             None => Registry::linked()?,
         };
+        let names = registry.names();
+        let linked = crate::periodic::linked()?.into_iter();
+        (self.schedules).extend(linked.filter(|e| names.contains(&e.job.name.as_str())));
+        crate::periodic::check_names(&self.schedules)?;
         let host = gethostname::gethostname().to_string_lossy().into_owned();
         let identity = format!(
             "{host}:{}:{}",
@@ -221,6 +283,7 @@ impl WorkerBuilder {
             self.config.queues.join(",")
         );
         let queue_type = self.config.queue_type;
+        let priorities = self.config.priorities.clone();
         Ok(Worker {
             shared: Arc::new(Shared {
                 config: self.config,
@@ -228,12 +291,13 @@ impl WorkerBuilder {
                 state: Arc::new(self.state),
                 identity,
                 stats: stats::Stats::default(),
-                delays: crate::delay::DelayQueues::new(queue_type),
+                delays: crate::delay::DelayQueues::new(queue_type).with_priorities(priorities),
                 mender: crate::heal::Mender::default(),
                 blocked: crate::blocked::Blocked::default(),
                 recent: recent::Recent::default(),
                 middleware: self.middleware,
             }),
+            schedules: self.schedules,
         })
     }
 }

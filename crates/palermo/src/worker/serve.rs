@@ -134,7 +134,8 @@ async fn start(shared: &Arc<Shared>, linked: &Linked, number: usize) -> Result<S
     topology::declare_queue(&channel, failed, queue_type).await?;
     shared.delays.forget();
     for queue in &shared.config.queues {
-        topology::declare_queue(&channel, queue, shared.config.queue_type).await?;
+        let max_priority = shared.config.priorities.of(queue);
+        topology::declare_job_queue(&channel, queue, queue_type, max_priority).await?;
     }
     Slot::start(shared.clone(), channel, number).await
 }

@@ -1,0 +1,134 @@
+//! The schedule table for people: after each checkpoint the leader publishes its schedules
+//! (last and next run) and its identity to `<scheduler queue>.status`, a queue that keeps only
+//! the newest message (`x-max-length = 1`, oldest dropped). `palermo schedules` reads it
+//! without taking it (`basic.get`, then a requeueing `nack`), so no SQL store is involved and
+//! the token itself, held unacked by the leader, is never touched.
+
+use chrono::{DateTime, Utc};
+use lapin::{
+    options::{BasicGetOptions, BasicNackOptions, QueueDeclareOptions},
+    types::{AMQPValue, FieldTable},
+    BasicProperties, Channel,
+};
+use serde::{Deserialize, Serialize};
+
+use super::Entry;
+use crate::{broker, error::Error};
+
+/// What the active scheduler last published.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Status {
+    /// The active scheduler (`hostname:pid:queues`).
+    pub leader: String,
+    /// When it wrote this, Unix milliseconds.
+    pub written_at: i64,
+    /// Its schedules, in declaration order.
+    pub schedules: Vec<ScheduleRow>,
+}
+
+/// One schedule in [`Status`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScheduleRow {
+    /// The schedule's name.
+    pub name: String,
+    /// Its cron expression or `every <interval>`.
+    pub spec: String,
+    /// The job it enqueues.
+    pub job: String,
+    /// The queue it enqueues on.
+    pub queue: String,
+    /// The last tick enqueued, Unix milliseconds (none yet: `None`).
+    pub last_run: Option<i64>,
+    /// The next tick, Unix milliseconds.
+    pub next_run: Option<i64>,
+}
+
+/// The status queue of scheduler queue `scheduler_queue`.
+pub fn status_queue(scheduler_queue: &str) -> String {
+    format!("{scheduler_queue}.status")
+}
+
+/// The table of `entries` with the handled-up-to times `last`.
+pub(crate) fn table(
+    leader: &str,
+    entries: &[Entry],
+    last: impl Fn(&str) -> Option<DateTime<Utc>>,
+) -> Status {
+    let schedules = entries
+        .iter()
+        .map(|e| {
+            let p = &e.periodic;
+            let last = last(p.name());
+            // `last` is a tick when it was one; a schedule never run holds its start time.
+            let ran =
+                last.filter(|l| p.next_after(*l - chrono::Duration::milliseconds(1)) == Some(*l));
+            ScheduleRow {
+                name: p.name().to_string(),
+                spec: p.spec().to_string(),
+                job: e.job.name.clone(),
+                queue: e.job.queue.clone(),
+                last_run: ran.map(|t| t.timestamp_millis()),
+                next_run: last
+                    .and_then(|l| p.next_after(l))
+                    .map(|t| t.timestamp_millis()),
+            }
+        })
+        .collect();
+    Status {
+        leader: leader.to_string(),
+        written_at: Utc::now().timestamp_millis(),
+        schedules,
+    }
+}
+
+async fn declare(channel: &Channel, queue: &str) -> Result<(), Error> {
+    let mut args = FieldTable::default();
+    args.insert("x-max-length".into(), AMQPValue::LongLongInt(1));
+    channel
+        .queue_declare(queue.into(), QueueDeclareOptions::durable(), args)
+        .await
+        .map_err(Error::broker("queue.declare"))?;
+    Ok(())
+}
+
+/// Replaces the status of `scheduler_queue` with `status` (confirmed).
+pub(crate) async fn publish(
+    channel: &Channel,
+    scheduler_queue: &str,
+    status: &Status,
+) -> Result<(), Error> {
+    let queue = status_queue(scheduler_queue);
+    declare(channel, &queue).await?;
+    let body = serde_json::to_vec(status).map_err(Error::EventSerialize)?;
+    let properties = BasicProperties::default().with_content_type("application/json".into());
+    broker::publish_via(channel, "", &queue, &queue, &body, properties)
+        .await?
+        .confirmed()
+        .await
+}
+
+/// The latest status of `scheduler_queue`, read without taking it; `None` when no scheduler
+/// has been active yet.
+pub async fn read(channel: &Channel, scheduler_queue: &str) -> Result<Option<Status>, Error> {
+    let queue = status_queue(scheduler_queue);
+    declare(channel, &queue).await?;
+    let got = channel
+        .basic_get(queue.as_str().into(), BasicGetOptions { no_ack: false })
+        .await
+        .map_err(Error::broker("basic.get"))?;
+    let Some(message) = got else { return Ok(None) };
+    let status = serde_json::from_slice(&message.delivery.data);
+    message
+        .delivery
+        .nack(BasicNackOptions {
+            requeue: true,
+            ..Default::default()
+        })
+        .await
+        .map_err(Error::broker("basic.nack"))?;
+    status.map(Some).map_err(|e| {
+        Error::Config(format!(
+            "the scheduler status in {queue:?} is unreadable: {e}"
+        ))
+    })
+}
