@@ -124,6 +124,7 @@ pub struct BrokerAdmin {
     url: String,
     queue_type: QueueType,
     failed_queue: String,
+    priorities: palermo::Priorities,
     connection: Mutex<Option<Arc<Connection>>>,
 }
 
@@ -149,8 +150,16 @@ impl BrokerAdmin {
             url: url.into(),
             queue_type,
             failed_queue: failed_queue.into(),
+            priorities: palermo::Priorities::default(),
             connection: Mutex::new(None),
         }
+    }
+
+    /// These queues' `x-max-priority`, declared the same way when a retry re-creates them
+    /// (see [`Requeuer::with_priorities`]). Defaults to none.
+    pub fn with_priorities(mut self, priorities: palermo::Priorities) -> Self {
+        self.priorities = priorities;
+        self
     }
 
     /// The failed queue's name.
@@ -267,18 +276,26 @@ impl BrokerAdmin {
     /// Retries failures by id, all or none (see [`Requeuer::retry`]); `actor` is recorded.
     pub async fn retry(&self, store: &Store, ids: &[String], actor: &str) -> Result<Vec<String>> {
         let connection = self.connection().await?;
-        let mut requeuer = Requeuer::new(store, &connection, actor)
-            .await?
-            .with_queue_type(self.queue_type);
+        let mut requeuer = self.requeuer(store, &connection, actor).await?;
         requeuer.retry(ids).await
     }
 
     /// Retries every open failure matching `filter` (see [`Requeuer::retry_matching`]).
     pub async fn retry_matching(&self, store: &Store, filter: &Filter, actor: &str) -> Result<u64> {
         let connection = self.connection().await?;
-        let mut requeuer = Requeuer::new(store, &connection, actor)
-            .await?
-            .with_queue_type(self.queue_type);
+        let mut requeuer = self.requeuer(store, &connection, actor).await?;
         requeuer.retry_matching(filter).await
+    }
+
+    async fn requeuer<'a>(
+        &self,
+        store: &'a Store,
+        connection: &Connection,
+        actor: &str,
+    ) -> Result<Requeuer<'a>> {
+        Ok(Requeuer::new(store, connection, actor)
+            .await?
+            .with_queue_type(self.queue_type)
+            .with_priorities(self.priorities.clone()))
     }
 }

@@ -22,6 +22,7 @@ pub struct WebConfig {
     pub(crate) metrics_public: bool,
     pub(crate) queue_type: QueueType,
     pub(crate) failed_queue: String,
+    pub(crate) priorities: palermo::Priorities,
     pub(crate) refresh_secs: u32,
 }
 
@@ -40,6 +41,7 @@ impl WebConfig {
             metrics_public: false,
             queue_type: QueueType::default(),
             failed_queue: palermo::admin::topology::FAILED_QUEUE.to_string(),
+            priorities: palermo::Priorities::default(),
             refresh_secs: 5,
         }
     }
@@ -93,6 +95,13 @@ impl WebConfig {
     /// its messages are failures not yet recorded). Defaults to `palermo.failed`.
     pub fn failed_queue(mut self, name: impl Into<String>) -> Self {
         self.failed_queue = name.into();
+        self
+    }
+
+    /// The `x-max-priority` of priority queues, as workers declare them, so that a retry
+    /// that re-creates such a queue declares it the same way. Defaults to none.
+    pub fn priorities(mut self, priorities: palermo::Priorities) -> Self {
+        self.priorities = priorities;
         self
     }
 

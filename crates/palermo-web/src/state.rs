@@ -30,7 +30,8 @@ impl App {
             config.amqp_url.clone(),
             config.queue_type,
             config.failed_queue.clone(),
-        );
+        )
+        .with_priorities(config.priorities.clone());
         App(Arc::new(Inner {
             config,
             broker,

@@ -384,3 +384,45 @@ async fn purge_a_queue_behind_a_confirmation() {
     store.close().await;
     db.remove().await;
 }
+
+#[tokio::test]
+async fn retry_into_a_priority_queue_declares_it_as_the_workers_do() {
+    let (store, db) = store("sqlite").await;
+    let mut broker = Broker::connect().await;
+    let queue = broker.queue("web-priority");
+    // The workers declared it as a priority queue (max 10).
+    let channel = broker.connection.create_channel().await.expect("channel");
+    palermo::admin::topology::declare_job_queue(
+        &channel,
+        &queue,
+        palermo::QueueType::Classic,
+        Some(10),
+    )
+    .await
+    .expect("declare the priority queue");
+    store
+        .insert_failures(&[failure("p-1", &queue, "report", "boom", "{}", now_ms())])
+        .await
+        .expect("insert");
+
+    // Without the setting the retry's declare is refused by the broker: nothing changes.
+    let plain = palermo_web::router(config(&store));
+    let refused = send(&plain, post_form("/failed/retry", "id=p-1&confirmed=1")).await;
+    assert!(
+        !refused.status.is_success() && refused.status != StatusCode::SEE_OTHER,
+        "{}",
+        refused.body
+    );
+    assert_eq!(status(&store, "p-1").await, "failed");
+
+    let priorities = palermo::Priorities::default().with(queue.clone(), 10);
+    let router = palermo_web::router(config(&store).priorities(priorities));
+    let done = send(&router, post_form("/failed/retry", "id=p-1&confirmed=1")).await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.body);
+    assert_eq!(status(&store, "p-1").await, "retried");
+    assert_eq!(broker.ready(&queue).await, Some(1), "back in its queue");
+
+    broker.clean_up().await;
+    store.close().await;
+    db.remove().await;
+}

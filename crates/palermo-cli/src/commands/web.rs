@@ -72,7 +72,8 @@ pub async fn run(amqp_url: &str, settings: &Settings, args: Args) -> anyhow::Res
         .trusted_origins(args.trusted_origins)
         .metrics_public(args.metrics_public)
         .queue_type(settings.queue_type)
-        .failed_queue(settings.failed_queue.clone());
+        .failed_queue(settings.failed_queue.clone())
+        .priorities(settings.priority_queues.iter().cloned().collect());
     config.validate()?;
     let listener = tokio::net::TcpListener::bind(args.bind)
         .await
