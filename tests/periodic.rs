@@ -101,6 +101,16 @@ async fn two_schedulers_enqueue_each_tick_once() {
 /// last and next run, and the macro's schedule in its time zone.
 async fn check_status(rig: &Rig, election: &str, schedule: &str) {
     let channel = rig.channel().await;
+    // The leader publishes its table after each tick's job: wait for the table of a tick.
+    let ran = || async {
+        let status = schedules::read(&channel, election).await.ok().flatten();
+        status.is_some_and(|s| {
+            s.schedules
+                .iter()
+                .any(|r| r.name == schedule && r.last_run.is_some())
+        })
+    };
+    eventually(Duration::from_secs(5), "the status table of a tick", ran).await;
     let status = schedules::read(&channel, election)
         .await
         .expect("read the status")
