@@ -31,9 +31,10 @@ pub async fn store(backend: &str) -> (Store, TestDb) {
     (store, db)
 }
 
-/// A unique name (queues, ids).
+/// A unique name (queues, ids), `test.<prefix>.<uuid>` like the other suites' names, so a
+/// queue left behind by a failed test is easy to find and delete.
 pub fn unique(prefix: &str) -> String {
-    format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
+    format!("test.{prefix}.{}", uuid::Uuid::new_v4().simple())
 }
 
 /// A failure of `job` from `queue`, failed at `failed_at`.
