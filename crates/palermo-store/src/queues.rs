@@ -257,17 +257,11 @@ impl BrokerAdmin {
             connection
                 .create_channel()
                 .await
-                .map_err(|source| palermo::Error::Broker {
-                    operation: "channel.open",
-                    source,
-                })?;
+                .map_err(palermo::Error::broker("channel.open"))?;
         let purged = channel
             .queue_purge(name.into(), QueuePurgeOptions::default())
             .await
-            .map_err(|source| palermo::Error::Broker {
-                operation: "queue.purge",
-                source,
-            })?;
+            .map_err(palermo::Error::broker("queue.purge"))?;
         let _ = channel.close(200, "purged".into()).await;
         tracing::info!(queue = %name, messages = purged, "queue purged");
         Ok(Some(purged))

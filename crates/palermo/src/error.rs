@@ -32,6 +32,23 @@ pub enum Error {
         #[source]
         source: lapin::Error,
     },
+    /// The broker refused an operation for lack of a permission (`ACCESS_REFUSED`): the
+    /// user's configure, write or read regex in the vhost does not match the queue or
+    /// exchange. Retrying cannot help until the permissions change; docs/scaling.md lists
+    /// the permissions each side needs.
+    #[error(
+        "the broker refused access: {} (ACCESS_REFUSED during {operation}): check the user's permissions (docs/scaling.md, \"Least privilege on the broker\")",
+        refusal.describe()
+    )]
+    AccessRefused {
+        /// The AMQP method, e.g. `basic.consume`.
+        operation: &'static str,
+        /// What the broker said was refused.
+        refusal: Refusal,
+        /// lapin's error.
+        #[source]
+        source: lapin::Error,
+    },
     /// The broker answered a publish with a negative confirm: the message is not stored.
     #[error("RabbitMQ refused (nacked) the message published to queue {queue:?}")]
     Nacked {
@@ -155,6 +172,52 @@ pub enum Error {
     },
 }
 
+/// What an `ACCESS_REFUSED` reply names, read from RabbitMQ's text (`read access to queue
+/// 'mail' in vhost 'shop' refused for user 'web'`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Refusal {
+    /// `configure`, `write` or `read`, when the broker named it.
+    pub permission: Option<String>,
+    /// The object and its vhost, e.g. `queue 'mail' in vhost 'shop'`, when the broker named it.
+    pub resource: Option<String>,
+    /// The user refused, when the broker named it.
+    pub user: Option<String>,
+    /// The broker's reply text as received.
+    pub reply: String,
+}
+
+impl Refusal {
+    /// Reads RabbitMQ's reply text; what does not parse stays in [`Refusal::reply`].
+    pub fn parse(reply: &str) -> Refusal {
+        let text = reply.strip_prefix("ACCESS_REFUSED - ").unwrap_or(reply);
+        let parsed = text.split_once(" access to ").and_then(|(permission, rest)| {
+            let (resource, user) = rest.rsplit_once(" refused for user ")?;
+            Some((permission, resource, user.trim_matches('\'')))
+        });
+        let (permission, resource, user) = match parsed {
+            Some((p, r, u)) => (Some(p.to_string()), Some(r.to_string()), Some(u.to_string())),
+            None => (None, None, None),
+        };
+        Refusal {
+            permission,
+            resource,
+            user,
+            reply: reply.to_string(),
+        }
+    }
+
+    /// `read on queue 'mail' in vhost 'shop' for user 'web'`, or the broker's text.
+    fn describe(&self) -> String {
+        match (&self.permission, &self.resource, &self.user) {
+            (Some(permission), Some(resource), Some(user)) => {
+                format!("{permission} on {resource} for user '{user}'")
+            }
+            _ => self.reply.clone(),
+        }
+    }
+}
+
 /// Why a queue, exchange or routing key name is refused; the message says what to change.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -234,8 +297,30 @@ impl Error {
         }
     }
 
-    pub(crate) fn broker(operation: &'static str) -> impl FnOnce(lapin::Error) -> Error {
-        move |source| Error::Broker { operation, source }
+    /// Wraps lapin's error of `operation`: an `ACCESS_REFUSED` reply becomes
+    /// [`Error::AccessRefused`], naming the permission; anything else [`Error::Broker`].
+    pub fn broker(operation: &'static str) -> impl FnOnce(lapin::Error) -> Error {
+        move |source| match access_refused(&source) {
+            Some(refusal) => Error::AccessRefused {
+                operation,
+                refusal,
+                source,
+            },
+            None => Error::Broker { operation, source },
+        }
+    }
+}
+
+/// The refusal, if lapin reports a channel or connection closed with `403 ACCESS_REFUSED`.
+fn access_refused(error: &lapin::Error) -> Option<Refusal> {
+    use lapin::{protocol::AMQPErrorKind, protocol::AMQPSoftError, ErrorKind};
+    match error.kind() {
+        ErrorKind::ProtocolError(amqp)
+            if matches!(amqp.kind(), AMQPErrorKind::Soft(AMQPSoftError::ACCESSREFUSED)) =>
+        {
+            Some(Refusal::parse(amqp.get_message().as_str()))
+        }
+        _ => None,
     }
 }
 
@@ -248,5 +333,30 @@ pub(crate) fn is_not_found(error: &lapin::Error) -> bool {
             matches!(amqp.kind(), AMQPErrorKind::Soft(AMQPSoftError::NOTFOUND))
         }
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Refusal;
+
+    #[test]
+    fn a_refusal_names_the_permission_the_object_and_the_user() {
+        let refusal = Refusal::parse(
+            "ACCESS_REFUSED - read access to queue 'mail' in vhost 'shop' refused for user 'web'",
+        );
+        assert_eq!(refusal.permission.as_deref(), Some("read"));
+        assert_eq!(
+            refusal.resource.as_deref(),
+            Some("queue 'mail' in vhost 'shop'")
+        );
+        assert_eq!(refusal.user.as_deref(), Some("web"));
+        assert_eq!(
+            refusal.describe(),
+            "read on queue 'mail' in vhost 'shop' for user 'web'"
+        );
+        let odd = Refusal::parse("ACCESS_REFUSED - something else");
+        assert_eq!(odd.permission, None);
+        assert_eq!(odd.describe(), "ACCESS_REFUSED - something else");
     }
 }
