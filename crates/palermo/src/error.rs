@@ -172,12 +172,14 @@ pub enum Error {
     },
 }
 
-/// What an `ACCESS_REFUSED` reply names, read from RabbitMQ's text (`read access to queue
-/// 'mail' in vhost 'shop' refused for user 'web'`).
+/// What an `ACCESS_REFUSED` reply names, read from RabbitMQ's text (`access to queue 'mail'
+/// in vhost 'shop' refused for user 'web'`; newer brokers put the permission first).
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Refusal {
-    /// `configure`, `write` or `read`, when the broker named it.
+    /// The permission missing: `configure`, `write` or `read` (two when the operation needs
+    /// both and the broker did not say which), from the broker's text or else from the
+    /// operation and the object refused.
     pub permission: Option<String>,
     /// The object and its vhost, e.g. `queue 'mail' in vhost 'shop'`, when the broker named it.
     pub resource: Option<String>,
@@ -188,21 +190,25 @@ pub struct Refusal {
 }
 
 impl Refusal {
-    /// Reads RabbitMQ's reply text; what does not parse stays in [`Refusal::reply`].
-    pub fn parse(reply: &str) -> Refusal {
+    /// Reads RabbitMQ's reply to `operation` (e.g. `basic.consume`); what does not parse
+    /// stays in [`Refusal::reply`] only.
+    pub fn parse(operation: &str, reply: &str) -> Refusal {
         let text = reply.strip_prefix("ACCESS_REFUSED - ").unwrap_or(reply);
-        let parsed = text.split_once(" access to ").and_then(|(permission, rest)| {
-            let (resource, user) = rest.rsplit_once(" refused for user ")?;
-            Some((permission, resource, user.trim_matches('\'')))
-        });
-        let (permission, resource, user) = match parsed {
-            Some((p, r, u)) => (Some(p.to_string()), Some(r.to_string()), Some(u.to_string())),
-            None => (None, None, None),
+        let (named, rest) = match text.split_once("access to ") {
+            Some((before, rest)) => (before.trim(), Some(rest)),
+            None => ("", None),
+        };
+        let parsed = rest.and_then(|rest| rest.rsplit_once(" refused for user "));
+        let resource = parsed.map(|(resource, _)| resource.to_string());
+        let permission = match (named, &resource) {
+            ("", Some(resource)) => needed(operation, resource).map(String::from),
+            ("", None) => None,
+            (named, _) => Some(named.to_string()),
         };
         Refusal {
             permission,
             resource,
-            user,
+            user: parsed.map(|(_, user)| user.trim_matches('\'').to_string()),
             reply: reply.to_string(),
         }
     }
@@ -216,6 +222,27 @@ impl Refusal {
             _ => self.reply.clone(),
         }
     }
+}
+
+/// The permission `operation` needs on `resource` (`queue '…' in vhost '…'` or `exchange
+/// '…' …`), as RabbitMQ checks it (docs/scaling.md has the table).
+fn needed(operation: &str, resource: &str) -> Option<&'static str> {
+    let exchange = resource.starts_with("exchange ");
+    let method = operation.split(' ').next().unwrap_or(operation);
+    Some(match method {
+        "basic.consume" | "basic.get" | "queue.purge" => "read",
+        "basic.publish" | "publisher" => "write",
+        "exchange.declare" | "exchange.delete" | "queue.delete" => "configure",
+        // A queue with a dead-letter exchange also needs read on itself and write on it.
+        "queue.declare" if exchange => "write",
+        "queue.declare" if operation.contains("(delay") => "configure or read",
+        "queue.declare" => "configure",
+        "queue.bind" | "queue.unbind" if exchange => "read",
+        "queue.bind" | "queue.unbind" => "write",
+        // Write on the destination, read on the source: the broker's text does not say which.
+        "exchange.bind" | "exchange.unbind" => "write or read",
+        _ => return None,
+    })
 }
 
 /// Why a queue, exchange or routing key name is refused; the message says what to change.
@@ -300,7 +327,7 @@ impl Error {
     /// Wraps lapin's error of `operation`: an `ACCESS_REFUSED` reply becomes
     /// [`Error::AccessRefused`], naming the permission; anything else [`Error::Broker`].
     pub fn broker(operation: &'static str) -> impl FnOnce(lapin::Error) -> Error {
-        move |source| match access_refused(&source) {
+        move |source| match access_refused(operation, &source) {
             Some(refusal) => Error::AccessRefused {
                 operation,
                 refusal,
@@ -312,13 +339,13 @@ impl Error {
 }
 
 /// The refusal, if lapin reports a channel or connection closed with `403 ACCESS_REFUSED`.
-fn access_refused(error: &lapin::Error) -> Option<Refusal> {
+fn access_refused(operation: &str, error: &lapin::Error) -> Option<Refusal> {
     use lapin::{protocol::AMQPErrorKind, protocol::AMQPSoftError, ErrorKind};
     match error.kind() {
         ErrorKind::ProtocolError(amqp)
             if matches!(amqp.kind(), AMQPErrorKind::Soft(AMQPSoftError::ACCESSREFUSED)) =>
         {
-            Some(Refusal::parse(amqp.get_message().as_str()))
+            Some(Refusal::parse(operation, amqp.get_message().as_str()))
         }
         _ => None,
     }
@@ -342,21 +369,35 @@ mod tests {
 
     #[test]
     fn a_refusal_names_the_permission_the_object_and_the_user() {
-        let refusal = Refusal::parse(
-            "ACCESS_REFUSED - read access to queue 'mail' in vhost 'shop' refused for user 'web'",
+        // RabbitMQ 3.10 does not name the permission: the operation and the object tell it.
+        let consume = Refusal::parse(
+            "basic.consume",
+            "ACCESS_REFUSED - access to queue 'mail' in vhost 'shop' refused for user 'web'",
         );
-        assert_eq!(refusal.permission.as_deref(), Some("read"));
+        assert_eq!(consume.permission.as_deref(), Some("read"));
         assert_eq!(
-            refusal.resource.as_deref(),
+            consume.resource.as_deref(),
             Some("queue 'mail' in vhost 'shop'")
         );
-        assert_eq!(refusal.user.as_deref(), Some("web"));
+        assert_eq!(consume.user.as_deref(), Some("web"));
         assert_eq!(
-            refusal.describe(),
+            consume.describe(),
             "read on queue 'mail' in vhost 'shop' for user 'web'"
         );
-        let odd = Refusal::parse("ACCESS_REFUSED - something else");
-        assert_eq!(odd.permission, None);
+        let bind = |resource: &str| {
+            let reply = format!("ACCESS_REFUSED - access to {resource} in vhost 'v' refused for user 'u'");
+            Refusal::parse("queue.bind", &reply).permission
+        };
+        assert_eq!(bind("exchange 'palermo.events'").as_deref(), Some("read"));
+        assert_eq!(bind("queue 'palermo.events'").as_deref(), Some("write"));
+        // Newer brokers say it.
+        let named = Refusal::parse(
+            "queue.declare",
+            "ACCESS_REFUSED - configure access to queue 'q' in vhost 'v' refused for user 'u'",
+        );
+        assert_eq!(named.permission.as_deref(), Some("configure"));
+        let odd = Refusal::parse("basic.get", "ACCESS_REFUSED - something else");
+        assert_eq!((&odd.permission, &odd.resource), (&None, &None));
         assert_eq!(odd.describe(), "ACCESS_REFUSED - something else");
     }
 }
