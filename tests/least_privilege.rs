@@ -144,11 +144,15 @@ async fn a_producer_enqueues_but_the_broker_refuses_it_a_consumer() {
         .await
         .expect("a delayed enqueue (declares the delay layout)");
     let first = producer
-        .enqueue_once(SendDigest { day: "monday".into() })
+        .enqueue_once(SendDigest {
+            day: "monday".into(),
+        })
         .await
         .expect("a unique enqueue (declares and publishes to its lock)");
     let again = producer
-        .enqueue_once(SendDigest { day: "monday".into() })
+        .enqueue_once(SendDigest {
+            day: "monday".into(),
+        })
         .await
         .expect("a unique enqueue again (reads the lock)");
     assert_eq!(again.id(), first.id(), "the lock holds the first job");
@@ -156,9 +160,11 @@ async fn a_producer_enqueues_but_the_broker_refuses_it_a_consumer() {
     let admin = Connection::connect(&vhost.url("admin"), ConnectionProperties::default())
         .await
         .expect("the admin connects");
-    eventually(WAIT, "the plain, unique and delayed jobs in the queue", || async {
-        ready(&admin, QUEUE).await == 3
-    })
+    eventually(
+        WAIT,
+        "the plain, unique and delayed jobs in the queue",
+        || async { ready(&admin, QUEUE).await == 3 },
+    )
     .await;
 
     // The producer may not consume its jobs: the broker says so.
@@ -203,7 +209,11 @@ async fn a_worker_with_the_producer_user_stops_at_start_up_naming_the_permission
     let status = worker.wait(WAIT).await;
     let stderr = process::read_log(&log);
     let _ = std::fs::remove_file(&log);
-    assert_eq!(status.code(), Some(1), "exit status {status:?}; log:\n{stderr}");
+    assert_eq!(
+        status.code(),
+        Some(1),
+        "exit status {status:?}; log:\n{stderr}"
+    );
     // The worker consumes nothing: it fails declaring its events binding, which reads the
     // events exchange, before its slots ask to consume.
     let expected = format!(

@@ -28,7 +28,7 @@ const HALF: u64 = 150;
 async fn settle(n: u64, seen: palermo::State<Arc<Seen>>) -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_millis(10)).await;
     seen.ran.fetch_add(1, Ordering::SeqCst);
-    if n % 3 == 0 {
+    if n.is_multiple_of(3) {
         anyhow::bail!("settlement {n} refused");
     }
     Ok(())
@@ -83,9 +83,11 @@ async fn two_recorders_record_every_failure_and_count_once_even_when_one_is_kill
         .enqueue_many_to(&rig.queue, (0..HALF).map(|n| Settle { n }))
         .await
         .expect("enqueue the first half");
-    eventually(WAIT, "a third of the first half's failures recorded", || async {
-        snapshot(&store).await.0 >= (HALF / 3 / 3) as usize
-    })
+    eventually(
+        WAIT,
+        "a third of the first half's failures recorded",
+        || async { snapshot(&store).await.0 >= (HALF / 3 / 3) as usize },
+    )
     .await;
 
     // One dashboard dies mid-run: what it took and did not ack goes to the other.
@@ -103,10 +105,17 @@ async fn two_recorders_record_every_failure_and_count_once_even_when_one_is_kill
         worker.stop().await;
     }
     let (failures, processed, failed) = ((2 * HALF / 3) as usize, 2 * HALF as i64, 2 * HALF / 3);
-    eventually(WAIT, "the surviving recorder recorded everything", || async {
-        let (f, p, _, w) = snapshot(&store).await;
-        f >= failures && p >= processed && w.len() == worker_count && w.iter().all(|(_, s)| s == "stopped")
-    })
+    eventually(
+        WAIT,
+        "the surviving recorder recorded everything",
+        || async {
+            let (f, p, _, w) = snapshot(&store).await;
+            f >= failures
+                && p >= processed
+                && w.len() == worker_count
+                && w.iter().all(|(_, s)| s == "stopped")
+        },
+    )
     .await;
 
     // Stop it, record what is left with the CLI (a third recorder), and compare exactly: a

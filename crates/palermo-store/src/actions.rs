@@ -42,7 +42,10 @@ impl Store {
         let mut claim = self.claim("retried").await?;
         let (taken, _) = claim.take_all(&ids).await?;
         for id in &taken {
-            let queue = retried.iter().find(|(i, _)| i == id).map(|(_, q)| q.as_str());
+            let queue = retried
+                .iter()
+                .find(|(i, _)| i == id)
+                .map(|(_, q)| q.as_str());
             claim.record(id, queue, actor).await?;
         }
         claim.commit().await?;

@@ -164,7 +164,9 @@ pub(crate) async fn why_not_open(conn: &mut AnyConnection, id: &str) -> Result<O
     };
     let (status, at, actor) = read().map_err(StoreError::query(doing))?;
     let by = actor.map(|a| format!(" by {a}")).unwrap_or_default();
-    let when = at.map(|at| format!(" at {}", time::rfc3339(at))).unwrap_or_default();
+    let when = at
+        .map(|at| format!(" at {}", time::rfc3339(at)))
+        .unwrap_or_default();
     Ok(match status.as_str() {
         "failed" => None,
         "retried" | "removed" => Some(format!("already {status}{by}{when}")),

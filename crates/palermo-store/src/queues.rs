@@ -253,11 +253,10 @@ impl BrokerAdmin {
         if topology::inspect(&connection, name).await?.is_none() {
             return Ok(None);
         }
-        let channel =
-            connection
-                .create_channel()
-                .await
-                .map_err(palermo::Error::broker("channel.open"))?;
+        let channel = connection
+            .create_channel()
+            .await
+            .map_err(palermo::Error::broker("channel.open"))?;
         let purged = channel
             .queue_purge(name.into(), QueuePurgeOptions::default())
             .await

@@ -43,8 +43,8 @@ pub enum Error {
     AccessRefused {
         /// The AMQP method, e.g. `basic.consume`.
         operation: &'static str,
-        /// What the broker said was refused.
-        refusal: Refusal,
+        /// What the broker said was refused (boxed: errors stay small).
+        refusal: Box<Refusal>,
         /// lapin's error.
         #[source]
         source: lapin::Error,
@@ -330,7 +330,7 @@ impl Error {
         move |source| match access_refused(operation, &source) {
             Some(refusal) => Error::AccessRefused {
                 operation,
-                refusal,
+                refusal: Box::new(refusal),
                 source,
             },
             None => Error::Broker { operation, source },
@@ -343,7 +343,10 @@ fn access_refused(operation: &str, error: &lapin::Error) -> Option<Refusal> {
     use lapin::{protocol::AMQPErrorKind, protocol::AMQPSoftError, ErrorKind};
     match error.kind() {
         ErrorKind::ProtocolError(amqp)
-            if matches!(amqp.kind(), AMQPErrorKind::Soft(AMQPSoftError::ACCESSREFUSED)) =>
+            if matches!(
+                amqp.kind(),
+                AMQPErrorKind::Soft(AMQPSoftError::ACCESSREFUSED)
+            ) =>
         {
             Some(Refusal::parse(operation, amqp.get_message().as_str()))
         }
@@ -385,7 +388,8 @@ mod tests {
             "read on queue 'mail' in vhost 'shop' for user 'web'"
         );
         let bind = |resource: &str| {
-            let reply = format!("ACCESS_REFUSED - access to {resource} in vhost 'v' refused for user 'u'");
+            let reply =
+                format!("ACCESS_REFUSED - access to {resource} in vhost 'v' refused for user 'u'");
             Refusal::parse("queue.bind", &reply).permission
         };
         assert_eq!(bind("exchange 'palermo.events'").as_deref(), Some("read"));
