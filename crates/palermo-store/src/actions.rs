@@ -1,39 +1,14 @@
-//! What people do to failures, on the database side: check the ids they name, mark a failure
-//! retried (after its job was republished, see [`crate::requeue`]) or removed, and write the
-//! history row for each. Two admins acting on one failure at once: see `claim.rs`.
+//! What people do to failures, on the database side: mark a failure retried (after its job
+//! was republished, see [`crate::requeue`]) or removed, refusing ids that are unknown or no
+//! longer open, and write the history row for each. Two admins acting on one failure at
+//! once: see `claim.rs`.
 
 use crate::{
-    claim::why_not_open,
-    error::{Rejection, Result, StoreError},
+    error::{Result, StoreError},
     Store,
 };
 
 impl Store {
-    /// Checks that every id names an open failure; the list says what is wrong with the
-    /// others (unknown, already retried or removed, and by whom). Empty: all can be acted on.
-    /// The answer can be stale a moment later; [`Store::remove`] and retries decide again,
-    /// under a lock (see `claim.rs`).
-    pub async fn check_open(&self, ids: &[String]) -> Result<Vec<Rejection>> {
-        let mut conn = self
-            .pool
-            .acquire()
-            .await
-            .map_err(StoreError::query("looking failures up"))?;
-        let mut rejections = Vec::new();
-        for (i, id) in ids.iter().enumerate() {
-            if ids[..i].contains(id) {
-                continue;
-            }
-            if let Some(reason) = why_not_open(&mut conn, id).await? {
-                rejections.push(Rejection {
-                    id: id.clone(),
-                    reason,
-                });
-            }
-        }
-        Ok(rejections)
-    }
-
     /// Marks failures retried (their jobs now back on the queue given with each) and records
     /// the retries, in one transaction. Returns how many were still open (one retried or
     /// removed meanwhile by someone else is left as it is).

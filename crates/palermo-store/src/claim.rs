@@ -144,7 +144,7 @@ impl Claim {
 
 /// Why `id` cannot be retried or removed, or `None` when it is open: unknown, or already
 /// retried or removed, by whom and when (from the latest history row).
-pub(crate) async fn why_not_open(conn: &mut AnyConnection, id: &str) -> Result<Option<String>> {
+async fn why_not_open(conn: &mut AnyConnection, id: &str) -> Result<Option<String>> {
     let doing = "looking failures up";
     let row = sqlx::query(
         "SELECT status, resolved_at, (SELECT actor FROM failure_actions a WHERE a.failure_id = f.id \
