@@ -1,6 +1,6 @@
-//! One store, many admins: two recorders (two `palermo web` processes) on one PostgreSQL store
-//! record every failure once and keep workers and statistics exact, also when one of them is
-//! SIGKILLed mid-run; two admins retrying or removing the same failure at the same moment:
+//! One store, many admins: three recorders (`palermo web` processes) on one PostgreSQL store
+//! record every failure once and keep workers and statistics exact, also when one crashes
+//! between a commit and its ack and another is SIGKILLed mid-run; two admins retrying or removing the same failure at the same moment:
 //! one wins, the other is told who was first, and a retried job is published once.
 
 use std::{
@@ -60,16 +60,19 @@ async fn snapshot(store: &Store) -> (usize, i64, i64, Vec<(String, String)>) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn two_recorders_record_every_failure_and_count_once_even_when_one_is_killed() {
+async fn recorders_on_one_store_record_every_failure_and_count_once_even_when_they_die() {
     let admin = Admin::new("postgres", "admins").await;
     let rig = &admin.rig;
     let store = Store::open(&admin.db.url).await.expect("open the store");
 
-    // Two dashboards, each with its recorder, competing for the failed and events queues.
-    let first = Dashboard::start(&admin, &[]);
-    let second = Dashboard::start(&admin, &[]);
-    eventually(WAIT, "both recorders consume both queues", || async {
-        rig.consumers(&admin.failed).await == 2 && rig.consumers(&admin.events).await == 2
+    // Three dashboards, each with its recorder, competing for the failed and events queues.
+    // The first crashes right after committing its first failure, before acking it (the
+    // test hook of a crash mid-write); the second is SIGKILLed mid-run; the third survives.
+    let mut crashing = Dashboard::start(&admin, &["--crash-after-commit"]);
+    let killed = Dashboard::start(&admin, &[]);
+    let survivor = Dashboard::start(&admin, &[]);
+    eventually(WAIT, "three recorders consume both queues", || async {
+        rig.consumers(&admin.failed).await == 3 && rig.consumers(&admin.events).await == 3
     })
     .await;
 
@@ -83,15 +86,26 @@ async fn two_recorders_record_every_failure_and_count_once_even_when_one_is_kill
         .enqueue_many_to(&rig.queue, (0..HALF).map(|n| Settle { n }))
         .await
         .expect("enqueue the first half");
+    let mut crashed = None;
     eventually(
         WAIT,
-        "a third of the first half's failures recorded",
-        || async { snapshot(&store).await.0 >= (HALF / 3 / 3) as usize },
+        "a crash after a commit, and a third of the first half's failures recorded",
+        || {
+            crashed = crashed.or_else(|| crashing.exited());
+            let (done, store) = (crashed.is_some(), &store);
+            async move { done && snapshot(store).await.0 >= (HALF / 3 / 3) as usize }
+        },
     )
     .await;
+    assert_eq!(
+        crashed.and_then(|status| status.code()),
+        Some(70),
+        "the first dashboard died between a commit and its ack; its log:\n{}",
+        crashing.log_text()
+    );
 
-    // One dashboard dies mid-run: what it took and did not ack goes to the other.
-    drop(first);
+    // Another dies mid-run: what it took and did not ack goes to the survivor.
+    drop(killed);
     client
         .enqueue_many_to(&rig.queue, (HALF..2 * HALF).map(|n| Settle { n }))
         .await
@@ -121,8 +135,8 @@ async fn two_recorders_record_every_failure_and_count_once_even_when_one_is_kill
     // Stop it, record what is left with the CLI (a third recorder), and compare exactly: a
     // failure or an increment recorded twice would show here.
     assert!(
-        second.stop(WAIT).success(),
-        "the second dashboard stops cleanly"
+        survivor.stop(WAIT).success(),
+        "the surviving dashboard stops cleanly"
     );
     admin.json(&["workers"]);
     let (f, p, fl, w) = snapshot(&store).await;
