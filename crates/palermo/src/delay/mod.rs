@@ -55,8 +55,13 @@ pub const MAX_DELAY: Duration = Duration::from_secs((1 << LEVELS) - 1);
 /// start with it.
 pub const PREFIX: &str = "palermo.delay.";
 /// The same for quorum deployments. Each queue type has its own layout, so that classic and
-/// quorum deployments sharing one broker never deliver a delayed job twice.
-pub const QUORUM_PREFIX: &str = "palermo.qdelay.";
+/// quorum deployments sharing one broker never deliver a delayed job twice. Version 2: its
+/// level queues dead-letter at-least-once ([`quorum_arguments`]); the first quorum layout
+/// (`palermo.qdelay.<n>`, at-most-once) keeps its own names, so that a broker holding it
+/// refuses nothing and its waiting jobs still arrive (docs/reliability.md, "Upgrading").
+pub const QUORUM_PREFIX: &str = "palermo.qdelay.v2.";
+/// The prefix of the first quorum layout, still reserved: its queues may exist on a broker.
+const LEGACY_QUORUM_PREFIX: &str = "palermo.qdelay.";
 
 /// The delay layout of one queue type: the names of its exchanges and queues.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -129,7 +134,26 @@ impl Kind {
 
 /// Whether `name` belongs to a delay layout (job queues may not).
 pub fn is_reserved(name: &str) -> bool {
-    name.starts_with(PREFIX) || name.starts_with(QUORUM_PREFIX)
+    [PREFIX, QUORUM_PREFIX, LEGACY_QUORUM_PREFIX]
+        .iter()
+        .any(|prefix| name.starts_with(prefix))
+}
+
+/// The arguments that make a quorum level queue hand its expired messages on at-least-once
+/// (RabbitMQ 3.10+): the message leaves this queue only once the next level (or the job
+/// queue) has confirmed it, so a node crash mid-hand-over cannot lose a delayed job.
+/// RabbitMQ requires `reject-publish` overflow for that strategy (the queues have no length
+/// limit, so nothing is refused unless an operator's policy sets one; a refused publish is
+/// a nack, [`Error::Nacked`], never a silent drop).
+pub fn quorum_arguments(args: &mut FieldTable) {
+    args.insert(
+        "x-dead-letter-strategy".into(),
+        AMQPValue::LongString("at-least-once".into()),
+    );
+    args.insert(
+        "x-overflow".into(),
+        AMQPValue::LongString("reject-publish".into()),
+    );
 }
 
 /// A delay in whole seconds, rounded up so that a job never runs early; `None` when it is
@@ -194,10 +218,14 @@ pub async fn declare(channel: &Channel, layout: Layout) -> Result<(), Error> {
                 "x-dead-letter-exchange".into(),
                 AMQPValue::LongString(LongString::from(next.as_str())),
             );
+            if layout.queue_type == QueueType::Quorum {
+                quorum_arguments(&mut args);
+            }
             channel
                 .queue_declare(name.as_str().into(), QueueDeclareOptions::durable(), args)
                 .await
-                .map_err(Error::broker("queue.declare (delay)"))?;
+                .map_err(Error::broker("queue.declare (delay)"))
+                .map_err(|e| topology::inequivalent(&name, layout.queue_type, e))?;
             channel
                 .queue_bind(
                     name.as_str().into(),
@@ -337,8 +365,13 @@ mod tests {
         assert_eq!(classic.exchange(24), "palermo.delay.24");
         assert!(is_reserved(&classic.queue(Kind::Scheduled, 0)));
         let quorum = Layout::of(QueueType::Quorum);
-        assert_eq!(quorum.deliver_exchange(), "palermo.qdelay.deliver");
+        assert_eq!(quorum.deliver_exchange(), "palermo.qdelay.v2.deliver");
+        assert_eq!(quorum.queue(Kind::Retry, 3), "palermo.qdelay.v2.retry.3");
         assert!(is_reserved(&quorum.queue(Kind::Retry, 0)));
+        assert!(
+            is_reserved("palermo.qdelay.retry.0"),
+            "the first quorum layout"
+        );
         assert!(!is_reserved("palermo.failed"));
     }
 }
