@@ -17,6 +17,7 @@ use std::{
     time::Duration,
 };
 
+use lapin::options::{BasicAckOptions, BasicGetOptions, QueueDeleteOptions};
 use palermo::{
     admin::{
         delay::{Kind, Layout, LEVELS},
@@ -102,8 +103,8 @@ async fn a_quorum_deployment_declares_every_queue_as_quorum() {
     })
     .await;
     rig.wait_failed(1).await;
-    eventually(WAIT, "the scheduler's status table", || async {
-        rig.ready(&status).await == 1
+    eventually(WAIT, "a tick and the scheduler's status table", || async {
+        rig.ready(&ticks).await >= 1 && rig.ready(&status).await == 1
     })
     .await;
     rig.stop().await;
@@ -117,6 +118,8 @@ async fn a_quorum_deployment_declares_every_queue_as_quorum() {
         assert_eq!(kind, "quorum", "{name}");
     }
     let layout = Layout::of(QueueType::Quorum);
+    let (kind, _) = &on_broker[&layout.orphans()];
+    assert_eq!(kind, "quorum", "the orphans queue");
     for level in 0..LEVELS {
         for kind in [Kind::Retry, Kind::Scheduled] {
             let name = layout.queue(kind, level);
@@ -196,4 +199,57 @@ async fn a_quorum_queue_that_rejects_a_publish_fails_the_enqueue() {
         confirmed,
         "every confirmed job is stored, the refused one is not"
     );
+}
+
+/// Takes the message with `id` out of `queue` if it is there, leaving the others (held
+/// unacked while looking, given back when the channel closes).
+async fn take_by_id(rig: &Rig, queue: &str, id: &str) -> bool {
+    let channel = rig.channel().await;
+    let mut found = false;
+    while let Some(message) = channel
+        .basic_get(queue.into(), BasicGetOptions { no_ack: false })
+        .await
+        .expect("basic.get")
+    {
+        let delivery = message.delivery;
+        if delivery
+            .properties
+            .message_id()
+            .as_ref()
+            .map(|m| m.as_str())
+            == Some(id)
+        {
+            delivery.ack(BasicAckOptions::default()).await.expect("ack");
+            found = true;
+            break;
+        }
+    }
+    let _ = channel.close(200, "looked".into()).await;
+    found
+}
+
+#[tokio::test]
+async fn a_delayed_job_whose_queue_was_deleted_becomes_an_orphan() {
+    let rig = Rig::new("orphan").await;
+    let queue = rig.another_queue("deleted");
+    let client = Client::connect_with(&amqp_url(), QueueType::Quorum)
+        .await
+        .expect("client");
+    let id = client
+        .enqueue_to_in(&queue, QuorumJob { fail: false }, Duration::from_secs(1))
+        .await
+        .expect("delayed enqueue")
+        .to_string();
+    rig.channel()
+        .await
+        .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
+        .await
+        .expect("delete the job queue");
+    // At-least-once dead-lettering would keep an unroutable job in its level queue for ever;
+    // the delivery exchange's alternate exchange sends it to the orphans queue instead.
+    let orphans = Layout::of(QueueType::Quorum).orphans();
+    eventually(WAIT, "the delayed job in the orphans queue", || {
+        take_by_id(&rig, &orphans, &id)
+    })
+    .await;
 }

@@ -70,14 +70,22 @@ pub(crate) fn short_name(what: &'static str, name: &str) -> Result<ShortString, 
 
 /// Declares the `palermo` exchange.
 pub async fn declare_exchange(channel: &Channel) -> Result<(), Error> {
-    declare_durable_exchange(channel, EXCHANGE, ExchangeKind::Direct).await
+    declare_durable_exchange(
+        channel,
+        EXCHANGE,
+        ExchangeKind::Direct,
+        FieldTable::default(),
+    )
+    .await
 }
 
-/// Declares a durable exchange of `kind` named `name` (every exchange Palermo uses is one).
+/// Declares a durable exchange of `kind` named `name` with `arguments` (every exchange
+/// Palermo uses is durable).
 pub async fn declare_durable_exchange(
     channel: &Channel,
     name: &str,
     kind: ExchangeKind,
+    arguments: FieldTable,
 ) -> Result<(), Error> {
     let name = short_name("exchange name", name)?;
     channel
@@ -88,7 +96,7 @@ pub async fn declare_durable_exchange(
                 durable: true,
                 ..Default::default()
             },
-            FieldTable::default(),
+            arguments,
         )
         .await
         .map_err(Error::broker("exchange.declare"))
@@ -199,7 +207,7 @@ pub async fn declare_events(
     queue_type: QueueType,
 ) -> Result<(), Error> {
     validate_queue_name(name)?;
-    declare_durable_exchange(channel, name, ExchangeKind::Topic).await?;
+    declare_durable_exchange(channel, name, ExchangeKind::Topic, FieldTable::default()).await?;
     let mut arguments = queue_type.arguments();
     arguments.insert(
         "x-max-length".into(),

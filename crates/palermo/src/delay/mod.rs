@@ -44,6 +44,7 @@ use crate::{
 };
 
 mod queues;
+mod quorum;
 
 pub use queues::DelayQueues;
 
@@ -56,7 +57,7 @@ pub const MAX_DELAY: Duration = Duration::from_secs((1 << LEVELS) - 1);
 pub const PREFIX: &str = "palermo.delay.";
 /// The same for quorum deployments. Each queue type has its own layout, so that classic and
 /// quorum deployments sharing one broker never deliver a delayed job twice. Version 2: its
-/// level queues dead-letter at-least-once ([`quorum_arguments`]); the first quorum layout
+/// level queues dead-letter at-least-once (`delay/quorum.rs`); the first quorum layout
 /// (`palermo.qdelay.<n>`, at-most-once) keeps its own names, so that a broker holding it
 /// refuses nothing and its waiting jobs still arrive (docs/reliability.md, "Upgrading").
 pub const QUORUM_PREFIX: &str = "palermo.qdelay.v2.";
@@ -98,6 +99,12 @@ impl Layout {
         format!("{}{}.{level}", self.prefix(), kind.name())
     }
 
+    /// The exchange and queue that keep delayed jobs whose queue was deleted meanwhile
+    /// (quorum layout only, `delay/quorum.rs`).
+    pub fn orphans(self) -> String {
+        format!("{}orphans", self.prefix())
+    }
+
     /// `palermo.delay.retry.*` or `palermo.delay.scheduled.*`: all the level queues of a
     /// kind, as `palermo queues` names them.
     pub fn queues_of(self, kind: Kind) -> String {
@@ -137,23 +144,6 @@ pub fn is_reserved(name: &str) -> bool {
     [PREFIX, QUORUM_PREFIX, LEGACY_QUORUM_PREFIX]
         .iter()
         .any(|prefix| name.starts_with(prefix))
-}
-
-/// The arguments that make a quorum level queue hand its expired messages on at-least-once
-/// (RabbitMQ 3.10+): the message leaves this queue only once the next level (or the job
-/// queue) has confirmed it, so a node crash mid-hand-over cannot lose a delayed job.
-/// RabbitMQ requires `reject-publish` overflow for that strategy (the queues have no length
-/// limit, so nothing is refused unless an operator's policy sets one; a refused publish is
-/// a nack, [`Error::Nacked`], never a silent drop).
-pub fn quorum_arguments(args: &mut FieldTable) {
-    args.insert(
-        "x-dead-letter-strategy".into(),
-        AMQPValue::LongString("at-least-once".into()),
-    );
-    args.insert(
-        "x-overflow".into(),
-        AMQPValue::LongString("reject-publish".into()),
-    );
 }
 
 /// A delay in whole seconds, rounded up so that a job never runs early; `None` when it is
@@ -198,7 +188,12 @@ pub fn destination(routing_key: &str) -> Option<&str> {
 /// Declares every delay exchange and queue and their bindings (harmless when they exist).
 pub async fn declare(channel: &Channel, layout: Layout) -> Result<(), Error> {
     let deliver = layout.deliver_exchange();
-    declare_topic(channel, &deliver).await?;
+    let deliver_args = match layout.queue_type {
+        QueueType::Quorum => quorum::orphans(channel, layout).await?,
+        _ => FieldTable::default(),
+    };
+    topology::declare_durable_exchange(channel, &deliver, ExchangeKind::Topic, deliver_args)
+        .await?;
     // Bottom up, so that a level's dead-letter exchange exists before its queue fills.
     for level in 0..LEVELS {
         let this = layout.exchange(level);
@@ -219,7 +214,7 @@ pub async fn declare(channel: &Channel, layout: Layout) -> Result<(), Error> {
                 AMQPValue::LongString(LongString::from(next.as_str())),
             );
             if layout.queue_type == QueueType::Quorum {
-                quorum_arguments(&mut args);
+                quorum::at_least_once(&mut args);
             }
             channel
                 .queue_declare(name.as_str().into(), QueueDeclareOptions::durable(), args)
@@ -280,7 +275,8 @@ fn short(text: &str) -> Result<ShortString, Error> {
 }
 
 async fn declare_topic(channel: &Channel, name: &str) -> Result<(), Error> {
-    topology::declare_durable_exchange(channel, name, ExchangeKind::Topic).await
+    topology::declare_durable_exchange(channel, name, ExchangeKind::Topic, FieldTable::default())
+        .await
 }
 
 /// How many jobs wait in the delay queues.
