@@ -74,8 +74,9 @@ async fn connects_spread_over_the_addresses() {
     let list = format!("{base}{sep}heartbeat=17,{base}{sep}heartbeat=19");
     let mut heartbeats = Vec::new();
     // Twelve connects in a row take every other address. The other tests of this binary make
-    // five connects through a list, which could shift the rotation in at most five of the
-    // eleven gaps: both addresses are taken whatever runs beside this test.
+    // five connects through a list (a single URL does not move the rotation), which could
+    // shift it in at most five of the eleven gaps: both addresses are taken whatever runs
+    // beside this test.
     for _ in 0..12 {
         let connection = palermo::admin::broker::connect(&list, "test: spread")
             .await

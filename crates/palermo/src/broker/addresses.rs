@@ -87,7 +87,7 @@ impl Addresses {
     /// The addresses in the order a connect made now would try them.
     fn rotation(&self) -> impl Iterator<Item = (usize, &Address)> {
         let count = self.entries.len();
-        let start = spread() % count;
+        let start = if count > 1 { spread() % count } else { 0 };
         (0..count).map(move |k| {
             let i = (start + k) % count;
             (i, &self.entries[i])
