@@ -14,7 +14,8 @@
 //! queue was deleted while jobs for it waited; those messages would pile up in the level
 //! queue, in memory and in the dead-letter worker's way. So the delivery exchange has an
 //! alternate exchange: what it cannot route goes to the quorum queue `<prefix>orphans`
-//! (the newest [`ORPHANS_MAX_LENGTH`] kept), where an operator can see and move it.
+//! (the newest [`ORPHANS_MAX_LENGTH`] jobs and [`ORPHANS_MAX_BYTES`] kept), where an
+//! operator can see and move them.
 
 use lapin::{
     options::{QueueBindOptions, QueueDeclareOptions},
@@ -30,6 +31,8 @@ use crate::{
 
 /// The most delayed jobs the orphans queue keeps; the oldest go first.
 const ORPHANS_MAX_LENGTH: i64 = 10_000;
+/// The most bytes of message bodies it keeps (jobs of 64 KiB would otherwise fill 640 MiB).
+const ORPHANS_MAX_BYTES: i64 = 64 * 1024 * 1024;
 
 /// Adds the at-least-once dead-lettering arguments to a level queue's `args`.
 pub(super) fn at_least_once(args: &mut FieldTable) {
@@ -53,6 +56,10 @@ pub(super) async fn orphans(channel: &Channel, layout: Layout) -> Result<FieldTa
     args.insert(
         "x-max-length".into(),
         AMQPValue::LongLongInt(ORPHANS_MAX_LENGTH),
+    );
+    args.insert(
+        "x-max-length-bytes".into(),
+        AMQPValue::LongLongInt(ORPHANS_MAX_BYTES),
     );
     channel
         .queue_declare(name.as_str().into(), QueueDeclareOptions::durable(), args)
