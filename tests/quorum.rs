@@ -2,7 +2,8 @@
 //! it relies on as a quorum queue (job queues, the failed queue, the events queue, the
 //! scheduler and its status queue, the delay levels), the delay levels dead-letter
 //! at-least-once, a delayed job arrives through them, and a quorum queue that refuses a
-//! publish (`reject-publish`) makes the enqueue fail instead of losing the job.
+//! publish (`reject-publish`) makes the enqueue fail instead of losing the job. A queue of
+//! the other type is an error that says so.
 //!
 //! These tests set the quorum type themselves, whatever `PALERMO_TEST_QUEUE_TYPE` says.
 
@@ -17,7 +18,10 @@ use std::{
     time::Duration,
 };
 
-use lapin::options::{BasicAckOptions, BasicGetOptions, QueueDeleteOptions};
+use lapin::{
+    options::{BasicAckOptions, BasicGetOptions, QueueDeclareOptions, QueueDeleteOptions},
+    types::FieldTable,
+};
 use palermo::{
     admin::{
         delay::{Kind, Layout, LEVELS},
@@ -252,4 +256,34 @@ async fn a_delayed_job_whose_queue_was_deleted_becomes_an_orphan() {
         take_by_id(&rig, &orphans, &id)
     })
     .await;
+}
+
+#[tokio::test]
+async fn a_queue_of_the_other_type_is_a_clear_error() {
+    let rig = Rig::new("othertype").await;
+    let queue = rig.another_queue("classic");
+    rig.channel()
+        .await
+        .queue_declare(
+            queue.as_str().into(),
+            QueueDeclareOptions::durable(),
+            FieldTable::default(),
+        )
+        .await
+        .expect("a classic queue");
+    let client = Client::connect_with(&amqp_url(), QueueType::Quorum)
+        .await
+        .expect("client");
+    let err = client
+        .enqueue_to(&queue, QuorumJob { fail: false })
+        .await
+        .expect_err("a quorum client cannot declare a classic queue");
+    let message = err.to_string();
+    assert!(matches!(err, Error::Config(_)), "{message}");
+    assert!(
+        message.contains(&format!("queue {queue} exists with other arguments"))
+            && message.contains("Changing the queue type")
+            && message.contains("x-queue-type"),
+        "{message}"
+    );
 }
