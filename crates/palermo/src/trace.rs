@@ -98,7 +98,7 @@ impl TraceContext {
 
     /// The trace id, 32 lowercase hex digits.
     pub fn trace_id(&self) -> String {
-        format!("{:032x}", self.trace_id)
+        TraceId(self.trace_id).to_string()
     }
 
     /// The span id, 16 lowercase hex digits.
@@ -159,23 +159,39 @@ fn nonzero_u64() -> u64 {
 
 /// The job's span: `job.id`, `job.name`, `queue`, `attempt`, and `trace_id` when the message
 /// carried a trace context (then, with the `opentelemetry` feature, its parent too).
+///
+/// Every field is given at creation, the trace id too: a subscriber such as `fmt` formats a
+/// span's fields when it is created, and a later `Span::record` would format again
+/// (docs/performance.md: the span is the largest share of Palermo's own work per job).
 pub(crate) fn job_span(ctx: &crate::JobContext, parent: Option<&TraceContext>) -> tracing::Span {
-    let span = tracing::info_span!(
-        "job",
-        job.id = %ctx.id,
-        job.name = %ctx.name,
-        queue = %ctx.queue,
-        attempt = ctx.attempt,
-        trace_id = tracing::field::Empty,
-    );
-    if let Some(parent) = parent {
-        if !span.is_disabled() {
-            span.record("trace_id", tracing::field::display(parent.trace_id()));
-        }
-        #[cfg(feature = "opentelemetry")]
-        otel::set_parent(&span, parent);
+    macro_rules! job_span {
+        ($trace_id:expr) => {
+            tracing::info_span!(
+                "job",
+                job.id = %ctx.id,
+                job.name = %ctx.name,
+                queue = %ctx.queue,
+                attempt = ctx.attempt,
+                trace_id = $trace_id,
+            )
+        };
     }
+    let Some(parent) = parent else {
+        return job_span!(tracing::field::Empty);
+    };
+    let span = job_span!(tracing::field::display(TraceId(parent.trace_id)));
+    #[cfg(feature = "opentelemetry")]
+    otel::set_parent(&span, parent);
     span
+}
+
+/// A trace id written as 32 lowercase hex digits, without building a `String`.
+struct TraceId(u128);
+
+impl fmt::Display for TraceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:032x}", self.0)
+    }
 }
 
 /// Runs a job's future inside its span and, when its message carried one, its trace context.
