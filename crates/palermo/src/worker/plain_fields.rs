@@ -76,12 +76,18 @@ impl Visit for PlainVisitor<'_> {
         if self.result.is_err() {
             return;
         }
-        if !std::mem::take(&mut self.is_empty) {
-            self.result = self.writer.write_char(' ');
-        }
-        self.result = self
-            .result
-            .and_then(|()| write!(self.writer, "{name}={value:?}"));
+        let writer = &mut self.writer;
+        let pad = if std::mem::take(&mut self.is_empty) {
+            ""
+        } else {
+            " "
+        };
+        // The names as plain strings, only the value through a formatting pass.
+        self.result = writer
+            .write_str(pad)
+            .and_then(|()| writer.write_str(name))
+            .and_then(|()| writer.write_char('='))
+            .and_then(|()| write!(writer, "{value:?}"));
     }
 }
 
@@ -166,7 +172,13 @@ mod tests {
             .finish();
         tracing::subscriber::with_default(with_plain, emit);
         assert_eq!(plain.text(), default.text());
-        assert!(default.text().contains(r"job{job.id=00000000-0000-0000-0000-000000000000 job.name=send"));
-        assert!(default.text().contains(r"\x1b[31mdone"), "{}", default.text());
+        assert!(default
+            .text()
+            .contains(r"job{job.id=00000000-0000-0000-0000-000000000000 job.name=send"));
+        assert!(
+            default.text().contains(r"\x1b[31mdone"),
+            "{}",
+            default.text()
+        );
     }
 }
