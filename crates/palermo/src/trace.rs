@@ -304,10 +304,15 @@ mod tests {
             assert_eq!(TraceContext::parse(bad), None, "{bad:?}");
         }
         // A later version may append fields; upper-case hex is read too.
-        let later = TraceContext::parse("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00-more");
-        assert_eq!(later.map(|c| c.trace_id()), Some("4bf92f3577b34da6a3ce929d0e0e4736".into()));
+        let later =
+            TraceContext::parse("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00-more");
+        assert_eq!(
+            later.map(|c| c.trace_id()),
+            Some("4bf92f3577b34da6a3ce929d0e0e4736".into())
+        );
         assert_eq!(later.map(|c| c.sampled()), Some(false));
-        let upper = TraceContext::parse(" 00-4BF92F3577B34DA6A3CE929D0E0E4736-00F067AA0BA902B7-01 ");
+        let upper =
+            TraceContext::parse(" 00-4BF92F3577B34DA6A3CE929D0E0E4736-00F067AA0BA902B7-01 ");
         assert_eq!(upper, Some(parsed));
     }
 

@@ -25,8 +25,8 @@ pub mod republish;
 mod values;
 
 pub use fit::{encoded_len, fit_headers, HEADERS_BUDGET};
-pub(crate) use values::{int_value, str_ref, str_value};
 pub use values::{get_int, get_str, headers, put_int, put_str, Malformed};
+pub(crate) use values::{int_value, str_ref, str_value};
 
 /// The wire version this library writes and reads.
 pub const VERSION: i64 = 1;
@@ -194,9 +194,9 @@ impl JobMeta {
                 found[at] = Some(value);
             }
         }
-        let [version, job, serializer, queue, attempt, max_attempts, preview, enqueued_at] =
-            found;
-        let version = int_value(header::VERSION, version)?.ok_or_else(|| missing(header::VERSION))?;
+        let [version, job, serializer, queue, attempt, max_attempts, preview, enqueued_at] = found;
+        let version =
+            int_value(header::VERSION, version)?.ok_or_else(|| missing(header::VERSION))?;
         if version != VERSION {
             return Err(Malformed(format!(
                 "unsupported wire version {version} in header {} (this worker reads version {VERSION})",
@@ -213,8 +213,8 @@ impl JobMeta {
         if name.is_empty() {
             return Err(Malformed(format!("header {} is empty", header::JOB)));
         }
-        let format_name =
-            str_value(header::SERIALIZER, serializer)?.ok_or_else(|| missing(header::SERIALIZER))?;
+        let format_name = str_value(header::SERIALIZER, serializer)?
+            .ok_or_else(|| missing(header::SERIALIZER))?;
         let format = Format::from_name(format_name).ok_or_else(|| {
             format!(
                 "unknown serializer {format_name:?} in header {} (known: json, msgpack)",
