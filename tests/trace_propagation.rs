@@ -26,7 +26,7 @@ struct Captured {
 #[derive(Clone, Default)]
 struct Capture(Arc<Mutex<Captured>>);
 
-/// The `job.id` of a `job` span, kept in its extensions until `trace_id` is recorded.
+/// The `job.id` of a `job` span, kept in its extensions in case `trace_id` is recorded later.
 struct JobId(String);
 
 /// Collects the fields it is shown, as text.
@@ -50,7 +50,15 @@ impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for Capture {
         }
         let mut fields = Fields::default();
         attrs.record(&mut fields);
-        if let (Some(span), Some(job)) = (ctx.span(id), fields.0.remove("job.id")) {
+        let Some(job) = fields.0.remove("job.id") else {
+            return;
+        };
+        // The worker gives the trace id at creation; a later `record` is caught below.
+        if let Some(trace) = fields.0.remove("trace_id") {
+            let mut captured = self.0.lock().expect("lock");
+            captured.job_traces.insert(job.clone(), trace);
+        }
+        if let Some(span) = ctx.span(id) {
             span.extensions_mut().insert(JobId(job));
         }
     }

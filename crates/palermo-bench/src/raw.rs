@@ -66,10 +66,14 @@ impl Message {
             enqueued_at_ms: wire::now_ms(),
             priority: J::PRIORITY,
         };
-        Ok(Self {
-            body,
-            properties: meta.properties(),
-        })
+        // A trace context, as `Client::enqueue` writes one into every message: the worker
+        // reads it and puts the trace id on the job's span.
+        let mut properties = meta.properties();
+        let mut headers = properties.headers().clone().unwrap_or_default();
+        let trace = palermo::trace::TraceContext::new_root().to_string();
+        wire::put_str(&mut headers, palermo::trace::TRACEPARENT, &trace);
+        properties = properties.with_headers(headers);
+        Ok(Self { body, properties })
     }
 }
 

@@ -71,24 +71,22 @@ impl TraceContext {
     /// Parses a `traceparent` value (`00-<32 hex trace id>-<16 hex span id>-<2 hex flags>`);
     /// `None` when it is not one. Versions above 00 are read as 00, as the spec asks.
     pub fn parse(header: &str) -> Option<Self> {
-        let mut parts = header.trim().split('-');
-        let (version, trace, span, flags) =
-            (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
-        let hex = |s: &str, len: usize| s.len() == len && s.bytes().all(|b| b.is_ascii_hexdigit());
-        if !hex(version, 2)
-            || version == "ff"
-            || !hex(trace, 32)
-            || !hex(span, 16)
-            || !hex(flags, 2)
-        {
+        // Read by byte offset: every job's message carries one, and splitting and
+        // `from_str_radix` cost several times more per job (docs/performance.md).
+        let b = header.trim().as_bytes();
+        let dash = |at: usize| b.get(at) == Some(&b'-');
+        if b.len() < 55 || !dash(2) || !dash(35) || !dash(52) {
             return None;
         }
-        if version == "00" && parts.next().is_some() {
+        let version = hex(&b[..2])?;
+        // Version 00 has exactly four fields; later versions may append more after a `-`.
+        let extended = b.len() > 55;
+        if version == 0xff || (extended && (version == 0 || !dash(55))) {
             return None;
         }
-        let trace_id = u128::from_str_radix(trace, 16).ok()?;
-        let span_id = u64::from_str_radix(span, 16).ok()?;
-        let flags = u8::from_str_radix(flags, 16).ok()?;
+        let trace_id = hex(&b[3..35])?;
+        let span_id = u64::try_from(hex(&b[36..52])?).ok()?;
+        let flags = hex(&b[53..55])?;
         (trace_id != 0 && span_id != 0).then_some(Self {
             trace_id,
             span_id,
@@ -98,7 +96,7 @@ impl TraceContext {
 
     /// The trace id, 32 lowercase hex digits.
     pub fn trace_id(&self) -> String {
-        format!("{:032x}", self.trace_id)
+        TraceId(self.trace_id).to_string()
     }
 
     /// The span id, 16 lowercase hex digits.
@@ -149,6 +147,14 @@ impl fmt::Display for TraceContext {
     }
 }
 
+/// The value of at most 32 hex digits (either case); `None` if one is not a hex digit.
+fn hex(digits: &[u8]) -> Option<u128> {
+    digits.iter().try_fold(0u128, |value, &digit| {
+        let nibble = char::from(digit).to_digit(16)?;
+        Some(value << 4 | u128::from(nibble))
+    })
+}
+
 fn nonzero_u128() -> u128 {
     Uuid::new_v4().as_u128() | 1
 }
@@ -159,23 +165,39 @@ fn nonzero_u64() -> u64 {
 
 /// The job's span: `job.id`, `job.name`, `queue`, `attempt`, and `trace_id` when the message
 /// carried a trace context (then, with the `opentelemetry` feature, its parent too).
+///
+/// Every field is given at creation, the trace id too: a subscriber such as `fmt` formats a
+/// span's fields when it is created, and a later `Span::record` would format again
+/// (docs/performance.md: the span is the largest share of Palermo's own work per job).
 pub(crate) fn job_span(ctx: &crate::JobContext, parent: Option<&TraceContext>) -> tracing::Span {
-    let span = tracing::info_span!(
-        "job",
-        job.id = %ctx.id,
-        job.name = %ctx.name,
-        queue = %ctx.queue,
-        attempt = ctx.attempt,
-        trace_id = tracing::field::Empty,
-    );
-    if let Some(parent) = parent {
-        if !span.is_disabled() {
-            span.record("trace_id", tracing::field::display(parent.trace_id()));
-        }
-        #[cfg(feature = "opentelemetry")]
-        otel::set_parent(&span, parent);
+    macro_rules! job_span {
+        ($trace_id:expr) => {
+            tracing::info_span!(
+                "job",
+                job.id = %ctx.id,
+                job.name = %ctx.name,
+                queue = %ctx.queue,
+                attempt = ctx.attempt,
+                trace_id = $trace_id,
+            )
+        };
     }
+    let Some(parent) = parent else {
+        return job_span!(tracing::field::Empty);
+    };
+    let span = job_span!(tracing::field::display(TraceId(parent.trace_id)));
+    #[cfg(feature = "opentelemetry")]
+    otel::set_parent(&span, parent);
     span
+}
+
+/// A trace id written as 32 lowercase hex digits, without building a `String`.
+struct TraceId(u128);
+
+impl fmt::Display for TraceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:032x}", self.0)
+    }
 }
 
 /// Runs a job's future inside its span and, when its message carried one, its trace context.
@@ -274,9 +296,24 @@ mod tests {
             "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
             "00-4BF92F3577B34DA6A3CE929D0E0E473-00f067aa0ba902b7-01",
             "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
+            "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01x",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0g",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736+00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e473é-00f067aa0ba902b7-01",
         ] {
             assert_eq!(TraceContext::parse(bad), None, "{bad:?}");
         }
+        // A later version may append fields; upper-case hex is read too.
+        let later =
+            TraceContext::parse("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00-more");
+        assert_eq!(
+            later.map(|c| c.trace_id()),
+            Some("4bf92f3577b34da6a3ce929d0e0e4736".into())
+        );
+        assert_eq!(later.map(|c| c.sampled()), Some(false));
+        let upper =
+            TraceContext::parse(" 00-4BF92F3577B34DA6A3CE929D0E0E4736-00F067AA0BA902B7-01 ");
+        assert_eq!(upper, Some(parsed));
     }
 
     #[tokio::test]

@@ -25,8 +25,8 @@ pub mod republish;
 mod values;
 
 pub use fit::{encoded_len, fit_headers, HEADERS_BUDGET};
-pub(crate) use values::str_ref;
 pub use values::{get_int, get_str, headers, put_int, put_str, Malformed};
+pub(crate) use values::{int_value, str_ref, str_value};
 
 /// The wire version this library writes and reads.
 pub const VERSION: i64 = 1;
@@ -186,9 +186,17 @@ impl JobMeta {
 
     /// Reads the metadata of a received message; the error names what is wrong.
     pub fn parse(props: &BasicProperties) -> Result<Self, Malformed> {
-        let empty = FieldTable::default();
-        let headers = props.headers().as_ref().unwrap_or(&empty);
-        let version = get_int(headers, header::VERSION)?.ok_or_else(|| missing(header::VERSION))?;
+        // One walk over the headers rather than a lookup per field: a worker parses every
+        // delivery, and each lookup compares header names that share their first ten bytes.
+        let mut found = [None; PARSED.len()];
+        for (name, value) in headers(props).inner() {
+            if let Some(at) = PARSED.iter().position(|known| *known == name.as_str()) {
+                found[at] = Some(value);
+            }
+        }
+        let [version, job, serializer, queue, attempt, max_attempts, preview, enqueued_at] = found;
+        let version =
+            int_value(header::VERSION, version)?.ok_or_else(|| missing(header::VERSION))?;
         if version != VERSION {
             return Err(Malformed(format!(
                 "unsupported wire version {version} in header {} (this worker reads version {VERSION})",
@@ -201,42 +209,55 @@ impl JobMeta {
             .ok_or("the message_id property (the job id) is missing")?;
         let id = Uuid::parse_str(id.as_str())
             .map_err(|_| format!("the message_id property {:?} is not a UUID", id.as_str()))?;
-        let name = get_str(headers, header::JOB)?.ok_or_else(|| missing(header::JOB))?;
+        let name = str_value(header::JOB, job)?.ok_or_else(|| missing(header::JOB))?;
         if name.is_empty() {
             return Err(Malformed(format!("header {} is empty", header::JOB)));
         }
-        // Borrowed: a worker parses every delivery, and this one is only looked up.
-        let format_name =
-            str_ref(headers, header::SERIALIZER)?.ok_or_else(|| missing(header::SERIALIZER))?;
+        let format_name = str_value(header::SERIALIZER, serializer)?
+            .ok_or_else(|| missing(header::SERIALIZER))?;
         let format = Format::from_name(format_name).ok_or_else(|| {
             format!(
                 "unknown serializer {format_name:?} in header {} (known: json, msgpack)",
                 header::SERIALIZER
             )
         })?;
-        let queue = get_str(headers, header::QUEUE)?.ok_or_else(|| missing(header::QUEUE))?;
-        let attempt = positive(headers, header::ATTEMPT)?.unwrap_or(1);
-        let max_attempts = positive(headers, header::MAX_ATTEMPTS)?;
+        let queue = str_value(header::QUEUE, queue)?.ok_or_else(|| missing(header::QUEUE))?;
+        let attempt = positive(header::ATTEMPT, attempt)?.unwrap_or(1);
+        let max_attempts = positive(header::MAX_ATTEMPTS, max_attempts)?;
         Ok(Self {
             id,
-            name,
-            queue,
+            name: name.to_string(),
+            queue: queue.to_string(),
             format,
-            preview: get_str(headers, header::PREVIEW)?.unwrap_or_default(),
+            preview: str_value(header::PREVIEW, preview)?
+                .unwrap_or_default()
+                .to_string(),
             attempt,
             max_attempts,
-            enqueued_at_ms: get_int(headers, header::ENQUEUED_AT)?.unwrap_or(0),
+            enqueued_at_ms: int_value(header::ENQUEUED_AT, enqueued_at)?.unwrap_or(0),
             priority: *props.priority(),
         })
     }
 }
 
+/// The headers [`JobMeta::parse`] reads, in the order it destructures them.
+const PARSED: [&str; 8] = [
+    header::VERSION,
+    header::JOB,
+    header::SERIALIZER,
+    header::QUEUE,
+    header::ATTEMPT,
+    header::MAX_ATTEMPTS,
+    header::PREVIEW,
+    header::ENQUEUED_AT,
+];
+
 fn missing(name: &str) -> Malformed {
     Malformed(format!("header {name} is missing"))
 }
 
-fn positive(headers: &FieldTable, name: &str) -> Result<Option<u32>, Malformed> {
-    match get_int(headers, name)? {
+fn positive(name: &str, value: Option<&AMQPValue>) -> Result<Option<u32>, Malformed> {
+    match int_value(name, value)? {
         None => Ok(None),
         Some(n) if (1..=i64::from(u32::MAX)).contains(&n) => Ok(Some(n as u32)),
         Some(n) => Err(Malformed(format!(

@@ -54,7 +54,15 @@ pub(crate) fn str_ref<'a>(
     headers: &'a FieldTable,
     name: &str,
 ) -> Result<Option<&'a str>, Malformed> {
-    match headers.inner().get(name) {
+    str_value(name, headers.inner().get(name))
+}
+
+/// Reads the string value of header `name`, already looked up.
+pub(crate) fn str_value<'a>(
+    name: &str,
+    value: Option<&'a AMQPValue>,
+) -> Result<Option<&'a str>, Malformed> {
+    match value {
         None => Ok(None),
         Some(AMQPValue::LongString(s)) => std::str::from_utf8(s.as_bytes())
             .map(Some)
@@ -69,9 +77,13 @@ pub(crate) fn str_ref<'a>(
 
 /// Reads an integer header of any AMQP integer width; `Err` for other types.
 pub fn get_int(headers: &FieldTable, name: &str) -> Result<Option<i64>, Malformed> {
-    let value = match headers.inner().get(name) {
-        None => return Ok(None),
-        Some(v) => v,
+    int_value(name, headers.inner().get(name))
+}
+
+/// Reads the integer value of header `name`, already looked up.
+pub(crate) fn int_value(name: &str, value: Option<&AMQPValue>) -> Result<Option<i64>, Malformed> {
+    let Some(value) = value else {
+        return Ok(None);
     };
     let n = match value {
         AMQPValue::ShortShortInt(n) => i64::from(*n),

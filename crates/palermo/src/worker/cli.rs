@@ -153,8 +153,13 @@ pub fn init_logging(format: LogFormat, default: &str) {
         .with_writer(std::io::stderr);
     let _ = match format {
         // Colours only for people: escape codes in log files are noise (and per-job work).
+        LogFormat::Text if std::io::IsTerminal::is_terminal(&std::io::stderr()) => {
+            builder.with_ansi(true).try_init()
+        }
+        // The same text for less work per field (every job's span has five).
         LogFormat::Text => builder
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .with_ansi(false)
+            .fmt_fields(super::plain_fields::PlainFields)
             .try_init(),
         LogFormat::Json => builder.json().with_current_span(true).try_init(),
     };

@@ -16,6 +16,8 @@ mod failure;
 mod heartbeat;
 mod link;
 mod panic;
+#[cfg(feature = "cli")]
+mod plain_fields;
 mod poison;
 mod recent;
 mod retrying;

@@ -37,22 +37,29 @@ pub(crate) enum Verdict {
 
 /// How many times `delivery` came back without a run finishing (0 on a first delivery).
 pub(crate) fn redeliveries(delivery: &Delivery) -> i64 {
+    counted(delivery).0
+}
+
+/// [`redeliveries`], and whether a quorum queue counted them.
+fn counted(delivery: &Delivery) -> (i64, bool) {
     let headers = wire::headers(&delivery.properties);
     // Quorum queues count every return of the message themselves.
-    if let Ok(Some(count)) = wire::get_int(headers, QUORUM_COUNT) {
-        return count;
-    }
+    // (A header of another type is a quorum queue's too, though not a count to read.)
+    let quorum = match wire::get_int(headers, QUORUM_COUNT) {
+        Ok(Some(count)) => return (count, true),
+        Ok(None) => false,
+        Err(_) => true,
+    };
     let previous = wire::get_int(headers, header::REDELIVERIES)
         .ok()
         .flatten()
         .unwrap_or(0);
-    previous + i64::from(delivery.redelivered)
+    (previous + i64::from(delivery.redelivered), quorum)
 }
 
 /// Decides whether `delivery` may run.
 pub(crate) async fn check(shared: &Shared, channel: &Channel, delivery: &Delivery) -> Verdict {
-    let count = redeliveries(delivery);
-    let quorum = wire::headers(&delivery.properties).contains_key(QUORUM_COUNT);
+    let (count, quorum) = counted(delivery);
     let limit = i64::from(shared.config.max_redeliveries);
     if count >= limit {
         let reason = format!(

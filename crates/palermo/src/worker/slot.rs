@@ -97,7 +97,7 @@ impl Slot {
 
     /// Runs jobs until a stop is requested (then finishes the running one) or the channel
     /// fails.
-    pub async fn run(mut self, mut shutdown: Shutdown) -> Ended {
+    pub async fn run(mut self, shutdown: Shutdown) -> Ended {
         let canceller = {
             let (channel, tags, mut shutdown) =
                 (self.channel.clone(), self.tags.clone(), shutdown.clone());
@@ -113,10 +113,14 @@ impl Slot {
                 }
             })
         };
+        // One wait for the stop for the slot's life, not a new one per delivery.
+        let mut stop = shutdown.clone();
+        let stop = stop.requested();
+        tokio::pin!(stop);
         let ended = loop {
             let delivery = tokio::select! {
                 biased;
-                () = shutdown.requested() => break Ended::Stopped,
+                () = &mut stop => break Ended::Stopped,
                 delivery = self.next_delivery() => delivery,
             };
             match delivery {

@@ -16,6 +16,7 @@ use std::{
 };
 
 use lapin::message::Delivery;
+use uuid::Uuid;
 
 use crate::wire::{
     self,
@@ -31,8 +32,27 @@ pub(crate) struct Stats {
     /// queue → job → (processed, failed); nested so that counting a run looks its names up
     /// without building a key.
     per_job: Mutex<BTreeMap<String, JobCounts>>,
-    running: Mutex<BTreeMap<u64, RunningJob>>,
+    running: Mutex<BTreeMap<u64, InFlight>>,
     next_key: AtomicU64,
+}
+
+/// A job in flight: its [`RunningJob`], whose id is written out only when a heartbeat is
+/// sent (a parsed job keeps its id as a `Uuid`; formatting it per job cost more than the
+/// rest of the record).
+#[derive(Debug)]
+struct InFlight {
+    id: Option<Uuid>,
+    job: RunningJob,
+}
+
+impl InFlight {
+    fn running_job(&self) -> RunningJob {
+        let mut job = self.job.clone();
+        if let Some(id) = self.id {
+            job.id = id.to_string();
+        }
+        job
+    }
 }
 
 /// job → (processed, failed), for one queue.
@@ -60,17 +80,20 @@ impl Stats {
     /// malformed message (then it reads what it can).
     pub fn started(&self, delivery: &Delivery, meta: Option<&JobMeta>) -> Running<'_> {
         let job = match meta {
-            Some(meta) => RunningJob {
-                id: meta.id.to_string(),
-                name: meta.name.clone(),
-                queue: meta.queue.clone(),
-                started_at: wire::now_ms(),
-                preview: meta.preview.clone(),
+            Some(meta) => InFlight {
+                id: Some(meta.id),
+                job: RunningJob {
+                    id: String::new(),
+                    name: meta.name.clone(),
+                    queue: meta.queue.clone(),
+                    started_at: wire::now_ms(),
+                    preview: meta.preview.clone(),
+                },
             },
             None => {
                 let headers = wire::headers(&delivery.properties);
                 let read = |name| wire::get_str(headers, name).ok().flatten();
-                RunningJob {
+                let job = RunningJob {
                     id: delivery
                         .properties
                         .message_id()
@@ -81,7 +104,8 @@ impl Stats {
                     queue: read(header::QUEUE).unwrap_or_else(|| delivery.routing_key.to_string()),
                     started_at: wire::now_ms(),
                     preview: read(header::PREVIEW).unwrap_or_default(),
-                }
+                };
+                InFlight { id: None, job }
             }
         };
         let key = self.next_key.fetch_add(1, Ordering::Relaxed);
@@ -106,7 +130,10 @@ impl Stats {
             processed: self.processed.load(Ordering::Relaxed),
             failed: self.failed.load(Ordering::Relaxed),
             counters,
-            jobs: lock(&self.running).values().cloned().collect(),
+            jobs: lock(&self.running)
+                .values()
+                .map(InFlight::running_job)
+                .collect(),
         }
     }
 }
@@ -118,7 +145,11 @@ impl Running<'_> {
         // Off the in-flight list now (the drop then finds nothing): its names, owned, key
         // the counters without a copy.
         let job = lock(&self.stats.running).remove(&self.key);
-        if let Some(RunningJob { queue, name, .. }) = job {
+        if let Some(InFlight {
+            job: RunningJob { queue, name, .. },
+            ..
+        }) = job
+        {
             let mut per_job = lock(&self.stats.per_job);
             let entry = per_job.entry(queue).or_default().entry(name).or_default();
             entry.0 += 1;
