@@ -88,13 +88,15 @@ EOF
 }
 
 # The pid of node N's Erlang VM, if it runs: from its pid file, else from the environment
-# of the rabbitmq user's VMs (the one started on node N's env file). Never another node's.
+# of the rabbitmq user's VMs (the one that boots RabbitMQ on node N's env file, not a
+# rabbitmqctl talking to it). Never another node's.
 pid_of() {
   local n=$1 pid env p
   env="RABBITMQ_CONF_ENV_FILE=$(dir "$n")/env.conf"
   pid=$(cat "$(dir "$n")/pid" 2>/dev/null || true)
   for p in $pid $(pgrep -u "$RMQ_USER" -x beam.smp || true); do
-    if alive "$p" && { tr '\0' '\n' <"/proc/$p/environ"; } 2>/dev/null | grep -qxF "$env"; then
+    if alive "$p" && { tr '\0' '\n' <"/proc/$p/environ"; } 2>/dev/null | grep -qxF "$env" &&
+      { tr '\0' ' ' <"/proc/$p/cmdline"; } 2>/dev/null | grep -qF -- '-s rabbit boot'; then
       echo "$p"
       return
     fi
@@ -114,7 +116,14 @@ start_node() {
     return
   fi
   [ -f "$(dir "$n")/env.conf" ] || prepare "$n"
-  (cd / && as_node "$n" "$RMQ_BIN/rabbitmq-server" -detached)
+  (
+    # The node outlives this script: it must not inherit its descriptors, such as the one
+    # of `flock /tmp/palermo-cluster.lock scripts/cluster.sh up`, or it would hold that lock.
+    for fd in $(ls "/proc/$BASHPID/fd"); do
+      if [ "$fd" -gt 2 ]; then eval "exec $fd>&-"; fi
+    done
+    cd / && as_node "$n" "$RMQ_BIN/rabbitmq-server" -detached
+  )
 }
 
 wait_answers() {
