@@ -199,7 +199,7 @@ stop_node() {
   local n=$1 pid
   pid=$(pid_of "$n")
   [ -n "$pid" ] || return 0
-  timeout 60 ctl "$n" stop >/dev/null 2>&1 || true
+  timeout 60 "$0" ctl "$n" stop >/dev/null 2>&1 || true
   for _ in $(seq 40); do
     alive "$pid" || return 0
     sleep 0.25

@@ -119,7 +119,10 @@ impl Cluster {
             if let Some(n) = self.leader(via, queue) {
                 return n;
             }
-            assert!(Instant::now() < deadline, "{queue} has no leader after 30 s");
+            assert!(
+                Instant::now() < deadline,
+                "{queue} has no leader after 30 s"
+            );
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
     }
