@@ -1,14 +1,18 @@
 //! The admin side end to end: real workers fail jobs into a real failed queue, the real
 //! `palermo` binary records them into SQLite and PostgreSQL, lists, shows, retries and
-//! removes them; heartbeats make workers and statistics.
+//! removes them; heartbeats make workers and statistics; several admins (recorders, retries,
+//! removals) on one store at once.
 
 #[path = "../admin_support/mod.rs"]
 mod admin_support;
 #[path = "../support/mod.rs"]
 mod support;
+#[path = "../web_support/mod.rs"]
+mod web_support;
 
 mod escaping;
 mod failures;
+mod many_admins;
 mod times;
 mod workers;
 

@@ -138,7 +138,11 @@ impl Store {
         let mut tx = self.pool.begin().await.map_err(StoreError::query(doing))?;
         let recorded_at = time::now_ms();
         let mut inserted = 0;
-        for f in failures {
+        // In id order: two recorders inserting overlapping batches (a message redelivered
+        // while its first copy is being recorded) then wait for each other, never deadlock.
+        let mut sorted: Vec<&NewFailure> = failures.iter().collect();
+        sorted.sort_by(|a, b| a.id.cmp(&b.id));
+        for f in sorted {
             let result = sqlx::query(
                 "INSERT INTO failures (id, job_id, job_name, queue, source_queue, serializer, \
                  args_preview, error_kind, error, gave_up, attempt, max_attempts, worker, \
@@ -275,19 +279,22 @@ impl Store {
             .collect::<Result<_, sqlx::Error>>()
             .map_err(StoreError::query(doing))
     }
+}
 
-    /// The body and properties (JSON) a retry republishes, and the queue it goes to.
-    pub(crate) async fn payload(&self, id: &str) -> Result<Option<(String, Vec<u8>, String)>> {
-        let row = sqlx::query(
-            "SELECT queue, body, properties FROM failures JOIN failure_payloads ON failure_id = id \
-             WHERE id = $1",
-        )
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(StoreError::query("reading a failed job"))?;
-        row.map(|row| Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?)))
-            .transpose()
-            .map_err(StoreError::query("reading a failed job"))
-    }
+/// The queue a retry publishes to, and the body and properties (JSON) it republishes.
+pub(crate) async fn payload(
+    conn: &mut sqlx::AnyConnection,
+    id: &str,
+) -> Result<Option<(String, Vec<u8>, String)>> {
+    let row = sqlx::query(
+        "SELECT queue, body, properties FROM failures JOIN failure_payloads ON failure_id = id \
+         WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(conn)
+    .await
+    .map_err(StoreError::query("reading a failed job"))?;
+    row.map(|row| Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?)))
+        .transpose()
+        .map_err(StoreError::query("reading a failed job"))
 }

@@ -229,37 +229,12 @@ impl Store {
             .map_err(StoreError::query(doing))
     }
 
-    /// Marks every open failure matching `filter` removed; returns how many.
+    /// Marks every open failure matching `filter` removed; returns how many. Failures another
+    /// admin retries or removes at the same moment are left to them.
     pub async fn remove_matching(&self, filter: &Filter, actor: &str) -> Result<u64> {
-        let doing = "removing failures";
-        let clause = Clause::open(filter);
-        let now = crate::time::now_ms();
-        let (at, who) = (clause.next(), clause.next() + 1);
-        let mut tx = self.pool.begin().await.map_err(StoreError::query(doing))?;
-        let history = format!(
-            "INSERT INTO failure_actions (failure_id, job_id, action, queue, at, actor) \
-             SELECT id, job_id, 'removed', NULL, ${at}, ${who} FROM failures WHERE {}",
-            clause.sql
-        );
-        clause
-            .bind(sqlx::query(&history))
-            .bind(now)
-            .bind(actor)
-            .execute(&mut *tx)
-            .await
-            .map_err(StoreError::query(doing))?;
-        let update = format!(
-            "UPDATE failures SET status = 'removed', resolved_at = ${at} WHERE {}",
-            clause.sql
-        );
-        let removed = clause
-            .bind(sqlx::query(&update))
-            .bind(now)
-            .execute(&mut *tx)
-            .await
-            .map_err(StoreError::query(doing))?
-            .rows_affected();
-        tx.commit().await.map_err(StoreError::query(doing))?;
+        let mut claim = self.claim("removed").await?;
+        let removed = claim.take_matching(&Clause::open(filter), actor).await?;
+        claim.commit().await?;
         Ok(removed)
     }
 }

@@ -8,18 +8,18 @@
 //! - [`Store`] ([`store`]): SQLite by default (`sqlite:palermo.db`), PostgreSQL by URL;
 //!   migrations applied on open.
 //! - [`failures`], [`filter`], [`actions`]: the failures table, its filters, retry and
-//!   removal marks with their history.
+//!   removal marks with their history; `claim.rs`: one admin's retry or removal of a
+//!   failure at a time, when several share the store.
 //! - [`workers`], [`stats`]: workers from heartbeats; per-minute throughput.
 //! - [`recorder`]: consumes the failed and events queues into the store (acks after commit).
 //! - [`requeue`]: retrying a failure = publish (confirmed), then mark retried.
 //! - For the dashboard: [`keyset`] (paging without OFFSET), [`series`] (throughput charts),
-//!   [`facets`] (filter choices), [`audit`] (who retried or removed), [`queues`] (depths
-//!   from the broker, purge).
+//!   [`facets`] (filter choices), [`queues`] (depths from the broker, purge).
 //!
 //! docs/admin.md is the user guide: schema, recorder, retry ordering, CLI.
 
 pub mod actions;
-pub mod audit;
+mod claim;
 pub mod error;
 pub mod facets;
 pub mod failures;

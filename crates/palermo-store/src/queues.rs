@@ -253,21 +253,14 @@ impl BrokerAdmin {
         if topology::inspect(&connection, name).await?.is_none() {
             return Ok(None);
         }
-        let channel =
-            connection
-                .create_channel()
-                .await
-                .map_err(|source| palermo::Error::Broker {
-                    operation: "channel.open",
-                    source,
-                })?;
+        let channel = connection
+            .create_channel()
+            .await
+            .map_err(palermo::Error::broker("channel.open"))?;
         let purged = channel
             .queue_purge(name.into(), QueuePurgeOptions::default())
             .await
-            .map_err(|source| palermo::Error::Broker {
-                operation: "queue.purge",
-                source,
-            })?;
+            .map_err(palermo::Error::broker("queue.purge"))?;
         let _ = channel.close(200, "purged".into()).await;
         tracing::info!(queue = %name, messages = purged, "queue purged");
         Ok(Some(purged))

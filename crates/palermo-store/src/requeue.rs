@@ -1,10 +1,13 @@
 //! Retrying failures: publish each job back to its original queue, then mark it retried.
 //!
-//! The order is what makes a retry safe. The job is published with a publisher confirm
-//! first; only once the broker has confirmed it is stored is the failure marked retried (and
-//! so hidden from the list). A crash between the two leaves the job both in its queue and in
-//! the failed list: at worst it runs twice, if someone retries it again. The other order
-//! could lose it (marked retried, never published). Delivery stays at-least-once.
+//! The order is what makes a retry safe. The failure is claimed first (`claim.rs`: a
+//! row lock, so a second admin retrying it at the same moment waits, then is told it is
+//! already retried, and by whom); the job is then published with a publisher confirm, and
+//! only once the broker has confirmed it is stored does the claim commit, marking the failure
+//! retried (and so hiding it from the list). A crash before the commit rolls the claim back
+//! and leaves the job both in its queue and in the failed list: at worst it runs twice, if
+//! someone retries it again. The other order could lose it (marked retried, never
+//! published). Delivery stays at-least-once.
 //!
 //! The republished message is the original one, body and properties untouched, except for
 //! the failure and retry headers, which are dropped, and a fresh attempt count
@@ -19,6 +22,7 @@ use palermo::admin::{broker, topology, wire};
 use tracing::info;
 
 use crate::{
+    claim::Claim,
     error::{Rejection, Result, StoreError},
     filter::Filter,
     Store,
@@ -69,26 +73,24 @@ impl<'a> Requeuer<'a> {
         self
     }
 
-    /// Retries these failures, all or none: if any id is unknown, already retried or removed,
-    /// or has no queue to go back to, nothing is published and the error lists them. Returns
-    /// the ids retried.
+    /// Retries these failures, all or none: if any id is unknown, already retried or removed
+    /// (another admin was first: the error names who), or has no queue to go back to, nothing
+    /// is published and the error lists them. Returns the ids retried.
     pub async fn retry(&mut self, ids: &[String]) -> Result<Vec<String>> {
-        let mut rejections = self.store.check_open(ids).await?;
+        let mut claim = self.store.claim("retried").await?;
+        let (taken, mut rejections) = claim.take_all(ids).await?;
         let mut jobs = Vec::new();
-        for id in ids {
-            if rejections.iter().any(|r| &r.id == id) || jobs.iter().any(|(i, _, _, _)| i == id) {
-                continue;
-            }
-            match self.store.payload(id).await? {
+        for id in taken {
+            match claim.payload(&id).await? {
                 Some((queue, _, _)) if topology::validate_queue_name(&queue).is_err() => {
                     rejections.push(Rejection {
-                        id: id.clone(),
+                        id,
                         reason: format!("its original queue {queue:?} is unknown or invalid, so it cannot be retried (remove it instead)"),
                     })
                 }
-                Some((queue, body, properties)) => jobs.push((id.clone(), queue, body, properties)),
+                Some((queue, body, properties)) => jobs.push((id, queue, body, properties)),
                 None => rejections.push(Rejection {
-                    id: id.clone(),
+                    id,
                     reason: "no failure has this id".into(),
                 }),
             }
@@ -96,10 +98,11 @@ impl<'a> Requeuer<'a> {
         if !rejections.is_empty() {
             return Err(StoreError::Rejected(rejections));
         }
-        self.publish_and_mark(jobs).await
+        self.publish_and_mark(claim, jobs).await
     }
 
-    /// Retries every open failure matching `filter`; returns how many.
+    /// Retries every open failure matching `filter`; returns how many. Failures another
+    /// admin retries or removes meanwhile are left to them.
     pub async fn retry_matching(&mut self, filter: &Filter) -> Result<u64> {
         let mut retried = 0;
         let mut skipped: HashSet<String> = HashSet::new();
@@ -112,9 +115,11 @@ impl<'a> Requeuer<'a> {
             if ids.is_empty() {
                 return Ok(retried);
             }
+            let mut claim = self.store.claim("retried").await?;
+            let (taken, _) = claim.take_all(&ids).await?;
             let mut jobs = Vec::new();
-            for id in ids {
-                match self.store.payload(&id).await? {
+            for id in taken {
+                match claim.payload(&id).await? {
                     Some((queue, body, properties))
                         if topology::validate_queue_name(&queue).is_ok() =>
                     {
@@ -122,18 +127,21 @@ impl<'a> Requeuer<'a> {
                     }
                     _ => {
                         tracing::warn!(failure.id = %id, "skipping a failure without a valid original queue");
+                        claim.give_back(&id).await?;
                         skipped.insert(id);
                     }
                 }
             }
-            retried += self.publish_and_mark(jobs).await?.len() as u64;
+            retried += self.publish_and_mark(claim, jobs).await?.len() as u64;
         }
     }
 
-    /// Publishes every job (pipelined), waits for each confirm, and marks each confirmed one
-    /// retried. Stops at the first publish that is not confirmed.
+    /// Publishes every job of `claim` (pipelined), waits for each confirm, records each
+    /// confirmed one as retried and gives the others back, then commits. Stops at the first
+    /// publish that cannot be sent (the claim then rolls back: those jobs stay listed).
     async fn publish_and_mark(
         &mut self,
+        mut claim: Claim,
         jobs: Vec<(String, String, Vec<u8>, String)>,
     ) -> Result<Vec<String>> {
         let mut pending = Vec::new();
@@ -154,13 +162,17 @@ impl<'a> Requeuer<'a> {
         let mut first_error = None;
         for (id, queue, confirm) in pending {
             match confirm.confirmed().await {
-                Ok(()) => confirmed.push((id, queue)),
+                Ok(()) => {
+                    claim.record(&id, Some(&queue), &self.actor).await?;
+                    confirmed.push((id, queue));
+                }
                 Err(e) => {
+                    claim.give_back(&id).await?;
                     first_error.get_or_insert(StoreError::from(e));
                 }
             }
         }
-        self.store.mark_retried(&confirmed, &self.actor).await?;
+        claim.commit().await?;
         for (id, queue) in &confirmed {
             info!(failure.id = %id, %queue, "failed job retried");
         }

@@ -7,6 +7,11 @@
 //! a lost one is made up by the next, so the totals are exact for every worker that stopped
 //! cleanly (its offline event carries the final counts); a worker killed loses at most the
 //! counts since its last heartbeat.
+//!
+//! Several recorders on one store (two dashboards, a dashboard and the CLI) share the events
+//! queue, so each event reaches one of them; two events of one worker recorded at once are
+//! still counted once each: [`crate::Store::record_heartbeat`] first upserts the worker's
+//! row, which locks it, so the second transaction reads the counters the first one wrote.
 
 use std::collections::HashMap;
 
@@ -83,7 +88,11 @@ pub(crate) async fn add_increments(tx: &mut Transaction<'_, Any>, beat: &Heartbe
         seen.insert(key, value);
     }
     let minute = beat.sent_at.div_euclid(MINUTE_MS) * MINUTE_MS;
-    for counter in &beat.counters {
+    // In (queue, job) order: two recorders adding to the same statistics rows then take
+    // their locks in the same order, so neither waits on the other in a cycle.
+    let mut counters: Vec<_> = beat.counters.iter().collect();
+    counters.sort_by(|a, b| (&a.queue, &a.job).cmp(&(&b.queue, &b.job)));
+    for counter in counters {
         let now = (
             i64::try_from(counter.processed).unwrap_or(i64::MAX),
             i64::try_from(counter.failed).unwrap_or(i64::MAX),

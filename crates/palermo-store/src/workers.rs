@@ -124,7 +124,9 @@ impl Store {
         let as_i64 = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
         let mut tx = self.pool.begin().await.map_err(StoreError::query(doing))?;
         // A write first: SQLite then takes its write lock at once instead of failing to
-        // upgrade a read lock when another process writes.
+        // upgrade a read lock when another process writes; PostgreSQL locks the worker's row,
+        // so another recorder's event of the same worker waits for this transaction and then
+        // reads the counters it wrote (no increment is counted twice).
         sqlx::query(
             "INSERT INTO workers (id, identity, host, pid, queues, concurrency, started_at, \
              last_seen_at, interval_ms, seq, processed, failed, running, status, ended_at) \

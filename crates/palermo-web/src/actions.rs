@@ -1,9 +1,9 @@
 //! What people can do from the dashboard, shared by the pages' forms and the JSON API: the
 //! same store calls as the CLI, with the same rules. Retrying or removing by id is all or
 //! nothing: if any id is unknown or was already retried or removed (by anyone), nothing
-//! changes and the answer says which and, from the audit, by whom.
+//! changes and the answer says which and by whom.
 
-use palermo_store::{Filter, Rejection, StoreError};
+use palermo_store::{Filter, StoreError};
 use tracing::info;
 
 use crate::{error::WebError, security::auth::Actor, state::App};
@@ -16,7 +16,7 @@ pub(crate) async fn retry(
 ) -> Result<Vec<String>, WebError> {
     let ids = selection(ids)?;
     let result = app.broker().retry(app.store(), &ids, &actor.0).await;
-    let retried = explain(app, result).await?;
+    let retried = explain(result)?;
     info!(failures = retried.len(), actor = %actor.0, "failures retried from the dashboard");
     Ok(retried)
 }
@@ -24,7 +24,7 @@ pub(crate) async fn retry(
 /// Removes the failures `ids`; returns how many.
 pub(crate) async fn remove(app: &App, ids: &[String], actor: &Actor) -> Result<u64, WebError> {
     let ids = selection(ids)?;
-    let removed = explain(app, app.store().remove(&ids, &actor.0).await).await?;
+    let removed = explain(app.store().remove(&ids, &actor.0).await)?;
     info!(failures = removed, actor = %actor.0, "failures removed from the dashboard");
     Ok(removed)
 }
@@ -75,23 +75,11 @@ fn selection(ids: &[String]) -> Result<Vec<String>, WebError> {
     Ok(chosen)
 }
 
-/// Turns a refusal into [`WebError::Stale`], each "already retried/removed" naming who did it.
-async fn explain<T>(app: &App, result: Result<T, StoreError>) -> Result<T, WebError> {
-    let rejections = match result {
-        Err(StoreError::Rejected(rejections)) => rejections,
-        other => return Ok(other?),
-    };
-    let ids: Vec<String> = rejections.iter().map(|r| r.id.clone()).collect();
-    let last = app.store().last_actions(&ids).await.unwrap_or_default();
-    let rejections = rejections
-        .into_iter()
-        .map(|r| match last.get(&r.id) {
-            Some(action) if r.reason.starts_with("already") => Rejection {
-                reason: format!("{} by {}", r.reason, action.actor),
-                id: r.id,
-            },
-            _ => r,
-        })
-        .collect();
-    Err(WebError::Stale(rejections))
+/// Turns a refusal into [`WebError::Stale`] (each "already retried/removed" names who did
+/// it: the store says).
+fn explain<T>(result: Result<T, StoreError>) -> Result<T, WebError> {
+    match result {
+        Err(StoreError::Rejected(rejections)) => Err(WebError::Stale(rejections)),
+        other => Ok(other?),
+    }
 }

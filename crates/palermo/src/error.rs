@@ -32,6 +32,23 @@ pub enum Error {
         #[source]
         source: lapin::Error,
     },
+    /// The broker refused an operation for lack of a permission (`ACCESS_REFUSED`): the
+    /// user's configure, write or read regex in the vhost does not match the queue or
+    /// exchange. Retrying cannot help until the permissions change; docs/scaling.md lists
+    /// the permissions each side needs.
+    #[error(
+        "the broker refused access: {} (ACCESS_REFUSED during {operation}): check the user's permissions (docs/scaling.md, \"Least privilege on the broker\")",
+        refusal.describe()
+    )]
+    AccessRefused {
+        /// The AMQP method, e.g. `basic.consume`.
+        operation: &'static str,
+        /// What the broker said was refused (boxed: errors stay small).
+        refusal: Box<Refusal>,
+        /// lapin's error.
+        #[source]
+        source: lapin::Error,
+    },
     /// The broker answered a publish with a negative confirm: the message is not stored.
     #[error("RabbitMQ refused (nacked) the message published to queue {queue:?}")]
     Nacked {
@@ -155,6 +172,79 @@ pub enum Error {
     },
 }
 
+/// What an `ACCESS_REFUSED` reply names, read from RabbitMQ's text (`access to queue 'mail'
+/// in vhost 'shop' refused for user 'web'`; newer brokers put the permission first).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Refusal {
+    /// The permission missing: `configure`, `write` or `read` (two when the operation needs
+    /// both and the broker did not say which), from the broker's text or else from the
+    /// operation and the object refused.
+    pub permission: Option<String>,
+    /// The object and its vhost, e.g. `queue 'mail' in vhost 'shop'`, when the broker named it.
+    pub resource: Option<String>,
+    /// The user refused, when the broker named it.
+    pub user: Option<String>,
+    /// The broker's reply text as received.
+    pub reply: String,
+}
+
+impl Refusal {
+    /// Reads RabbitMQ's reply to `operation` (e.g. `basic.consume`); what does not parse
+    /// stays in [`Refusal::reply`] only.
+    pub fn parse(operation: &str, reply: &str) -> Refusal {
+        let text = reply.strip_prefix("ACCESS_REFUSED - ").unwrap_or(reply);
+        let (named, rest) = match text.split_once("access to ") {
+            Some((before, rest)) => (before.trim(), Some(rest)),
+            None => ("", None),
+        };
+        let parsed = rest.and_then(|rest| rest.rsplit_once(" refused for user "));
+        let resource = parsed.map(|(resource, _)| resource.to_string());
+        let permission = match (named, &resource) {
+            ("", Some(resource)) => needed(operation, resource).map(String::from),
+            ("", None) => None,
+            (named, _) => Some(named.to_string()),
+        };
+        Refusal {
+            permission,
+            resource,
+            user: parsed.map(|(_, user)| user.trim_matches('\'').to_string()),
+            reply: reply.to_string(),
+        }
+    }
+
+    /// `read on queue 'mail' in vhost 'shop' for user 'web'`, or the broker's text.
+    fn describe(&self) -> String {
+        match (&self.permission, &self.resource, &self.user) {
+            (Some(permission), Some(resource), Some(user)) => {
+                format!("{permission} on {resource} for user '{user}'")
+            }
+            _ => self.reply.clone(),
+        }
+    }
+}
+
+/// The permission `operation` needs on `resource` (`queue '…' in vhost '…'` or `exchange
+/// '…' …`), as RabbitMQ checks it (docs/scaling.md has the table).
+fn needed(operation: &str, resource: &str) -> Option<&'static str> {
+    let exchange = resource.starts_with("exchange ");
+    let method = operation.split(' ').next().unwrap_or(operation);
+    Some(match method {
+        "basic.consume" | "basic.get" | "queue.purge" => "read",
+        "basic.publish" | "publisher" => "write",
+        "exchange.declare" | "exchange.delete" | "queue.delete" => "configure",
+        // A queue with a dead-letter exchange also needs read on itself and write on it.
+        "queue.declare" if exchange => "write",
+        "queue.declare" if operation.contains("(delay") => "configure or read",
+        "queue.declare" => "configure",
+        "queue.bind" | "queue.unbind" if exchange => "read",
+        "queue.bind" | "queue.unbind" => "write",
+        // Write on the destination, read on the source: the broker's text does not say which.
+        "exchange.bind" | "exchange.unbind" => "write or read",
+        _ => return None,
+    })
+}
+
 /// Why a queue, exchange or routing key name is refused; the message says what to change.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -234,8 +324,33 @@ impl Error {
         }
     }
 
-    pub(crate) fn broker(operation: &'static str) -> impl FnOnce(lapin::Error) -> Error {
-        move |source| Error::Broker { operation, source }
+    /// Wraps lapin's error of `operation`: an `ACCESS_REFUSED` reply becomes
+    /// [`Error::AccessRefused`], naming the permission; anything else [`Error::Broker`].
+    pub fn broker(operation: &'static str) -> impl FnOnce(lapin::Error) -> Error {
+        move |source| match access_refused(operation, &source) {
+            Some(refusal) => Error::AccessRefused {
+                operation,
+                refusal: Box::new(refusal),
+                source,
+            },
+            None => Error::Broker { operation, source },
+        }
+    }
+}
+
+/// The refusal, if lapin reports a channel or connection closed with `403 ACCESS_REFUSED`.
+fn access_refused(operation: &str, error: &lapin::Error) -> Option<Refusal> {
+    use lapin::{protocol::AMQPErrorKind, protocol::AMQPSoftError, ErrorKind};
+    match error.kind() {
+        ErrorKind::ProtocolError(amqp)
+            if matches!(
+                amqp.kind(),
+                AMQPErrorKind::Soft(AMQPSoftError::ACCESSREFUSED)
+            ) =>
+        {
+            Some(Refusal::parse(operation, amqp.get_message().as_str()))
+        }
+        _ => None,
     }
 }
 
@@ -248,5 +363,45 @@ pub(crate) fn is_not_found(error: &lapin::Error) -> bool {
             matches!(amqp.kind(), AMQPErrorKind::Soft(AMQPSoftError::NOTFOUND))
         }
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Refusal;
+
+    #[test]
+    fn a_refusal_names_the_permission_the_object_and_the_user() {
+        // RabbitMQ 3.10 does not name the permission: the operation and the object tell it.
+        let consume = Refusal::parse(
+            "basic.consume",
+            "ACCESS_REFUSED - access to queue 'mail' in vhost 'shop' refused for user 'web'",
+        );
+        assert_eq!(consume.permission.as_deref(), Some("read"));
+        assert_eq!(
+            consume.resource.as_deref(),
+            Some("queue 'mail' in vhost 'shop'")
+        );
+        assert_eq!(consume.user.as_deref(), Some("web"));
+        assert_eq!(
+            consume.describe(),
+            "read on queue 'mail' in vhost 'shop' for user 'web'"
+        );
+        let bind = |resource: &str| {
+            let reply =
+                format!("ACCESS_REFUSED - access to {resource} in vhost 'v' refused for user 'u'");
+            Refusal::parse("queue.bind", &reply).permission
+        };
+        assert_eq!(bind("exchange 'palermo.events'").as_deref(), Some("read"));
+        assert_eq!(bind("queue 'palermo.events'").as_deref(), Some("write"));
+        // Newer brokers say it.
+        let named = Refusal::parse(
+            "queue.declare",
+            "ACCESS_REFUSED - configure access to queue 'q' in vhost 'v' refused for user 'u'",
+        );
+        assert_eq!(named.permission.as_deref(), Some("configure"));
+        let odd = Refusal::parse("basic.get", "ACCESS_REFUSED - something else");
+        assert_eq!((&odd.permission, &odd.resource), (&None, &None));
+        assert_eq!(odd.describe(), "ACCESS_REFUSED - something else");
     }
 }

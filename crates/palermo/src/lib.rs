@@ -71,7 +71,7 @@ pub use worker::cli;
 
 pub use client::{Client, Reconnect, DEFAULT_PUBLISH_TIMEOUT};
 pub use config::WorkerConfig;
-pub use error::{Error, NameError};
+pub use error::{Error, NameError, Refusal};
 pub use job::{Job, JobContext, JobError, JobResult};
 pub use palermo_macros::job;
 pub use periodic::{job_id as periodic_job_id, CatchUp, Periodic, MAX_CATCH_UP};

@@ -253,10 +253,7 @@ pub async fn inspect(
             }))
         }
         Err(e) if is_not_found(&e) => Ok(None),
-        Err(e) => Err(Error::Broker {
-            operation: "queue.declare (passive)",
-            source: e,
-        }),
+        Err(e) => Err(Error::broker("queue.declare (passive)")(e)),
     }
 }
 

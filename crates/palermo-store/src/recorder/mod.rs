@@ -222,10 +222,7 @@ impl Recorder {
                 .channel
                 .basic_get(queue.into(), BasicGetOptions { no_ack: false })
                 .await
-                .map_err(|source| palermo::Error::Broker {
-                    operation: "basic.get",
-                    source,
-                })?;
+                .map_err(palermo::Error::broker("basic.get"))?;
             match got {
                 Some(message) => batch.push(message.delivery),
                 None => break,
@@ -290,10 +287,7 @@ async fn open(config: &RecorderConfig) -> Result<(Connection, Channel)> {
 async fn ack_up_to(last: &Delivery) -> Result<()> {
     last.ack(BasicAckOptions { multiple: true })
         .await
-        .map_err(|source| palermo::Error::Broker {
-            operation: "basic.ack",
-            source,
-        })?;
+        .map_err(palermo::Error::broker("basic.ack"))?;
     Ok(())
 }
 

@@ -177,7 +177,7 @@ async fn ack(delivery: &Delivery) -> Result<()> {
 }
 
 fn broker(operation: &'static str) -> impl FnOnce(lapin::Error) -> StoreError {
-    move |source| StoreError::Broker(palermo::Error::Broker { operation, source })
+    move |source| StoreError::Broker(palermo::Error::broker(operation)(source))
 }
 
 /// The broker cancelled the recorder's consumer on `queue` (deleted, or a node went away).
