@@ -3,8 +3,9 @@
 //!
 //! The test brings up the three-node cluster of `scripts/cluster.sh` (and takes it down at
 //! the end, failing or not). Every queue is a quorum queue. Three worker processes run the
-//! test worker at concurrency 16, each connected to its own node; a client connected to the
-//! cluster enqueues 5,000 jobs as fast as their confirms come back (a minute or so here):
+//! test worker at concurrency 16, each connected to its own node (so that every kill hits a
+//! worker's connection: it reconnects when its node is back); a client given the list of the
+//! nodes enqueues 5,000 jobs as fast as their confirms come back (a minute or so here):
 //! most are `record_id` jobs (each run appends its id to a file and fsyncs it), one in ten
 //! is a `record_id` delayed by 1 to 6 seconds, one in ten a `fail` job that goes straight to
 //! the failed queue. Meanwhile the node leading the job queue is killed with SIGKILL, as a
@@ -71,9 +72,9 @@ fn spawn_worker(url: &str, queue: &str, failed: &str, events: &str, log: &Path) 
     )
 }
 
-/// Enqueues `JOBS` jobs through `url` at a steady pace.
-async fn enqueue_all(url: String, queue: String, record: PathBuf) -> Enqueued {
-    let client = palermo::Client::connect_with(&url, QueueType::Quorum)
+/// Enqueues `JOBS` jobs through `urls` (a node of the list, another when it dies).
+async fn enqueue_all(urls: String, queue: String, record: PathBuf) -> Enqueued {
+    let client = palermo::Client::connect_with(&urls, QueueType::Quorum)
         .await
         .expect("client")
         .with_reconnect_wait(Duration::from_secs(60));
@@ -161,7 +162,7 @@ async fn no_job_is_lost_when_cluster_nodes_are_killed() {
         .iter()
         .map(|&n| spawn_worker(&cluster.url(n), &queue, &failed, &events, &log))
         .collect();
-    let enqueuer = tokio::spawn(enqueue_all(cluster.url(2), queue.clone(), record.clone()));
+    let enqueuer = tokio::spawn(enqueue_all(cluster.urls(), queue.clone(), record.clone()));
 
     // The leader of the job queue dies mid-run and comes back; then the node leading it now.
     let mut kills = Vec::new();
