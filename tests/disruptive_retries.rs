@@ -1,5 +1,6 @@
-//! Delayed jobs survive a broker restart. This restarts RabbitMQ, so it is `#[ignore]`d in
-//! the normal run and run alone afterwards (scripts/test.sh):
+//! Delayed jobs survive a broker restart (on classic queues, or on quorum queues with
+//! `PALERMO_TEST_QUEUE_TYPE=quorum`). This restarts RabbitMQ, so it is `#[ignore]`d in the
+//! normal run and run alone afterwards (scripts/test.sh):
 //! `cargo test --test 'disruptive_*' -- --ignored --test-threads=1`.
 //! A [`support::BrokerGuard`] starts the broker again even if the test fails.
 
@@ -10,8 +11,8 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use palermo::{Backoff, Client, JobContext, State, Worker};
-use support::{amqp_url, eventually, restart_broker, unique, Broker, BrokerGuard, RunningWorker};
+use palermo::{Backoff, JobContext, State, Worker};
+use support::{eventually, restart_broker, unique, Broker, BrokerGuard, RunningWorker};
 
 /// How long the jobs wait: longer than the restart, so they are still waiting when the
 /// broker comes back.
@@ -60,7 +61,7 @@ async fn scheduled_and_retrying_jobs_survive_a_broker_restart_and_still_run() {
     let seen = Arc::new(Seen::default());
 
     // A retry: the first attempt fails and its retry waits in the delay queues.
-    let client = Client::connect(&amqp_url()).await.expect("client");
+    let client = support::client().await;
     client
         .enqueue_to(
             &queue,

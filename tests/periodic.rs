@@ -100,10 +100,10 @@ async fn two_schedulers_enqueue_each_tick_once() {
 /// The table `palermo schedules` shows: the active scheduler, the builder's schedule with its
 /// last and next run, and the macro's schedule in its time zone.
 async fn check_status(rig: &Rig, election: &str, schedule: &str) {
-    let channel = rig.channel().await;
+    let connection = &rig.connection;
     // The leader publishes its table after each tick's job: wait for the table of a tick.
     let ran = || async {
-        let status = schedules::read(&channel, election).await.ok().flatten();
+        let status = schedules::read(connection, election).await.ok().flatten();
         status.is_some_and(|s| {
             s.schedules
                 .iter()
@@ -111,7 +111,7 @@ async fn check_status(rig: &Rig, election: &str, schedule: &str) {
         })
     };
     eventually(Duration::from_secs(5), "the status table of a tick", ran).await;
-    let status = schedules::read(&channel, election)
+    let status = schedules::read(connection, election)
         .await
         .expect("read the status")
         .expect("a status");
@@ -128,7 +128,7 @@ async fn check_status(rig: &Rig, election: &str, schedule: &str) {
     let expected = chrono::DateTime::parse_from_rfc3339("2098-12-31T23:00:00Z").expect("t");
     assert_eq!(century.next_run, Some(expected.timestamp_millis()));
     // Read again: the read leaves the status in place.
-    let again = schedules::read(&channel, election).await.expect("read");
+    let again = schedules::read(connection, election).await.expect("read");
     assert!(again.is_some());
 }
 

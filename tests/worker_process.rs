@@ -147,6 +147,14 @@ fn the_worker_refuses_bad_start_up_input_with_a_clear_message() {
         "{err}"
     );
 
+    let (code, err) = run_to_end(&["--queues", "a"], "amqp://guest:secret@x,,amqp://y");
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains(r#"invalid AMQP URL "" (address 2 of 3 in the list): the address is empty"#)
+            && !err.contains("secret"),
+        "{err}"
+    );
+
     let (code, err) = run_to_end(
         &["--queues", "a"],
         "amqp://guest:wrong-password@127.0.0.1:5672/%2f",

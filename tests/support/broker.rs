@@ -4,7 +4,7 @@
 
 use lapin::{
     options::{BasicGetOptions, BasicPublishOptions},
-    BasicProperties, Channel, Connection, ConnectionProperties,
+    BasicProperties, Channel, Connection,
 };
 use palermo::WorkerConfig;
 
@@ -30,7 +30,8 @@ pub(super) fn worker_config(queues: &[&str], failed: &str, events: &str) -> Work
 
 impl Broker {
     pub async fn connect() -> Broker {
-        let connection = Connection::connect(&amqp_url(), ConnectionProperties::default())
+        // Through the library's connect, so that PALERMO_AMQP_URL may list a cluster's nodes.
+        let connection = palermo::admin::broker::connect(&amqp_url(), "test")
             .await
             .expect(
                 "RabbitMQ must be running for the end-to-end tests (scripts/broker.sh starts it)",

@@ -12,7 +12,7 @@ use std::{sync::Mutex, time::Duration};
 
 use lapin::{
     options::{ExchangeDeclareOptions, QueueDeclareOptions},
-    Connection, ConnectionProperties, ExchangeKind,
+    Connection, ExchangeKind,
 };
 
 /// How long dropping an [`Owned`] waits for the broker, all deletions together.
@@ -99,7 +99,7 @@ fn delete_on_own_thread(names: Names) {
 
 async fn connect_and_delete(names: &Names) -> Result<(), String> {
     let url = super::amqp_url();
-    let connect = Connection::connect(&url, ConnectionProperties::default());
+    let connect = palermo::admin::broker::connect(&url, "test cleanup");
     let connection = tokio::time::timeout(STEP, connect)
         .await
         .map_err(|_| "the broker did not answer".to_string())?

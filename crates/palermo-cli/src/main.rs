@@ -17,7 +17,7 @@ use clap::{Parser, Subcommand};
     about = "Inspect and manage Palermo jobs on RabbitMQ"
 )]
 struct Cli {
-    /// RabbitMQ URL.
+    /// RabbitMQ URL, or the nodes of a cluster as a comma-separated list of URLs.
     #[arg(long, global = true, env = "PALERMO_AMQP_URL", default_value = palermo::DEFAULT_AMQP_URL)]
     amqp_url: String,
     #[command(flatten)]
@@ -58,6 +58,10 @@ fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(async {
+        if !matches!(cli.command, Command::Migrate(_)) {
+            // A bad address is an error before anything else is opened.
+            palermo::admin::broker::Addresses::parse(&cli.amqp_url)?;
+        }
         match cli.command {
             Command::Enqueue(args) => {
                 commands::enqueue::run(&cli.amqp_url, cli.admin.queue_type, args).await

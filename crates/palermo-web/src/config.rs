@@ -28,7 +28,7 @@ pub struct WebConfig {
 
 impl WebConfig {
     /// A dashboard over `store` that reads queue depths from, and retries to, the broker at
-    /// `amqp_url` (connected lazily, at the first page that needs it, and again after the
+    /// `amqp_url`, one URL or a cluster's comma-separated list (connected lazily, at the first page that needs it, and again after the
     /// connection drops).
     pub fn new(store: Store, amqp_url: impl Into<String>) -> WebConfig {
         WebConfig {
@@ -112,10 +112,11 @@ impl WebConfig {
         self
     }
 
-    /// Checks the settings: the trusted origins must be `http(s)://host[:port]` and the
-    /// failed queue a valid queue name. The CLI calls it before serving; [`crate::router`]
+    /// Checks the settings: the broker URL (or list of URLs) must parse, the trusted origins
+    /// must be `http(s)://host[:port]` and the failed queue a valid queue name. The CLI calls it before serving; [`crate::router`]
     /// calls it too and refuses to start on a bad one.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        palermo::admin::broker::Addresses::parse(&self.amqp_url)?;
         palermo::admin::topology::validate_queue_name(&self.failed_queue).map_err(|reason| {
             ConfigError::FailedQueue {
                 name: self.failed_queue.clone(),
@@ -238,4 +239,7 @@ pub enum ConfigError {
     TrustedOrigin(#[from] tower_http::csrf::ConfigError),
     #[error("failed queue {name:?}: {reason}")]
     FailedQueue { name: String, reason: String },
+    /// The broker URL, or an entry of the list, does not parse.
+    #[error(transparent)]
+    AmqpUrl(#[from] palermo::Error),
 }

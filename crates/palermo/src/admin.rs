@@ -30,10 +30,11 @@ pub mod delay {
     };
 }
 
-/// Connecting, and publishing with a confirm.
+/// Connecting (to one of several addresses), and publishing with a confirm.
 pub mod broker {
     pub use crate::broker::{
-        confirm_channel, connect, publish, publish_confirmed, redact, Pending, HEARTBEAT,
+        confirm_channel, connect, publish, publish_confirmed, redact, Addresses, Pending,
+        HEARTBEAT, NODE_TIMEOUT,
     };
 }
 

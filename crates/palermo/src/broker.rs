@@ -1,11 +1,15 @@
 //! Connecting to RabbitMQ and publishing with a confirm: the two AMQP operations that the
-//! client and the worker share.
+//! client and the worker share. Every connection Palermo opens goes through [`connect`], to
+//! one of the addresses of the list ([`addresses`]).
+
+mod addresses;
 
 use lapin::{
     options::{BasicPublishOptions, ConfirmSelectOptions},
-    uri::AMQPUri,
-    BasicProperties, Channel, Connection, ConnectionProperties,
+    BasicProperties, Channel, Connection,
 };
+
+pub use addresses::{redact, Addresses, NODE_TIMEOUT};
 
 use crate::{error::Error, topology::EXCHANGE};
 
@@ -30,7 +34,8 @@ pub const FRAME_MAX: u32 = 128 * 1024;
 /// (docs/reliability.md).
 pub const HEARTBEAT: u16 = 30;
 
-/// Opens a connection; `name` shows in RabbitMQ's connection list.
+/// Opens a connection to the broker at `url`, or to one that answers of a comma-separated
+/// list ([`Addresses`]); `name` shows in RabbitMQ's connection list.
 pub async fn connect(url: &str, name: &str) -> Result<Connection, Error> {
     connect_with_heartbeat(url, name, HEARTBEAT).await
 }
@@ -42,19 +47,16 @@ pub(crate) async fn connect_with_heartbeat(
     name: &str,
     heartbeat: u16,
 ) -> Result<Connection, Error> {
-    let mut uri: AMQPUri = url.parse().map_err(|reason: String| Error::InvalidUrl {
-        url: redact(url),
-        reason,
-    })?;
-    uri.query.frame_max.get_or_insert(FRAME_MAX);
-    uri.query.heartbeat.get_or_insert(heartbeat);
-    let props = ConnectionProperties::default().with_connection_name(name.into());
-    Connection::connect_uri(uri, props)
-        .await
-        .map_err(|source| Error::Connect {
-            url: redact(url),
-            source,
-        })
+    connect_to(&Addresses::parse(url)?, name, heartbeat).await
+}
+
+/// [`connect`] to addresses parsed already (a client parses its list once).
+pub(crate) async fn connect_to(
+    addresses: &Addresses,
+    name: &str,
+    heartbeat: u16,
+) -> Result<Connection, Error> {
+    addresses.connect(name, FRAME_MAX, heartbeat).await
 }
 
 /// Opens a channel in confirm mode.
@@ -153,28 +155,4 @@ pub async fn publish_confirmed(
         .await?
         .confirmed()
         .await
-}
-
-/// The URL without its password, for messages.
-pub fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let userinfo = &url[scheme + 3..at];
-            let user = userinfo.split(':').next().unwrap_or("");
-            format!("{}{user}:***{}", &url[..scheme + 3], &url[at..])
-        }
-        _ => url.to_string(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn redact_hides_the_password() {
-        assert_eq!(
-            super::redact("amqp://guest:secret@host:5672/%2f"),
-            "amqp://guest:***@host:5672/%2f"
-        );
-        assert_eq!(super::redact("amqp://host"), "amqp://host");
-    }
 }

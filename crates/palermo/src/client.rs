@@ -79,7 +79,9 @@ pub struct RawJob {
 }
 
 impl Client {
-    /// Connects to the broker at `url` (`amqp://user:pass@host:port/vhost`).
+    /// Connects to the broker at `url` (`amqp://user:pass@host:port/vhost`), or to one node
+    /// that answers of a comma-separated list of such URLs (a cluster): a bad entry is an
+    /// error here, and when the node dies the enqueues reconnect to another.
     pub async fn connect(url: &str) -> Result<Self, Error> {
         Self::connect_with(url, topology::QueueType::default()).await
     }

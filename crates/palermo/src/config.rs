@@ -9,7 +9,9 @@ use crate::{delay, error::Error, retry::Backoff, topology};
 /// How a worker runs.
 #[derive(Clone, Debug)]
 pub struct WorkerConfig {
-    /// The broker. Defaults to [`crate::DEFAULT_AMQP_URL`].
+    /// The broker: one AMQP URL, or the nodes of a cluster as a comma-separated list (the
+    /// worker connects to one that answers, and to another when it dies; a bad entry is a
+    /// start-up error). Defaults to [`crate::DEFAULT_AMQP_URL`].
     pub amqp_url: String,
     /// The queues to consume, in no particular priority. Required.
     pub queues: Vec<String>,
@@ -170,6 +172,7 @@ impl WorkerConfig {
         }
         self.backoff.validate()?;
         crate::reconnect::validate(&self.reconnect)?;
+        crate::broker::Addresses::parse(&self.amqp_url)?;
         Ok(())
     }
 }
@@ -216,5 +219,9 @@ mod tests {
         config.backoff.jitter = -1.0;
         let err = config.validate().expect_err("jitter");
         assert!(err.to_string().contains("jitter"), "{err}");
+        let mut config = WorkerConfig::new(["mail"]);
+        config.amqp_url = "amqp://a,,amqp://b".into();
+        let err = config.validate().expect_err("empty address");
+        assert!(err.to_string().contains("address 2 of 3"), "{err}");
     }
 }

@@ -6,13 +6,15 @@ use std::time::Duration;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// The AMQP URL did not parse.
-    #[error("invalid AMQP URL {url:?}: {reason}")]
+    /// The AMQP URL, or an entry of the comma-separated list, did not parse.
+    #[error("invalid AMQP URL {url:?}{}: {reason}", in_list(*.position))]
     InvalidUrl {
-        /// The URL as given.
+        /// The URL as given, without its password.
         url: String,
         /// What is wrong with it.
         reason: String,
+        /// In a list of several addresses: its position (from 1) and the list's length.
+        position: Option<(usize, usize)>,
     },
     /// No broker answered at the URL, or it refused the login.
     #[error("cannot connect to RabbitMQ at {url}: {source}")]
@@ -22,6 +24,12 @@ pub enum Error {
         /// lapin's error.
         #[source]
         source: lapin::Error,
+    },
+    /// None of the addresses of a list answered; each one's error, in the order tried.
+    #[error("no RabbitMQ node answered ({} addresses tried): {}", .failures.len(), joined(.failures))]
+    NoNodeAnswered {
+        /// Each address's error.
+        failures: Vec<Error>,
     },
     /// A broker operation failed (the connection or channel closed, a declare was refused...).
     #[error("RabbitMQ {operation} failed: {source}")]
@@ -243,6 +251,17 @@ fn needed(operation: &str, resource: &str) -> Option<&'static str> {
         "exchange.bind" | "exchange.unbind" => "write or read",
         _ => return None,
     })
+}
+
+fn in_list(position: Option<(usize, usize)>) -> String {
+    position.map_or_else(String::new, |(i, count)| {
+        format!(" (address {i} of {count} in the list)")
+    })
+}
+
+fn joined(errors: &[Error]) -> String {
+    let shown: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    shown.join("; ")
 }
 
 /// Why a queue, exchange or routing key name is refused; the message says what to change.

@@ -23,7 +23,7 @@ use tracing::{info, warn};
 
 use crate::{
     blocked::Blocked,
-    broker,
+    broker::{self, Addresses},
     delay::DelayQueues,
     error::Error,
     priority::Priorities,
@@ -63,11 +63,11 @@ pub(crate) struct Session {
 
 impl Session {
     async fn open(
-        url: &str,
+        addresses: &Addresses,
         queue_type: QueueType,
         priorities: Priorities,
     ) -> Result<Session, Error> {
-        let connection = broker::connect(url, "palermo client").await?;
+        let connection = broker::connect_to(addresses, "palermo client", broker::HEARTBEAT).await?;
         let channel = broker::confirm_channel(&connection).await?;
         topology::declare_exchange(&channel).await?;
         Ok(Session {
@@ -114,7 +114,7 @@ impl Session {
 
 /// The client's current session, and the lock that lets one task at a time replace it.
 pub(crate) struct Sessions {
-    url: String,
+    addresses: Addresses,
     pub queue_type: QueueType,
     /// The priority queues ([`crate::priority`]).
     priorities: RwLock<Priorities>,
@@ -128,12 +128,13 @@ pub(crate) struct Sessions {
 impl Sessions {
     /// Connects the first session: at start, an unreachable broker is an error at once.
     pub async fn connect(url: &str, queue_type: QueueType) -> Result<Sessions, Error> {
-        let session = Session::open(url, queue_type, Priorities::default()).await?;
+        let addresses = Addresses::parse(url)?;
+        let session = Session::open(&addresses, queue_type, Priorities::default()).await?;
         let blocked = Blocked::default();
         blocked.follow(&session.connection, "client".into());
         Ok(Sessions {
             blocked,
-            url: url.to_string(),
+            addresses,
             queue_type,
             priorities: RwLock::default(),
             current: RwLock::new(Arc::new(session)),
@@ -209,7 +210,7 @@ impl Sessions {
         let started = Instant::now();
         let deadline = started + policy.wait;
         let unavailable = |attempts, reason: String| Error::Unavailable {
-            url: broker::redact(&self.url),
+            url: self.addresses.to_string(),
             waited: started.elapsed(),
             attempts,
             reason,
@@ -223,10 +224,10 @@ impl Sessions {
         if current.usable() {
             return Ok(current);
         }
-        warn!(url = %broker::redact(&self.url), "the client lost its broker connection; reconnecting");
+        warn!(url = %self.addresses, "the client lost its broker connection; reconnecting");
         let mut schedule = Schedule::new(policy.backoff);
         let opened = reconnect::retry_until(&mut schedule, Some(deadline), "client", || {
-            Session::open(&self.url, self.queue_type, self.priorities())
+            Session::open(&self.addresses, self.queue_type, self.priorities())
         });
         let session = match opened.await {
             Ok(session) => Arc::new(session),

@@ -70,14 +70,22 @@ pub(crate) fn short_name(what: &'static str, name: &str) -> Result<ShortString, 
 
 /// Declares the `palermo` exchange.
 pub async fn declare_exchange(channel: &Channel) -> Result<(), Error> {
-    declare_durable_exchange(channel, EXCHANGE, ExchangeKind::Direct).await
+    declare_durable_exchange(
+        channel,
+        EXCHANGE,
+        ExchangeKind::Direct,
+        FieldTable::default(),
+    )
+    .await
 }
 
-/// Declares a durable exchange of `kind` named `name` (every exchange Palermo uses is one).
+/// Declares a durable exchange of `kind` named `name` with `arguments` (every exchange
+/// Palermo uses is durable).
 pub async fn declare_durable_exchange(
     channel: &Channel,
     name: &str,
     kind: ExchangeKind,
+    arguments: FieldTable,
 ) -> Result<(), Error> {
     let name = short_name("exchange name", name)?;
     channel
@@ -88,7 +96,7 @@ pub async fn declare_durable_exchange(
                 durable: true,
                 ..Default::default()
             },
-            FieldTable::default(),
+            arguments,
         )
         .await
         .map_err(Error::broker("exchange.declare"))
@@ -176,7 +184,8 @@ pub async fn declare_job_queue(
         .queue_declare(queue.into(), QueueDeclareOptions::durable(), arguments)
         .await
         .map_err(Error::broker("queue.declare"))
-        .map_err(|e| crate::priority::mismatch(queue, max_priority, e))?;
+        .map_err(|e| crate::priority::mismatch(queue, max_priority, e))
+        .map_err(|e| inequivalent(queue, queue_type, e))?;
     channel
         .queue_bind(
             queue.into(),
@@ -189,13 +198,17 @@ pub async fn declare_job_queue(
         .map_err(Error::broker("queue.bind"))
 }
 
-/// Declares the events topic exchange `name`, the durable queue of the same name (capped at
-/// [`EVENTS_QUEUE_MAX_LENGTH`], oldest dropped first) and the binding between them. Workers
-/// and the recorder both call this, so the arguments always match.
-pub async fn declare_events(channel: &Channel, name: &str) -> Result<(), Error> {
+/// Declares the events topic exchange `name`, the durable queue of the same name and of
+/// `queue_type` (capped at [`EVENTS_QUEUE_MAX_LENGTH`], oldest dropped first) and the binding
+/// between them. Workers and the recorder both call this, so the arguments always match.
+pub async fn declare_events(
+    channel: &Channel,
+    name: &str,
+    queue_type: QueueType,
+) -> Result<(), Error> {
     validate_queue_name(name)?;
-    declare_durable_exchange(channel, name, ExchangeKind::Topic).await?;
-    let mut arguments = FieldTable::default();
+    declare_durable_exchange(channel, name, ExchangeKind::Topic, FieldTable::default()).await?;
+    let mut arguments = queue_type.arguments();
     arguments.insert(
         "x-max-length".into(),
         lapin::types::AMQPValue::LongLongInt(EVENTS_QUEUE_MAX_LENGTH),
@@ -203,7 +216,8 @@ pub async fn declare_events(channel: &Channel, name: &str) -> Result<(), Error> 
     channel
         .queue_declare(name.into(), QueueDeclareOptions::durable(), arguments)
         .await
-        .map_err(Error::broker("queue.declare"))?;
+        .map_err(Error::broker("queue.declare"))
+        .map_err(|e| inequivalent(name, queue_type, e))?;
     channel
         .queue_bind(
             name.into(),
@@ -214,6 +228,23 @@ pub async fn declare_events(channel: &Channel, name: &str) -> Result<(), Error> 
         )
         .await
         .map_err(Error::broker("queue.bind"))
+}
+
+/// Rewrites the broker's refusal to declare `queue` with other arguments than it has
+/// (`406 PRECONDITION_FAILED - inequivalent arg`) into an error that says why it happens and
+/// what to do: the queue was made by a deployment of the other queue type, or by an older
+/// Palermo (before the events and status queues followed `--queue-type`).
+pub(crate) fn inequivalent(queue: &str, queue_type: QueueType, error: Error) -> Error {
+    let text = error.to_string();
+    if !text.contains("inequivalent arg") {
+        return error;
+    }
+    Error::Config(format!(
+        "queue {queue} exists with other arguments than this {queue_type} deployment declares; \
+         every client, worker and admin tool of a deployment must use the same --queue-type, \
+         and a queue made by another type or an older Palermo must be drained and deleted \
+         (docs/reliability.md, \"Changing the queue type\") ({text})"
+    ))
 }
 
 /// What AMQP tells about a queue: messages ready for delivery and consumers. (AMQP has no

@@ -25,8 +25,7 @@ pub struct Args {
 pub async fn run(amqp_url: &str, args: Args) -> anyhow::Result<()> {
     palermo::admin::topology::validate_queue_name(&args.scheduler_queue)?;
     let connection = broker::connect(amqp_url, "palermo schedules").await?;
-    let channel = broker::confirm_channel(&connection).await?;
-    let status = schedules::read(&channel, &args.scheduler_queue).await;
+    let status = schedules::read(&connection, &args.scheduler_queue).await;
     let _ = connection.close(200, "done".into()).await;
     let status = status.context("reading the scheduler status")?;
     if args.json {

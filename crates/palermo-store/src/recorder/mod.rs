@@ -280,7 +280,8 @@ async fn open(config: &RecorderConfig) -> Result<(Connection, Channel)> {
     palermo::admin::topology::declare_exchange(&channel).await?;
     palermo::admin::topology::declare_queue(&channel, &config.failed_queue, config.queue_type)
         .await?;
-    palermo::admin::topology::declare_events(&channel, &config.events_exchange).await?;
+    palermo::admin::topology::declare_events(&channel, &config.events_exchange, config.queue_type)
+        .await?;
     Ok((connection, channel))
 }
 

@@ -44,6 +44,7 @@ use crate::{
 };
 
 mod queues;
+mod quorum;
 
 pub use queues::DelayQueues;
 
@@ -55,8 +56,13 @@ pub const MAX_DELAY: Duration = Duration::from_secs((1 << LEVELS) - 1);
 /// start with it.
 pub const PREFIX: &str = "palermo.delay.";
 /// The same for quorum deployments. Each queue type has its own layout, so that classic and
-/// quorum deployments sharing one broker never deliver a delayed job twice.
-pub const QUORUM_PREFIX: &str = "palermo.qdelay.";
+/// quorum deployments sharing one broker never deliver a delayed job twice. Version 2: its
+/// level queues dead-letter at-least-once (`delay/quorum.rs`); the first quorum layout
+/// (`palermo.qdelay.<n>`, at-most-once) keeps its own names, so that a broker holding it
+/// refuses nothing and its waiting jobs still arrive (docs/reliability.md, "Upgrading").
+pub const QUORUM_PREFIX: &str = "palermo.qdelay.v2.";
+/// The prefix of the first quorum layout, still reserved: its queues may exist on a broker.
+const LEGACY_QUORUM_PREFIX: &str = "palermo.qdelay.";
 
 /// The delay layout of one queue type: the names of its exchanges and queues.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -91,6 +97,12 @@ impl Layout {
     /// The queue of a level and kind, e.g. `palermo.delay.retry.3` (TTL 8 s).
     pub fn queue(self, kind: Kind, level: u32) -> String {
         format!("{}{}.{level}", self.prefix(), kind.name())
+    }
+
+    /// The exchange and queue that keep delayed jobs whose queue was deleted meanwhile
+    /// (quorum layout only, `delay/quorum.rs`).
+    pub fn orphans(self) -> String {
+        format!("{}orphans", self.prefix())
     }
 
     /// `palermo.delay.retry.*` or `palermo.delay.scheduled.*`: all the level queues of a
@@ -129,7 +141,9 @@ impl Kind {
 
 /// Whether `name` belongs to a delay layout (job queues may not).
 pub fn is_reserved(name: &str) -> bool {
-    name.starts_with(PREFIX) || name.starts_with(QUORUM_PREFIX)
+    [PREFIX, QUORUM_PREFIX, LEGACY_QUORUM_PREFIX]
+        .iter()
+        .any(|prefix| name.starts_with(prefix))
 }
 
 /// A delay in whole seconds, rounded up so that a job never runs early; `None` when it is
@@ -174,7 +188,12 @@ pub fn destination(routing_key: &str) -> Option<&str> {
 /// Declares every delay exchange and queue and their bindings (harmless when they exist).
 pub async fn declare(channel: &Channel, layout: Layout) -> Result<(), Error> {
     let deliver = layout.deliver_exchange();
-    declare_topic(channel, &deliver).await?;
+    let deliver_args = match layout.queue_type {
+        QueueType::Quorum => quorum::orphans(channel, layout).await?,
+        _ => FieldTable::default(),
+    };
+    topology::declare_durable_exchange(channel, &deliver, ExchangeKind::Topic, deliver_args)
+        .await?;
     // Bottom up, so that a level's dead-letter exchange exists before its queue fills.
     for level in 0..LEVELS {
         let this = layout.exchange(level);
@@ -194,10 +213,14 @@ pub async fn declare(channel: &Channel, layout: Layout) -> Result<(), Error> {
                 "x-dead-letter-exchange".into(),
                 AMQPValue::LongString(LongString::from(next.as_str())),
             );
+            if layout.queue_type == QueueType::Quorum {
+                quorum::at_least_once(&mut args);
+            }
             channel
                 .queue_declare(name.as_str().into(), QueueDeclareOptions::durable(), args)
                 .await
-                .map_err(Error::broker("queue.declare (delay)"))?;
+                .map_err(Error::broker("queue.declare (delay)"))
+                .map_err(|e| topology::inequivalent(&name, layout.queue_type, e))?;
             channel
                 .queue_bind(
                     name.as_str().into(),
@@ -252,7 +275,8 @@ fn short(text: &str) -> Result<ShortString, Error> {
 }
 
 async fn declare_topic(channel: &Channel, name: &str) -> Result<(), Error> {
-    topology::declare_durable_exchange(channel, name, ExchangeKind::Topic).await
+    topology::declare_durable_exchange(channel, name, ExchangeKind::Topic, FieldTable::default())
+        .await
 }
 
 /// How many jobs wait in the delay queues.
@@ -337,8 +361,13 @@ mod tests {
         assert_eq!(classic.exchange(24), "palermo.delay.24");
         assert!(is_reserved(&classic.queue(Kind::Scheduled, 0)));
         let quorum = Layout::of(QueueType::Quorum);
-        assert_eq!(quorum.deliver_exchange(), "palermo.qdelay.deliver");
+        assert_eq!(quorum.deliver_exchange(), "palermo.qdelay.v2.deliver");
+        assert_eq!(quorum.queue(Kind::Retry, 3), "palermo.qdelay.v2.retry.3");
         assert!(is_reserved(&quorum.queue(Kind::Retry, 0)));
+        assert!(
+            is_reserved("palermo.qdelay.retry.0"),
+            "the first quorum layout"
+        );
         assert!(!is_reserved("palermo.failed"));
     }
 }

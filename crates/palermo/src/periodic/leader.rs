@@ -179,7 +179,8 @@ impl Leader<'_> {
         self.state.written_ms = Utc::now().timestamp_millis();
         publish(&self.channel, &self.settings.queue, &self.state, &id).await?;
         let table = super::status::table(&self.settings.identity, self.entries, |n| self.last(n));
-        super::status::publish(&self.channel, &self.settings.queue, &table).await?;
+        let (queue, queue_type) = (&self.settings.queue, self.settings.queue_type);
+        super::status::publish(&self.channel, queue, queue_type, &table).await?;
         self.held
             .ack(BasicAckOptions::default())
             .await

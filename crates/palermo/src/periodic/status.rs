@@ -7,13 +7,17 @@
 use chrono::{DateTime, Utc};
 use lapin::{
     options::{BasicGetOptions, BasicNackOptions, QueueDeclareOptions},
-    types::{AMQPValue, FieldTable},
-    BasicProperties, Channel,
+    types::AMQPValue,
+    BasicProperties, Channel, Connection,
 };
 use serde::{Deserialize, Serialize};
 
 use super::Entry;
-use crate::{broker, error::Error};
+use crate::{
+    broker,
+    error::Error,
+    topology::{self, QueueType},
+};
 
 /// What the active scheduler last published.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -81,13 +85,16 @@ pub(crate) fn table(
     }
 }
 
-async fn declare(channel: &Channel, queue: &str) -> Result<(), Error> {
-    let mut args = FieldTable::default();
+/// Declares the status queue, of the deployment's `queue_type` like the scheduler queue (in a
+/// cluster a classic one would be lost with its node, and the leader's publishes with it).
+async fn declare(channel: &Channel, queue: &str, queue_type: QueueType) -> Result<(), Error> {
+    let mut args = queue_type.arguments();
     args.insert("x-max-length".into(), AMQPValue::LongLongInt(1));
     channel
         .queue_declare(queue.into(), QueueDeclareOptions::durable(), args)
         .await
-        .map_err(Error::broker("queue.declare"))?;
+        .map_err(Error::broker("queue.declare"))
+        .map_err(|e| topology::inequivalent(queue, queue_type, e))?;
     Ok(())
 }
 
@@ -95,10 +102,11 @@ async fn declare(channel: &Channel, queue: &str) -> Result<(), Error> {
 pub(crate) async fn publish(
     channel: &Channel,
     scheduler_queue: &str,
+    queue_type: QueueType,
     status: &Status,
 ) -> Result<(), Error> {
     let queue = status_queue(scheduler_queue);
-    declare(channel, &queue).await?;
+    declare(channel, &queue, queue_type).await?;
     let body = serde_json::to_vec(status).map_err(Error::EventSerialize)?;
     let properties = BasicProperties::default().with_content_type("application/json".into());
     broker::publish_via(channel, "", &queue, &queue, &body, properties)
@@ -108,12 +116,28 @@ pub(crate) async fn publish(
 }
 
 /// The latest status of `scheduler_queue`, read without taking it; `None` when no scheduler
-/// has been active yet.
-pub async fn read(channel: &Channel, scheduler_queue: &str) -> Result<Option<Status>, Error> {
+/// has been active yet (the status queue does not exist or is empty). It creates nothing, so
+/// it needs no queue type.
+pub async fn read(connection: &Connection, scheduler_queue: &str) -> Result<Option<Status>, Error> {
     let queue = status_queue(scheduler_queue);
-    declare(channel, &queue).await?;
+    if topology::inspect(connection, &queue).await?.is_none() {
+        return Ok(None);
+    }
+    let channel = connection
+        .create_channel()
+        .await
+        .map_err(Error::broker("channel.open"))?;
+    let status = peek(&channel, &queue).await;
+    if channel.status().connected() {
+        let _ = channel.close(200, "read".into()).await;
+    }
+    status
+}
+
+/// Takes the message of the status `queue` on `channel` and puts it back.
+async fn peek(channel: &Channel, queue: &str) -> Result<Option<Status>, Error> {
     let got = channel
-        .basic_get(queue.as_str().into(), BasicGetOptions { no_ack: false })
+        .basic_get(queue.into(), BasicGetOptions { no_ack: false })
         .await
         .map_err(Error::broker("basic.get"))?;
     let Some(message) = got else { return Ok(None) };

@@ -60,7 +60,7 @@ pub struct WorkerArgs {
     /// Times a job may come back without a run finishing before it is failed as poison.
     #[arg(long, default_value_t = 5)]
     pub max_redeliveries: u32,
-    /// RabbitMQ URL.
+    /// RabbitMQ URL, or the nodes of a cluster as a comma-separated list of URLs.
     #[arg(long, env = "PALERMO_AMQP_URL", default_value = crate::DEFAULT_AMQP_URL)]
     pub amqp_url: String,
     /// Queue failed jobs go to.

@@ -164,7 +164,8 @@ impl Sender {
 /// queue on it.
 async fn open(shared: &Shared, link: &Link) -> Result<Channel, Error> {
     let channel = broker::confirm_channel(&link.current().connection).await?;
-    topology::declare_events(&channel, &shared.config.events_exchange).await?;
+    let config = &shared.config;
+    topology::declare_events(&channel, &config.events_exchange, config.queue_type).await?;
     Ok(channel)
 }
 
