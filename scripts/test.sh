@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: services up, formatting and lints, every test, then the disruptive
-# tests (broker restarts, killed processes) one at a time after the rest.
+# tests (broker restarts, killed processes) one at a time after the rest, then the cluster
+# tests (tests/cluster_*.rs: they bring up scripts/cluster.sh's three nodes themselves).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,6 +25,14 @@ if ls tests/disruptive_*.rs >/dev/null 2>&1; then
   echo "== disruptive tests (one at a time)"
   trap 'scripts/broker.sh' EXIT   # whatever happens, leave the broker running
   cargo test --test 'disruptive_*' -- --ignored --test-threads=1
+fi
+if ls tests/cluster_*.rs >/dev/null 2>&1; then
+  echo "== cluster tests (a three-node RabbitMQ cluster on 5681-5683, one test at a time)"
+  # Whatever happens, take the cluster down and leave the main broker running.
+  trap 'flock -x /tmp/palermo-cluster.lock scripts/cluster.sh down; scripts/broker.sh' EXIT
+  cluster_started=$SECONDS
+  cargo test --test 'cluster_*' -- --ignored --test-threads=1
+  echo "== cluster tests took $((SECONDS - cluster_started)) s"
 fi
 echo "== demo smoke run"
 scripts/demo.sh --smoke

@@ -20,13 +20,12 @@
 mod support;
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::HashSet,
     path::{Path, PathBuf},
     time::{Duration, Instant},
 };
 
-use palermo::Format;
-use support::RawJob;
+use support::chaos::{lost_and_duplicates, random, record_id, recorded, started_workers};
 use support::{process::Running, restart_broker, unique, Broker, BrokerGuard};
 use uuid::Uuid;
 const JOBS: usize = 5_000;
@@ -37,11 +36,6 @@ const RESTART_AFTER_KILL: usize = 5;
 const ALARM: Duration = Duration::from_secs(4);
 /// How long the last worker may take to drain the queue.
 const DRAIN: Duration = Duration::from_secs(90);
-
-/// A number in `lo..hi` (no `rand` crate: UUIDs v4 are random enough here).
-fn random(lo: u64, hi: u64) -> u64 {
-    lo + (Uuid::new_v4().as_u128() % u128::from(hi - lo)) as u64
-}
 
 /// Starts a worker, appending its log to `log`.
 fn spawn_worker(queue: &str, failed: &str, events: &str, log: &Path) -> Running {
@@ -64,21 +58,9 @@ async fn enqueue_all(queue: String, record: PathBuf) -> (Vec<Uuid>, usize) {
     let client = support::client()
         .await
         .with_reconnect_wait(Duration::from_secs(60));
-    let body = serde_json::to_vec(&serde_json::json!({
-        "path": record.to_string_lossy(),
-        "work_ms": 15,
-    }))
-    .expect("json");
     let (mut ids, mut errors) = (Vec::with_capacity(JOBS), 0);
     while ids.len() < JOBS {
-        let job = RawJob {
-            name: "record_id".into(),
-            queue: queue.clone(),
-            format: Format::Json,
-            body: body.clone(),
-            max_attempts: None,
-        };
-        match client.enqueue_raw(job).await {
+        match client.enqueue_raw(record_id(&queue, &record, 15)).await {
             Ok(id) => ids.push(id),
             Err(e) => {
                 errors += 1;
@@ -90,22 +72,6 @@ async fn enqueue_all(queue: String, record: PathBuf) -> (Vec<Uuid>, usize) {
         }
     }
     (ids, errors)
-}
-
-/// How many worker processes logged their start.
-fn started_workers(log: &Path) -> usize {
-    let text = std::fs::read_to_string(log).unwrap_or_default();
-    text.matches("worker started").count()
-}
-
-/// Every well-formed id in the record file, with how many times it is there.
-fn recorded(path: &Path) -> HashMap<Uuid, usize> {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let mut counts = HashMap::new();
-    for id in text.lines().filter_map(|line| line.parse::<Uuid>().ok()) {
-        *counts.entry(id).or_insert(0) += 1;
-    }
-    counts
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -169,11 +135,7 @@ async fn no_job_is_lost_when_workers_are_killed_and_the_broker_restarts() {
     }
     let status = worker.stop(Duration::from_secs(30)).await;
 
-    let lost = expected.iter().filter(|id| !seen.contains_key(id)).count();
-    let duplicates: usize = ids
-        .iter()
-        .map(|id| seen.get(id).copied().unwrap_or(0).saturating_sub(1))
-        .sum();
+    let (lost, duplicates) = lost_and_duplicates(&ids, &seen);
     let extra = seen.keys().filter(|id| !expected.contains(id)).count();
     println!(
         "lost={lost} duplicates={duplicates} jobs={} kills={kills} broker_restarts=1 alarms=1",

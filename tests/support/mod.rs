@@ -12,7 +12,9 @@
 
 pub mod alarm;
 mod broker;
+pub mod chaos;
 pub mod cleanup;
+pub mod cluster;
 pub mod delay;
 pub mod process;
 pub mod python;

@@ -14,7 +14,7 @@ use lapin::{
     Channel, Connection, ConnectionProperties,
 };
 
-use crate::{child::WorkerProcess, jobs, raw};
+use crate::{child::WorkerProcess, jobs, nodes::Nodes, raw};
 
 /// Which consumer drains a queue.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -61,7 +61,7 @@ pub struct Bench {
     pub jobs: u64,
     /// Probes per latency measurement.
     pub latency_jobs: usize,
-    amqp_url: String,
+    nodes: Nodes,
     pub client: palermo::Client,
     pub raw: raw::Publisher,
     connection: Connection,
@@ -76,9 +76,10 @@ pub struct Bench {
 }
 
 impl Bench {
-    /// Connects a Palermo client and a raw lapin connection to `amqp_url`.
-    pub async fn connect(amqp_url: &str, jobs: u64, latency_jobs: usize) -> anyhow::Result<Self> {
-        let client = palermo::Client::connect(amqp_url)
+    /// Connects a Palermo client and a raw lapin connection to the first of `nodes`.
+    pub async fn connect(nodes: Nodes, jobs: u64, latency_jobs: usize) -> anyhow::Result<Self> {
+        let amqp_url = nodes.first();
+        let client = palermo::Client::connect_with(amqp_url, nodes.queue_type)
             .await
             .context("connecting the Palermo client")?;
         let connection = Connection::connect(
@@ -100,7 +101,7 @@ impl Bench {
         let bench = Self {
             jobs,
             latency_jobs,
-            amqp_url: amqp_url.to_string(),
+            nodes,
             client,
             raw,
             connection,
@@ -123,7 +124,7 @@ impl Bench {
     pub async fn queue(&self, what: &str) -> anyhow::Result<String> {
         let queue = format!("palermo-bench-{}.{what}", self.run_id);
         self.remember(&queue);
-        palermo::admin::topology::declare_queue(&self.admin, &queue, Default::default())
+        palermo::admin::topology::declare_queue(&self.admin, &queue, self.nodes.queue_type)
             .await
             .with_context(|| format!("declaring {queue}"))?;
         Ok(queue)
@@ -178,8 +179,6 @@ impl Bench {
                 queue.into(),
                 "--concurrency".into(),
                 concurrency.to_string(),
-                "--amqp-url".into(),
-                self.amqp_url.clone(),
                 "--failed-queue".into(),
                 self.failed_queue.clone(),
                 "--shutdown-timeout".into(),
@@ -191,12 +190,14 @@ impl Bench {
                 queue.into(),
                 "--channels".into(),
                 concurrency.to_string(),
-                "--amqp-url".into(),
-                self.amqp_url.clone(),
                 "--expect".into(),
                 expect.to_string(),
             ],
         };
+        args.extend(self.nodes.worker_args());
+        if side == Side::Palermo {
+            args.extend(self.nodes.queue_type_args());
+        }
         if let (Side::Palermo, Some(events)) = (side, &self.events) {
             args.extend(["--events-exchange".into(), events.clone()]);
         }
@@ -270,7 +271,7 @@ impl Bench {
         let mut tries = 0;
         loop {
             let connected =
-                Connection::connect(&self.amqp_url, ConnectionProperties::default()).await;
+                Connection::connect(self.nodes.first(), ConnectionProperties::default()).await;
             match connected {
                 Err(_) if tries < 15 => {
                     tries += 1;

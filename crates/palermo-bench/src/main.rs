@@ -20,6 +20,7 @@ mod drain;
 mod enqueue;
 mod jobs;
 mod latency;
+mod nodes;
 mod raw;
 mod report;
 mod scale;
@@ -48,9 +49,15 @@ struct Args {
     /// Defaults to all.
     #[arg(long, value_enum, value_delimiter = ',')]
     only: Vec<Group>,
-    /// RabbitMQ URL.
+    /// RabbitMQ URL, or a cluster's nodes as a comma-separated list
+    /// (`scripts/cluster.sh urls`): the harness uses the first, worker processes take them in
+    /// turn.
     #[arg(long, env = "PALERMO_AMQP_URL", default_value = palermo::DEFAULT_AMQP_URL)]
     amqp_url: String,
+    /// Type of the queues the run declares: classic, or quorum (replicated over a cluster).
+    /// Defaults to classic.
+    #[arg(long, default_value = "classic")]
+    queue_type: palermo::admin::topology::QueueType,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -94,7 +101,8 @@ fn main() -> ExitCode {
 }
 
 async fn run(args: &Args) -> anyhow::Result<Report> {
-    let bench = Bench::connect(&args.amqp_url, args.jobs, args.latency_jobs).await?;
+    let nodes = nodes::Nodes::parse(&args.amqp_url, args.queue_type)?;
+    let bench = Bench::connect(nodes, args.jobs, args.latency_jobs).await?;
     // Ctrl-C or SIGTERM still removes the run's queues: dropping the measurement kills its
     // worker, and the clean-up below runs.
     let result = tokio::select! {

@@ -1,0 +1,250 @@
+//! Chaos in the cluster: no job is lost, delayed or failing, when the RabbitMQ node that leads
+//! the job queue is SIGKILLed mid-run and started again, and then another node.
+//!
+//! The test brings up the three-node cluster of `scripts/cluster.sh` (and takes it down at
+//! the end, failing or not). Every queue is a quorum queue. Three worker processes run the
+//! test worker at concurrency 16, each connected to its own node (so that every kill hits a
+//! worker's connection: it reconnects when its node is back); a client given the list of the
+//! nodes enqueues 5,000 jobs as fast as their confirms come back (a minute or so here):
+//! most are `record_id` jobs (each run appends its id to a file and fsyncs it), one in ten
+//! is a `record_id` delayed by 1 to 6 seconds, one in ten a `fail` job that goes straight to
+//! the failed queue. Meanwhile the node leading the job queue is killed with SIGKILL, as a
+//! crashed host would be, and started again; then the node that leads it now, a different
+//! one. Once the enqueuer is done, every id the broker confirmed must be in the file (or,
+//! for a failing job, in the failed queue) at least once. Ids there more than once are
+//! at-least-once duplicates (a run that ended but was not acked before its node died). The
+//! test prints one line, `lost=0 duplicates=K jobs=N node_kills=M`, and fails if anything
+//! was lost.
+//!
+//! Disruptive and slow to set up, so `#[ignore]`d; scripts/test.sh runs it after the
+//! disruptive tests: `cargo test --test 'cluster_*' -- --ignored --test-threads=1`.
+
+mod support;
+
+use std::{
+    collections::HashMap,
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::{Duration, Instant, SystemTime},
+};
+
+use palermo::{admin::topology::QueueType, Format};
+use support::{
+    chaos::{lost_and_duplicates, random, record_id, recorded, started_workers},
+    cluster::{take_ids, Cluster, NODES},
+    process::Running,
+    unique, RawJob,
+};
+use uuid::Uuid;
+
+const JOBS: usize = 5_000;
+/// How long the last workers may take to finish what is queued and delayed.
+const DRAIN: Duration = Duration::from_secs(90);
+
+/// What the enqueuer got confirmed.
+#[derive(Default)]
+struct Enqueued {
+    /// `record_id` jobs, delayed or not.
+    recorded: Vec<Uuid>,
+    /// Those of them that were delayed.
+    delayed: Vec<Uuid>,
+    /// `fail` jobs.
+    failing: Vec<Uuid>,
+    /// Enqueues that failed (their job may or may not exist).
+    errors: usize,
+}
+
+/// Starts a worker of the job queue on node `url`, appending its log to `log`.
+fn spawn_worker(url: &str, queue: &str, failed: &str, events: &str, log: &Path) -> Running {
+    let args = [
+        ["--queues", queue],
+        ["--failed-queue", failed],
+        ["--events-exchange", events],
+        ["--concurrency", "16"],
+        ["--shutdown-timeout", "5"],
+        ["--heartbeat-interval", "1"],
+        ["--max-redeliveries", "50"],
+    ];
+    Running::spawn_with_env(
+        &args.concat(),
+        &[("PALERMO_AMQP_URL", url), ("PALERMO_QUEUE_TYPE", "quorum")],
+        log,
+    )
+}
+
+/// Enqueues `JOBS` jobs through `urls` (a node of the list, another when it dies).
+async fn enqueue_all(urls: String, queue: String, record: PathBuf) -> Enqueued {
+    let client = palermo::Client::connect_with(&urls, QueueType::Quorum)
+        .await
+        .expect("client")
+        .with_reconnect_wait(Duration::from_secs(60));
+    let mut done = Enqueued::default();
+    let fail = RawJob {
+        name: "fail".into(),
+        queue: queue.clone(),
+        format: Format::Json,
+        body: br#"{"reason":"fails on purpose"}"#.to_vec(),
+        max_attempts: Some(1),
+    };
+    for i in 0..JOBS {
+        let sent = match i % 10 {
+            3 => client.enqueue_raw(fail.clone()).await.map(|id| (id, 'f')),
+            7 => {
+                let at = SystemTime::now() + Duration::from_millis(random(1_000, 6_000));
+                let job = record_id(&queue, &record, 10);
+                client.enqueue_raw_at(job, at).await.map(|id| (id, 'd'))
+            }
+            _ => {
+                let job = record_id(&queue, &record, 10);
+                client.enqueue_raw(job).await.map(|id| (id, 'r'))
+            }
+        };
+        match sent {
+            Ok((id, 'f')) => done.failing.push(id),
+            Ok((id, kind)) => {
+                if kind == 'd' {
+                    done.delayed.push(id);
+                }
+                done.recorded.push(id);
+            }
+            Err(e) => {
+                done.errors += 1;
+                eprintln!("cluster chaos: enqueue failed ({e})");
+            }
+        }
+        if i % 50 == 0 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    done
+}
+
+/// Kills node `n`, waits a moment, starts it again; how long it was away.
+async fn kill_and_start(cluster: &Arc<Cluster>, n: usize) -> Duration {
+    let started = Instant::now();
+    let cluster = Arc::clone(cluster);
+    tokio::task::spawn_blocking(move || {
+        cluster.kill(n);
+        std::thread::sleep(Duration::from_millis(random(1_000, 3_000)));
+        cluster.start(n);
+    })
+    .await
+    .expect("kill and start");
+    started.elapsed()
+}
+
+/// A node that is not `down`.
+fn other_than(down: usize) -> usize {
+    NODES.into_iter().find(|&n| n != down).unwrap_or(1)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "disruptive: runs a three-node cluster and SIGKILLs its nodes; run by scripts/test.sh after the other tests"]
+async fn no_job_is_lost_when_cluster_nodes_are_killed() {
+    let cluster = Arc::new(tokio::task::spawn_blocking(Cluster::up).await.expect("up"));
+    let (queue, failed, events) = (unique("cchaos"), unique("cfailed"), unique("cevents"));
+    let dir = std::env::temp_dir();
+    let record = dir.join(format!("{queue}.ids"));
+    let log = dir.join(format!("{queue}.worker.log"));
+    let started = Instant::now();
+
+    // The job queue exists (and has a leader) before the workers and the enqueuer start.
+    let client = palermo::Client::connect_with(&cluster.url(1), QueueType::Quorum)
+        .await
+        .expect("client");
+    client
+        .enqueue_raw(record_id(&queue, &record, 0))
+        .await
+        .expect("first job");
+    client.close().await.expect("close");
+
+    let mut workers: Vec<Running> = NODES
+        .iter()
+        .map(|&n| spawn_worker(&cluster.url(n), &queue, &failed, &events, &log))
+        .collect();
+    let enqueuer = tokio::spawn(enqueue_all(cluster.urls(), queue.clone(), record.clone()));
+
+    // The leader of the job queue dies mid-run and comes back; then the node leading it now.
+    let mut kills = Vec::new();
+    for _ in 0..2 {
+        tokio::time::sleep(Duration::from_millis(random(4_000, 8_000))).await;
+        let leader = cluster.await_leader(other_than(0), &queue).await;
+        let away = kill_and_start(&cluster, leader).await;
+        eprintln!("cluster chaos: killed palermo-c{leader}, the leader of the job queue; back after {away:?}");
+        kills.push(leader);
+    }
+    let done = enqueuer.await.expect("enqueuer");
+    let chaos_done = started.elapsed();
+
+    let deadline = Instant::now() + DRAIN;
+    let mut seen;
+    let mut failures: HashMap<Uuid, usize> = HashMap::new();
+    let taker = cluster.connect(1).await;
+    loop {
+        for id in take_ids(&taker, &failed).await {
+            if let Ok(id) = id.parse() {
+                *failures.entry(id).or_insert(0) += 1;
+            }
+        }
+        seen = recorded(&record);
+        let missing = done.recorded.iter().any(|id| !seen.contains_key(id))
+            || done.failing.iter().any(|id| !failures.contains_key(id));
+        if !missing || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    while started_workers(&log) < workers.len() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut statuses = Vec::new();
+    for worker in workers.drain(..) {
+        statuses.push(worker.stop(Duration::from_secs(30)).await);
+    }
+
+    let (lost_records, record_dups) = lost_and_duplicates(&done.recorded, &seen);
+    let (lost_failures, failure_dups) = lost_and_duplicates(&done.failing, &failures);
+    let (lost_delayed, _) = lost_and_duplicates(&done.delayed, &seen);
+    let (lost, duplicates) = (lost_records + lost_failures, record_dups + failure_dups);
+    let jobs = done.recorded.len() + done.failing.len();
+    println!(
+        "lost={lost} duplicates={duplicates} jobs={jobs} node_kills={}",
+        kills.len()
+    );
+    eprintln!(
+        "cluster chaos: {:?} in all ({chaos_done:?} of chaos); {} delayed jobs ({lost_delayed} \
+         lost), {} failing jobs ({lost_failures} failure records lost, {failure_dups} \
+         duplicated); {} failed enqueues; nodes killed: {kills:?}",
+        started.elapsed(),
+        done.delayed.len(),
+        done.failing.len(),
+        done.errors,
+    );
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let count = |what: &str| text.lines().filter(|l| l.contains(what)).count();
+    eprintln!(
+        "cluster chaos: {} redelivered runs, {} reconnects",
+        count("redelivered job"),
+        count("reconnected to the broker"),
+    );
+    if lost > 0 {
+        let queues = cluster.ctl(1, &["list_queues", "name", "type", "messages", "leader"]);
+        eprintln!("queues of the cluster:\n{}", queues.unwrap_or_default());
+    }
+    if lost > 0 || statuses.iter().any(|s| !s.success()) {
+        let tail: Vec<&str> = text.lines().rev().take(60).collect();
+        eprintln!(
+            "worker log (last lines, newest first):\n{}",
+            tail.join("\n")
+        );
+    }
+    let _ = std::fs::remove_file(&record);
+    let _ = std::fs::remove_file(&log);
+    assert_eq!(lost_records, 0, "jobs lost (delayed or not)");
+    assert_eq!(lost_failures, 0, "failure records lost");
+    assert!(
+        statuses.iter().all(|s| s.success()),
+        "a worker exited badly: {statuses:?}"
+    );
+    assert_eq!(jobs + done.errors, JOBS);
+}

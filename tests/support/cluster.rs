@@ -1,0 +1,204 @@
+//! The three-node test cluster of `scripts/cluster.sh`, for tests/cluster_*.rs: the test
+//! brings it up, kills and starts its nodes, reads which node leads a quorum queue, and
+//! dropping the [`Cluster`] (also while a panic unwinds) runs `scripts/cluster.sh down`, so
+//! no node outlives the test whatever happens.
+//!
+//! The cluster is shared by everyone on the machine: [`Cluster::up`] holds
+//! `flock -x /tmp/palermo-cluster.lock` until the cluster is down again, so do not run these
+//! tests under that lock yourself.
+
+use std::{
+    fs::File,
+    os::fd::AsRawFd,
+    process::{Command, Output},
+    time::{Duration, Instant},
+};
+
+use lapin::{options::BasicGetOptions, Connection, ConnectionProperties};
+
+/// `scripts/cluster.sh` of this checkout.
+const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/cluster.sh");
+/// The lock every user of the cluster takes.
+const LOCK: &str = "/tmp/palermo-cluster.lock";
+/// The nodes, numbered as the script numbers them.
+pub const NODES: [usize; 3] = [1, 2, 3];
+
+/// The running cluster; taken down when dropped.
+pub struct Cluster {
+    _lock: File,
+}
+
+/// Runs `scripts/cluster.sh args…`; panics with its output if it fails.
+fn script(args: &[&str]) -> Output {
+    let out = Command::new(SCRIPT)
+        .args(args)
+        .output()
+        .expect("run scripts/cluster.sh");
+    assert!(
+        out.status.success(),
+        "scripts/cluster.sh {} failed: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+impl Cluster {
+    /// Takes the cluster lock and brings the three nodes up (blocking; about 30 s).
+    pub fn up() -> Cluster {
+        let lock = File::options()
+            .create(true)
+            .append(true)
+            .open(LOCK)
+            .expect("open the cluster lock");
+        // SAFETY: flock(2) on a descriptor this File owns; released when it is closed.
+        let locked = unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) };
+        assert_eq!(locked, 0, "flock {LOCK}");
+        // Owned from here: a failing `up` still runs `down` when the guard drops.
+        let cluster = Cluster { _lock: lock };
+        let started = Instant::now();
+        script(&["up"]);
+        eprintln!("[cluster] up in {:?}", started.elapsed());
+        cluster
+    }
+
+    /// Node `n`'s AMQP URL.
+    pub fn url(&self, n: usize) -> String {
+        format!("amqp://guest:guest@127.0.0.1:{}/%2f", 5680 + n)
+    }
+
+    /// Every node's URL, comma-separated (`scripts/cluster.sh urls`).
+    pub fn urls(&self) -> String {
+        NODES.map(|n| self.url(n)).join(",")
+    }
+
+    /// SIGKILLs node `n` and waits until its VM is gone.
+    pub fn kill(&self, n: usize) {
+        script(&["kill", &n.to_string()]);
+    }
+
+    /// Starts node `n` again and waits until it is back in the cluster and answers.
+    pub fn start(&self, n: usize) {
+        script(&["start", &n.to_string()]);
+    }
+
+    /// `rabbitmqctl` on node `n`; `None` if it failed (the node is down, say).
+    pub fn ctl(&self, n: usize, args: &[&str]) -> Option<String> {
+        let out = Command::new(SCRIPT)
+            .args(["ctl", &n.to_string()])
+            .args(args)
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// The node that leads quorum queue `queue`, asked of `via`; `None` while it has none.
+    pub fn leader(&self, via: usize, queue: &str) -> Option<usize> {
+        let json = self.ctl(
+            via,
+            &["list_queues", "name", "leader", "--formatter", "json", "-q"],
+        )?;
+        let rows: Vec<serde_json::Value> = serde_json::from_str(&json).ok()?;
+        let leader = rows
+            .iter()
+            .find(|row| row["name"] == queue)?
+            .get("leader")?
+            .as_str()?
+            .to_string();
+        NODES
+            .into_iter()
+            .find(|n| leader == format!("palermo-c{n}@localhost"))
+    }
+
+    /// [`Cluster::leader`], waiting up to 30 s for the queue to have one.
+    pub async fn await_leader(&self, via: usize, queue: &str) -> usize {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(n) = self.leader(via, queue) {
+                return n;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{queue} has no leader after 30 s"
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// The node a connection whose client properties mention `marker` (its connection name:
+    /// `palermo client`, or a worker's identity, which holds its queues) is connected to,
+    /// asked of `via`; `None` while there is none.
+    pub fn node_of_connection(&self, via: usize, marker: &str) -> Option<usize> {
+        let json = self.ctl(
+            via,
+            &[
+                "list_connections",
+                "port",
+                "client_properties",
+                "--formatter",
+                "json",
+                "-q",
+            ],
+        )?;
+        let rows: Vec<serde_json::Value> = serde_json::from_str(&json).ok()?;
+        let port = rows
+            .iter()
+            .find(|row| row["client_properties"].to_string().contains(marker))?
+            .get("port")?
+            .as_u64()?;
+        NODES.into_iter().find(|&n| port == 5680 + n as u64)
+    }
+
+    /// [`Cluster::node_of_connection`], waiting up to 30 s for the connection.
+    pub async fn await_connection(&self, via: usize, marker: &str) -> usize {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(n) = self.node_of_connection(via, marker) {
+                return n;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no connection of {marker} after 30 s"
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// Connects to node `n`.
+    pub async fn connect(&self, n: usize) -> Connection {
+        Connection::connect(&self.url(n), ConnectionProperties::default())
+            .await
+            .expect("connect to a cluster node")
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let started = Instant::now();
+        match Command::new(SCRIPT).arg("down").status() {
+            Ok(status) if status.success() => {
+                eprintln!("[cluster] down in {:?}", started.elapsed())
+            }
+            other => eprintln!("[cluster] scripts/cluster.sh down failed: {other:?}"),
+        }
+    }
+}
+
+/// Takes every message now in `queue` over `connection` (acked); their `message_id`s.
+pub async fn take_ids(connection: &Connection, queue: &str) -> Vec<String> {
+    let channel = connection.create_channel().await.expect("channel");
+    let mut ids = Vec::new();
+    while let Some(msg) = channel
+        .basic_get(queue.into(), BasicGetOptions { no_ack: true })
+        .await
+        .expect("basic.get")
+    {
+        if let Some(id) = msg.delivery.properties.message_id() {
+            ids.push(id.to_string());
+        }
+    }
+    let _ = channel.close(200, "taken".into()).await;
+    ids
+}
