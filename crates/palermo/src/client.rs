@@ -352,6 +352,21 @@ impl Client {
                         .confirmed()
                         .await
                 }
+                Err(e @ Error::Nacked { .. }) => {
+                    // A quorum queue's channel can go on refusing every publish after its
+                    // leader moved to another node (seen on RabbitMQ 3.10 when the client's
+                    // node died: a new connection is accepted at once). A nack stored
+                    // nothing, so sending again on a new connection cannot duplicate.
+                    tracing::warn!(queue, error = %e, "an enqueue was nacked; sending it again on a new connection");
+                    let Some(sessions) = self.sessions() else {
+                        return Err(e);
+                    };
+                    sessions.renew().await;
+                    self.send(queue, delayed, body, properties)
+                        .await?
+                        .confirmed()
+                        .await
+                }
                 other => other,
             }
         };

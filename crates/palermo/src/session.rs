@@ -177,6 +177,20 @@ impl Sessions {
         session.delays.forget();
     }
 
+    /// Closes the current session's connection, so that the next [`Sessions::get`] opens a
+    /// new one (on whichever node of the list answers): the way out of a channel the broker
+    /// keeps refusing publishes on.
+    pub async fn renew(&self) {
+        let session = self.current();
+        if let Err(e) = session
+            .connection
+            .close(200, "renewed after a nack".into())
+            .await
+        {
+            warn!(error = %e, "closing the client's connection after a nack");
+        }
+    }
+
     /// The priority queues.
     pub fn priorities(&self) -> Priorities {
         self.priorities
