@@ -30,7 +30,7 @@ use std::{
 
 use palermo::{admin::topology::QueueType, Format};
 use support::{
-    chaos::{lost_and_duplicates, random, record_id, recorded, started_workers},
+    chaos::{lost_and_duplicates, print_log_tail, random, record_id, recorded, started_workers},
     cluster::{take_ids, Cluster, NODES},
     process::Running,
     unique, RawJob,
@@ -232,11 +232,7 @@ async fn no_job_is_lost_when_cluster_nodes_are_killed() {
         eprintln!("queues of the cluster:\n{}", queues.unwrap_or_default());
     }
     if lost > 0 || statuses.iter().any(|s| !s.success()) {
-        let tail: Vec<&str> = text.lines().rev().take(60).collect();
-        eprintln!(
-            "worker log (last lines, newest first):\n{}",
-            tail.join("\n")
-        );
+        print_log_tail(&text);
     }
     let _ = std::fs::remove_file(&record);
     let _ = std::fs::remove_file(&log);

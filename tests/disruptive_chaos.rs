@@ -25,7 +25,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use support::chaos::{lost_and_duplicates, random, record_id, recorded, started_workers};
+use support::chaos::{
+    lost_and_duplicates, print_log_tail, random, record_id, recorded, started_workers,
+};
 use support::{process::Running, restart_broker, unique, Broker, BrokerGuard};
 use uuid::Uuid;
 const JOBS: usize = 5_000;
@@ -165,11 +167,7 @@ async fn no_job_is_lost_when_workers_are_killed_and_the_broker_restarts() {
     let left = broker.ready(&queue).await;
     broker.cleanup().await;
     if lost > 0 || in_failed > 0 || !status.success() {
-        let tail: Vec<&str> = text.lines().rev().take(60).collect();
-        eprintln!(
-            "worker log (last lines, newest first):\n{}",
-            tail.join("\n")
-        );
+        print_log_tail(&text);
     }
     let _ = std::fs::remove_file(&record);
     let _ = std::fs::remove_file(&log);

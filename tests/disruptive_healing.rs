@@ -17,7 +17,7 @@ use std::{
 
 use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
 use palermo::{State, Worker};
-use support::{eventually, Rig, WAIT};
+use support::{eventually, policy::QueuePolicy, Rig, WAIT};
 
 /// Runs of the jobs of a test.
 #[derive(Default)]
@@ -67,54 +67,15 @@ async fn a_failed_queue_deleted_mid_run_is_declared_again_and_the_failure_record
     rig.stop().await;
 }
 
-/// A policy that makes the broker refuse (nack) every publish to one queue; cleared on drop.
-struct Refusing(String);
-
-impl Refusing {
-    fn queue(queue: &str) -> Refusing {
-        let pattern = format!("^{}$", queue.replace('.', "\\."));
-        let definition = r#"{"max-length":0,"overflow":"reject-publish"}"#;
-        let args = [
-            "set_policy",
-            "--apply-to",
-            "queues",
-            queue,
-            &pattern,
-            definition,
-        ];
-        let out = support::rabbitmqctl(&args).expect("run rabbitmqctl");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Refusing(queue.to_string())
-    }
-
-    /// Whether the broker applies the policy to the queue yet.
-    fn applied(&self) -> bool {
-        let args = ["list_queues", "-q", "--no-table-headers", "name", "policy"];
-        let Ok(out) = support::rabbitmqctl(&args) else {
-            return false;
-        };
-        String::from_utf8_lossy(&out.stdout).lines().any(|line| {
-            let mut fields = line.split_whitespace();
-            fields.next() == Some(&self.0) && fields.next() == Some(&self.0)
-        })
-    }
-}
-
-impl Drop for Refusing {
-    fn drop(&mut self) {
-        let _ = support::rabbitmqctl(&["clear_policy", &self.0]);
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "disruptive: sets a broker policy; run by scripts/test.sh after the other tests"]
 async fn a_job_whose_failure_cannot_be_stored_is_held_back_not_redelivered_in_a_loop() {
     let (rig, runs) = consuming("heal-held", 4).await;
-    let refusing = Refusing::queue(&rig.failed);
+    // The broker refuses (nacks) every publish to the failed queue.
+    let refusing = QueuePolicy::set(
+        &rig.failed,
+        r#"{"max-length":0,"overflow":"reject-publish"}"#,
+    );
     eventually(WAIT, "the policy applies", || async { refusing.applied() }).await;
     rig.enqueue(Broken {}).await;
     tokio::time::sleep(Duration::from_secs(5)).await;

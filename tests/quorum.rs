@@ -31,7 +31,7 @@ use palermo::{
     Client, Error, Periodic, State, Worker,
 };
 use serde_json::Value;
-use support::{amqp_url, eventually, rabbitmqctl, unique, Rig, WAIT};
+use support::{amqp_url, eventually, policy::QueuePolicy, rabbitmqctl, unique, Rig, WAIT};
 
 #[palermo::job(max_attempts = 1)]
 async fn quorum_job(fail: bool, seen: State<Arc<AtomicUsize>>) -> anyhow::Result<()> {
@@ -145,41 +145,11 @@ async fn a_quorum_deployment_declares_every_queue_as_quorum() {
     }
 }
 
-/// A policy of the test's own on one queue, cleared when dropped (also on panic).
-struct Policy(String);
-
-impl Policy {
-    fn limit(queue: &str, definition: &str) -> Policy {
-        let pattern = format!("^{}$", queue.replace('.', "\\."));
-        let out = rabbitmqctl(&[
-            "set_policy",
-            "--apply-to",
-            "queues",
-            queue,
-            &pattern,
-            definition,
-        ])
-        .expect("run rabbitmqctl");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Policy(queue.to_string())
-    }
-}
-
-impl Drop for Policy {
-    fn drop(&mut self) {
-        let _ = rabbitmqctl(&["clear_policy", &self.0]);
-    }
-}
-
 #[tokio::test]
 async fn a_quorum_queue_that_rejects_a_publish_fails_the_enqueue() {
     let rig = Rig::new("rejects").await;
     let queue = rig.another_queue("full");
-    let _policy = Policy::limit(&queue, r#"{"max-length":1,"overflow":"reject-publish"}"#);
+    let _policy = QueuePolicy::set(&queue, r#"{"max-length":1,"overflow":"reject-publish"}"#);
     let client = Client::connect_with(&amqp_url(), QueueType::Quorum)
         .await
         .expect("client");

@@ -56,3 +56,13 @@ pub fn lost_and_duplicates(expected: &[Uuid], seen: &HashMap<Uuid, usize>) -> (u
         .sum();
     (lost, duplicates)
 }
+
+/// Prints the last 60 lines of a worker's log, newest first (when a chaos run lost jobs or a
+/// worker failed, to see why).
+pub fn print_log_tail(text: &str) {
+    let tail: Vec<&str> = text.lines().rev().take(60).collect();
+    eprintln!(
+        "worker log (last lines, newest first):\n{}",
+        tail.join("\n")
+    );
+}
