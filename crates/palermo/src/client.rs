@@ -341,34 +341,31 @@ impl Client {
                 sessions.blocked.unblocked().await;
             }
             let first = self.send(queue, delayed, body, properties.clone()).await?;
-            match first.confirmed().await {
-                Err(e) if e.is_missing_object() => {
+            let first_error = match first.confirmed().await {
+                Err(e) => e,
+                Ok(()) => return Ok(()),
+            };
+            // Two refusals are worth one more send; each needs its own repair first.
+            let sessions = self.sessions();
+            match (&first_error, sessions) {
+                (e, Some(sessions)) if e.is_missing_object() => {
                     tracing::warn!(queue, error = %e, "an enqueue came back unroutable; declaring its queues again");
-                    if let Some(sessions) = self.sessions() {
-                        sessions.forget(queue);
-                    }
-                    self.send(queue, delayed, body, properties)
-                        .await?
-                        .confirmed()
-                        .await
+                    sessions.forget(queue);
                 }
-                Err(e @ Error::Nacked { .. }) => {
-                    // A quorum queue's channel can go on refusing every publish after its
-                    // leader moved to another node (seen on RabbitMQ 3.10 when the client's
-                    // node died: a new connection is accepted at once). A nack stored
-                    // nothing, so sending again on a new connection cannot duplicate.
+                // A quorum queue's channel can go on refusing every publish after its leader
+                // moved to another node (seen on RabbitMQ 3.10 when the client's node died: a
+                // new connection is accepted at once). A nack stored nothing, so sending again
+                // on a new connection cannot duplicate.
+                (e @ Error::Nacked { .. }, Some(sessions)) => {
                     tracing::warn!(queue, error = %e, "an enqueue was nacked; sending it again on a new connection");
-                    let Some(sessions) = self.sessions() else {
-                        return Err(e);
-                    };
                     sessions.renew().await;
-                    self.send(queue, delayed, body, properties)
-                        .await?
-                        .confirmed()
-                        .await
                 }
-                other => other,
+                _ => return Err(first_error),
             }
+            self.send(queue, delayed, body, properties)
+                .await?
+                .confirmed()
+                .await
         };
         self.bounded(queue, sent).await
     }
