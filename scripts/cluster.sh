@@ -25,6 +25,7 @@ WAIT_SECONDS=${PALERMO_CLUSTER_WAIT:-120}
 RMQ_BIN=/usr/lib/rabbitmq/bin
 RMQ_USER=rabbitmq
 RMQ_HOME=/var/lib/rabbitmq
+DLX_CONFIRM_TIMEOUT_MS=${PALERMO_CLUSTER_DLX_CONFIRM_TIMEOUT_MS:-5000}
 
 say() { echo "[cluster] $*" >&2; }
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
@@ -83,6 +84,12 @@ EOF
   cat <<EOF | as_root tee "$d/rabbitmq.conf" >/dev/null
 listeners.tcp.local = 127.0.0.1:$(port "$n")
 EOF
+  # A quorum queue that dead-letters at-least-once (the delay levels) re-publishes a message
+  # whose publish was not confirmed only after this timeout: 180 s by default, so a
+  # delayed job caught mid-hop when the job queue's leader dies would wait three minutes.
+  # docs/scaling.md recommends the same setting for production clusters.
+  echo "[{rabbit, [{dead_letter_worker_publisher_confirm_timeout, $DLX_CONFIRM_TIMEOUT_MS}]}]." |
+    as_root tee "$d/advanced.config" >/dev/null
   echo '[].' | as_root tee "$d/enabled_plugins" >/dev/null
   as_root chown -R "$RMQ_USER:$RMQ_USER" "$BASE"
 }

@@ -40,6 +40,8 @@ use uuid::Uuid;
 const JOBS: usize = 5_000;
 /// How long the last workers may take to finish what is queued and delayed.
 const DRAIN: Duration = Duration::from_secs(90);
+/// How much longer a failed run waits, to tell stalled jobs from lost ones.
+const LATE: Duration = Duration::from_secs(200);
 
 /// What the enqueuer got confirmed.
 #[derive(Default)]
@@ -52,6 +54,39 @@ struct Enqueued {
     failing: Vec<Uuid>,
     /// Enqueues that failed (their job may or may not exist).
     errors: usize,
+}
+
+/// What ran: the ids in the record file and in the failed queue, with how many times each.
+#[derive(Default, Clone)]
+struct Ran {
+    records: HashMap<Uuid, usize>,
+    failures: HashMap<Uuid, usize>,
+}
+
+impl Ran {
+    /// Reads the record file again and takes what reached the failed queue; whether any job
+    /// of `done` is still missing.
+    async fn look(
+        &mut self,
+        taker: &lapin::Connection,
+        failed: &str,
+        record: &Path,
+        done: &Enqueued,
+    ) -> bool {
+        for id in take_ids(taker, failed).await {
+            if let Ok(id) = id.parse() {
+                *self.failures.entry(id).or_insert(0) += 1;
+            }
+        }
+        self.records = recorded(record);
+        done.recorded
+            .iter()
+            .any(|id| !self.records.contains_key(id))
+            || done
+                .failing
+                .iter()
+                .any(|id| !self.failures.contains_key(id))
+    }
 }
 
 /// Starts a worker of the job queue on node `url`, appending its log to `log`.
@@ -177,23 +212,40 @@ async fn no_job_is_lost_when_cluster_nodes_are_killed() {
     let chaos_done = started.elapsed();
 
     let deadline = Instant::now() + DRAIN;
-    let mut seen;
-    let mut failures: HashMap<Uuid, usize> = HashMap::new();
+    let mut ran = Ran::default();
     let taker = cluster.connect(1).await;
-    loop {
-        for id in take_ids(&taker, &failed).await {
-            if let Ok(id) = id.parse() {
-                *failures.entry(id).or_insert(0) += 1;
-            }
-        }
-        seen = recorded(&record);
-        let missing = done.recorded.iter().any(|id| !seen.contains_key(id))
-            || done.failing.iter().any(|id| !failures.contains_key(id));
-        if !missing || Instant::now() > deadline {
-            break;
-        }
+    while ran.look(&taker, &failed, &record, &done).await && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+    // What is missing now is lost. To tell a job the broker still holds (and how long it
+    // stalls) from one it dropped, show where the queues are and give them longer.
+    let in_time = ran.clone();
+    if ran.look(&taker, &failed, &record, &done).await {
+        let columns = [
+            "name",
+            "type",
+            "messages",
+            "messages_dlx",
+            "consumers",
+            "leader",
+        ];
+        let queues = cluster.ctl(1, &[&["list_queues"][..], &columns].concat());
+        eprintln!("queues of the cluster:\n{}", queues.unwrap_or_default());
+        let late = Instant::now();
+        while ran.look(&taker, &failed, &record, &done).await && late.elapsed() < LATE {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        eprintln!(
+            "cluster chaos: {} jobs were missing after {DRAIN:?}; {} still after {:?} more",
+            lost_and_duplicates(&done.recorded, &in_time.records).0,
+            lost_and_duplicates(&done.recorded, &ran.records).0,
+            late.elapsed()
+        );
+    }
+    let Ran {
+        records: seen,
+        failures,
+    } = in_time;
     while started_workers(&log) < workers.len() && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -227,10 +279,6 @@ async fn no_job_is_lost_when_cluster_nodes_are_killed() {
         count("redelivered job"),
         count("reconnected to the broker"),
     );
-    if lost > 0 {
-        let queues = cluster.ctl(1, &["list_queues", "name", "type", "messages", "leader"]);
-        eprintln!("queues of the cluster:\n{}", queues.unwrap_or_default());
-    }
     if lost > 0 || statuses.iter().any(|s| !s.success()) {
         print_log_tail(&text);
     }

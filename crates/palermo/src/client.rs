@@ -11,7 +11,8 @@
 //! alarm) an enqueue waits for the block to lift within that time, then returns
 //! [`Error::Blocked`] with the broker's reason, having sent nothing. A publish that comes
 //! back unroutable (its queue, or a delay queue, was deleted) declares them again and is
-//! sent once more.
+//! sent once more; one the broker nacks (a quorum queue between two leaders) is sent again
+//! on a new connection for a few seconds before [`Error::Nacked`] is returned.
 
 use std::{
     sync::Arc,
@@ -61,6 +62,18 @@ enum Backend {
 /// How long an enqueue waits, by default, for the broker to take and confirm a job:
 /// [`Client::with_publish_timeout`].
 pub const DEFAULT_PUBLISH_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The pauses before each new send of a nacked enqueue: a quorum queue elects a new leader
+/// within a few seconds of losing one, and a nack that lasts longer (a length limit with
+/// `reject-publish`) is returned as [`Error::Nacked`] after about 4 s. Within the publish
+/// timeout's default.
+const NACK_RETRY_PAUSES: [Duration; 5] = [
+    Duration::from_millis(0),
+    Duration::from_millis(250),
+    Duration::from_millis(500),
+    Duration::from_secs(1),
+    Duration::from_secs(2),
+];
 
 /// A job given by name with already-serialized arguments, for tools that do not link the
 /// job's code (`palermo enqueue`) and for other languages' conventions.
@@ -328,7 +341,8 @@ impl Client {
     /// Publishes and waits for the confirm, within the publish timeout: first for a
     /// resource alarm to clear (nothing is sent while the broker blocks publishers), then
     /// for the broker. A publish that comes back unroutable declares its queues again and is
-    /// sent once more.
+    /// sent once more; a nacked one is sent again on a new connection, a few times, with a
+    /// growing pause ([`NACK_RETRY_PAUSES`]).
     async fn send_confirmed(
         &self,
         queue: &str,
@@ -340,32 +354,44 @@ impl Client {
             if let Some(sessions) = self.sessions() {
                 sessions.blocked.unblocked().await;
             }
-            let first = self.send(queue, delayed, body, properties.clone()).await?;
-            let first_error = match first.confirmed().await {
-                Err(e) => e,
-                Ok(()) => return Ok(()),
-            };
-            // Two refusals are worth one more send; each needs its own repair first.
-            let sessions = self.sessions();
-            match (&first_error, sessions) {
-                (e, Some(sessions)) if e.is_missing_object() => {
-                    tracing::warn!(queue, error = %e, "an enqueue came back unroutable; declaring its queues again");
-                    sessions.forget(queue);
+            let mut pauses = NACK_RETRY_PAUSES.iter();
+            let mut declared_again = false;
+            loop {
+                let error = match self
+                    .send(queue, delayed, body, properties.clone())
+                    .await?
+                    .confirmed()
+                    .await
+                {
+                    Err(e) => e,
+                    Ok(()) => return Ok(()),
+                };
+                // Two refusals are worth another send; each needs its own repair first.
+                let Some(sessions) = self.sessions() else {
+                    return Err(error);
+                };
+                match &error {
+                    e if e.is_missing_object() && !declared_again => {
+                        tracing::warn!(queue, error = %e, "an enqueue came back unroutable; declaring its queues again");
+                        sessions.forget(queue);
+                        declared_again = true;
+                    }
+                    // A quorum queue refuses publishes while it has no leader (its node died,
+                    // the others have not elected a new one yet), and on RabbitMQ 3.10 a
+                    // channel could go on refusing them after the new leader was elected,
+                    // while a new connection was accepted at once. A nack stored nothing, so
+                    // sending again cannot duplicate.
+                    e @ Error::Nacked { .. } => {
+                        let Some(pause) = pauses.next() else {
+                            return Err(error);
+                        };
+                        tracing::warn!(queue, error = %e, ?pause, "an enqueue was nacked; sending it again on a new connection");
+                        sessions.renew().await;
+                        tokio::time::sleep(*pause).await;
+                    }
+                    _ => return Err(error),
                 }
-                // A quorum queue's channel can go on refusing every publish after its leader
-                // moved to another node (seen on RabbitMQ 3.10 when the client's node died: a
-                // new connection is accepted at once). A nack stored nothing, so sending again
-                // on a new connection cannot duplicate.
-                (e @ Error::Nacked { .. }, Some(sessions)) => {
-                    tracing::warn!(queue, error = %e, "an enqueue was nacked; sending it again on a new connection");
-                    sessions.renew().await;
-                }
-                _ => return Err(first_error),
             }
-            self.send(queue, delayed, body, properties)
-                .await?
-                .confirmed()
-                .await
         };
         self.bounded(queue, sent).await
     }
