@@ -14,6 +14,8 @@ pub mod cli;
 mod execute;
 mod failure;
 mod heartbeat;
+#[cfg(feature = "cli")]
+mod lazy_fields;
 mod link;
 mod panic;
 #[cfg(feature = "cli")]
