@@ -249,7 +249,10 @@ async fn run_in_span(shared: &Shared, delivery: &Delivery, admitted: Admitted) -
     }
     let started = Instant::now();
     let traceparent = wire::str_ref(headers, trace::TRACEPARENT).ok().flatten();
-    let outcome = trace::in_job(&ctx, traceparent, run_admitted(shared, admitted)).await;
+    // On the heap: the run's future is large (the job's own, the timer, the panic guard),
+    // and the span's and trace context's wrappers would each copy it (docs/performance.md).
+    let run = Box::pin(run_admitted(shared, admitted));
+    let outcome = trace::in_job(&ctx, traceparent, run).await;
     if hooked {
         let seen = outcome.for_middleware(timeout);
         shared.middleware.after(&info, &seen, started.elapsed());
