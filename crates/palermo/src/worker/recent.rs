@@ -33,12 +33,13 @@ pub(crate) struct RunKey {
 
 impl RunKey {
     pub fn of(meta: &JobMeta, headers: &FieldTable) -> Self {
-        let count = |name| wire::get_int(headers, name).ok().flatten().unwrap_or(0);
+        let [snoozes, requeues] = wire::find(headers, [header::SNOOZES, header::REQUEUES]);
+        let count = |name, value| wire::int_value(name, value).ok().flatten().unwrap_or(0);
         Self {
             id: meta.id,
             attempt: meta.attempt,
-            snoozes: count(header::SNOOZES),
-            requeues: count(header::REQUEUES),
+            snoozes: count(header::SNOOZES, snoozes),
+            requeues: count(header::REQUEUES, requeues),
         }
     }
 }
