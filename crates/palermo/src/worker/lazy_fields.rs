@@ -6,15 +6,16 @@
 //! five fields (`crate::trace::job_span`), and at the default level `info` a job that
 //! succeeds logs nothing ("job done" is `debug`), so that formatting was the largest share of
 //! Palermo's own work per job (docs/performance.md). This layer wraps the `fmt` layer of the
-//! text (without colours) and JSON loggers: when the job span is created it takes the field
-//! values `job_span` handed over ([`JobFields`]) and leaves the span's formatted fields empty;
-//! before a line is written inside the span, or a field recorded on it, it formats them with
-//! the same field formatter into the same place. The lines are the same as the `fmt` layer's
+//! text (without colours) and JSON loggers: when the job span is created it keeps the field
+//! values `job_span` handed over ([`JobFields`]) instead of passing the span on to the `fmt`
+//! layer; before a line is written inside the span, or a field recorded on it, it formats
+//! them with the same field formatter into the same place (the span's `FormattedFields`). The lines are the same as the `fmt` layer's
 //! own (a test below compares them); other layers (OpenTelemetry, an application's) see the
 //! span's fields at creation as before.
 //!
-//! The wrapped layer must log no span events (`FmtSpan::NONE`, the default): a "new" or
-//! "close" line is written without going through `on_event`. With colours (a terminal) the
+//! The wrapped layer must log no span events (`FmtSpan::NONE`, the default): it does not see
+//! the job span's creation, and a "new" or "close" line is written without going through
+//! `on_event`. With colours (a terminal) the
 //! `fmt` layer is used as is: its formatted fields remember that they are coloured, which a
 //! layer outside `tracing-subscriber` cannot set.
 
@@ -67,9 +68,12 @@ where
             self.fields
                 .format_fields(formatted.as_writer(), Record::new(values))
         });
-        if written.is_ok() {
-            extensions.replace(formatted);
+        if written.is_err() {
+            // Shown without fields, as the `fmt` layer shows a span it could not format;
+            // but present, since its formatters expect them on every span of a line.
+            formatted.fields.clear();
         }
+        extensions.replace(formatted);
     }
 }
 
@@ -101,10 +105,10 @@ where
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
         if let Some(job) = JobFields::take_creating(attrs.metadata()) {
             if let Some(span) = ctx.span(id) {
-                let mut extensions = span.extensions_mut();
-                // Present, so the `fmt` layer leaves them alone; filled in `format_pending`.
-                extensions.replace(FormattedFields::<N>::new(String::new()));
-                extensions.replace(Pending(job));
+                // Not passed on: at a span's creation the `fmt` layer (without span events)
+                // only formats its fields, which `format_pending` does when needed.
+                span.extensions_mut().replace(Pending(job));
+                return;
             }
         }
         self.inner.on_new_span(attrs, id, ctx);
