@@ -30,7 +30,7 @@ use crate::{
     error::Error,
     job::{ErrorKind, JobContext},
     middleware::{self, JobInfo},
-    registry::{BoxedRun, Registration},
+    registry::{BoxedRun, Names, Registration},
     retry::{self, Backoff, Decision},
     trace,
     wire::{self, JobMeta},
@@ -76,10 +76,13 @@ pub(crate) async fn execute(shared: &Shared, channel: &Channel, delivery: &Deliv
         settle(shared, channel, delivery, result).await;
         return;
     }
-    // Parsed once here; the stats and the run share it.
+    // Parsed once here; the stats and the run share it, and its names.
     let meta = JobMeta::parse(&delivery.properties);
-    let running = shared.stats.started(delivery, meta.as_ref().ok());
-    let outcome = run(shared, delivery, meta).await;
+    let names = meta.as_ref().ok().map(Names::of);
+    let running = shared
+        .stats
+        .started(delivery, meta.as_ref().ok().zip(names.as_ref()));
+    let outcome = run(shared, delivery, meta, names).await;
     let succeeded = outcome.is_ok();
     let done = matches!(outcome, Outcome::Done | Outcome::AlreadyRan);
     let handed_over = match outcome {
@@ -230,8 +233,9 @@ async fn run(
     shared: &Shared,
     delivery: &Delivery,
     meta: Result<JobMeta, wire::Malformed>,
+    names: Option<Names>,
 ) -> Outcome {
-    match admit(shared, delivery, meta) {
+    match admit(shared, delivery, meta, names) {
         Admission::Run(admitted) => run_in_span(shared, delivery, *admitted).await,
         Admission::Settled(outcome) => *outcome,
     }
@@ -298,6 +302,7 @@ fn admit(
     shared: &Shared,
     delivery: &Delivery,
     meta: Result<JobMeta, wire::Malformed>,
+    names: Option<Names>,
 ) -> Admission {
     let rejected = |failure| Admission::Settled(Box::new(Outcome::Failed { failure, ran: None }));
     let meta = match meta {
@@ -333,7 +338,13 @@ fn admit(
             ),
         ));
     };
-    let ctx = registration.context(&meta, shared.config.max_attempts, shared.state.clone());
+    let names = names.unwrap_or_else(|| Names::of(&meta));
+    let ctx = registration.context(
+        &meta,
+        names,
+        shared.config.max_attempts,
+        shared.state.clone(),
+    );
     let max_attempts = ctx.max_attempts;
     match (registration.decode)(meta.format, &delivery.data, ctx.clone()) {
         Ok(job) => Admission::Run(Box::new(Admitted {
