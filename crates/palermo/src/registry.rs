@@ -4,7 +4,7 @@
 //! worker builds a [`Registry`] from it at start-up, which is where a name used twice is
 //! caught.
 
-use std::{collections::HashMap, future::Future, pin::Pin, time::Duration};
+use std::{collections::HashMap, future::Future, pin::Pin, sync::Arc, time::Duration};
 
 use crate::{
     error::Error,
@@ -49,19 +49,38 @@ impl Registration {
     }
 }
 
+/// A job's wire name and queue as shared strings: made once per delivery for its context and
+/// the worker's in-flight record (docs/performance.md).
+#[derive(Clone, Debug)]
+pub(crate) struct Names {
+    pub name: Arc<str>,
+    pub queue: Arc<str>,
+}
+
+impl Names {
+    pub fn of(meta: &crate::wire::JobMeta) -> Self {
+        Self {
+            name: meta.name.as_str().into(),
+            queue: meta.queue.as_str().into(),
+        }
+    }
+}
+
 impl Registration {
-    /// The context of a run of this job from a message with metadata `meta`: its max
-    /// attempts are the enqueuer's choice first, then the job's, then `default_max_attempts`.
+    /// The context of a run of this job from a message with metadata `meta` (and `names`):
+    /// its max attempts are the enqueuer's choice first, then the job's, then
+    /// `default_max_attempts`.
     pub(crate) fn context(
         &self,
         meta: &crate::wire::JobMeta,
+        names: Names,
         default_max_attempts: u32,
-        state: std::sync::Arc<crate::state::StateMap>,
+        state: Arc<crate::state::StateMap>,
     ) -> JobContext {
         JobContext {
             id: meta.id,
-            name: self.name.into(),
-            queue: meta.queue.as_str().into(),
+            name: names.name,
+            queue: names.queue,
             attempt: meta.attempt,
             max_attempts: meta
                 .max_attempts

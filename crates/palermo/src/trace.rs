@@ -20,7 +20,15 @@
 //! The header is optional: a message without one (from another language's producer) runs
 //! the same, in a span without `trace_id`.
 
-use std::{fmt, future::Future};
+use std::{
+    cell::Cell,
+    fmt,
+    future::Future,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+};
 
 use uuid::Uuid;
 
@@ -84,8 +92,8 @@ impl TraceContext {
         if version == 0xff || (extended && (version == 0 || !dash(55))) {
             return None;
         }
-        let trace_id = hex(&b[3..35])?;
-        let span_id = u64::try_from(hex(&b[36..52])?).ok()?;
+        let trace_id = u128::from(hex(&b[3..19])?) << 64 | u128::from(hex(&b[19..35])?);
+        let span_id = hex(&b[36..52])?;
         let flags = hex(&b[53..55])?;
         (trace_id != 0 && span_id != 0).then_some(Self {
             trace_id,
@@ -147,13 +155,40 @@ impl fmt::Display for TraceContext {
     }
 }
 
-/// The value of at most 32 hex digits (either case); `None` if one is not a hex digit.
-fn hex(digits: &[u8]) -> Option<u128> {
-    digits.iter().try_fold(0u128, |value, &digit| {
-        let nibble = char::from(digit).to_digit(16)?;
-        Some(value << 4 | u128::from(nibble))
-    })
+/// The value of at most 16 hex digits (either case); `None` if one is not a hex digit.
+///
+/// By table and without a branch per digit: every job's `traceparent` has 52 of them, and
+/// `char::to_digit` cost about 15 instructions each (docs/performance.md).
+#[inline(always)]
+fn hex(digits: &[u8]) -> Option<u64> {
+    let (mut value, mut invalid) = (0u64, 0u8);
+    for &digit in digits {
+        let nibble = HEX_DIGITS[usize::from(digit)];
+        invalid |= nibble;
+        value = value << 4 | u64::from(nibble & 0xf);
+    }
+    (invalid & NOT_HEX == 0).then_some(value)
 }
+
+/// Marks a byte that is not a hex digit in [`HEX_DIGITS`].
+const NOT_HEX: u8 = 0x80;
+
+/// The value of each byte as a hex digit, or [`NOT_HEX`].
+static HEX_DIGITS: [u8; 256] = {
+    let mut table = [NOT_HEX; 256];
+    let mut i = 0;
+    while i < 10 {
+        table[b'0' as usize + i] = i as u8;
+        i += 1;
+    }
+    let mut i = 0;
+    while i < 6 {
+        table[b'a' as usize + i] = 10 + i as u8;
+        table[b'A' as usize + i] = 10 + i as u8;
+        i += 1;
+    }
+    table
+};
 
 fn nonzero_u128() -> u128 {
     Uuid::new_v4().as_u128() | 1
@@ -169,7 +204,23 @@ fn nonzero_u64() -> u64 {
 /// Every field is given at creation, the trace id too: a subscriber such as `fmt` formats a
 /// span's fields when it is created, and a later `Span::record` would format again
 /// (docs/performance.md: the span is the largest share of Palermo's own work per job).
+/// Palermo's own loggers ([`crate::cli`]) format them later, at the first line logged in the
+/// span, from the [`JobFields`] handed over here.
 pub(crate) fn job_span(ctx: &crate::JobContext, parent: Option<&TraceContext>) -> tracing::Span {
+    let deferred = DEFERRED.load(Ordering::Relaxed);
+    if deferred {
+        CREATING.set(Some(JobFields::of(ctx, parent)));
+    }
+    let span = new_job_span(ctx, parent);
+    if deferred {
+        // Not taken when the span is disabled.
+        CREATING.take();
+    }
+    span
+}
+
+/// [`job_span`] without the hand-over.
+fn new_job_span(ctx: &crate::JobContext, parent: Option<&TraceContext>) -> tracing::Span {
     macro_rules! job_span {
         ($trace_id:expr) => {
             tracing::info_span!(
@@ -189,6 +240,89 @@ pub(crate) fn job_span(ctx: &crate::JobContext, parent: Option<&TraceContext>) -
     #[cfg(feature = "opentelemetry")]
     otel::set_parent(&span, parent);
     span
+}
+
+/// Whether a logger formats the job span's fields lazily ([`defer_job_fields`]).
+static DEFERRED: AtomicBool = AtomicBool::new(false);
+
+thread_local! {
+    /// The fields of the job span being created on this thread, for the lazy logger.
+    static CREATING: Cell<Option<JobFields>> = const { Cell::new(None) };
+}
+
+/// Says that a logger takes the job span's fields with [`JobFields::take_creating`] and
+/// formats them itself when a line is logged inside the span; from now on [`job_span`]
+/// hands them over.
+#[cfg_attr(not(feature = "cli"), allow(dead_code))]
+pub(crate) fn defer_job_fields() {
+    DEFERRED.store(true, Ordering::Relaxed);
+}
+
+/// The values of a job span's fields, owned, so that a logger can format them after the
+/// span's creation (only if a line is logged inside it) exactly as they were given.
+#[derive(Debug)]
+#[cfg_attr(not(feature = "cli"), allow(dead_code))]
+pub(crate) struct JobFields {
+    id: Uuid,
+    name: Arc<str>,
+    queue: Arc<str>,
+    attempt: u32,
+    trace_id: Option<u128>,
+}
+
+#[cfg_attr(not(feature = "cli"), allow(dead_code))]
+impl JobFields {
+    fn of(ctx: &crate::JobContext, parent: Option<&TraceContext>) -> Self {
+        Self {
+            id: ctx.id,
+            name: ctx.name.clone(),
+            queue: ctx.queue.clone(),
+            attempt: ctx.attempt,
+            trace_id: parent.map(|p| p.trace_id),
+        }
+    }
+
+    /// The fields of the span being created on this thread, if `metadata` is the job span's
+    /// and [`defer_job_fields`] was called.
+    pub(crate) fn take_creating(metadata: &tracing::Metadata<'_>) -> Option<Self> {
+        if metadata.name() != "job" || metadata.target() != module_path!() {
+            return None;
+        }
+        CREATING.take()
+    }
+
+    /// Calls `record` with the values [`job_span`] gave the span, in the same order and of
+    /// the same types, for the span's `fields`.
+    pub(crate) fn with_values<R>(
+        &self,
+        fields: &tracing::field::FieldSet,
+        record: impl FnOnce(&tracing::field::ValueSet<'_>) -> R,
+    ) -> R {
+        use tracing::field::{display, Value};
+        let (id, name, queue) = (
+            display(&self.id),
+            display(&*self.name),
+            display(&*self.queue),
+        );
+        let trace_id = self.trace_id.map(|t| display(TraceId(t)));
+        let [f_id, f_name, f_queue, f_attempt, f_trace] =
+            ["job.id", "job.name", "queue", "attempt", "trace_id"].map(|n| fields.field(n));
+        let (Some(f_id), Some(f_name), Some(f_queue), Some(f_attempt), Some(f_trace)) =
+            (f_id, f_name, f_queue, f_attempt, f_trace)
+        else {
+            // Not the job span's fields: nothing of them to record.
+            let none: [(&tracing::field::Field, Option<&dyn Value>); 0] = [];
+            return record(&fields.value_set(&none));
+        };
+        let values: [(&tracing::field::Field, Option<&dyn Value>); 5] = [
+            (&f_id, Some(&id)),
+            (&f_name, Some(&name)),
+            (&f_queue, Some(&queue)),
+            (&f_attempt, Some(&self.attempt)),
+            (&f_trace, trace_id.as_ref().map(|t| t as &dyn Value)),
+        ];
+        record(&fields.value_set(&values))
+    }
 }
 
 /// A trace id written as 32 lowercase hex digits, without building a `String`.
@@ -298,6 +432,9 @@ mod tests {
             "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
             "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01x",
             "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0g",
+            "00-4bf92f3577b34da6a3ce929d0e0e47z6-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6\u{10}3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba9:2b7-01",
             "00-4bf92f3577b34da6a3ce929d0e0e4736+00f067aa0ba902b7-01",
             "00-4bf92f3577b34da6a3ce929d0e0e473é-00f067aa0ba902b7-01",
         ] {

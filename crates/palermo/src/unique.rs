@@ -196,8 +196,10 @@ pub(crate) async fn release(channel: &Channel, lock: &str, id: Uuid) -> Result<b
 /// succeeded or its failure is in the failed queue. A release that fails is logged; the lock
 /// then expires after its TTL.
 pub(crate) async fn release_after(channel: &Channel, properties: &BasicProperties) {
-    let headers = crate::wire::headers(properties);
-    let Ok(Some(lock)) = crate::wire::get_str(headers, HEADER) else {
+    // Read on every finished job, and most carry no lock: one walk over the headers
+    // (`wire::find`) rather than a lookup.
+    let [lock] = crate::wire::find(crate::wire::headers(properties), [HEADER]);
+    let Ok(Some(lock)) = crate::wire::str_value(HEADER, lock) else {
         return;
     };
     let Some(id) = properties
@@ -207,7 +209,7 @@ pub(crate) async fn release_after(channel: &Channel, properties: &BasicPropertie
     else {
         return;
     };
-    match release(channel, &lock, id).await {
+    match release(channel, lock, id).await {
         Ok(true) => tracing::debug!(job.id = %id, lock = %lock, "unique lock released"),
         Ok(false) => {
             tracing::info!(job.id = %id, lock = %lock, "unique lock already expired or taken by another job")

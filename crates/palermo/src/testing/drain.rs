@@ -111,7 +111,8 @@ impl Fake {
     async fn run_registered(&self, job: &Enqueued, registration: &Registration) -> Outcome {
         let defaults = WorkerConfig::default();
         let state = lock(&self.inner.state).clone();
-        let ctx = registration.context(&job.meta, defaults.max_attempts, state);
+        let names = crate::registry::Names::of(&job.meta);
+        let ctx = registration.context(&job.meta, names, defaults.max_attempts, state);
         let max_attempts = ctx.max_attempts;
         let run = match (registration.decode)(job.format, &job.body, ctx.clone()) {
             Ok(run) => run,

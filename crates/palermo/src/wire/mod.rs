@@ -25,8 +25,8 @@ pub mod republish;
 mod values;
 
 pub use fit::{encoded_len, fit_headers, HEADERS_BUDGET};
+pub(crate) use values::{find, int_value, str_ref, str_value};
 pub use values::{get_int, get_str, headers, put_int, put_str, Malformed};
-pub(crate) use values::{int_value, str_ref, str_value};
 
 /// The wire version this library writes and reads.
 pub const VERSION: i64 = 1;
@@ -187,14 +187,9 @@ impl JobMeta {
     /// Reads the metadata of a received message; the error names what is wrong.
     pub fn parse(props: &BasicProperties) -> Result<Self, Malformed> {
         // One walk over the headers rather than a lookup per field: a worker parses every
-        // delivery, and each lookup compares header names that share their first ten bytes.
-        let mut found = [None; PARSED.len()];
-        for (name, value) in headers(props).inner() {
-            if let Some(at) = PARSED.iter().position(|known| *known == name.as_str()) {
-                found[at] = Some(value);
-            }
-        }
-        let [version, job, serializer, queue, attempt, max_attempts, preview, enqueued_at] = found;
+        // delivery.
+        let [version, job, serializer, queue, attempt, max_attempts, preview, enqueued_at] =
+            find(headers(props), PARSED);
         let version =
             int_value(header::VERSION, version)?.ok_or_else(|| missing(header::VERSION))?;
         if version != VERSION {

@@ -146,22 +146,37 @@ pub fn init_tracing_at(default: &str) {
 
 /// Logs to stderr in `format` at the level in `RUST_LOG`, or `default` when it is not set.
 pub fn init_logging(format: LogFormat, default: &str) {
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    use tracing_subscriber::{fmt::format::JsonFields, layer::SubscriberExt as _};
+
+    use super::{lazy_fields::LazyJobFields, plain_fields::PlainFields};
+
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let layer = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    // The same layering as `tracing_subscriber::fmt().with_env_filter(filter)`.
+    let registry = tracing_subscriber::registry();
     let _ = match format {
         // Colours only for people: escape codes in log files are noise (and per-job work).
         LogFormat::Text if std::io::IsTerminal::is_terminal(&std::io::stderr()) => {
-            builder.with_ansi(true).try_init()
+            registry.with(layer.with_ansi(true)).with(filter).try_init()
         }
-        // The same text for less work per field (every job's span has five).
-        LogFormat::Text => builder
-            .with_ansi(false)
-            .fmt_fields(super::plain_fields::PlainFields)
+        // The same text for less work per field (every job's span has five), and the job
+        // span's fields formatted only if a line is logged in it.
+        LogFormat::Text => registry
+            .with(LazyJobFields::new(
+                layer.with_ansi(false).fmt_fields(PlainFields),
+                PlainFields,
+            ))
+            .with(filter)
             .try_init(),
-        LogFormat::Json => builder.json().with_current_span(true).try_init(),
+        LogFormat::Json => registry
+            .with(LazyJobFields::new(
+                layer.json().with_current_span(true),
+                JsonFields::new(),
+            ))
+            .with(filter)
+            .try_init(),
     };
 }
 

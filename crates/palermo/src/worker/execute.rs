@@ -30,7 +30,7 @@ use crate::{
     error::Error,
     job::{ErrorKind, JobContext},
     middleware::{self, JobInfo},
-    registry::{BoxedRun, Registration},
+    registry::{BoxedRun, Names, Registration},
     retry::{self, Backoff, Decision},
     trace,
     wire::{self, JobMeta},
@@ -76,10 +76,13 @@ pub(crate) async fn execute(shared: &Shared, channel: &Channel, delivery: &Deliv
         settle(shared, channel, delivery, result).await;
         return;
     }
-    // Parsed once here; the stats and the run share it.
+    // Parsed once here; the stats and the run share it, and its names.
     let meta = JobMeta::parse(&delivery.properties);
-    let running = shared.stats.started(delivery, meta.as_ref().ok());
-    let outcome = run(shared, delivery, meta).await;
+    let names = meta.as_ref().ok().map(Names::of);
+    let running = shared
+        .stats
+        .started(delivery, meta.as_ref().ok().zip(names.as_ref()));
+    let outcome = run(shared, delivery, meta, names).await;
     let succeeded = outcome.is_ok();
     let done = matches!(outcome, Outcome::Done | Outcome::AlreadyRan);
     let handed_over = match outcome {
@@ -230,8 +233,9 @@ async fn run(
     shared: &Shared,
     delivery: &Delivery,
     meta: Result<JobMeta, wire::Malformed>,
+    names: Option<Names>,
 ) -> Outcome {
-    match admit(shared, delivery, meta) {
+    match admit(shared, delivery, meta, names) {
         Admission::Run(admitted) => run_in_span(shared, delivery, *admitted).await,
         Admission::Settled(outcome) => *outcome,
     }
@@ -249,7 +253,10 @@ async fn run_in_span(shared: &Shared, delivery: &Delivery, admitted: Admitted) -
     }
     let started = Instant::now();
     let traceparent = wire::str_ref(headers, trace::TRACEPARENT).ok().flatten();
-    let outcome = trace::in_job(&ctx, traceparent, run_admitted(shared, admitted)).await;
+    // On the heap: the run's future is large (the job's own, the timer, the panic guard),
+    // and the span's and trace context's wrappers would each copy it (docs/performance.md).
+    let run = Box::pin(run_admitted(shared, admitted));
+    let outcome = trace::in_job(&ctx, traceparent, run).await;
     if hooked {
         let seen = outcome.for_middleware(timeout);
         shared.middleware.after(&info, &seen, started.elapsed());
@@ -295,6 +302,7 @@ fn admit(
     shared: &Shared,
     delivery: &Delivery,
     meta: Result<JobMeta, wire::Malformed>,
+    names: Option<Names>,
 ) -> Admission {
     let rejected = |failure| Admission::Settled(Box::new(Outcome::Failed { failure, ran: None }));
     let meta = match meta {
@@ -330,7 +338,13 @@ fn admit(
             ),
         ));
     };
-    let ctx = registration.context(&meta, shared.config.max_attempts, shared.state.clone());
+    let names = names.unwrap_or_else(|| Names::of(&meta));
+    let ctx = registration.context(
+        &meta,
+        names,
+        shared.config.max_attempts,
+        shared.state.clone(),
+    );
     let max_attempts = ctx.max_attempts;
     match (registration.decode)(meta.format, &delivery.data, ctx.clone()) {
         Ok(job) => Admission::Run(Box::new(Admitted {

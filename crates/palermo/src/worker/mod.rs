@@ -14,6 +14,8 @@ pub mod cli;
 mod execute;
 mod failure;
 mod heartbeat;
+#[cfg(feature = "cli")]
+mod lazy_fields;
 mod link;
 mod panic;
 #[cfg(feature = "cli")]
@@ -52,6 +54,8 @@ pub(crate) struct Shared {
     pub state: Arc<StateMap>,
     /// `hostname:pid:queues`.
     pub identity: String,
+    /// `palermo:hostname:pid`, the start of the slots' consumer tags.
+    pub tag_prefix: String,
     /// Counters and in-flight jobs, for heartbeats.
     pub stats: stats::Stats,
     /// The delay queues retries and snoozes go through, declared at the first one.
@@ -279,11 +283,9 @@ impl WorkerBuilder {
         (self.schedules).extend(linked.filter(|e| names.contains(&e.job.name.as_str())));
         crate::periodic::check_names(&self.schedules)?;
         let host = gethostname::gethostname().to_string_lossy().into_owned();
-        let identity = format!(
-            "{host}:{}:{}",
-            std::process::id(),
-            self.config.queues.join(",")
-        );
+        let pid = std::process::id();
+        let identity = format!("{host}:{pid}:{}", self.config.queues.join(","));
+        let tag_prefix = format!("palermo:{host}:{pid}");
         let queue_type = self.config.queue_type;
         let priorities = self.config.priorities.clone();
         Ok(Worker {
@@ -292,6 +294,7 @@ impl WorkerBuilder {
                 registry,
                 state: Arc::new(self.state),
                 identity,
+                tag_prefix,
                 stats: stats::Stats::default(),
                 delays: crate::delay::DelayQueues::new(queue_type).with_priorities(priorities),
                 mender: crate::heal::Mender::default(),

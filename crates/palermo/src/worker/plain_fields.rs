@@ -104,7 +104,7 @@ impl VisitFmt for PlainVisitor<'_> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use std::sync::{Arc, Mutex};
 
     use tracing_subscriber::fmt::MakeWriter;
@@ -113,7 +113,7 @@ mod tests {
 
     /// A log written to memory.
     #[derive(Clone, Default)]
-    struct Log(Arc<Mutex<Vec<u8>>>);
+    pub(in crate::worker) struct Log(Arc<Mutex<Vec<u8>>>);
 
     impl std::io::Write for Log {
         fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
@@ -133,7 +133,7 @@ mod tests {
     }
 
     impl Log {
-        fn text(&self) -> String {
+        pub(in crate::worker) fn text(&self) -> String {
             String::from_utf8_lossy(&self.0.lock().expect("log lock")).into_owned()
         }
     }

@@ -43,14 +43,15 @@ pub(crate) fn redeliveries(delivery: &Delivery) -> i64 {
 /// [`redeliveries`], and whether a quorum queue counted them.
 fn counted(delivery: &Delivery) -> (i64, bool) {
     let headers = wire::headers(&delivery.properties);
+    let [quorum_count, redeliveries] = wire::find(headers, [QUORUM_COUNT, header::REDELIVERIES]);
     // Quorum queues count every return of the message themselves.
     // (A header of another type is a quorum queue's too, though not a count to read.)
-    let quorum = match wire::get_int(headers, QUORUM_COUNT) {
+    let quorum = match wire::int_value(QUORUM_COUNT, quorum_count) {
         Ok(Some(count)) => return (count, true),
         Ok(None) => false,
         Err(_) => true,
     };
-    let previous = wire::get_int(headers, header::REDELIVERIES)
+    let previous = wire::int_value(header::REDELIVERIES, redeliveries)
         .ok()
         .flatten()
         .unwrap_or(0);

@@ -72,8 +72,8 @@ impl Slot {
             .map_err(Error::broker("basic.qos"))?;
         let mut tags = Vec::new();
         let mut consumers = Vec::new();
-        for queue in &shared.config.queues {
-            let tag = consumer_tag(&shared.identity, number, queue);
+        for (index, queue) in shared.config.queues.iter().enumerate() {
+            let tag = consumer_tag(&shared.tag_prefix, number, index);
             let consumer = channel
                 .basic_consume(
                     queue.as_str().into(),
@@ -272,9 +272,15 @@ pub(crate) fn log_lost_under_job(job: &JobLabel, ended: &Ended) {
     }
 }
 
-/// `palermo:host:pid:queues:slot:queue`, cut to AMQP's 255 bytes; it contains the pid.
-fn consumer_tag(identity: &str, slot: usize, queue: &str) -> ShortString {
-    let tag = format!("palermo:{identity}:{slot}:{queue}");
+/// `palermo:host:pid:slot:n` for the slot's `n`th queue (from 0), cut to AMQP's 255 bytes.
+///
+/// The queue is not repeated in it: every listing of consumers shows each one's queue, and
+/// the connection is named after the worker's identity (with its queues). The broker sends
+/// the tag with every delivery and lapin hashes it three times per delivery, so with the
+/// queue names in it (the bench's are 45 bytes, twice) it cost about 1k instructions per job
+/// (docs/performance.md).
+fn consumer_tag(prefix: &str, slot: usize, queue: usize) -> ShortString {
+    let tag = format!("{prefix}:{slot}:{queue}");
     ShortString::try_new(wire::truncate_bytes(&tag, 255)).unwrap_or_default()
 }
 

@@ -11,17 +11,20 @@ use std::{
     collections::BTreeMap,
     sync::{
         atomic::{AtomicU64, Ordering},
-        Mutex, MutexGuard,
+        Arc, Mutex, MutexGuard,
     },
 };
 
 use lapin::message::Delivery;
 use uuid::Uuid;
 
-use crate::wire::{
-    self,
-    event::{Counter, RunningJob},
-    header, JobMeta,
+use crate::{
+    registry::Names,
+    wire::{
+        self,
+        event::{Counter, RunningJob},
+        header, JobMeta,
+    },
 };
 
 /// A worker's counters and in-flight jobs, shared by its slots and its heartbeat task.
@@ -36,22 +39,31 @@ pub(crate) struct Stats {
     next_key: AtomicU64,
 }
 
-/// A job in flight: its [`RunningJob`], whose id is written out only when a heartbeat is
-/// sent (a parsed job keeps its id as a `Uuid`; formatting it per job cost more than the
-/// rest of the record).
+/// A job in flight, written out as a [`RunningJob`] only when a heartbeat is sent: a parsed
+/// job keeps its id as a `Uuid` (formatting it per job cost more than the rest of the
+/// record), and shares its name and queue with the job's context.
 #[derive(Debug)]
 struct InFlight {
-    id: Option<Uuid>,
-    job: RunningJob,
+    /// The parsed id, else the `message_id` as it came (empty without one).
+    id: Result<Uuid, String>,
+    name: Arc<str>,
+    queue: Arc<str>,
+    started_at: i64,
+    preview: String,
 }
 
 impl InFlight {
     fn running_job(&self) -> RunningJob {
-        let mut job = self.job.clone();
-        if let Some(id) = self.id {
-            job.id = id.to_string();
+        RunningJob {
+            id: match &self.id {
+                Ok(id) => id.to_string(),
+                Err(raw) => raw.clone(),
+            },
+            name: self.name.to_string(),
+            queue: self.queue.to_string(),
+            started_at: self.started_at,
+            preview: self.preview.clone(),
         }
-        job
     }
 }
 
@@ -76,36 +88,34 @@ pub(crate) struct Running<'a> {
 }
 
 impl Stats {
-    /// Notes that `delivery` started running; `meta` is its parsed metadata, `None` for a
-    /// malformed message (then it reads what it can).
-    pub fn started(&self, delivery: &Delivery, meta: Option<&JobMeta>) -> Running<'_> {
+    /// Notes that `delivery` started running; `meta` is its parsed metadata and names, `None`
+    /// for a malformed message (then it reads what it can).
+    pub fn started(&self, delivery: &Delivery, meta: Option<(&JobMeta, &Names)>) -> Running<'_> {
         let job = match meta {
-            Some(meta) => InFlight {
-                id: Some(meta.id),
-                job: RunningJob {
-                    id: String::new(),
-                    name: meta.name.clone(),
-                    queue: meta.queue.clone(),
-                    started_at: wire::now_ms(),
-                    preview: meta.preview.clone(),
-                },
+            Some((meta, names)) => InFlight {
+                id: Ok(meta.id),
+                name: names.name.clone(),
+                queue: names.queue.clone(),
+                started_at: wire::now_ms(),
+                preview: meta.preview.clone(),
             },
             None => {
                 let headers = wire::headers(&delivery.properties);
-                let read = |name| wire::get_str(headers, name).ok().flatten();
-                let job = RunningJob {
-                    id: delivery
+                let read = |name| wire::str_ref(headers, name).ok().flatten();
+                InFlight {
+                    id: Err(delivery
                         .properties
                         .message_id()
                         .as_ref()
                         .map(|id| id.to_string())
-                        .unwrap_or_default(),
-                    name: read(header::JOB).unwrap_or_default(),
-                    queue: read(header::QUEUE).unwrap_or_else(|| delivery.routing_key.to_string()),
+                        .unwrap_or_default()),
+                    name: read(header::JOB).unwrap_or_default().into(),
+                    queue: read(header::QUEUE)
+                        .unwrap_or(delivery.routing_key.as_str())
+                        .into(),
                     started_at: wire::now_ms(),
-                    preview: read(header::PREVIEW).unwrap_or_default(),
-                };
-                InFlight { id: None, job }
+                    preview: read(header::PREVIEW).unwrap_or_default().to_string(),
+                }
             }
         };
         let key = self.next_key.fetch_add(1, Ordering::Relaxed);
@@ -142,18 +152,19 @@ impl Running<'_> {
     /// Counts the run: processed, and failed unless `succeeded`.
     pub fn finished(self, succeeded: bool) {
         let failed = u64::from(!succeeded);
-        // Off the in-flight list now (the drop then finds nothing): its names, owned, key
-        // the counters without a copy.
+        // Off the in-flight list now (the drop then finds nothing); its names key the
+        // counters, copied only the first time a queue or job is counted.
         let job = lock(&self.stats.running).remove(&self.key);
-        if let Some(InFlight {
-            job: RunningJob { queue, name, .. },
-            ..
-        }) = job
-        {
+        if let Some(InFlight { queue, name, .. }) = job {
             let mut per_job = lock(&self.stats.per_job);
-            let entry = per_job.entry(queue).or_default().entry(name).or_default();
-            entry.0 += 1;
-            entry.1 += failed;
+            match per_job.get_mut(&*queue) {
+                Some(jobs) => count(jobs, &name, failed),
+                None => {
+                    let mut jobs = JobCounts::new();
+                    count(&mut jobs, &name, failed);
+                    per_job.insert(queue.to_string(), jobs);
+                }
+            }
         }
         self.stats.processed.fetch_add(1, Ordering::Relaxed);
         self.stats.failed.fetch_add(failed, Ordering::Relaxed);
@@ -163,6 +174,19 @@ impl Running<'_> {
 impl Drop for Running<'_> {
     fn drop(&mut self) {
         lock(&self.stats.running).remove(&self.key);
+    }
+}
+
+/// Counts one run of job `name`, failed if `failed` is 1.
+fn count(jobs: &mut JobCounts, name: &str, failed: u64) {
+    match jobs.get_mut(name) {
+        Some((processed, failed_so_far)) => {
+            *processed += 1;
+            *failed_so_far += failed;
+        }
+        None => {
+            jobs.insert(name.to_string(), (1, failed));
+        }
     }
 }
 
