@@ -324,11 +324,11 @@ async fn no_job_is_lost_when_cluster_nodes_are_killed() {
         } else {
             "plain"
         };
-        let id = id.to_string();
-        let lines: Vec<&str> = text.lines().filter(|l| l.contains(&id)).collect();
+        let text_id = id.to_string();
+        let lines: Vec<&str> = text.lines().filter(|l| l.contains(&text_id)).collect();
         eprintln!(
             "cluster chaos: lost {kind} job {id}{}; the workers' log about it:\n{}",
-            if failures.contains_key(&id.parse().unwrap_or_default()) {
+            if failures.contains_key(id) {
                 " (in the failed queue)"
             } else {
                 ""

@@ -114,17 +114,10 @@ impl Cluster {
 
     /// [`Cluster::leader`], waiting up to 30 s for the queue to have one.
     pub async fn await_leader(&self, via: usize, queue: &str) -> usize {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(n) = self.leader(via, queue) {
-                return n;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{queue} has no leader after 30 s"
-            );
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
+        poll(&format!("{queue} has no leader"), || {
+            self.leader(via, queue)
+        })
+        .await
     }
 
     /// The node a connection whose client properties mention `marker` (its connection name:
@@ -153,17 +146,10 @@ impl Cluster {
 
     /// [`Cluster::node_of_connection`], waiting up to 30 s for the connection.
     pub async fn await_connection(&self, via: usize, marker: &str) -> usize {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(n) = self.node_of_connection(via, marker) {
-                return n;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no connection of {marker} after 30 s"
-            );
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
+        poll(&format!("no connection of {marker}"), || {
+            self.node_of_connection(via, marker)
+        })
+        .await
     }
 
     /// Connects to node `n`.
@@ -201,4 +187,17 @@ pub async fn take_ids(connection: &Connection, queue: &str) -> Vec<String> {
     }
     let _ = channel.close(200, "taken".into()).await;
     ids
+}
+
+/// Asks `probe` every 250 ms until it answers, for up to 30 s; past that, fails with
+/// `failure` ("… after 30 s").
+async fn poll<T>(failure: &str, probe: impl Fn() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(answer) = probe() {
+            return answer;
+        }
+        assert!(Instant::now() < deadline, "{failure} after 30 s");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 }
