@@ -36,7 +36,7 @@ use std::{
 use palermo::{admin::topology::QueueType, Format};
 use support::{
     chaos::{lost_and_duplicates, print_log_tail, random, record_id, recorded, started_workers},
-    cluster::{take_ids, Cluster, NODES},
+    cluster::{kill_and_start, take_ids, Cluster, NODES},
     process::Running,
     unique, RawJob,
 };
@@ -91,44 +91,6 @@ impl Ran {
                 .failing
                 .iter()
                 .any(|id| !self.failures.contains_key(id))
-    }
-}
-
-/// Prints the cluster's queues that hold messages (waiting, unacked, or expired and waiting
-/// for the dead-letter worker, which `list_queues` does not show on 3.10) and each node's
-/// dead-letter workers.
-fn print_where_jobs_are(cluster: &Cluster) {
-    const QUEUES: &str = "[{element(4, amqqueue:get_name(Q)), rabbit_quorum_queue:info(Q, \
-        [messages, messages_ready, messages_unacknowledged, messages_dlx, consumers, leader])} \
-        || Q <- rabbit_amqqueue:list(), amqqueue:get_type(Q) =:= rabbit_quorum_queue, \
-        rabbit_quorum_queue:info(Q, [messages]) =/= [{messages, 0}]].";
-    for n in NODES {
-        // A node knows the counts of the queues it leads only.
-        let queues = cluster.ctl(n, &["eval", QUEUES]);
-        eprintln!(
-            "quorum queues led by palermo-c{n} holding messages: {}",
-            queues.unwrap_or_default()
-        );
-        let columns = ["name", "consumer_count", "messages_unacknowledged"];
-        let channels = cluster.ctl(
-            n,
-            &[&["list_channels", "--no-table-headers"][..], &columns].concat(),
-        );
-        let holding: Vec<String> = channels
-            .unwrap_or_default()
-            .lines()
-            .filter(|l| l.split('\t').nth(2).is_some_and(|u| u.trim() != "0"))
-            .map(str::to_string)
-            .collect();
-        eprintln!("channels on palermo-c{n} holding unacked messages: {holding:?}");
-        let workers = cluster.ctl(
-            n,
-            &["eval", "supervisor:count_children(rabbit_fifo_dlx_sup)."],
-        );
-        eprintln!(
-            "dead-letter workers on palermo-c{n}: {}",
-            workers.unwrap_or_default()
-        );
     }
 }
 
@@ -197,20 +159,6 @@ async fn enqueue_all(urls: String, queue: String, record: PathBuf) -> Enqueued {
     done
 }
 
-/// Kills node `n`, waits a moment, starts it again; how long it was away.
-async fn kill_and_start(cluster: &Arc<Cluster>, n: usize) -> Duration {
-    let started = Instant::now();
-    let cluster = Arc::clone(cluster);
-    tokio::task::spawn_blocking(move || {
-        cluster.kill(n);
-        std::thread::sleep(Duration::from_millis(random(1_000, 3_000)));
-        cluster.start(n);
-    })
-    .await
-    .expect("kill and start");
-    started.elapsed()
-}
-
 /// A node that is not `down`.
 fn other_than(down: usize) -> usize {
     NODES.into_iter().find(|&n| n != down).unwrap_or(1)
@@ -264,7 +212,7 @@ async fn no_job_is_lost_when_cluster_nodes_are_killed() {
     // stalls) from one it dropped, show where the queues are and give them longer.
     let in_time = ran.clone();
     if ran.look(&taker, &failed, &record, &done).await {
-        print_where_jobs_are(&cluster);
+        cluster.print_where_messages_are();
         let late = Instant::now();
         while ran.look(&taker, &failed, &record, &done).await && late.elapsed() < LATE {
             tokio::time::sleep(Duration::from_secs(1)).await;

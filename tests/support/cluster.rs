@@ -11,10 +11,13 @@ use std::{
     fs::File,
     os::fd::AsRawFd,
     process::{Command, Output},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
 use lapin::{options::BasicGetOptions, Connection, ConnectionProperties};
+
+use super::chaos::random;
 
 /// `scripts/cluster.sh` of this checkout.
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/cluster.sh");
@@ -152,6 +155,44 @@ impl Cluster {
         .await
     }
 
+    /// Prints the cluster's queues that hold messages (waiting, unacked, or expired and waiting
+    /// for the dead-letter worker, which `list_queues` does not show on 3.10) and each node's
+    /// dead-letter workers.
+    pub fn print_where_messages_are(&self) {
+        const QUEUES: &str = "[{element(4, amqqueue:get_name(Q)), rabbit_quorum_queue:info(Q, \
+            [messages, messages_ready, messages_unacknowledged, messages_dlx, consumers, leader])} \
+            || Q <- rabbit_amqqueue:list(), amqqueue:get_type(Q) =:= rabbit_quorum_queue, \
+            rabbit_quorum_queue:info(Q, [messages]) =/= [{messages, 0}]].";
+        for n in NODES {
+            // A node knows the counts of the queues it leads only.
+            let queues = self.ctl(n, &["eval", QUEUES]);
+            eprintln!(
+                "quorum queues led by palermo-c{n} holding messages: {}",
+                queues.unwrap_or_default()
+            );
+            let columns = ["name", "consumer_count", "messages_unacknowledged"];
+            let channels = self.ctl(
+                n,
+                &[&["list_channels", "--no-table-headers"][..], &columns].concat(),
+            );
+            let holding: Vec<String> = channels
+                .unwrap_or_default()
+                .lines()
+                .filter(|l| l.split('\t').nth(2).is_some_and(|u| u.trim() != "0"))
+                .map(str::to_string)
+                .collect();
+            eprintln!("channels on palermo-c{n} holding unacked messages: {holding:?}");
+            let workers = self.ctl(
+                n,
+                &["eval", "supervisor:count_children(rabbit_fifo_dlx_sup)."],
+            );
+            eprintln!(
+                "dead-letter workers on palermo-c{n}: {}",
+                workers.unwrap_or_default()
+            );
+        }
+    }
+
     /// Connects to node `n`.
     pub async fn connect(&self, n: usize) -> Connection {
         Connection::connect(&self.url(n), ConnectionProperties::default())
@@ -170,6 +211,20 @@ impl Drop for Cluster {
             other => eprintln!("[cluster] scripts/cluster.sh down failed: {other:?}"),
         }
     }
+}
+
+/// SIGKILLs node `n`, waits 1 to 3 s, starts it again; how long it was away.
+pub async fn kill_and_start(cluster: &Arc<Cluster>, n: usize) -> Duration {
+    let started = Instant::now();
+    let cluster = Arc::clone(cluster);
+    tokio::task::spawn_blocking(move || {
+        cluster.kill(n);
+        std::thread::sleep(Duration::from_millis(random(1_000, 3_000)));
+        cluster.start(n);
+    })
+    .await
+    .expect("kill and start");
+    started.elapsed()
 }
 
 /// Takes every message now in `queue` over `connection` (acked); their `message_id`s.

@@ -379,6 +379,9 @@ async fn run_admitted(shared: &Shared, admitted: Admitted) -> Outcome {
         ..
     } = admitted;
     let timeout = registration.timeout.unwrap_or(shared.config.job_timeout);
+    // With "job done" below, at debug: a log that shows every job a worker took and how it
+    // ended (Sidekiq's start/done lines), when asked for; the chaos tests read it.
+    debug!(job.id = %meta.id, job.name = %meta.name, queue = %meta.queue, attempt = meta.attempt, "job started");
     let started = Instant::now();
     // On timeout the job's future is dropped: it stops at its next `.await`.
     let result = tokio::time::timeout(timeout, panic::catch(job)).await;
