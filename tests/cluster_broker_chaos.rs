@@ -93,10 +93,10 @@ fn delay_queue(queue: &str) -> String {
     format!("{queue}.delay")
 }
 
-/// Consumes `queue` on node `n` until `stop` with [`SLOTS`] channels of prefetch 1, as a
-/// Palermo worker at concurrency 16 does; connects again whenever the connection dies.
-async fn consume(cluster: Arc<Cluster>, n: usize, queue: String, seen: Seen, stop: Arc<()>) {
-    while Arc::strong_count(&stop) > 1 {
+/// Consumes `queue` on node `n` with [`SLOTS`] channels of prefetch 1, as a Palermo worker
+/// at concurrency 16 does, until aborted; connects again whenever the connection dies.
+async fn consume(cluster: Arc<Cluster>, n: usize, queue: String, seen: Seen) {
+    loop {
         let Ok(connection) = Connection::connect(&cluster.url(n), Default::default()).await else {
             tokio::time::sleep(Duration::from_millis(200)).await;
             continue;
@@ -231,17 +231,10 @@ async fn the_broker_keeps_every_confirmed_message_when_nodes_are_killed() {
     declare(&channel, &queue).await.expect("declare");
 
     let seen: Seen = Arc::default();
-    let stop = Arc::new(());
     let consumers: Vec<_> = NODES
         .iter()
         .map(|&n| {
-            let run = consume(
-                Arc::clone(&cluster),
-                n,
-                queue.clone(),
-                Arc::clone(&seen),
-                Arc::clone(&stop),
-            );
+            let run = consume(Arc::clone(&cluster), n, queue.clone(), Arc::clone(&seen));
             tokio::spawn(run)
         })
         .collect();
@@ -279,7 +272,6 @@ async fn the_broker_keeps_every_confirmed_message_when_nodes_are_killed() {
     }
     let (lost, duplicates) = missing(&seen);
     let lost_delayed = lost_and_duplicates(&published.delayed, &seen.lock().expect("seen")).0;
-    drop(stop);
     for consumer in consumers {
         consumer.abort();
     }
