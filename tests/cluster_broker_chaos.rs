@@ -37,8 +37,8 @@ use lapin::{
     BasicProperties, Channel, Connection, ConnectionProperties,
 };
 use support::{
-    chaos::{lost_and_duplicates, random},
-    cluster::{kill_and_start, Cluster, NODES},
+    chaos::lost_and_duplicates,
+    cluster::{kill_leader_twice, Cluster, NODES},
     unique,
 };
 use uuid::Uuid;
@@ -240,16 +240,7 @@ async fn the_broker_keeps_every_confirmed_message_when_nodes_are_killed() {
         .collect();
     let publisher = tokio::spawn(publish_all(Arc::clone(&cluster), queue.clone()));
 
-    let mut kills = Vec::new();
-    for _ in 0..2 {
-        tokio::time::sleep(Duration::from_millis(random(4_000, 8_000))).await;
-        let leader = cluster.await_leader(1 + kills.len(), &queue).await;
-        let away = kill_and_start(&cluster, leader).await;
-        eprintln!(
-            "broker chaos: killed palermo-c{leader}, the queue's leader; back after {away:?}"
-        );
-        kills.push(leader);
-    }
+    let kills = kill_leader_twice(&cluster, &queue, "broker chaos").await;
     let published = publisher.await.expect("publisher");
 
     let missing = |seen: &Seen| {

@@ -36,7 +36,7 @@ use std::{
 use palermo::{admin::topology::QueueType, Format};
 use support::{
     chaos::{lost_and_duplicates, print_log_tail, random, record_id, recorded, started_workers},
-    cluster::{kill_and_start, take_ids, Cluster, NODES},
+    cluster::{kill_leader_twice, take_ids, Cluster, NODES},
     process::Running,
     unique, RawJob,
 };
@@ -159,11 +159,6 @@ async fn enqueue_all(urls: String, queue: String, record: PathBuf) -> Enqueued {
     done
 }
 
-/// A node that is not `down`.
-fn other_than(down: usize) -> usize {
-    NODES.into_iter().find(|&n| n != down).unwrap_or(1)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "disruptive: runs a three-node cluster and SIGKILLs its nodes; run by scripts/test.sh after the other tests"]
 async fn no_job_is_lost_when_cluster_nodes_are_killed() {
@@ -191,14 +186,7 @@ async fn no_job_is_lost_when_cluster_nodes_are_killed() {
     let enqueuer = tokio::spawn(enqueue_all(cluster.urls(), queue.clone(), record.clone()));
 
     // The leader of the job queue dies mid-run and comes back; then the node leading it now.
-    let mut kills = Vec::new();
-    for _ in 0..2 {
-        tokio::time::sleep(Duration::from_millis(random(4_000, 8_000))).await;
-        let leader = cluster.await_leader(other_than(0), &queue).await;
-        let away = kill_and_start(&cluster, leader).await;
-        eprintln!("cluster chaos: killed palermo-c{leader}, the leader of the job queue; back after {away:?}");
-        kills.push(leader);
-    }
+    let kills = kill_leader_twice(&cluster, &queue, "cluster chaos").await;
     let done = enqueuer.await.expect("enqueuer");
     let chaos_done = started.elapsed();
 

@@ -214,7 +214,7 @@ impl Drop for Cluster {
 }
 
 /// SIGKILLs node `n`, waits 1 to 3 s, starts it again; how long it was away.
-pub async fn kill_and_start(cluster: &Arc<Cluster>, n: usize) -> Duration {
+async fn kill_and_start(cluster: &Arc<Cluster>, n: usize) -> Duration {
     let started = Instant::now();
     let cluster = Arc::clone(cluster);
     tokio::task::spawn_blocking(move || {
@@ -225,6 +225,26 @@ pub async fn kill_and_start(cluster: &Arc<Cluster>, n: usize) -> Duration {
     .await
     .expect("kill and start");
     started.elapsed()
+}
+
+/// The chaos of the cluster tests: twice, after 4 to 8 s, the node leading quorum queue
+/// `queue` is SIGKILLed and started again ([`kill_and_start`]), so the second kill hits the
+/// leader elected after the first. The nodes killed, in order; each kill is logged under
+/// `test` (the test's name in its output).
+pub async fn kill_leader_twice(cluster: &Arc<Cluster>, queue: &str, test: &str) -> Vec<usize> {
+    let mut kills = Vec::new();
+    for _ in 0..2 {
+        tokio::time::sleep(Duration::from_millis(random(4_000, 8_000))).await;
+        // Asked of a node other than the one just started again, which may still be joining.
+        let via = kills
+            .last()
+            .map_or(1, |&last| if last == 1 { 2 } else { 1 });
+        let leader = cluster.await_leader(via, queue).await;
+        let away = kill_and_start(cluster, leader).await;
+        eprintln!("{test}: killed palermo-c{leader}, the leader of {queue}; back after {away:?}");
+        kills.push(leader);
+    }
+    kills
 }
 
 /// Takes every message now in `queue` over `connection` (acked); their `message_id`s.
