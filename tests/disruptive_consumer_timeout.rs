@@ -21,6 +21,11 @@ use support::{
 
 const WAIT: Duration = Duration::from_secs(30);
 
+/// How long the job whose channel times out runs. It must outlast the two `rabbitmqctl`
+/// calls that find and shorten its channel's limit (about 1 s on a quiet machine, several
+/// on a busy CI host: with 3 s the job once finished first and nothing timed out).
+const LONG_JOB_MS: u64 = 15_000;
+
 /// The pid of the channel consuming `queue`, as `rabbitmqctl list_consumers` prints it.
 fn consumer_channel(queue: &str) -> Option<String> {
     let columns = ["queue_name", "channel_pid"];
@@ -65,10 +70,10 @@ async fn a_channel_closed_by_consumer_timeout_is_logged_and_the_slot_consumes_ag
     let rig = Rig::new("ctimeout").await;
     let queue = &rig.queue;
     let path = rig.temp_file("worker.log");
-    let long = enqueue_sleep(rig.client(), queue, 3_000).await;
+    let long = enqueue_sleep(rig.client(), queue, LONG_JOB_MS).await;
     let worker = Running::spawn(&rig.worker_args(), &path);
     eventually(WAIT, "the long job is running", || async {
-        read_log(&path).contains("sleep_ms: sleeping 3000 ms")
+        read_log(&path).contains(&format!("sleep_ms: sleeping {LONG_JOB_MS} ms"))
     })
     .await;
 
@@ -81,6 +86,10 @@ async fn a_channel_closed_by_consumer_timeout_is_logged_and_the_slot_consumes_ag
         assert!(worker.stop(WAIT).await.success());
         return;
     }
+    assert!(
+        !read_log(&path).contains("job done"),
+        "the long job ended before its channel's limit was shortened; nothing was tested"
+    );
     eventually(
         WAIT,
         "the consumer_timeout is logged with the job",
