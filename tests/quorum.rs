@@ -202,10 +202,23 @@ async fn take_by_id(rig: &Rig, queue: &str, id: &str) -> bool {
     found
 }
 
+/// The delayed jobs in the quorum layout's orphans queue, as the admin tools count them.
+async fn orphaned() -> u64 {
+    let connection = palermo::admin::broker::connect(&amqp_url(), "test: orphans")
+        .await
+        .expect("connect");
+    let waiting = palermo::admin::delay::waiting(&connection, Layout::of(QueueType::Quorum))
+        .await
+        .expect("count the delay queues");
+    let _ = connection.close(200, "counted".into()).await;
+    waiting.orphaned
+}
+
 #[tokio::test]
 async fn a_delayed_job_whose_queue_was_deleted_becomes_an_orphan() {
     let rig = Rig::new("orphan").await;
     let queue = rig.another_queue("deleted");
+    let orphans_before = orphaned().await;
     let client = Client::connect_with(&amqp_url(), QueueType::Quorum)
         .await
         .expect("client");
@@ -222,6 +235,11 @@ async fn a_delayed_job_whose_queue_was_deleted_becomes_an_orphan() {
     // At-least-once dead-lettering would keep an unroutable job in its level queue for ever;
     // the delivery exchange's alternate exchange sends it to the orphans queue instead.
     let orphans = Layout::of(QueueType::Quorum).orphans();
+    // `palermo queues`, the dashboard and /metrics count it (delay::waiting).
+    eventually(WAIT, "the orphan counted", || async {
+        orphaned().await > orphans_before
+    })
+    .await;
     eventually(WAIT, "the delayed job in the orphans queue", || {
         take_by_id(&rig, &orphans, &id)
     })

@@ -61,6 +61,9 @@ pub struct QueuesReport {
     pub retrying: u64,
     /// Jobs enqueued for later or snoozed, waiting in the delay queues.
     pub scheduled: u64,
+    /// Delayed jobs whose queue was deleted while they waited (quorum queues keep them in
+    /// the orphans queue; docs/reliability.md).
+    pub orphaned: u64,
     /// Whether the delay queues exist (they are declared at the first delayed job).
     pub delay_queues_declared: bool,
 }
@@ -115,6 +118,7 @@ pub async fn report(
         queues,
         retrying: waiting.retrying,
         scheduled: waiting.scheduled,
+        orphaned: waiting.orphaned,
         delay_queues_declared: waiting.declared,
     })
 }

@@ -18,6 +18,10 @@ use crate::{error::WebError, state::App, text};
 /// How many days the hourly chart covers.
 pub(crate) const CHART_DAYS: u32 = 7;
 
+/// Delayed jobs: waiting to be retried, scheduled or snoozed, orphaned (quorum queues keep
+/// the delayed jobs whose queue was deleted).
+pub(crate) type Delayed = (u64, u64, u64);
+
 /// Queue depths, or why there are none.
 #[derive(Debug, Serialize)]
 pub(crate) struct Queues {
@@ -43,6 +47,13 @@ impl Queues {
             }
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// Jobs in the delay queues: waiting to be retried, scheduled or snoozed, and orphaned.
+    pub(crate) fn delayed(&self) -> Option<Delayed> {
+        self.report
+            .as_ref()
+            .map(|r| (r.retrying, r.scheduled, r.orphaned))
     }
 
     /// Ready messages in the job queues (the failed queue left out).

@@ -155,9 +155,12 @@ fn register_queues(registry: &mut Registry, queues: &Queues) {
     delayed
         .get_or_create(&labels(&[("kind", "scheduled")]))
         .set(as_i64(report.scheduled));
+    delayed
+        .get_or_create(&labels(&[("kind", "orphaned")]))
+        .set(as_i64(report.orphaned));
     registry.register(
         "palermo_jobs_delayed",
-        "Jobs waiting in the delay queues: retries and scheduled or snoozed jobs",
+        "Jobs waiting in the delay queues: retries, scheduled or snoozed jobs, and orphans (their queue was deleted while they waited; quorum queues only)",
         delayed,
     );
 }

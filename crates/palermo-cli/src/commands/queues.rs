@@ -1,7 +1,9 @@
 //! `palermo queues [QUEUE...]`: ready messages and consumers per queue, from AMQP (passive
 //! declare), for the queues named, the queues the workers' heartbeats mention, the queues
 //! of open failures, and the failed queue; then the jobs waiting in the delay queues, retries
-//! (`palermo.delay.retry.*`) and scheduled or snoozed jobs (`palermo.delay.scheduled.*`).
+//! (`palermo.delay.retry.*`) and scheduled or snoozed jobs (`palermo.delay.scheduled.*`),
+//! and on quorum queues the delayed jobs whose queue was deleted while they waited (the
+//! orphans queue, `palermo.qdelay.v2.orphans`).
 //!
 //! AMQP cannot count unacked messages. The UNACKED column is the number of jobs of that queue
 //! the alive workers reported running at their last heartbeat: a worker holds one unacked
@@ -37,12 +39,16 @@ pub async fn run(amqp_url: &str, settings: &Settings, args: Args) -> anyhow::Res
     .await?;
     let mut rows = report.queues;
     let layout = palermo::admin::delay::Layout::of(settings.queue_type);
-    for (kind, count) in [
+    let orphans = (settings.queue_type == topology::QueueType::Quorum)
+        .then(|| (layout.orphans(), report.orphaned));
+    let delays = [
         (palermo::admin::delay::Kind::Retry, report.retrying),
         (palermo::admin::delay::Kind::Scheduled, report.scheduled),
-    ] {
+    ]
+    .map(|(kind, count)| (layout.queues_of(kind), count));
+    for (queue, count) in delays.into_iter().chain(orphans) {
         rows.push(QueueRow {
-            queue: layout.queues_of(kind),
+            queue,
             exists: report.delay_queues_declared,
             ready: Some(u32::try_from(count).unwrap_or(u32::MAX)),
             unacked: 0,

@@ -11,7 +11,14 @@ use super::{
     rows::{BusyLine, QueueLine, WorkerLine},
     Base,
 };
-use crate::{chart, data::Overview, error::WebError, links::Root, state::App, text};
+use crate::{
+    chart,
+    data::{Delayed, Overview},
+    error::WebError,
+    links::Root,
+    state::App,
+    text,
+};
 
 #[derive(Template)]
 #[template(path = "overview.html")]
@@ -23,7 +30,7 @@ struct OverviewPage {
     chart_days: u32,
     queues: Vec<QueueLine>,
     broker_error: Option<String>,
-    delayed: Option<(u64, u64)>,
+    delayed: Option<Delayed>,
     workers: Vec<WorkerLine>,
     busy: Vec<BusyLine>,
 }
@@ -88,11 +95,7 @@ pub(crate) async fn page(State(app): State<App>, root: Root) -> Result<Response,
             .broker_error
             .as_deref()
             .map(|e| text::cell(e, 300)),
-        delayed: data
-            .queues
-            .report
-            .as_ref()
-            .map(|r| (r.retrying, r.scheduled)),
+        delayed: data.queues.delayed(),
         workers: data
             .workers
             .workers

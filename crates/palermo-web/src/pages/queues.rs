@@ -7,7 +7,13 @@ use axum::{
 };
 
 use super::{render, rows::QueueLine, Base, Done};
-use crate::{data::Queues, error::WebError, links::Root, state::App, text};
+use crate::{
+    data::{Delayed, Queues},
+    error::WebError,
+    links::Root,
+    state::App,
+    text,
+};
 
 #[derive(Template)]
 #[template(path = "queues.html")]
@@ -15,7 +21,7 @@ struct QueuesPage {
     base: Base,
     queues: Vec<QueueLine>,
     broker_error: Option<String>,
-    delayed: Option<(u64, u64)>,
+    delayed: Option<Delayed>,
 }
 
 /// `GET /queues`.
@@ -37,7 +43,7 @@ pub(crate) async fn list(
             .map(|q| QueueLine::new(q, failed_queue))
             .collect(),
         broker_error: data.broker_error.as_deref().map(|e| text::cell(e, 300)),
-        delayed: data.report.as_ref().map(|r| (r.retrying, r.scheduled)),
+        delayed: data.delayed(),
     };
     Ok(render(&page)?.into_response())
 }

@@ -286,16 +286,20 @@ pub struct Waiting {
     pub retrying: u64,
     /// Jobs enqueued for later (`enqueue_in`, `enqueue_at`) or snoozed.
     pub scheduled: u64,
+    /// Delayed jobs whose queue was deleted while they waited, kept in the quorum layout's
+    /// orphans queue (always 0 on classic queues, which drop them).
+    pub orphaned: u64,
     /// Whether the delay queues exist (they are declared at the first delayed job).
     pub declared: bool,
 }
 
-/// Counts the jobs waiting in the delay queues, by passive declares (nothing is created;
-/// missing queues count as empty).
+/// Counts the jobs waiting in the delay queues, and the orphans of the quorum layout, by
+/// passive declares (nothing is created; missing queues count as empty).
 pub async fn waiting(connection: &Connection, layout: Layout) -> Result<Waiting, Error> {
-    let queues =
-        (0..LEVELS).flat_map(|level| Kind::ALL.map(|kind| (kind, layout.queue(kind, level))));
-    let depths = stream::iter(queues)
+    let levels =
+        (0..LEVELS).flat_map(|level| Kind::ALL.map(|kind| (Some(kind), layout.queue(kind, level))));
+    let orphans = (layout.queue_type == QueueType::Quorum).then(|| (None, layout.orphans()));
+    let depths = stream::iter(levels.chain(orphans))
         .map(|(kind, queue)| async move { (kind, topology::inspect(connection, &queue).await) })
         .buffered(PARALLEL_INSPECTIONS)
         .collect::<Vec<_>>()
@@ -306,8 +310,9 @@ pub async fn waiting(connection: &Connection, layout: Layout) -> Result<Waiting,
         waiting.declared |= depth.is_some();
         let ready = depth.map_or(0, |depth| u64::from(depth.ready));
         match kind {
-            Kind::Retry => waiting.retrying += ready,
-            Kind::Scheduled => waiting.scheduled += ready,
+            Some(Kind::Retry) => waiting.retrying += ready,
+            Some(Kind::Scheduled) => waiting.scheduled += ready,
+            None => waiting.orphaned += ready,
         }
     }
     Ok(waiting)
