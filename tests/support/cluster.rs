@@ -240,8 +240,11 @@ pub async fn kill_leader_twice(cluster: &Arc<Cluster>, queue: &str, test: &str) 
             .last()
             .map_or(1, |&last| if last == 1 { 2 } else { 1 });
         let leader = cluster.await_leader(via, queue).await;
+        let at = chrono::Utc::now();
         let away = kill_and_start(cluster, leader).await;
-        eprintln!("{test}: killed palermo-c{leader}, the leader of {queue}; back after {away:?}");
+        eprintln!(
+            "{test}: killed palermo-c{leader}, the leader of {queue}, at {at}; back after {away:?}"
+        );
         kills.push(leader);
     }
     kills
