@@ -7,7 +7,11 @@
 //!
 //! These tests set the quorum type themselves, whatever `PALERMO_TEST_QUEUE_TYPE` says.
 
+#[path = "admin_support/mod.rs"]
+mod admin_support;
 mod support;
+#[path = "web_support/mod.rs"]
+mod web_support;
 
 use std::{
     collections::HashMap,
@@ -216,7 +220,8 @@ async fn orphaned() -> u64 {
 
 #[tokio::test]
 async fn a_delayed_job_whose_queue_was_deleted_becomes_an_orphan() {
-    let rig = Rig::new("orphan").await;
+    let admin = admin_support::Admin::new("sqlite", "orphan").await;
+    let rig = &admin.rig;
     let queue = rig.another_queue("deleted");
     let orphans_before = orphaned().await;
     let client = Client::connect_with(&amqp_url(), QueueType::Quorum)
@@ -240,8 +245,30 @@ async fn a_delayed_job_whose_queue_was_deleted_becomes_an_orphan() {
         orphaned().await > orphans_before
     })
     .await;
+    let quorum = ["--queue-type", "quorum"];
+    let rows = admin.json(&[&["queues"][..], &quorum].concat());
+    let row = rows
+        .as_array()
+        .and_then(|rows| rows.iter().find(|r| r["queue"] == orphans.as_str()))
+        .unwrap_or_else(|| panic!("no orphans row in {rows}"));
+    assert!(row["ready"].as_u64() >= Some(1), "{row}");
+    let dashboard = web_support::Dashboard::start(&admin, &quorum);
+    for path in ["/", "/queues"] {
+        let (status, page) = dashboard.get(path);
+        assert_eq!(status, 200, "{path}");
+        assert!(
+            page.contains(r#"id="orphaned""#) && page.contains("lost their queue"),
+            "{path}: {page}"
+        );
+    }
+    let (_, metrics) = dashboard.get("/metrics");
+    assert!(
+        !metrics.contains(r#"palermo_jobs_delayed{kind="orphaned"} 0"#),
+        "{metrics}"
+    );
+    assert!(dashboard.stop(WAIT).success());
     eventually(WAIT, "the delayed job in the orphans queue", || {
-        take_by_id(&rig, &orphans, &id)
+        take_by_id(rig, &orphans, &id)
     })
     .await;
 }
