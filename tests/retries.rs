@@ -497,8 +497,9 @@ async fn while_a_thousand_delayed_jobs_wait_the_worker_holds_only_its_running_jo
 
     // Longer than the test: no job moves between delay levels while they are counted (on
     // quorum queues a job being dead-lettered to the next level is in neither for a moment).
+    let mut ids = std::collections::HashSet::new();
     for _ in 0..DELAYED {
-        client
+        let id = client
             .enqueue_to_in(
                 queue,
                 Hold {
@@ -508,6 +509,7 @@ async fn while_a_thousand_delayed_jobs_wait_the_worker_holds_only_its_running_jo
             )
             .await
             .expect("enqueue_in");
+        ids.insert(id.to_string());
     }
     // A quorum queue answers a count within 250 ms or says 0 (RabbitMQ 3.10's
     // `rabbit_quorum_queue:stat`), which a level just handed 64 MB can miss: ask again.
@@ -546,6 +548,13 @@ async fn while_a_thousand_delayed_jobs_wait_the_worker_holds_only_its_running_jo
     })
     .await;
     rig.stop().await;
+    // The delay layout is shared and outlives the test: take the jobs back out of their
+    // first level (600 s = 512 + 64 + 16 + 8), or in ten minutes they would reach a queue
+    // that is gone (the quorum layout keeps them as orphans).
+    let channel = rig.channel().await;
+    let taken = support::delay::take_back(&channel, 9, &ids).await;
+    let _ = channel.close(200, "taken back".into()).await;
+    assert_eq!(taken, DELAYED, "delayed jobs taken back");
 }
 
 #[tokio::test]

@@ -3,8 +3,10 @@
 //! level queues, and watching the retries of one queue. The layout is shared by every test
 //! and never deleted; what a test adds to it (a probe queue and its binding) is its own.
 
+use std::collections::HashSet;
+
 use lapin::{
-    options::{QueueBindOptions, QueueDeclareOptions},
+    options::{BasicAckOptions, BasicGetOptions, QueueBindOptions, QueueDeclareOptions},
     types::FieldTable,
     Channel,
 };
@@ -84,4 +86,32 @@ pub async fn declare(channel: &Channel) {
     palermo::admin::delay::declare(channel, layout())
         .await
         .expect("declare the delay layout");
+}
+
+/// Takes the scheduled jobs `ids` back out of level `level` of the delay layout, where they
+/// wait (acked, so they never reach their deleted queue, or the orphans queue); the other
+/// tests' jobs it looks at go back when the channel closes. How many it found.
+pub async fn take_back(channel: &Channel, level: u32, ids: &HashSet<String>) -> usize {
+    let queue = layout().queue(Kind::Scheduled, level);
+    let mut found = 0;
+    while found < ids.len() {
+        let Some(message) = channel
+            .basic_get(queue.as_str().into(), BasicGetOptions { no_ack: false })
+            .await
+            .expect("basic.get")
+        else {
+            break;
+        };
+        let delivery = message.delivery;
+        let id = delivery
+            .properties
+            .message_id()
+            .as_ref()
+            .map(|m| m.as_str());
+        if id.is_some_and(|id| ids.contains(id)) {
+            delivery.ack(BasicAckOptions::default()).await.expect("ack");
+            found += 1;
+        }
+    }
+    found
 }
