@@ -156,6 +156,8 @@ struct Published {
     delayed: Vec<Uuid>,
     /// Publishes never acked, after all the tries.
     failed: usize,
+    /// When each confirm came, to line a missing message up with the node kills.
+    confirmed_at: HashMap<Uuid, chrono::DateTime<chrono::Utc>>,
 }
 
 /// Publishes `MESSAGES` ids, one in ten through the delay queue, the others to `queue`,
@@ -210,6 +212,7 @@ async fn publish_all(cluster: Arc<Cluster>, queue: String) -> Published {
         if !acked {
             published.failed += 1;
         } else {
+            published.confirmed_at.insert(id, chrono::Utc::now());
             published.confirmed.push(id);
             if to == &delay {
                 published.delayed.push(id);
@@ -282,6 +285,20 @@ async fn the_broker_keeps_every_confirmed_message_when_nodes_are_killed() {
         published.delayed.len(),
         published.failed
     );
+    let seen = seen.lock().expect("seen");
+    for id in published
+        .confirmed
+        .iter()
+        .filter(|id| !seen.contains_key(id))
+    {
+        let kind = if published.delayed.contains(id) {
+            "delayed"
+        } else {
+            "plain"
+        };
+        let at = published.confirmed_at.get(id).copied().unwrap_or_default();
+        eprintln!("broker chaos: missing {kind} message {id}, confirmed at {at}");
+    }
     assert_eq!(
         in_time, 0,
         "confirmed messages missing after {DRAIN:?} ({lost} still after {LATE:?} more)"
