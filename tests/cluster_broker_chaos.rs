@@ -93,6 +93,48 @@ fn delay_queue(queue: &str) -> String {
     format!("{queue}.delay")
 }
 
+/// How many idle quorum queues to add beside the job queue, fed a message a second each and
+/// never consumed, like a Palermo cluster's failed, events and delay-level queues:
+/// `PALERMO_BCHAOS_EXTRA_QUEUES` (0, the plain baseline, by default). With many, many more
+/// Raft groups elect a leader when a node dies.
+fn extra_queues(queue: &str) -> Vec<String> {
+    let n: usize = std::env::var("PALERMO_BCHAOS_EXTRA_QUEUES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    (0..n).map(|i| format!("{queue}.extra.{i}")).collect()
+}
+
+/// Publishes to each of `queues` about once a second, through node 1, 2, 3 in turn as each
+/// dies, until aborted (no confirms: these messages are not counted).
+async fn feed(cluster: Arc<Cluster>, queues: Vec<String>) {
+    let mut node = 0;
+    loop {
+        node = node % NODES.len() + 1;
+        let Ok((_connection, channel)) = open(&cluster, node).await else {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            continue;
+        };
+        'feeding: loop {
+            for queue in &queues {
+                let sent = channel
+                    .basic_publish(
+                        "".into(),
+                        queue.as_str().into(),
+                        BasicPublishOptions::default(),
+                        b"heartbeat",
+                        BasicProperties::default().with_delivery_mode(2),
+                    )
+                    .await;
+                if sent.is_err() {
+                    break 'feeding;
+                }
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+}
+
 /// Consumes `queue` on node `n` with [`SLOTS`] channels of prefetch 1, as a Palermo worker
 /// at concurrency 16 does, until aborted; connects again whenever the connection dies.
 async fn consume(cluster: Arc<Cluster>, n: usize, queue: String, seen: Seen) {
@@ -232,6 +274,23 @@ async fn the_broker_keeps_every_confirmed_message_when_nodes_are_killed() {
     let queue = unique("bchaos");
     let (_connection, channel) = open(&cluster, 1).await.expect("node 1");
     declare(&channel, &queue).await.expect("declare");
+    let extra = extra_queues(&queue);
+    for name in &extra {
+        let mut args = FieldTable::default();
+        args.insert(
+            "x-queue-type".into(),
+            AMQPValue::LongString("quorum".into()),
+        );
+        let durable = QueueDeclareOptions {
+            durable: true,
+            ..Default::default()
+        };
+        channel
+            .queue_declare(name.as_str().into(), durable, args)
+            .await
+            .expect("declare an extra queue");
+    }
+    let feeder = tokio::spawn(feed(Arc::clone(&cluster), extra.clone()));
 
     let seen: Seen = Arc::default();
     let consumers: Vec<_> = NODES
@@ -269,7 +328,8 @@ async fn the_broker_keeps_every_confirmed_message_when_nodes_are_killed() {
     for consumer in consumers {
         consumer.abort();
     }
-    for name in [delay_queue(&queue), queue] {
+    feeder.abort();
+    for name in [delay_queue(&queue), queue].into_iter().chain(extra) {
         let _ = channel
             .queue_delete(name.as_str().into(), Default::default())
             .await;
