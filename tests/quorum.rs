@@ -14,7 +14,7 @@ mod support;
 mod web_support;
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     sync::{
         atomic::{AtomicUsize, Ordering},
         Arc,
@@ -23,7 +23,7 @@ use std::{
 };
 
 use lapin::{
-    options::{BasicAckOptions, BasicGetOptions, QueueDeclareOptions, QueueDeleteOptions},
+    options::{QueueDeclareOptions, QueueDeleteOptions},
     types::FieldTable,
 };
 use palermo::{
@@ -179,31 +179,12 @@ async fn a_quorum_queue_that_rejects_a_publish_fails_the_enqueue() {
     );
 }
 
-/// Takes the message with `id` out of `queue` if it is there, leaving the others (held
-/// unacked while looking, given back when the channel closes).
+/// Takes the message with `id` out of `queue` if it is there, leaving the others.
 async fn take_by_id(rig: &Rig, queue: &str, id: &str) -> bool {
     let channel = rig.channel().await;
-    let mut found = false;
-    while let Some(message) = channel
-        .basic_get(queue.into(), BasicGetOptions { no_ack: false })
-        .await
-        .expect("basic.get")
-    {
-        let delivery = message.delivery;
-        if delivery
-            .properties
-            .message_id()
-            .as_ref()
-            .map(|m| m.as_str())
-            == Some(id)
-        {
-            delivery.ack(BasicAckOptions::default()).await.expect("ack");
-            found = true;
-            break;
-        }
-    }
+    let found = support::delay::take(&channel, queue, &HashSet::from([id.to_string()])).await;
     let _ = channel.close(200, "looked".into()).await;
-    found
+    found == 1
 }
 
 /// The delayed jobs in the quorum layout's orphans queue, as the admin tools count them.

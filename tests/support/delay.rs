@@ -89,14 +89,20 @@ pub async fn declare(channel: &Channel) {
 }
 
 /// Takes the scheduled jobs `ids` back out of level `level` of the delay layout, where they
-/// wait (acked, so they never reach their deleted queue, or the orphans queue); the other
-/// tests' jobs it looks at go back when the channel closes. How many it found.
+/// wait (acked, so they never reach their deleted queue, or the orphans queue). How many it
+/// found.
 pub async fn take_back(channel: &Channel, level: u32, ids: &HashSet<String>) -> usize {
-    let queue = layout().queue(Kind::Scheduled, level);
+    take(channel, &layout().queue(Kind::Scheduled, level), ids).await
+}
+
+/// Takes the messages `ids` out of `queue`, a queue of the shared delay layout, leaving the
+/// others tests' messages (held unacked while looking, given back when the channel closes).
+/// How many it found.
+pub async fn take(channel: &Channel, queue: &str, ids: &HashSet<String>) -> usize {
     let mut found = 0;
     while found < ids.len() {
         let Some(message) = channel
-            .basic_get(queue.as_str().into(), BasicGetOptions { no_ack: false })
+            .basic_get(queue.into(), BasicGetOptions { no_ack: false })
             .await
             .expect("basic.get")
         else {
