@@ -67,23 +67,33 @@ async fn open(cluster: &Cluster, n: usize) -> Result<(Connection, Channel), lapi
 /// messages expire after [`DELAY_MS`] and are dead-lettered into `queue` at-least-once, as
 /// Palermo's quorum delay levels are.
 async fn declare(channel: &Channel, queue: &str) -> Result<(), lapin::Error> {
-    let durable = QueueDeclareOptions {
-        durable: true,
-        ..Default::default()
-    };
+    declare_quorum(channel, queue, FieldTable::default()).await?;
     let text = |value: &str| AMQPValue::LongString(value.into());
     let mut args = FieldTable::default();
-    args.insert("x-queue-type".into(), text("quorum"));
-    channel
-        .queue_declare(queue.into(), durable, args.clone())
-        .await?;
     args.insert("x-message-ttl".into(), AMQPValue::LongLongInt(DELAY_MS));
     args.insert("x-dead-letter-exchange".into(), text(""));
     args.insert("x-dead-letter-routing-key".into(), text(queue));
     args.insert("x-dead-letter-strategy".into(), text("at-least-once"));
     args.insert("x-overflow".into(), text("reject-publish"));
+    declare_quorum(channel, &delay_queue(queue), args).await
+}
+
+/// Declares the durable quorum queue `name` with `args` besides its type.
+async fn declare_quorum(
+    channel: &Channel,
+    name: &str,
+    mut args: FieldTable,
+) -> Result<(), lapin::Error> {
+    let durable = QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    args.insert(
+        "x-queue-type".into(),
+        AMQPValue::LongString("quorum".into()),
+    );
     channel
-        .queue_declare(delay_queue(queue).as_str().into(), durable, args)
+        .queue_declare(name.into(), durable, args)
         .await
         .map(drop)
 }
@@ -276,17 +286,7 @@ async fn the_broker_keeps_every_confirmed_message_when_nodes_are_killed() {
     declare(&channel, &queue).await.expect("declare");
     let extra = extra_queues(&queue);
     for name in &extra {
-        let mut args = FieldTable::default();
-        args.insert(
-            "x-queue-type".into(),
-            AMQPValue::LongString("quorum".into()),
-        );
-        let durable = QueueDeclareOptions {
-            durable: true,
-            ..Default::default()
-        };
-        channel
-            .queue_declare(name.as_str().into(), durable, args)
+        declare_quorum(&channel, name, FieldTable::default())
             .await
             .expect("declare an extra queue");
     }
