@@ -24,6 +24,7 @@ use super::{
     failure::{self, Failure, FailureKind, GaveUp},
     panic, poison, recent,
     retrying::{self, NextAttempt},
+    stats::SlotStats,
     Shared,
 };
 use crate::{
@@ -71,17 +72,29 @@ impl Outcome {
 
 /// Runs one delivery to its end: acked, or handed over (retry, snooze, failed queue) and then
 /// acked, or, when that hand-over cannot be confirmed, returned to the broker unacked.
-pub(crate) async fn execute(shared: &Shared, channel: &Channel, delivery: &Delivery) {
+/// `slot` is the slot's share of the stats.
+pub(crate) async fn execute(
+    shared: &Shared,
+    channel: &Channel,
+    delivery: &Delivery,
+    slot: &mut SlotStats,
+) {
     if let poison::Verdict::Handled(result) = poison::check(shared, channel, delivery).await {
         settle(shared, channel, delivery, result).await;
         return;
     }
     // Parsed once here; the stats and the run share it, and its names.
     let meta = JobMeta::parse(&delivery.properties);
-    let names = meta.as_ref().ok().map(Names::of);
-    let running = shared
-        .stats
-        .started(delivery, meta.as_ref().ok().zip(names.as_ref()));
+    let job = meta.as_ref().ok().map(|meta| slot.job(&shared.stats, meta));
+    let running = shared.stats.started(
+        slot,
+        delivery,
+        meta.as_ref()
+            .ok()
+            .zip(job.as_ref())
+            .map(|(meta, (names, counts))| (meta, names, counts)),
+    );
+    let names = job.map(|(names, _)| names);
     let outcome = run(shared, delivery, meta, names).await;
     let succeeded = outcome.is_ok();
     let done = matches!(outcome, Outcome::Done | Outcome::AlreadyRan);

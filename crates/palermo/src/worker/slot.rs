@@ -31,7 +31,7 @@ use lapin::{
 };
 use tracing::{debug, error, warn};
 
-use super::{execute, Shared};
+use super::{execute, stats::SlotStats, Shared};
 use crate::{delay, error::Error, reconnect, shutdown::Shutdown, wire};
 
 /// A started slot: its consumers are registered.
@@ -43,6 +43,8 @@ pub(crate) struct Slot {
     /// A delivery that arrived while a job ran; with a prefetch above 1, the others wait
     /// in their consumer.
     held: Option<Delivery>,
+    /// This slot's share of the worker's stats.
+    stats: SlotStats,
 }
 
 /// Why [`Slot::run`] returned.
@@ -87,6 +89,7 @@ impl Slot {
             consumers.push(consumer);
         }
         Ok(Self {
+            stats: shared.stats.slot(),
             shared,
             channel,
             tags,
@@ -169,11 +172,14 @@ impl Slot {
     /// still runs to its end; its message is already back in the queue).
     async fn execute_watching(&mut self, delivery: Delivery, shutdown: &Shutdown) -> Option<Ended> {
         let started = Instant::now();
-        let run = execute::execute(&self.shared, &self.channel, &delivery);
+        let run = execute::execute(&self.shared, &self.channel, &delivery, &mut self.stats);
         tokio::pin!(run);
         let (mut lost, mut watching) = (None, true);
         loop {
             tokio::select! {
+                // The run first: when it is done, the consumers are not polled for nothing
+                // (a delivery that came meanwhile waits in its consumer for next).
+                biased;
                 () = &mut run => return lost,
                 event = self.deliveries.next(), if watching && self.held.is_none() => {
                     let ended = match event {

@@ -1,6 +1,10 @@
 //! What a worker counts for its heartbeats: runs finished and runs failed, per queue and job,
 //! since the worker started, and the jobs running right now.
 //!
+//! Each slot keeps its own share ([`SlotStats`]): the job it runs now, and the names and
+//! counters of the job it ran last, which the next run of the same job shares. So a run
+//! touches no lock or map that other slots use; a heartbeat reads every slot's record.
+//!
 //! The counters only grow. A heartbeat carries their current values, and the recorder adds
 //! the difference from the last heartbeat it saw, so a lost, repeated or late heartbeat
 //! changes no total. "Processed" counts every finished run whatever its outcome (as in
@@ -11,7 +15,7 @@ use std::{
     collections::BTreeMap,
     sync::{
         atomic::{AtomicU64, Ordering},
-        Arc, Mutex, MutexGuard,
+        Arc, Mutex, MutexGuard, Weak,
     },
 };
 
@@ -32,11 +36,11 @@ use crate::{
 pub(crate) struct Stats {
     processed: AtomicU64,
     failed: AtomicU64,
-    /// queue → job → (processed, failed); nested so that counting a run looks its names up
-    /// without building a key.
-    per_job: Mutex<BTreeMap<String, JobCounts>>,
-    running: Mutex<BTreeMap<u64, InFlight>>,
-    next_key: AtomicU64,
+    /// queue → job → its counters, looked up when a slot meets a job it did not run last;
+    /// nested so that the lookup needs no key built.
+    per_job: Mutex<BTreeMap<String, BTreeMap<String, Arc<Counts>>>>,
+    /// Every live slot's in-flight record.
+    slots: Mutex<Vec<Weak<Mutex<Option<InFlight>>>>>,
 }
 
 /// A job in flight, written out as a [`RunningJob`] only when a heartbeat is sent: a parsed
@@ -67,8 +71,40 @@ impl InFlight {
     }
 }
 
-/// job → (processed, failed), for one queue.
-type JobCounts = BTreeMap<String, (u64, u64)>;
+/// The runs of one job from one queue: finished (processed), and of them failed.
+#[derive(Debug, Default)]
+pub(crate) struct Counts {
+    processed: AtomicU64,
+    failed: AtomicU64,
+}
+
+/// One slot's share of the stats ([`Stats::slot`]): the job it runs now (a slot runs one at
+/// a time), and the names and counters of the job it ran last. A slot mostly runs the same
+/// job from the same queue again and again; when it does, the run shares them with the run
+/// before (two string comparisons) instead of making the names and finding the counters
+/// again (docs/performance.md).
+#[derive(Debug)]
+pub(crate) struct SlotStats {
+    running: Arc<Mutex<Option<InFlight>>>,
+    last: Option<(Names, Arc<Counts>)>,
+}
+
+impl SlotStats {
+    /// The names and counters of the job of `meta`.
+    pub fn job(&mut self, stats: &Stats, meta: &JobMeta) -> (Names, Arc<Counts>) {
+        match &self.last {
+            Some((names, counts)) if *names.name == meta.name && *names.queue == meta.queue => {
+                (names.clone(), Arc::clone(counts))
+            }
+            _ => {
+                let names = Names::of(meta);
+                let counts = stats.counts(&names.queue, &names.name);
+                self.last = Some((names.clone(), Arc::clone(&counts)));
+                (names, counts)
+            }
+        }
+    }
+}
 
 /// What [`Stats::snapshot`] returns.
 #[derive(Debug, Clone, Default)]
@@ -84,25 +120,46 @@ pub(crate) struct Snapshot {
 #[must_use = "call finished() when the run ends"]
 pub(crate) struct Running<'a> {
     stats: &'a Stats,
-    key: u64,
+    record: &'a Mutex<Option<InFlight>>,
+    counts: Arc<Counts>,
 }
 
 impl Stats {
-    /// Notes that `delivery` started running; `meta` is its parsed metadata and names, `None`
-    /// for a malformed message (then it reads what it can).
-    pub fn started(&self, delivery: &Delivery, meta: Option<(&JobMeta, &Names)>) -> Running<'_> {
-        let job = match meta {
-            Some((meta, names)) => InFlight {
-                id: Ok(meta.id),
-                name: names.name.clone(),
-                queue: names.queue.clone(),
-                started_at: wire::now_ms(),
-                preview: meta.preview.clone(),
-            },
+    /// A new slot's share of the stats, listed for the heartbeats while the slot lives.
+    pub fn slot(&self) -> SlotStats {
+        let running = Arc::default();
+        let mut slots = lock(&self.slots);
+        slots.retain(|slot| slot.strong_count() > 0);
+        slots.push(Arc::downgrade(&running));
+        SlotStats {
+            running,
+            last: None,
+        }
+    }
+
+    /// Notes that `delivery` started running on `slot`; `job` is its parsed metadata, names
+    /// and counters, `None` for a malformed message (then it reads what it can).
+    pub fn started<'a>(
+        &'a self,
+        slot: &'a SlotStats,
+        delivery: &Delivery,
+        job: Option<(&JobMeta, &Names, &Arc<Counts>)>,
+    ) -> Running<'a> {
+        let (job, counts) = match job {
+            Some((meta, names, counts)) => (
+                InFlight {
+                    id: Ok(meta.id),
+                    name: names.name.clone(),
+                    queue: names.queue.clone(),
+                    started_at: wire::now_ms(),
+                    preview: meta.preview.clone(),
+                },
+                Arc::clone(counts),
+            ),
             None => {
                 let headers = wire::headers(&delivery.properties);
                 let read = |name| wire::str_ref(headers, name).ok().flatten();
-                InFlight {
+                let job = InFlight {
                     id: Err(delivery
                         .properties
                         .message_id()
@@ -115,12 +172,30 @@ impl Stats {
                         .into(),
                     started_at: wire::now_ms(),
                     preview: read(header::PREVIEW).unwrap_or_default().to_string(),
-                }
+                };
+                let counts = self.counts(&job.queue, &job.name);
+                (job, counts)
             }
         };
-        let key = self.next_key.fetch_add(1, Ordering::Relaxed);
-        lock(&self.running).insert(key, job);
-        Running { stats: self, key }
+        *lock(&slot.running) = Some(job);
+        Running {
+            stats: self,
+            record: &slot.running,
+            counts,
+        }
+    }
+
+    /// The counters of job `name` from `queue`, made the first time they are asked for.
+    fn counts(&self, queue: &str, name: &str) -> Arc<Counts> {
+        let mut per_job = lock(&self.per_job);
+        let jobs = match per_job.get_mut(queue) {
+            Some(jobs) => jobs,
+            None => per_job.entry(queue.to_string()).or_default(),
+        };
+        match jobs.get(name) {
+            Some(counts) => Arc::clone(counts),
+            None => Arc::clone(jobs.entry(name.to_string()).or_default()),
+        }
     }
 
     /// The counters and the jobs running now.
@@ -128,11 +203,15 @@ impl Stats {
         let counters = lock(&self.per_job)
             .iter()
             .flat_map(|(queue, jobs)| {
-                jobs.iter().map(|(job, (processed, failed))| Counter {
-                    queue: queue.clone(),
-                    job: job.clone(),
-                    processed: *processed,
-                    failed: *failed,
+                // Made when a slot first met the job: counted once a run of it finished.
+                jobs.iter().filter_map(|(job, counts)| {
+                    let processed = counts.processed.load(Ordering::Relaxed);
+                    (processed > 0).then(|| Counter {
+                        queue: queue.clone(),
+                        job: job.clone(),
+                        processed,
+                        failed: counts.failed.load(Ordering::Relaxed),
+                    })
                 })
             })
             .collect();
@@ -140,9 +219,10 @@ impl Stats {
             processed: self.processed.load(Ordering::Relaxed),
             failed: self.failed.load(Ordering::Relaxed),
             counters,
-            jobs: lock(&self.running)
-                .values()
-                .map(InFlight::running_job)
+            jobs: lock(&self.slots)
+                .iter()
+                .filter_map(Weak::upgrade)
+                .filter_map(|slot| lock(&slot).as_ref().map(InFlight::running_job))
                 .collect(),
         }
     }
@@ -152,41 +232,17 @@ impl Running<'_> {
     /// Counts the run: processed, and failed unless `succeeded`.
     pub fn finished(self, succeeded: bool) {
         let failed = u64::from(!succeeded);
-        // Off the in-flight list now (the drop then finds nothing); its names key the
-        // counters, copied only the first time a queue or job is counted.
-        let job = lock(&self.stats.running).remove(&self.key);
-        if let Some(InFlight { queue, name, .. }) = job {
-            let mut per_job = lock(&self.stats.per_job);
-            match per_job.get_mut(&*queue) {
-                Some(jobs) => count(jobs, &name, failed),
-                None => {
-                    let mut jobs = JobCounts::new();
-                    count(&mut jobs, &name, failed);
-                    per_job.insert(queue.to_string(), jobs);
-                }
-            }
-        }
+        self.counts.processed.fetch_add(1, Ordering::Relaxed);
+        self.counts.failed.fetch_add(failed, Ordering::Relaxed);
         self.stats.processed.fetch_add(1, Ordering::Relaxed);
         self.stats.failed.fetch_add(failed, Ordering::Relaxed);
+        // The drop takes it off the in-flight list.
     }
 }
 
 impl Drop for Running<'_> {
     fn drop(&mut self) {
-        lock(&self.stats.running).remove(&self.key);
-    }
-}
-
-/// Counts one run of job `name`, failed if `failed` is 1.
-fn count(jobs: &mut JobCounts, name: &str, failed: u64) {
-    match jobs.get_mut(name) {
-        Some((processed, failed_so_far)) => {
-            *processed += 1;
-            *failed_so_far += failed;
-        }
-        None => {
-            jobs.insert(name.to_string(), (1, failed));
-        }
+        lock(self.record).take();
     }
 }
 
@@ -195,4 +251,94 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Format;
+
+    fn meta(queue: &str, name: &str) -> JobMeta {
+        JobMeta {
+            id: Uuid::new_v4(),
+            name: name.into(),
+            queue: queue.into(),
+            format: Format::Json,
+            preview: "[]".into(),
+            attempt: 1,
+            max_attempts: None,
+            enqueued_at_ms: 0,
+            priority: None,
+        }
+    }
+
+    /// One slot's runs, as `execute` makes them: (queue, job, succeeded).
+    fn run(stats: &Stats, slot: &mut SlotStats, runs: &[(&str, &str, bool)]) {
+        let delivery = Delivery::mock(1, "".into(), "q".into(), false, Vec::new());
+        for &(queue, name, succeeded) in runs {
+            let meta = meta(queue, name);
+            let (names, counts) = slot.job(stats, &meta);
+            let running = stats.started(slot, &delivery, Some((&meta, &names, &counts)));
+            let jobs = stats.snapshot().jobs;
+            assert_eq!(jobs.len(), 1, "in flight while it runs");
+            assert_eq!((&*jobs[0].queue, &*jobs[0].name), (queue, name));
+            running.finished(succeeded);
+        }
+    }
+
+    fn counted(stats: &Stats) -> Vec<(String, String, u64, u64)> {
+        let mut counters: Vec<_> = stats
+            .snapshot()
+            .counters
+            .into_iter()
+            .map(|c| (c.queue, c.job, c.processed, c.failed))
+            .collect();
+        counters.sort();
+        counters
+    }
+
+    #[test]
+    fn runs_are_counted_per_queue_and_job_whichever_slot_ran_them() {
+        let stats = Stats::default();
+        let (mut slot_a, mut slot_b) = (stats.slot(), stats.slot());
+        // Slot a switches jobs and queues (its last job changes each time); slot b runs one
+        // job again and again, and shares the counters slot a made for it.
+        let a = [
+            ("mail", "send", true),
+            ("mail", "send", false),
+            ("mail", "bounce", true),
+            ("video", "send", true),
+            ("mail", "send", true),
+        ];
+        run(&stats, &mut slot_a, &a);
+        run(&stats, &mut slot_b, &[("mail", "send", false); 3]);
+        assert_eq!(
+            counted(&stats),
+            [
+                ("mail".into(), "bounce".into(), 1, 0),
+                ("mail".into(), "send".into(), 6, 4),
+                ("video".into(), "send".into(), 1, 0),
+            ]
+        );
+        let snapshot = stats.snapshot();
+        assert_eq!((snapshot.processed, snapshot.failed), (8, 4));
+        assert!(snapshot.jobs.is_empty(), "nothing in flight after the runs");
+    }
+
+    #[test]
+    fn a_run_dropped_without_finishing_is_not_counted() {
+        let stats = Stats::default();
+        let meta = meta("mail", "send");
+        let mut slot = stats.slot();
+        let (names, counts) = slot.job(&stats, &meta);
+        let delivery = Delivery::mock(1, "".into(), "mail".into(), false, Vec::new());
+        drop(stats.started(&slot, &delivery, Some((&meta, &names, &counts))));
+        let snapshot = stats.snapshot();
+        assert!(snapshot.jobs.is_empty());
+        assert_eq!((snapshot.processed, snapshot.failed), (0, 0));
+        assert!(
+            counted(&stats).is_empty(),
+            "no counter before a run finishes"
+        );
+    }
 }
