@@ -17,14 +17,22 @@
 //! It prints `broker: lost=N late=L duplicates=K confirmed=M node_kills=2` and fails if a
 //! message is missing after 90 s: `late` ones came within 200 s more (stalled), `lost` ones
 //! never did. docs/scaling.md gives what it showed on RabbitMQ 3.10. By hand:
-//! `cargo test --test cluster_broker_chaos -- --ignored --nocapture`.
+//! `cargo test --test cluster_broker_chaos -- --ignored --nocapture`, with these knobs to
+//! tell what makes a loss likelier:
+//! - `PALERMO_BCHAOS_EXTRA_QUEUES=N`: N more quorum queues, fed and never consumed (more
+//!   Raft groups electing at once, as in a Palermo cluster);
+//! - `PALERMO_BCHAOS_PUBLISHER=palermo`: Palermo's client publishes instead (its messages,
+//!   reconnects and delay levels; the consumers stay raw);
+//! - `PALERMO_BCHAOS_DELAY_NODE=N`: the delay queue is led by node N instead of node 1 (the
+//!   job queue's first leader), so that it keeps dead-lettering into the job queue while that
+//!   queue's leader is killed.
 
 mod support;
 
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex},
-    time::{Duration, Instant},
+    time::{Duration, Instant, SystemTime},
 };
 
 use futures_lite::StreamExt;
@@ -36,10 +44,11 @@ use lapin::{
     types::{AMQPValue, FieldTable},
     BasicProperties, Channel, Connection, ConnectionProperties,
 };
+use palermo::{admin::topology::QueueType, Format};
 use support::{
-    chaos::lost_and_duplicates,
+    chaos::{lost_and_duplicates, random},
     cluster::{kill_leader_twice, Cluster, NODES},
-    unique,
+    unique, RawJob,
 };
 use uuid::Uuid;
 
@@ -63,11 +72,17 @@ async fn open(cluster: &Cluster, n: usize) -> Result<(Connection, Channel), lapi
     Ok((connection, channel))
 }
 
-/// Declares the quorum queue `queue` on `channel`, and its delay queue: a quorum queue whose
-/// messages expire after [`DELAY_MS`] and are dead-lettered into `queue` at-least-once, as
-/// Palermo's quorum delay levels are.
-async fn declare(channel: &Channel, queue: &str) -> Result<(), lapin::Error> {
+/// Declares the quorum queue `queue` on `channel`, and on `delay_channel` its delay queue: a
+/// quorum queue whose messages expire after [`DELAY_MS`] and are dead-lettered into `queue`
+/// at-least-once, as Palermo's quorum delay levels are. Each queue's leader is the node of the
+/// channel that declared it (RabbitMQ 3.10's `client-local` default).
+async fn declare(
+    channel: &Channel,
+    delay_channel: &Channel,
+    queue: &str,
+) -> Result<(), lapin::Error> {
     declare_quorum(channel, queue, FieldTable::default()).await?;
+    let channel = delay_channel;
     let text = |value: &str| AMQPValue::LongString(value.into());
     let mut args = FieldTable::default();
     args.insert("x-message-ttl".into(), AMQPValue::LongLongInt(DELAY_MS));
@@ -277,13 +292,66 @@ async fn publish_all(cluster: Arc<Cluster>, queue: String) -> Published {
     published
 }
 
+/// [`publish_all`] through Palermo's client instead of raw lapin
+/// (`PALERMO_BCHAOS_PUBLISHER=palermo`): the same ids and pacing, Palermo's message (its
+/// headers and JSON body, through the `palermo` exchange), its reconnects and retries, and
+/// for one in ten its quorum delay levels (1 to 6 s). The consumers stay raw: this tells
+/// the publishing half of Palermo's chaos run from its workers.
+async fn publish_with_palermo(urls: String, queue: String) -> Published {
+    let client = palermo::Client::connect_with(&urls, QueueType::Quorum)
+        .await
+        .expect("client")
+        .with_reconnect_wait(Duration::from_secs(60));
+    let mut published = Published::default();
+    for i in 0..MESSAGES {
+        let job = RawJob {
+            name: "record_id".into(),
+            queue: queue.clone(),
+            format: Format::Json,
+            body: br#"{"path":"/tmp/palermo-bchaos.ids","work_ms":10}"#.to_vec(),
+            max_attempts: None,
+        };
+        let sent = if i % 10 == 7 {
+            let at = SystemTime::now() + Duration::from_millis(random(1_000, 6_000));
+            client.enqueue_raw_at(job, at).await.map(|id| (id, true))
+        } else {
+            client.enqueue_raw(job).await.map(|id| (id, false))
+        };
+        match sent {
+            Ok((id, delayed)) => {
+                published.confirmed_at.insert(id, chrono::Utc::now());
+                published.confirmed.push(id);
+                if delayed {
+                    published.delayed.push(id);
+                }
+            }
+            Err(_) => published.failed += 1,
+        }
+        if i % 50 == 0 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    published
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "disruptive: runs a three-node cluster and SIGKILLs its nodes; run by hand"]
 async fn the_broker_keeps_every_confirmed_message_when_nodes_are_killed() {
     let cluster = Arc::new(tokio::task::spawn_blocking(Cluster::up).await.expect("up"));
     let queue = unique("bchaos");
     let (_connection, channel) = open(&cluster, 1).await.expect("node 1");
-    declare(&channel, &queue).await.expect("declare");
+    // Where the delay queue's leader is: node 1 (the job queue's first leader, so that both
+    // die together) unless `PALERMO_BCHAOS_DELAY_NODE` names another, as Palermo's delay
+    // levels, declared by whichever node a client is on, are spread over the cluster.
+    let delay_node = std::env::var("PALERMO_BCHAOS_DELAY_NODE")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .filter(|n| NODES.contains(n))
+        .unwrap_or(1);
+    let (_delay_connection, delay_channel) = open(&cluster, delay_node).await.expect("node");
+    declare(&channel, &delay_channel, &queue)
+        .await
+        .expect("declare");
     let extra = extra_queues(&queue);
     for name in &extra {
         declare_quorum(&channel, name, FieldTable::default())
@@ -300,7 +368,11 @@ async fn the_broker_keeps_every_confirmed_message_when_nodes_are_killed() {
             tokio::spawn(run)
         })
         .collect();
-    let publisher = tokio::spawn(publish_all(Arc::clone(&cluster), queue.clone()));
+    let publisher = if std::env::var("PALERMO_BCHAOS_PUBLISHER").as_deref() == Ok("palermo") {
+        tokio::spawn(publish_with_palermo(cluster.urls(), queue.clone()))
+    } else {
+        tokio::spawn(publish_all(Arc::clone(&cluster), queue.clone()))
+    };
 
     let kills = kill_leader_twice(&cluster, &queue, "broker chaos").await;
     let published = publisher.await.expect("publisher");
