@@ -49,8 +49,9 @@ impl Registration {
     }
 }
 
-/// A job's wire name and queue as shared strings: made once per delivery for its context and
-/// the worker's in-flight record (docs/performance.md).
+/// A job's wire name and queue as shared strings, for its context and the worker's in-flight
+/// record: a worker's slot makes them when it meets a job and reuses them for the next runs
+/// of the same job (`worker/stats.rs`, docs/performance.md).
 #[derive(Clone, Debug)]
 pub(crate) struct Names {
     pub name: Arc<str>,
