@@ -85,16 +85,7 @@ pub(crate) async fn execute(
     }
     // Parsed once here; the stats and the run share it, and its names.
     let meta = JobMeta::parse(&delivery.properties);
-    let job = meta.as_ref().ok().map(|meta| slot.job(&shared.stats, meta));
-    let running = shared.stats.started(
-        slot,
-        delivery,
-        meta.as_ref()
-            .ok()
-            .zip(job.as_ref())
-            .map(|(meta, (names, counts))| (meta, names, counts)),
-    );
-    let names = job.map(|(names, _)| names);
+    let (running, names) = slot.started(&shared.stats, delivery, meta.as_ref().ok());
     let outcome = run(shared, delivery, meta, names).await;
     let succeeded = outcome.is_ok();
     let done = matches!(outcome, Outcome::Done | Outcome::AlreadyRan);

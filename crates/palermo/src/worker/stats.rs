@@ -90,8 +90,59 @@ pub(crate) struct SlotStats {
 }
 
 impl SlotStats {
+    /// Notes that `delivery` started running on this slot; `meta` is its parsed metadata,
+    /// `None` for a malformed message (then it reads what it can). With the run's guard, the
+    /// job's names, for its context.
+    pub fn started<'a>(
+        &'a mut self,
+        stats: &'a Stats,
+        delivery: &Delivery,
+        meta: Option<&JobMeta>,
+    ) -> (Running<'a>, Option<Names>) {
+        let (job, counts, names) = match meta {
+            Some(meta) => {
+                let (names, counts) = self.job(stats, meta);
+                let job = InFlight {
+                    id: Ok(meta.id),
+                    name: names.name.clone(),
+                    queue: names.queue.clone(),
+                    started_at: wire::now_ms(),
+                    preview: meta.preview.clone(),
+                };
+                (job, counts, Some(names))
+            }
+            None => {
+                let headers = wire::headers(&delivery.properties);
+                let read = |name| wire::str_ref(headers, name).ok().flatten();
+                let job = InFlight {
+                    id: Err(delivery
+                        .properties
+                        .message_id()
+                        .as_ref()
+                        .map(|id| id.to_string())
+                        .unwrap_or_default()),
+                    name: read(header::JOB).unwrap_or_default().into(),
+                    queue: read(header::QUEUE)
+                        .unwrap_or(delivery.routing_key.as_str())
+                        .into(),
+                    started_at: wire::now_ms(),
+                    preview: read(header::PREVIEW).unwrap_or_default().to_string(),
+                };
+                let counts = stats.counts(&job.queue, &job.name);
+                (job, counts, None)
+            }
+        };
+        *lock(&self.running) = Some(job);
+        let running = Running {
+            stats,
+            record: &self.running,
+            counts,
+        };
+        (running, names)
+    }
+
     /// The names and counters of the job of `meta`.
-    pub fn job(&mut self, stats: &Stats, meta: &JobMeta) -> (Names, Arc<Counts>) {
+    fn job(&mut self, stats: &Stats, meta: &JobMeta) -> (Names, Arc<Counts>) {
         match &self.last {
             Some((names, counts)) if *names.name == meta.name && *names.queue == meta.queue => {
                 (names.clone(), Arc::clone(counts))
@@ -115,7 +166,7 @@ pub(crate) struct Snapshot {
     pub jobs: Vec<RunningJob>,
 }
 
-/// A job in flight. [`Running::finished`] counts it; dropping it without that (a stop that
+/// A job in flight ([`SlotStats::started`]). [`Running::finished`] counts it; dropping it without that (a stop that
 /// abandons the job) only takes it off the in-flight list.
 #[must_use = "call finished() when the run ends"]
 pub(crate) struct Running<'a> {
@@ -134,54 +185,6 @@ impl Stats {
         SlotStats {
             running,
             last: None,
-        }
-    }
-
-    /// Notes that `delivery` started running on `slot`; `job` is its parsed metadata, names
-    /// and counters, `None` for a malformed message (then it reads what it can).
-    pub fn started<'a>(
-        &'a self,
-        slot: &'a SlotStats,
-        delivery: &Delivery,
-        job: Option<(&JobMeta, &Names, &Arc<Counts>)>,
-    ) -> Running<'a> {
-        let (job, counts) = match job {
-            Some((meta, names, counts)) => (
-                InFlight {
-                    id: Ok(meta.id),
-                    name: names.name.clone(),
-                    queue: names.queue.clone(),
-                    started_at: wire::now_ms(),
-                    preview: meta.preview.clone(),
-                },
-                Arc::clone(counts),
-            ),
-            None => {
-                let headers = wire::headers(&delivery.properties);
-                let read = |name| wire::str_ref(headers, name).ok().flatten();
-                let job = InFlight {
-                    id: Err(delivery
-                        .properties
-                        .message_id()
-                        .as_ref()
-                        .map(|id| id.to_string())
-                        .unwrap_or_default()),
-                    name: read(header::JOB).unwrap_or_default().into(),
-                    queue: read(header::QUEUE)
-                        .unwrap_or(delivery.routing_key.as_str())
-                        .into(),
-                    started_at: wire::now_ms(),
-                    preview: read(header::PREVIEW).unwrap_or_default().to_string(),
-                };
-                let counts = self.counts(&job.queue, &job.name);
-                (job, counts)
-            }
-        };
-        *lock(&slot.running) = Some(job);
-        Running {
-            stats: self,
-            record: &slot.running,
-            counts,
         }
     }
 
@@ -277,8 +280,7 @@ mod tests {
         let delivery = Delivery::mock(1, "".into(), "q".into(), false, Vec::new());
         for &(queue, name, succeeded) in runs {
             let meta = meta(queue, name);
-            let (names, counts) = slot.job(stats, &meta);
-            let running = stats.started(slot, &delivery, Some((&meta, &names, &counts)));
+            let (running, _) = slot.started(stats, &delivery, Some(&meta));
             let jobs = stats.snapshot().jobs;
             assert_eq!(jobs.len(), 1, "in flight while it runs");
             assert_eq!((&*jobs[0].queue, &*jobs[0].name), (queue, name));
@@ -330,9 +332,8 @@ mod tests {
         let stats = Stats::default();
         let meta = meta("mail", "send");
         let mut slot = stats.slot();
-        let (names, counts) = slot.job(&stats, &meta);
         let delivery = Delivery::mock(1, "".into(), "mail".into(), false, Vec::new());
-        drop(stats.started(&slot, &delivery, Some((&meta, &names, &counts))));
+        drop(slot.started(&stats, &delivery, Some(&meta)));
         let snapshot = stats.snapshot();
         assert!(snapshot.jobs.is_empty());
         assert_eq!((snapshot.processed, snapshot.failed), (0, 0));
