@@ -179,14 +179,6 @@ async fn a_quorum_queue_that_rejects_a_publish_fails_the_enqueue() {
     );
 }
 
-/// Takes the message with `id` out of `queue` if it is there, leaving the others.
-async fn take_by_id(rig: &Rig, queue: &str, id: &str) -> bool {
-    let channel = rig.channel().await;
-    let found = support::delay::take(&channel, queue, &HashSet::from([id.to_string()])).await;
-    let _ = channel.close(200, "looked".into()).await;
-    found == 1
-}
-
 /// The delayed jobs in the quorum layout's orphans queue, as the admin tools count them.
 async fn orphaned() -> u64 {
     let connection = palermo::admin::broker::connect(&amqp_url(), "test: orphans")
@@ -248,8 +240,9 @@ async fn a_delayed_job_whose_queue_was_deleted_becomes_an_orphan() {
         "{metrics}"
     );
     assert!(dashboard.stop(WAIT).success());
-    eventually(WAIT, "the delayed job in the orphans queue", || {
-        take_by_id(rig, &orphans, &id)
+    let ids = HashSet::from([id.to_string()]);
+    eventually(WAIT, "the delayed job in the orphans queue", || async {
+        support::delay::take(&orphans, &ids).await == 1
     })
     .await;
 }

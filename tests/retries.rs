@@ -410,10 +410,8 @@ async fn scheduled_jobs_start_on_time_and_a_long_delay_does_not_hold_back_a_shor
     // The delay layout is shared and outlives the test: take the long job back out of its
     // first level (300 s = 256 + 32 + 8 + 4), or in five minutes it would reach a queue
     // that is gone (the quorum layout keeps it as an orphan).
-    let channel = rig.channel().await;
     let ids = std::collections::HashSet::from([long.to_string()]);
-    let taken = support::delay::take_back(&channel, 8, &ids).await;
-    let _ = channel.close(200, "taken back".into()).await;
+    let taken = support::delay::take_back(8, &ids).await;
     assert_eq!(taken, 1, "the long job taken back");
 }
 
@@ -577,9 +575,7 @@ async fn while_a_thousand_delayed_jobs_wait_the_worker_holds_only_its_running_jo
     // The delay layout is shared and outlives the test: take the jobs back out of their
     // first level (600 s = 512 + 64 + 16 + 8), or in ten minutes they would reach a queue
     // that is gone (the quorum layout keeps them as orphans).
-    let channel = rig.channel().await;
-    let taken = support::delay::take_back(&channel, 9, &ids).await;
-    let _ = channel.close(200, "taken back".into()).await;
+    let taken = support::delay::take_back(9, &ids).await;
     assert_eq!(taken, DELAYED, "delayed jobs taken back");
 }
 

@@ -91,14 +91,18 @@ pub async fn declare(channel: &Channel) {
 /// Takes the scheduled jobs `ids` back out of level `level` of the delay layout, where they
 /// wait (acked, so they never reach their deleted queue, or the orphans queue). How many it
 /// found.
-pub async fn take_back(channel: &Channel, level: u32, ids: &HashSet<String>) -> usize {
-    take(channel, &layout().queue(Kind::Scheduled, level), ids).await
+pub async fn take_back(level: u32, ids: &HashSet<String>) -> usize {
+    take(&layout().queue(Kind::Scheduled, level), ids).await
 }
 
 /// Takes the messages `ids` out of `queue`, a queue of the shared delay layout, leaving the
-/// others tests' messages (held unacked while looking, given back when the channel closes).
-/// How many it found.
-pub async fn take(channel: &Channel, queue: &str, ids: &HashSet<String>) -> usize {
+/// other tests' messages (held unacked while looking, on a connection of its own, and given
+/// back when it closes). How many it found.
+pub async fn take(queue: &str, ids: &HashSet<String>) -> usize {
+    let connection = palermo::admin::broker::connect(&amqp_url(), "test: take back")
+        .await
+        .expect("connect");
+    let channel = connection.create_channel().await.expect("channel");
     let mut found = 0;
     while found < ids.len() {
         let Some(message) = channel
@@ -119,5 +123,6 @@ pub async fn take(channel: &Channel, queue: &str, ids: &HashSet<String>) -> usiz
             found += 1;
         }
     }
+    let _ = connection.close(200, "taken back".into()).await;
     found
 }
