@@ -31,6 +31,7 @@ mod support;
 
 use std::{
     collections::HashMap,
+    path::Path,
     sync::{Arc, Mutex},
     time::{Duration, Instant, SystemTime},
 };
@@ -44,11 +45,11 @@ use lapin::{
     types::{AMQPValue, FieldTable},
     BasicProperties, Channel, Connection, ConnectionProperties,
 };
-use palermo::{admin::topology::QueueType, Format};
+use palermo::admin::topology::QueueType;
 use support::{
-    chaos::{lost_and_duplicates, random},
+    chaos::{lost_and_duplicates, random, record_id},
     cluster::{kill_leader_twice, Cluster, NODES},
-    unique, RawJob,
+    unique,
 };
 use uuid::Uuid;
 
@@ -118,15 +119,17 @@ fn delay_queue(queue: &str) -> String {
     format!("{queue}.delay")
 }
 
+/// The number in environment variable `name`, if it holds one.
+fn knob(name: &str) -> Option<usize> {
+    std::env::var(name).ok().and_then(|n| n.parse().ok())
+}
+
 /// How many idle quorum queues to add beside the job queue, fed a message a second each and
 /// never consumed, like a Palermo cluster's failed, events and delay-level queues:
 /// `PALERMO_BCHAOS_EXTRA_QUEUES` (0, the plain baseline, by default). With many, many more
 /// Raft groups elect a leader when a node dies.
 fn extra_queues(queue: &str) -> Vec<String> {
-    let n: usize = std::env::var("PALERMO_BCHAOS_EXTRA_QUEUES")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0);
+    let n = knob("PALERMO_BCHAOS_EXTRA_QUEUES").unwrap_or(0);
     (0..n).map(|i| format!("{queue}.extra.{i}")).collect()
 }
 
@@ -227,6 +230,28 @@ struct Published {
     confirmed_at: HashMap<Uuid, chrono::DateTime<chrono::Utc>>,
 }
 
+impl Published {
+    /// Notes how a publish ended: `Some((id, delayed))` when the broker acked it.
+    fn note(&mut self, acked: Option<(Uuid, bool)>) {
+        let Some((id, delayed)) = acked else {
+            self.failed += 1;
+            return;
+        };
+        self.confirmed_at.insert(id, chrono::Utc::now());
+        self.confirmed.push(id);
+        if delayed {
+            self.delayed.push(id);
+        }
+    }
+}
+
+/// The publishers' pace: a pause of 50 ms every 50 messages.
+async fn pace(i: usize) {
+    if i.is_multiple_of(50) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Publishes `MESSAGES` ids, one in ten through the delay queue, the others to `queue`,
 /// through the nodes in turn.
 async fn publish_all(cluster: Arc<Cluster>, queue: String) -> Published {
@@ -276,18 +301,8 @@ async fn publish_all(cluster: Arc<Cluster>, queue: String) -> Published {
             }
             channel = None;
         }
-        if !acked {
-            published.failed += 1;
-        } else {
-            published.confirmed_at.insert(id, chrono::Utc::now());
-            published.confirmed.push(id);
-            if to == &delay {
-                published.delayed.push(id);
-            }
-        }
-        if i % 50 == 0 {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        published.note(acked.then_some((id, to == &delay)));
+        pace(i).await;
     }
     published
 }
@@ -304,32 +319,16 @@ async fn publish_with_palermo(urls: String, queue: String) -> Published {
         .with_reconnect_wait(Duration::from_secs(60));
     let mut published = Published::default();
     for i in 0..MESSAGES {
-        let job = RawJob {
-            name: "record_id".into(),
-            queue: queue.clone(),
-            format: Format::Json,
-            body: br#"{"path":"/tmp/palermo-bchaos.ids","work_ms":10}"#.to_vec(),
-            max_attempts: None,
-        };
+        // The chaos test's job; the raw consumers only read its id.
+        let job = record_id(&queue, Path::new("/tmp/palermo-bchaos.ids"), 10);
         let sent = if i % 10 == 7 {
             let at = SystemTime::now() + Duration::from_millis(random(1_000, 6_000));
             client.enqueue_raw_at(job, at).await.map(|id| (id, true))
         } else {
             client.enqueue_raw(job).await.map(|id| (id, false))
         };
-        match sent {
-            Ok((id, delayed)) => {
-                published.confirmed_at.insert(id, chrono::Utc::now());
-                published.confirmed.push(id);
-                if delayed {
-                    published.delayed.push(id);
-                }
-            }
-            Err(_) => published.failed += 1,
-        }
-        if i % 50 == 0 {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        published.note(sent.ok());
+        pace(i).await;
     }
     published
 }
@@ -343,9 +342,7 @@ async fn the_broker_keeps_every_confirmed_message_when_nodes_are_killed() {
     // Where the delay queue's leader is: node 1 (the job queue's first leader, so that both
     // die together) unless `PALERMO_BCHAOS_DELAY_NODE` names another, as Palermo's delay
     // levels, declared by whichever node a client is on, are spread over the cluster.
-    let delay_node = std::env::var("PALERMO_BCHAOS_DELAY_NODE")
-        .ok()
-        .and_then(|n| n.parse().ok())
+    let delay_node = knob("PALERMO_BCHAOS_DELAY_NODE")
         .filter(|n| NODES.contains(n))
         .unwrap_or(1);
     let (_delay_connection, delay_channel) = open(&cluster, delay_node).await.expect("node");
