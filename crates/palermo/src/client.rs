@@ -1,6 +1,8 @@
-//! Enqueueing jobs. `enqueue` returns only once the broker has confirmed the message is
-//! stored: a returned id is a job that exists. `enqueue_in` / `enqueue_at` store the job in
-//! the [`crate::delay`] queues, from where the broker moves it to its queue when it is due.
+//! Enqueueing jobs: the [`Client`], and how it publishes. Every enqueue (the calls are in
+//! `enqueue.rs`, their [`Options`] in `options.rs`) returns only once the broker has
+//! confirmed the message is stored: a returned id is a job that exists. A job to run later
+//! waits in the [`crate::delay`] queues, from where the broker moves it to its queue when it
+//! is due.
 //!
 //! The client survives broker restarts: an enqueue that finds the connection down reconnects
 //! (for up to [`Reconnect::wait`]) and declares its queues again, or returns
@@ -14,35 +16,57 @@
 //! sent once more; one the broker nacks (a quorum queue between two leaders) is sent again
 //! on a new connection for a few seconds before [`Error::Nacked`] is returned.
 
-use std::{
-    sync::Arc,
-    time::{Duration, SystemTime, UNIX_EPOCH},
-};
+use std::{sync::Arc, time::Duration};
 
 use lapin::BasicProperties;
-use uuid::Uuid;
 
 pub use crate::session::Reconnect;
 use crate::{
     broker::{self, Pending},
     delay,
     error::Error,
-    job::Job,
     middleware,
     serializer::Format,
     session::Sessions,
     topology,
-    wire::{self, header, JobMeta},
 };
 
+mod enqueue;
 mod options;
 mod unique;
+
+pub use enqueue::Enqueued;
+pub use options::Options;
 
 /// A handle for enqueueing jobs; cheap to clone, safe to share between tasks. It holds one
 /// connection and one confirm-mode channel, made again when the broker connection drops.
 ///
 /// A client from [`crate::testing::Fake::client`] stores jobs in memory instead (for tests);
 /// it is the same type, so code under test takes a `Client` either way.
+///
+/// Four calls enqueue: [`Client::enqueue`] (a job, now, on its queue),
+/// [`Client::enqueue_with`] (with [`Options`]: another queue, later, a priority, a unique
+/// key, headers), [`Client::enqueue_many`] (many jobs, pipelined) and
+/// [`Client::enqueue_raw`] (a job given by name and serialized arguments).
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use palermo::{Client, Options};
+///
+/// #[palermo::job(queue = "mail")]
+/// async fn send_email(to: String) -> Result<(), palermo::JobError> {
+///     Ok(())
+/// }
+///
+/// # async fn app() -> Result<(), palermo::Error> {
+/// let client = Client::connect("amqp://guest:guest@127.0.0.1:5672/%2f").await?;
+/// let job = SendEmail { to: "ada@example.com".into() };
+/// let id = client.enqueue(job.clone()).await?.id();
+/// let later = Options::new().delay(Duration::from_secs(3600));
+/// client.enqueue_with(job, later).await?;
+/// client.close().await?;
+/// # let _ = id; Ok(()) }
+/// ```
 #[derive(Clone)]
 pub struct Client {
     backend: Backend,
@@ -167,150 +191,6 @@ impl Client {
         self
     }
 
-    /// Enqueues a job on its default queue; returns its id once the broker confirmed it.
-    pub async fn enqueue<J: Job>(&self, job: J) -> Result<Uuid, Error> {
-        self.enqueue_to(J::QUEUE, job).await
-    }
-
-    /// Enqueues a job on `queue` instead of its default one.
-    ///
-    /// A `#[job(unique = "..")]` job takes its lock first; while another job holds it,
-    /// nothing is enqueued and the id returned is that job's ([`Client::enqueue_once`] tells
-    /// the two apart).
-    pub async fn enqueue_to<J: Job>(&self, queue: &str, job: J) -> Result<Uuid, Error> {
-        if J::UNIQUE.is_some() {
-            return Ok(self.enqueue_once_to(queue, job).await?.id());
-        }
-        let (meta, body) = self.encode(queue, &job)?;
-        self.send_confirmed(queue, None, &body, meta.properties())
-            .await?;
-        Ok(meta.id)
-    }
-
-    /// Enqueues many jobs, publishing them all before waiting for the confirms. On `Err`,
-    /// some of the jobs may have been stored; on `Ok`, all were, and the ids are in order.
-    pub async fn enqueue_many<J: Job>(
-        &self,
-        jobs: impl IntoIterator<Item = J>,
-    ) -> Result<Vec<Uuid>, Error> {
-        self.enqueue_many_to(J::QUEUE, jobs).await
-    }
-
-    /// [`Client::enqueue_many`] on `queue` instead of the jobs' default one.
-    pub async fn enqueue_many_to<J: Job>(
-        &self,
-        queue: &str,
-        jobs: impl IntoIterator<Item = J>,
-    ) -> Result<Vec<Uuid>, Error> {
-        let mut ids = Vec::new();
-        let mut pending = Vec::new();
-        for job in jobs {
-            let (meta, body) = self.encode(queue, &job)?;
-            let sent = self.send(queue, None, &body, meta.properties());
-            pending.push(self.bounded(queue, sent).await?);
-            ids.push(meta.id);
-        }
-        for p in pending {
-            if let Err(e) = self.bounded(queue, p.confirmed()).await {
-                if let Some(sessions) = self.sessions().filter(|_| e.is_missing_object()) {
-                    sessions.forget(queue);
-                }
-                return Err(e);
-            }
-        }
-        Ok(ids)
-    }
-
-    /// Enqueues a job given by name and serialized arguments.
-    pub async fn enqueue_raw(&self, job: RawJob) -> Result<Uuid, Error> {
-        let meta = self.raw_meta(&job)?;
-        self.send_confirmed(&job.queue, None, &job.body, meta.properties())
-            .await?;
-        Ok(meta.id)
-    }
-
-    /// [`Client::enqueue_raw`] under the id `id` (a periodic tick's deterministic id).
-    pub(crate) async fn enqueue_raw_as(&self, job: &RawJob, id: Uuid) -> Result<Uuid, Error> {
-        let mut meta = self.raw_meta(job)?;
-        meta.id = id;
-        self.send_confirmed(&job.queue, None, &job.body, meta.properties())
-            .await?;
-        Ok(id)
-    }
-
-    /// Enqueues a job on its default queue to run after `delay`, rounded up to whole seconds
-    /// (so never early; about a second late at most), up to [`delay::MAX_DELAY`] (about 388
-    /// days). The job waits in the broker and survives a restart.
-    pub async fn enqueue_in<J: Job>(&self, job: J, delay: Duration) -> Result<Uuid, Error> {
-        self.enqueue_to_in(J::QUEUE, job, delay).await
-    }
-
-    /// Enqueues a job on its default queue to run at `at` (a `SystemTime`, or anything that
-    /// converts into one, such as a chrono `DateTime`); a time in the past runs it now.
-    pub async fn enqueue_at<J: Job>(
-        &self,
-        job: J,
-        at: impl Into<SystemTime>,
-    ) -> Result<Uuid, Error> {
-        self.enqueue_to_at(J::QUEUE, job, at).await
-    }
-
-    /// [`Client::enqueue_in`] on `queue` instead of the job's default one.
-    pub async fn enqueue_to_in<J: Job>(
-        &self,
-        queue: &str,
-        job: J,
-        delay: Duration,
-    ) -> Result<Uuid, Error> {
-        self.enqueue_to_at(queue, job, due_after(delay)?).await
-    }
-
-    /// [`Client::enqueue_at`] on `queue` instead of the job's default one.
-    pub async fn enqueue_to_at<J: Job>(
-        &self,
-        queue: &str,
-        job: J,
-        at: impl Into<SystemTime>,
-    ) -> Result<Uuid, Error> {
-        let (meta, body) = self.encode(queue, &job)?;
-        self.publish_at(meta, &body, at.into()).await
-    }
-
-    /// [`Client::enqueue_raw`] to run at `at`.
-    pub async fn enqueue_raw_at(&self, job: RawJob, at: SystemTime) -> Result<Uuid, Error> {
-        let meta = self.raw_meta(&job)?;
-        self.publish_at(meta, &job.body, at).await
-    }
-
-    /// The metadata of a raw job; its body must decode in its format (for the preview).
-    fn raw_meta(&self, job: &RawJob) -> Result<JobMeta, Error> {
-        let preview = job
-            .format
-            .to_json_value(&job.body)
-            .map(|value| wire::preview(&value.to_string()))
-            .map_err(|source| Error::Serialize {
-                job: job.name.clone(),
-                source,
-            })?;
-        Ok(self.meta(&job.name, &job.queue, job.format, preview, job.max_attempts))
-    }
-
-    async fn publish_at(&self, meta: JobMeta, body: &[u8], at: SystemTime) -> Result<Uuid, Error> {
-        let due_ms = at
-            .duration_since(UNIX_EPOCH)
-            .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-            .unwrap_or(0);
-        let mut properties = meta.properties();
-        let mut headers = properties.headers().clone().unwrap_or_default();
-        wire::put_int(&mut headers, header::SCHEDULED_FOR, due_ms);
-        wire::put_int(&mut headers, header::NEXT_RUN_AT, due_ms);
-        properties = properties.with_headers(headers);
-        let delayed = Some((delay::Kind::Scheduled, delay::until(at)));
-        self.send_confirmed(&meta.queue, delayed, body, properties)
-            .await?;
-        Ok(meta.id)
-    }
-
     /// Closes the connection, waiting for nothing: every enqueue has already been confirmed.
     /// Later enqueues return [`Error::Closed`].
     pub async fn close(&self) -> Result<(), Error> {
@@ -318,24 +198,6 @@ impl Client {
             Some(sessions) => sessions.close().await,
             None => Ok(()),
         }
-    }
-
-    /// Serializes `job` in its format, with its metadata for `queue`. A fake client also
-    /// decodes it back, as a worker would: an argument that does not round-trip fails here,
-    /// in the test.
-    fn encode<J: Job>(&self, queue: &str, job: &J) -> Result<(JobMeta, Vec<u8>), Error> {
-        let format = J::FORMAT.unwrap_or(self.format);
-        let error = |source| Error::Serialize {
-            job: J::NAME.to_string(),
-            source,
-        };
-        let body = format.encode(job).map_err(error)?;
-        if let Backend::Fake(_) = self.backend {
-            format.decode::<J>(&body).map_err(error)?;
-        }
-        let mut meta = self.meta(J::NAME, queue, format, job.preview(), J::MAX_ATTEMPTS);
-        meta.priority = J::PRIORITY;
-        Ok((meta, body))
     }
 
     /// Publishes and waits for the confirm, within the publish timeout: first for a
@@ -465,35 +327,4 @@ impl Client {
             }
         }
     }
-
-    fn meta(
-        &self,
-        name: &str,
-        queue: &str,
-        format: Format,
-        preview: String,
-        max_attempts: Option<u32>,
-    ) -> JobMeta {
-        JobMeta {
-            id: Uuid::new_v4(),
-            name: name.to_string(),
-            queue: queue.to_string(),
-            format,
-            preview,
-            attempt: 1,
-            max_attempts,
-            enqueued_at_ms: wire::now_ms(),
-            priority: None,
-        }
-    }
-}
-
-/// The time `delay` from now; a delay past what a `SystemTime` holds is too long.
-fn due_after(delay: Duration) -> Result<SystemTime, Error> {
-    SystemTime::now()
-        .checked_add(delay)
-        .ok_or(Error::DelayTooLong {
-            requested: delay,
-            max: delay::MAX_DELAY,
-        })
 }

@@ -30,8 +30,9 @@ pub trait Job: Serialize + DeserializeOwned + Send + 'static {
     /// The serializer; `None` uses the client's (JSON unless changed).
     const FORMAT: Option<Format> = None;
     /// `Some(ttl)` makes the job unique (`#[job(unique = "30m")]`): while one with the same
-    /// name and arguments is queued, delayed or running, [`crate::Client::enqueue`] enqueues
-    /// no other, for `ttl` at most. Defaults to `None`.
+    /// name and arguments is queued, delayed or running, every enqueue of another one
+    /// ([`crate::Client::enqueue`] and the others) enqueues nothing and returns
+    /// [`crate::Enqueued::Duplicate`], for `ttl` at most. Defaults to `None`.
     const UNIQUE: Option<Duration> = None;
     /// The priority a job is published with, 0 (the default) to 255; it takes effect only
     /// on a queue declared with `x-max-priority`. Defaults to `None`.

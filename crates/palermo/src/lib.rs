@@ -14,7 +14,7 @@
 //!
 //! # async fn web_handler() -> anyhow::Result<()> {
 //! let client = palermo::Client::connect("amqp://guest:guest@127.0.0.1:5672/%2f").await?;
-//! let id = client.enqueue(SendEmail { to: "ada@example.com".into(), subject: "hi".into() }).await?;
+//! let id = client.enqueue(SendEmail { to: "ada@example.com".into(), subject: "hi".into() }).await?.id();
 //! # Ok(()) }
 //! ```
 //!
@@ -69,19 +69,18 @@ pub mod admin;
 #[cfg(feature = "cli")]
 pub use worker::cli;
 
-pub use client::{Client, Reconnect, DEFAULT_PUBLISH_TIMEOUT};
+pub use client::{Client, Enqueued, Options, Reconnect, DEFAULT_PUBLISH_TIMEOUT};
 pub use config::WorkerConfig;
 pub use error::{Error, NameError, Refusal};
 pub use job::{Job, JobContext, JobError, JobResult};
 pub use palermo_macros::job;
 pub use periodic::{job_id as periodic_job_id, CatchUp, Periodic, MAX_CATCH_UP};
-pub use priority::{Options, Priorities};
+pub use priority::Priorities;
 pub use registry::{Registration, Registry};
 pub use retry::Backoff;
 pub use serializer::{Format, SerializeError};
 pub use state::{MissingState, State, StateMap};
 pub use topology::QueueType;
-pub use unique::Enqueued;
 pub use worker::{Worker, WorkerBuilder};
 
 /// The default broker URL, used when neither `--amqp-url` nor `PALERMO_AMQP_URL` is given.

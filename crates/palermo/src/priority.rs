@@ -1,5 +1,6 @@
 //! Priority queues: the one setting that says which job queues are priority queues and their
-//! `x-max-priority` ([`Priorities`], opted into per queue), and the options of one enqueue.
+//! `x-max-priority` ([`Priorities`], opted into per queue). The priority of one job is an
+//! enqueue option ([`crate::Options::priority`]).
 //!
 //! Why one setting: RabbitMQ refuses to declare an existing queue with other arguments
 //! (`PRECONDITION_FAILED`, and the channel closes), and clients, workers, the delay queues
@@ -14,7 +15,7 @@
 //! queue, so Palermo refuses the setting on quorum queues with an error before the broker
 //! would close the channel.
 
-use std::{collections::BTreeMap, time::Duration};
+use std::collections::BTreeMap;
 
 use lapin::types::{AMQPValue, FieldTable};
 
@@ -111,20 +112,6 @@ pub(crate) fn mismatch(queue: &str, max_priority: Option<u8>, error: Error) -> E
          priority queues (Client::with_max_priority, WorkerConfig::priorities, \
          --max-priority {queue}=N), or delete the queue to change it ({text})"
     ))
-}
-
-/// The options of one [`crate::Client::enqueue_with`]; every field defaults to the job's
-/// own (`Options { priority: Some(9), ..Default::default() }`).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Options {
-    /// The job's priority, 0 to 255, capped by the queue's `x-max-priority`; it orders jobs
-    /// only on a priority queue. Defaults to the job's `#[job(priority = ..)]`, or none
-    /// (which RabbitMQ treats as 0).
-    pub priority: Option<u8>,
-    /// The queue to publish to. Defaults to the job's queue.
-    pub queue: Option<String>,
-    /// Run it after this delay (as [`crate::Client::enqueue_in`]). Defaults to now.
-    pub delay: Option<Duration>,
 }
 
 #[cfg(test)]

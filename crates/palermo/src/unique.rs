@@ -38,31 +38,6 @@ pub const HEADER: &str = "x-palermo-unique";
 /// second would expire before the job is even delivered).
 pub const MIN_TTL: Duration = Duration::from_secs(1);
 
-/// What a unique enqueue did.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[must_use]
-pub enum Enqueued {
-    /// The job was enqueued with this id.
-    New(Uuid),
-    /// A job with the same key is queued, delayed or running: nothing was enqueued; this is
-    /// the id of that job.
-    Duplicate(Uuid),
-}
-
-impl Enqueued {
-    /// The new job's id, or the existing one's.
-    pub fn id(&self) -> Uuid {
-        match self {
-            Enqueued::New(id) | Enqueued::Duplicate(id) => *id,
-        }
-    }
-
-    /// Whether this enqueue created the job.
-    pub fn is_new(&self) -> bool {
-        matches!(self, Enqueued::New(_))
-    }
-}
-
 /// The default unique key of a job: its name and its serialized arguments.
 pub fn default_key(name: &str, body: &[u8]) -> Vec<u8> {
     let mut key = Vec::with_capacity(name.len() + 1 + body.len());

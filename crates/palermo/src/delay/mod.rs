@@ -1,5 +1,6 @@
-//! Delaying a job on plain RabbitMQ: retries after a backoff, snoozes, `enqueue_in` and
-//! `enqueue_at` all wait here, in the broker, never as an unacked message in a worker.
+//! Delaying a job on plain RabbitMQ: retries after a backoff, snoozes, and jobs enqueued for
+//! later (`Options::delay`, `Options::at`) all wait here, in the broker, never as an unacked
+//! message in a worker.
 //!
 //! RabbitMQ without plugins delays a message in one way: a queue with a message TTL whose
 //! dead-letter exchange sends expired messages on. A single queue with per-message TTLs blocks
@@ -284,7 +285,7 @@ async fn declare_topic(channel: &Channel, name: &str) -> Result<(), Error> {
 pub struct Waiting {
     /// Failed jobs waiting for their next attempt.
     pub retrying: u64,
-    /// Jobs enqueued for later (`enqueue_in`, `enqueue_at`) or snoozed.
+    /// Jobs enqueued for later (`Options::delay`, `Options::at`) or snoozed.
     pub scheduled: u64,
     /// Delayed jobs whose queue was deleted while they waited, kept in the quorum layout's
     /// orphans queue (always 0 on classic queues, which drop them).

@@ -28,7 +28,13 @@ use tracing::{info, warn};
 use uuid::Uuid;
 
 use super::{job_id, token::State, Entry};
-use crate::{broker, client::Client, error::Error, shutdown::Shutdown, topology::QueueType};
+use crate::{
+    broker,
+    client::{Client, Enqueued},
+    error::Error,
+    shutdown::Shutdown,
+    topology::QueueType,
+};
 
 /// How long a leader waits for its own new token to come back before giving up the session.
 const TOKEN_WAIT: Duration = Duration::from_secs(30);
@@ -297,8 +303,17 @@ impl Leader<'_> {
     ) -> Result<(), Error> {
         let name = entry.periodic.name();
         let id = job_id(name, tick);
-        client.enqueue_raw_as(&entry.job, id).await?;
-        info!(schedule = name, %tick, job = %entry.job.name, %id, "periodic job enqueued");
+        let enqueued = client
+            .enqueue_raw_as(entry.job.clone(), &entry.options, id)
+            .await?;
+        match enqueued {
+            Enqueued::New(id) => {
+                info!(schedule = name, %tick, job = %entry.job.name, %id, "periodic job enqueued")
+            }
+            Enqueued::Duplicate(holder) => {
+                info!(schedule = name, %tick, job = %entry.job.name, %holder, "periodic job skipped: a job holds its unique lock")
+            }
+        }
         self.state
             .last
             .insert(name.to_string(), tick.timestamp_millis());

@@ -18,7 +18,12 @@ use std::{str::FromStr, time::Duration};
 use chrono::{DateTime, TimeZone, Utc};
 use uuid::Uuid;
 
-use crate::{client::RawJob, error::Error, job::Job};
+use crate::{
+    client::{Options, RawJob},
+    error::Error,
+    job::Job,
+    unique,
+};
 
 /// The namespace of tick job ids (UUID v5 of `schedule name @ tick ms`).
 const NAMESPACE: Uuid = Uuid::from_u128(0x6b1f_3c2e_8a4d_4f0b_9c7e_2d5a_1e3f_7a90);
@@ -207,12 +212,14 @@ pub fn job_id(name: &str, tick: DateTime<Utc>) -> Uuid {
     )
 }
 
-/// A schedule with the job it enqueues, serialized once.
+/// A schedule with the job it enqueues, serialized once, and the job's own options (its
+/// priority, its `#[job(unique)]` lock), which a raw job does not carry.
 #[doc(hidden)]
 #[derive(Clone, Debug)]
 pub struct Entry {
     pub(crate) periodic: Periodic,
     pub(crate) job: RawJob,
+    pub(crate) options: Options,
 }
 
 impl Entry {
@@ -223,6 +230,13 @@ impl Entry {
             job: J::NAME.to_string(),
             source,
         })?;
+        let mut options = Options::new();
+        if let Some(priority) = J::PRIORITY {
+            options = options.priority(priority);
+        }
+        if let Some(ttl) = J::UNIQUE {
+            options = options.unique(unique::default_key(J::NAME, &body), ttl);
+        }
         let job = RawJob {
             name: J::NAME.to_string(),
             queue: periodic
@@ -233,7 +247,11 @@ impl Entry {
             body,
             max_attempts: J::MAX_ATTEMPTS,
         };
-        Ok(Self { periodic, job })
+        Ok(Self {
+            periodic,
+            job,
+            options,
+        })
     }
 }
 

@@ -4,7 +4,7 @@ use std::{future::Future, pin::Pin, sync::Arc, time::SystemTime};
 
 use uuid::Uuid;
 
-use super::{lock, Enqueued, Fake, Run};
+use super::{lock, Fake, Recorded, Run};
 use crate::{
     config::WorkerConfig,
     middleware::{JobInfo, Outcome},
@@ -62,7 +62,7 @@ impl Fake {
     }
 
     /// Takes the job due first, moving the virtual clock to its due time.
-    fn next_due(&self) -> Option<Enqueued> {
+    fn next_due(&self) -> Option<Recorded> {
         let mut pending = lock(&self.inner.pending);
         let (index, _) = pending
             .iter()
@@ -88,7 +88,7 @@ impl Fake {
     }
 
     /// Runs one job and records what follows it (a retry, a snooze).
-    async fn run_one(&self, job: Enqueued) -> Run {
+    async fn run_one(&self, job: Recorded) -> Run {
         let at = *lock(&self.inner.clock);
         let outcome = match self.registry().get(&job.name) {
             Some(registration) => self.run_registered(&job, registration).await,
@@ -108,7 +108,7 @@ impl Fake {
     }
 
     /// Decodes and runs a job under its timeout, panic guard, span and middleware.
-    async fn run_registered(&self, job: &Enqueued, registration: &Registration) -> Outcome {
+    async fn run_registered(&self, job: &Recorded, registration: &Registration) -> Outcome {
         let defaults = WorkerConfig::default();
         let state = lock(&self.inner.state).clone();
         let names = crate::registry::Names::of(&job.meta);
@@ -135,7 +135,7 @@ impl Fake {
     }
 
     /// Records the retry or the snooze that follows `run`, due at its virtual time.
-    fn follow(&self, mut job: Enqueued, run: &Run) {
+    fn follow(&self, mut job: Recorded, run: &Run) {
         let backoff = || {
             self.registry()
                 .get(&job.name)

@@ -33,8 +33,8 @@
 //! and snoozes run again at once (the fake keeps a virtual clock instead of waiting), jobs
 //! enqueued by jobs run too, and every run's [`Outcome`] is returned.
 //!
-//! A delayed job (`enqueue_in`, `enqueue_at`) is recorded with its due time
-//! ([`Enqueued::due`]); `drain` runs jobs in the order of their due times, and does not wait
+//! A delayed job ([`crate::Options::delay`], [`crate::Options::at`]) is recorded with its due time
+//! ([`Recorded::due`]); `drain` runs jobs in the order of their due times, and does not wait
 //! for them.
 
 mod drain;
@@ -67,7 +67,7 @@ pub struct Fake {
 
 struct Inner {
     inline: bool,
-    pending: Mutex<VecDeque<Enqueued>>,
+    pending: Mutex<VecDeque<Recorded>>,
     runs: Mutex<Vec<Run>>,
     state: Mutex<Arc<StateMap>>,
     registry: Mutex<Option<Arc<Registry>>>,
@@ -76,9 +76,10 @@ struct Inner {
     clock: Mutex<SystemTime>,
 }
 
-/// A job the fake client recorded and has not run yet.
+/// A job the fake client recorded and has not run yet (named apart from
+/// [`crate::Enqueued`], what an enqueue returns).
 #[derive(Clone, Debug)]
-pub struct Enqueued {
+pub struct Recorded {
     /// The job id the enqueue returned.
     pub id: Uuid,
     /// The job's wire name.
@@ -92,7 +93,7 @@ pub struct Enqueued {
     /// The attempt it runs next (1 unless it is a retry).
     pub attempt: u32,
     /// When it is due: `None` for a job enqueued to run now, the time asked for by
-    /// `enqueue_in` / `enqueue_at`, or when a retry or snooze would run.
+    /// [`crate::Options::delay`] / [`crate::Options::at`], or when a retry or snooze would run.
     pub due: Option<SystemTime>,
     meta: JobMeta,
     properties: BasicProperties,
@@ -100,7 +101,7 @@ pub struct Enqueued {
     run_at: SystemTime,
 }
 
-impl Enqueued {
+impl Recorded {
     /// Decodes the arguments as job `J`, as a worker would.
     pub fn decode<J: Job>(&self) -> Result<J, SerializeError> {
         self.format.decode(&self.body)
@@ -223,7 +224,7 @@ impl Fake {
     }
 
     /// Every job recorded and not run yet, in the order they were enqueued.
-    pub fn jobs(&self) -> Vec<Enqueued> {
+    pub fn jobs(&self) -> Vec<Recorded> {
         lock(&self.inner.pending).iter().cloned().collect()
     }
 
@@ -294,7 +295,7 @@ impl Fake {
             .flatten()
             .map(|ms| UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64));
         let id = meta.id;
-        let job = Enqueued {
+        let job = Recorded {
             id,
             name: meta.name.clone(),
             queue: queue.to_string(),
@@ -314,7 +315,7 @@ impl Fake {
     }
 }
 
-fn preview(job: &Enqueued) -> String {
+fn preview(job: &Recorded) -> String {
     job.format
         .to_json_value(&job.body)
         .map(|v| wire::preview(&v.to_string()))

@@ -85,7 +85,7 @@ pub mod header {
     pub const ERROR_HISTORY: &str = "x-palermo-error-history";
     /// When a delayed job (retry, snooze or scheduled) is due, ms since the epoch.
     pub const NEXT_RUN_AT: &str = "x-palermo-next-run-at";
-    /// When `enqueue_in` / `enqueue_at` asked the job to run, ms since the epoch.
+    /// When `Options::delay` / `Options::at` asked the job to run, ms since the epoch.
     pub const SCHEDULED_FOR: &str = "x-palermo-scheduled-for";
     /// How many times the job snoozed (snoozes use no attempt).
     pub const SNOOZES: &str = "x-palermo-snoozes";
