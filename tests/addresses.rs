@@ -17,7 +17,7 @@ use std::{
 };
 
 use admin_support::{palermo_bin, stderr, stdout, Admin};
-use palermo::{Client, Error, State, Worker};
+use palermo::{Client, Error, Options, State, Worker};
 use support::{amqp_url, eventually, queue_type, unique, Rig, WAIT};
 
 /// Closed ports on this machine: a node that is down refuses the connection at once.
@@ -48,7 +48,7 @@ async fn a_list_whose_first_nodes_are_dead_serves_clients_and_workers() {
             .await
             .expect("a live address answers");
         client
-            .enqueue_to(&rig.queue, Counted { n })
+            .enqueue_with(Counted { n }, Options::new().queue(&rig.queue))
             .await
             .expect("enqueued");
         client.close().await.expect("closed");

@@ -45,7 +45,7 @@ use lapin::{
     types::{AMQPValue, FieldTable},
     BasicProperties, Channel, Connection, ConnectionProperties,
 };
-use palermo::admin::topology::QueueType;
+use palermo::{admin::topology::QueueType, Options};
 use support::{
     chaos::{lost_and_duplicates, random, record_id},
     cluster::{kill_leader_twice, Cluster, NODES},
@@ -323,9 +323,15 @@ async fn publish_with_palermo(urls: String, queue: String) -> Published {
         let job = record_id(&queue, Path::new("/tmp/palermo-bchaos.ids"), 10);
         let sent = if i % 10 == 7 {
             let at = SystemTime::now() + Duration::from_millis(random(1_000, 6_000));
-            client.enqueue_raw_at(job, at).await.map(|id| (id, true))
+            client
+                .enqueue_raw(job, Options::new().at(at))
+                .await
+                .map(|e| (e.id(), true))
         } else {
-            client.enqueue_raw(job).await.map(|id| (id, false))
+            client
+                .enqueue_raw(job, Options::new())
+                .await
+                .map(|e| (e.id(), false))
         };
         published.note(sent.ok());
         pace(i).await;

@@ -37,7 +37,7 @@ use std::{
     time::{Duration, Instant, SystemTime},
 };
 
-use palermo::{admin::topology::QueueType, Format};
+use palermo::{admin::topology::QueueType, Format, Options};
 use support::{
     chaos::{lost_and_duplicates, print_log_tail, random, record_id, recorded, started_workers},
     cluster::{kill_leader_twice, take_ids, Cluster, NODES},
@@ -135,15 +135,24 @@ async fn enqueue_all(urls: String, queue: String, record: PathBuf) -> Enqueued {
     };
     for i in 0..JOBS {
         let sent = match i % 10 {
-            3 => client.enqueue_raw(fail.clone()).await.map(|id| (id, 'f')),
+            3 => client
+                .enqueue_raw(fail.clone(), Options::new())
+                .await
+                .map(|e| (e.id(), 'f')),
             7 => {
                 let at = SystemTime::now() + Duration::from_millis(random(1_000, 6_000));
                 let job = record_id(&queue, &record, 10);
-                client.enqueue_raw_at(job, at).await.map(|id| (id, 'd'))
+                client
+                    .enqueue_raw(job, Options::new().at(at))
+                    .await
+                    .map(|e| (e.id(), 'd'))
             }
             _ => {
                 let job = record_id(&queue, &record, 10);
-                client.enqueue_raw(job).await.map(|id| (id, 'r'))
+                client
+                    .enqueue_raw(job, Options::new())
+                    .await
+                    .map(|e| (e.id(), 'r'))
             }
         };
         if let Ok((id, _)) = &sent {
@@ -187,7 +196,7 @@ async fn no_job_is_lost_when_cluster_nodes_are_killed() {
         .await
         .expect("client");
     client
-        .enqueue_raw(record_id(&queue, &record, 0))
+        .enqueue_raw(record_id(&queue, &record, 0), Options::new())
         .await
         .expect("first job");
     client.close().await.expect("close");

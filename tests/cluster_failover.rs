@@ -20,7 +20,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use palermo::admin::topology::QueueType;
+use palermo::{admin::topology::QueueType, Options};
 use support::{
     chaos::{record_id, recorded},
     cluster::Cluster,
@@ -66,9 +66,10 @@ async fn enqueues_and_workers_move_to_another_node_when_theirs_dies() {
         .expect("client")
         .with_reconnect_wait(RUN);
     let first = client
-        .enqueue_raw(record_id(&queue, &record, 0))
+        .enqueue_raw(record_id(&queue, &record, 0), Options::new())
         .await
-        .expect("first enqueue");
+        .expect("first enqueue")
+        .id();
     let args = [
         ["--queues", queue.as_str()],
         ["--failed-queue", failed.as_str()],
@@ -98,7 +99,11 @@ async fn enqueues_and_workers_move_to_another_node_when_theirs_dies() {
     let mut enqueue_back = None;
     let mut in_flight_errors = 0;
     while ids.len() < AFTER_KILL {
-        match client.enqueue_raw(record_id(&queue, &record, 0)).await {
+        match client
+            .enqueue_raw(record_id(&queue, &record, 0), Options::new())
+            .await
+            .map(|e| e.id())
+        {
             Ok(id) => {
                 enqueue_back.get_or_insert(killed.elapsed());
                 ids.push(id);
@@ -134,7 +139,11 @@ async fn enqueues_and_workers_move_to_another_node_when_theirs_dies() {
     // The client may be on that node too: then, as above, an enqueue may fail until it has
     // moved, and the caller tries again.
     let after = loop {
-        match client.enqueue_raw(record_id(&queue, &record, 0)).await {
+        match client
+            .enqueue_raw(record_id(&queue, &record, 0), Options::new())
+            .await
+            .map(|e| e.id())
+        {
             Ok(id) => break id,
             Err(e) => {
                 assert!(

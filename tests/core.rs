@@ -15,7 +15,7 @@ use lapin::{
     types::{AMQPValue, FieldTable},
     BasicProperties,
 };
-use palermo::{Client, Format, JobContext, State, Worker};
+use palermo::{Client, Format, JobContext, Options, State, Worker};
 use serde::{Deserialize, Serialize};
 use support::{
     eventually,
@@ -119,13 +119,13 @@ async fn enqueued_jobs_run_with_their_arguments_intact_in_both_formats() {
     .await;
     let client_mp = client.clone().with_format(Format::MessagePack);
     client_mp
-        .enqueue_to(
-            queue,
+        .enqueue_with(
             Record {
                 label: "client-msgpack".into(),
                 numbers: numbers.clone(),
                 address: address.clone(),
             },
+            Options::new().queue(queue),
         )
         .await
         .expect("enqueue");
@@ -291,7 +291,10 @@ async fn a_slot_never_holds_more_than_one_unacked_delivery() {
     let seen = Arc::new(Seen::default());
     let client = rig.client();
     let ids = client
-        .enqueue_many_to(queue, (0..10).map(|_| Slow { ms: 300 }))
+        .enqueue_many(
+            (0..10).map(|_| Slow { ms: 300 }),
+            Options::new().queue(queue),
+        )
         .await
         .expect("enqueue_many");
     assert_eq!(ids.len(), 10);

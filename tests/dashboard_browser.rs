@@ -30,7 +30,7 @@ use std::{
 use admin_support::Admin;
 use browser_support::Browser;
 use fantoccini::Locator;
-use palermo::{State, Worker};
+use palermo::{Options, State, Worker};
 use palermo_store::{Failure, Filter, Page, Store};
 use support::{eventually, RunningWorker};
 use web_support::Dashboard;
@@ -76,15 +76,15 @@ async fn retry_from_the_failed_page_and_no_script_from_a_message() {
     let dashboard = Dashboard::start(&admin, &["--env-name", "browser-test"]);
     let client = support::client().await;
     client
-        .enqueue_to(&queue, BrowserCharge { order: 42 })
+        .enqueue_with(BrowserCharge { order: 42 }, Options::new().queue(&queue))
         .await
         .expect("enqueue the charge");
     client
-        .enqueue_to(
-            &queue,
+        .enqueue_with(
             BrowserProbe {
                 html: PROBE.to_string(),
             },
+            Options::new().queue(&queue),
         )
         .await
         .expect("enqueue the probe");

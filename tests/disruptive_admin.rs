@@ -12,7 +12,7 @@ use std::{
 };
 
 use admin_support::{palermo_bin, Admin, BACKENDS};
-use palermo::{Client, Format};
+use palermo::{Client, Format, Options};
 use support::RawJob;
 use support::{amqp_url, eventually};
 
@@ -22,15 +22,19 @@ const WAIT: Duration = Duration::from_secs(20);
 async fn enqueue(queue: &str, job: &str, args: &str) -> String {
     let client = Client::connect(&amqp_url()).await.expect("client");
     let id = client
-        .enqueue_raw(RawJob {
-            name: job.into(),
-            queue: queue.into(),
-            format: Format::Json,
-            body: args.as_bytes().to_vec(),
-            max_attempts: Some(1),
-        })
+        .enqueue_raw(
+            RawJob {
+                name: job.into(),
+                queue: queue.into(),
+                format: Format::Json,
+                body: args.as_bytes().to_vec(),
+                max_attempts: Some(1),
+            },
+            Options::new(),
+        )
         .await
-        .expect("enqueue");
+        .expect("enqueue")
+        .id();
     id.to_string()
 }
 

@@ -12,7 +12,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use palermo::{Error, State, Worker};
+use palermo::{Error, Options, State, Worker};
 use support::{alarm::DiskAlarm, eventually, Rig, WAIT};
 
 /// The publish timeout the tests give their clients.
@@ -31,14 +31,20 @@ async fn an_enqueue_during_a_disk_alarm_fails_in_time_naming_the_reason_then_suc
     let mut alarm = DiskAlarm::raise();
 
     let started = Instant::now();
-    let refused = client.enqueue_to(&rig.queue, Noop {}).await;
+    let refused = client
+        .enqueue_with(Noop {}, Options::new().queue(&rig.queue))
+        .await
+        .map(|e| e.id());
     let waited = started.elapsed();
     match &refused {
         Err(Error::Blocked { reason, .. }) => assert!(reason.contains("disk"), "{reason}"),
         other => panic!("expected Error::Blocked, got {other:?}"),
     }
     let message = refused.expect_err("blocked").to_string();
-    let again = client.enqueue_to(&rig.queue, Noop {}).await;
+    let again = client
+        .enqueue_with(Noop {}, Options::new().queue(&rig.queue))
+        .await
+        .map(|e| e.id());
     assert!(matches!(again, Err(Error::Blocked { .. })), "{again:?}");
     assert!(
         message.starts_with("RabbitMQ is blocking publishers: low on disk"),
@@ -72,7 +78,7 @@ async fn an_enqueue_during_a_disk_alarm_fails_in_time_naming_the_reason_then_suc
 
     alarm.clear();
     client
-        .enqueue_to(&rig.queue, Noop {})
+        .enqueue_with(Noop {}, Options::new().queue(&rig.queue))
         .await
         .expect("enqueue after the alarm");
     // Nothing was sent while blocked: exactly the one job is stored.
@@ -111,7 +117,7 @@ async fn a_worker_under_a_disk_alarm_stalls_without_losing_or_acking_twice_then_
     let done = || runs.0.lock().expect("runs").len();
     let jobs = (0..JOBS).map(|n| Numbered { n, ms: 20 });
     rig.client()
-        .enqueue_many_to(&rig.queue, jobs)
+        .enqueue_many(jobs, Options::new().queue(&rig.queue))
         .await
         .expect("enqueue");
     let mut config = rig.config();

@@ -25,6 +25,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use palermo::Options;
 use support::chaos::{
     lost_and_duplicates, print_log_tail, random, record_id, recorded, started_workers,
 };
@@ -62,7 +63,11 @@ async fn enqueue_all(queue: String, record: PathBuf) -> (Vec<Uuid>, usize) {
         .with_reconnect_wait(Duration::from_secs(60));
     let (mut ids, mut errors) = (Vec::with_capacity(JOBS), 0);
     while ids.len() < JOBS {
-        match client.enqueue_raw(record_id(&queue, &record, 15)).await {
+        match client
+            .enqueue_raw(record_id(&queue, &record, 15), Options::new())
+            .await
+            .map(|e| e.id())
+        {
             Ok(id) => ids.push(id),
             Err(e) => {
                 errors += 1;

@@ -16,7 +16,7 @@ use std::{
 };
 
 use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
-use palermo::{State, Worker};
+use palermo::{Options, State, Worker};
 use support::{eventually, policy::QueuePolicy, Rig, WAIT};
 
 /// Runs of the jobs of a test.
@@ -216,7 +216,7 @@ async fn a_client_declares_a_deleted_queue_again_and_the_enqueue_succeeds() {
         .await
         .expect("delete the queue");
     rig.client()
-        .enqueue_to(&rig.queue, Broken {})
+        .enqueue_with(Broken {}, Options::new().queue(&rig.queue))
         .await
         .expect("enqueue after the queue was deleted");
     assert_eq!(rig.ready(&rig.queue).await, 1);

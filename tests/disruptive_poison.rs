@@ -9,7 +9,7 @@ use std::{
     time::Duration,
 };
 
-use palermo::{Client, Format};
+use palermo::{Client, Format, Options};
 use support::RawJob;
 use support::{
     amqp_url, eventually,
@@ -20,13 +20,16 @@ use support::{
 
 async fn enqueue(client: &Client, queue: &str, name: &str, args: serde_json::Value) {
     client
-        .enqueue_raw(RawJob {
-            name: name.into(),
-            queue: queue.into(),
-            format: Format::Json,
-            body: serde_json::to_vec(&args).expect("json"),
-            max_attempts: None,
-        })
+        .enqueue_raw(
+            RawJob {
+                name: name.into(),
+                queue: queue.into(),
+                format: Format::Json,
+                body: serde_json::to_vec(&args).expect("json"),
+                max_attempts: None,
+            },
+            Options::new(),
+        )
         .await
         .expect("enqueue");
 }

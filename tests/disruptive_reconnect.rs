@@ -14,7 +14,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use palermo::{Client, State, Worker};
+use palermo::{Client, Options, State, Worker};
 use support::{
     amqp_url, ensure_broker_running, eventually,
     process::{enqueue_sleep, read_log, Running},
@@ -63,7 +63,7 @@ async fn enqueue_note(client: &Client, queue: &str, label: &str, hold_ms: u64) {
         hold_ms,
     };
     client
-        .enqueue_to(queue, job)
+        .enqueue_with(job, Options::new().queue(queue))
         .await
         .unwrap_or_else(|e| panic!("enqueue {label}: {e}"));
 }
@@ -164,7 +164,10 @@ async fn worker_client_and_recorder_come_back_after_broker_restarts() {
         label: "refused".into(),
         hold_ms: 0,
     };
-    let err = quick.enqueue_to(&queue, job).await.expect_err("no broker");
+    let err = quick
+        .enqueue_with(job, Options::new().queue(&queue))
+        .await
+        .expect_err("no broker");
     assert!(matches!(err, palermo::Error::Unavailable { .. }), "{err}");
     println!("enqueue with the broker down: {err}");
     let patient = {
@@ -190,7 +193,10 @@ async fn worker_client_and_recorder_come_back_after_broker_restarts() {
 
     // The recorder kept recording through all of it.
     let client = client.with_reconnect_wait(Duration::from_secs(10));
-    client.enqueue_to(&queue, Broken {}).await.expect("enqueue");
+    client
+        .enqueue_with(Broken {}, Options::new().queue(&queue))
+        .await
+        .expect("enqueue");
     eventually(WAIT, "the recorder stored the failure", || async {
         let failures = store
             .list_failures(&Default::default(), Default::default())

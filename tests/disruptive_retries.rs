@@ -11,7 +11,7 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use palermo::{Backoff, JobContext, State, Worker};
+use palermo::{Backoff, JobContext, Options, State, Worker};
 use support::{eventually, restart_broker, unique, Broker, BrokerGuard, RunningWorker};
 
 /// How long the jobs wait: longer than the restart, so they are still waiting when the
@@ -63,11 +63,11 @@ async fn scheduled_and_retrying_jobs_survive_a_broker_restart_and_still_run() {
     // A retry: the first attempt fails and its retry waits in the delay queues.
     let client = support::client().await;
     client
-        .enqueue_to(
-            &queue,
+        .enqueue_with(
             FailsOnce {
                 label: "retried".into(),
             },
+            Options::new().queue(&queue),
         )
         .await
         .expect("enqueue");
@@ -83,12 +83,11 @@ async fn scheduled_and_retrying_jobs_survive_a_broker_restart_and_still_run() {
     // A scheduled job.
     let scheduled_due = SystemTime::now() + DELAY;
     client
-        .enqueue_to_in(
-            &queue,
+        .enqueue_with(
             FailsOnce {
                 label: "scheduled".into(),
             },
-            DELAY,
+            Options::new().queue(&queue).delay(DELAY),
         )
         .await
         .expect("enqueue_in");

@@ -6,7 +6,7 @@ mod support;
 
 use std::time::Duration;
 
-use palermo::{admin::unique::lock_name, Enqueued};
+use palermo::{admin::unique::lock_name, Enqueued, Options};
 use support::{
     eventually,
     process::{read_log, Running},
@@ -32,7 +32,12 @@ async fn a_lock_held_by_a_killed_worker_expires_after_its_ttl() {
     let log = rig.temp_file("worker.log");
     let worker = Running::spawn(&rig.worker_args(), &log);
     let client = rig.client();
-    let enqueue = || client.enqueue_unique_to(&rig.queue, SleepMs { ms: 120_000 }, &key, ttl);
+    let enqueue = || {
+        client.enqueue_with(
+            SleepMs { ms: 120_000 },
+            Options::new().queue(&rig.queue).unique(&key, ttl),
+        )
+    };
     let first = enqueue().await.expect("first");
     let taken = Instant::now();
     assert!(first.is_new(), "{first:?}");

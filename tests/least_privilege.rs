@@ -16,7 +16,7 @@ use std::{
 };
 
 use lapin::{options::BasicConsumeOptions, types::FieldTable, Connection, ConnectionProperties};
-use palermo::{State, Worker, WorkerConfig};
+use palermo::{Options, State, Worker, WorkerConfig};
 use palermo_store::{Recorder, RecorderConfig, Requeuer, Store};
 use palermo_testdb::TestDb;
 use support::{eventually, process, rabbitmqctl, RunningWorker, WAIT};
@@ -140,17 +140,20 @@ async fn a_producer_enqueues_but_the_broker_refuses_it_a_consumer() {
         .await
         .expect("a plain enqueue");
     producer
-        .enqueue_in(SendMail { to: "bob".into() }, Duration::from_secs(1))
+        .enqueue_with(
+            SendMail { to: "bob".into() },
+            Options::new().delay(Duration::from_secs(1)),
+        )
         .await
         .expect("a delayed enqueue (declares the delay layout)");
     let first = producer
-        .enqueue_once(SendDigest {
+        .enqueue(SendDigest {
             day: "monday".into(),
         })
         .await
         .expect("a unique enqueue (declares and publishes to its lock)");
     let again = producer
-        .enqueue_once(SendDigest {
+        .enqueue(SendDigest {
             day: "monday".into(),
         })
         .await
@@ -246,7 +249,10 @@ async fn the_worker_user_runs_jobs_and_the_admin_user_records_and_retries_them()
         .await
         .expect("enqueue");
     producer
-        .enqueue_in(SendMail { to: "bob".into() }, Duration::from_secs(1))
+        .enqueue_with(
+            SendMail { to: "bob".into() },
+            Options::new().delay(Duration::from_secs(1)),
+        )
         .await
         .expect("enqueue delayed");
     producer

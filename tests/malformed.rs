@@ -16,7 +16,7 @@ use lapin::{
     types::{AMQPValue, FieldTable},
     BasicProperties,
 };
-use palermo::{State, Worker};
+use palermo::{Options, State, Worker};
 use support::{
     eventually,
     wire::{header, header_str, job_headers, truncate, with_headers},
@@ -248,12 +248,12 @@ async fn every_kind_of_bad_message_is_failed_with_its_reason_and_good_jobs_keep_
         rig.publish_raw(queue, &case.body, case.props.clone()).await;
         // A good job between every bad one: the worker must keep consuming.
         client
-            .enqueue_to(
-                queue,
+            .enqueue_with(
                 Greet {
                     name: case.what.into(),
                     times: 1,
                 },
+                Options::new().queue(queue),
             )
             .await
             .expect("good job");

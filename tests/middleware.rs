@@ -15,7 +15,7 @@ use std::{
 
 use palermo::{
     middleware::{Enqueue, EnqueueMiddleware, JobInfo, Middleware, Outcome, Refused},
-    Backoff, Error, JobError, State, Worker,
+    Backoff, Error, JobError, Options, State, Worker,
 };
 use support::{eventually, Rig, WAIT};
 use uuid::Uuid;
@@ -108,15 +108,20 @@ async fn middleware_fires_in_order_with_each_outcome_and_sees_client_headers() {
     let mut ids = HashMap::new();
     for mode in ["ok", "fail", "snooze", "timeout", "panic"] {
         let job = Act { mode: mode.into() };
-        let id = client.enqueue_to(&rig.queue, job).await.expect("enqueue");
+        let id = client
+            .enqueue_with(job, Options::new().queue(&rig.queue))
+            .await
+            .expect("enqueue")
+            .id();
         ids.insert(mode, id);
     }
     ids.insert(
         "flaky",
         client
-            .enqueue_to(&rig.queue, Flaky {})
+            .enqueue_with(Flaky {}, Options::new().queue(&rig.queue))
             .await
-            .expect("enqueue"),
+            .expect("enqueue")
+            .id(),
     );
 
     let expected_events = 4 * 4 + 2 * 8; // one run each, two runs for snooze and flaky
@@ -163,7 +168,10 @@ async fn middleware_fires_in_order_with_each_outcome_and_sees_client_headers() {
 async fn a_refused_enqueue_is_a_typed_error_and_publishes_nothing() {
     let rig = Rig::new("refused").await;
     let client = rig.client().clone().with_middleware(Tenant(None));
-    let refused = client.enqueue_to(&rig.queue, Flaky {}).await;
+    let refused = client
+        .enqueue_with(Flaky {}, Options::new().queue(&rig.queue))
+        .await
+        .map(|e| e.id());
     match refused {
         Err(Error::Refused { job, queue, reason }) => {
             assert_eq!(
@@ -176,7 +184,7 @@ async fn a_refused_enqueue_is_a_typed_error_and_publishes_nothing() {
     }
     // Nothing was published: a job enqueued after it is the only one there.
     rig.client()
-        .enqueue_to(&rig.queue, Act { mode: "ok".into() })
+        .enqueue_with(Act { mode: "ok".into() }, Options::new().queue(&rig.queue))
         .await
         .expect("enqueue");
     let log = Log::default();

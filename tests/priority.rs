@@ -58,7 +58,10 @@ async fn a_high_priority_job_overtakes_a_thousand_low_ones_under_prefetch_one() 
     let low = (0..1000).map(|i| Ordered {
         label: format!("low-{i}"),
     });
-    client.enqueue_many_to(&rig.queue, low).await.expect("lows");
+    client
+        .enqueue_many(low, Options::new().queue(&rig.queue))
+        .await
+        .expect("lows");
     let runs = Arc::new(Runs::default());
     let mut config = rig.config();
     config.queue_type = QueueType::Classic;
@@ -70,11 +73,7 @@ async fn a_high_priority_job_overtakes_a_thousand_low_ones_under_prefetch_one() 
     })
     .await;
     let before = runs.labels().len();
-    let options = Options {
-        priority: Some(9),
-        queue: Some(rig.queue.clone()),
-        ..Options::default()
-    };
+    let options = Options::new().priority(9).queue(&rig.queue);
     let high = Ordered {
         label: "high".into(),
     };
@@ -83,7 +82,10 @@ async fn a_high_priority_job_overtakes_a_thousand_low_ones_under_prefetch_one() 
     let job = Urgent {
         label: "urgent".into(),
     };
-    client.enqueue_to(&rig.queue, job).await.expect("urgent");
+    client
+        .enqueue_with(job, Options::new().queue(&rig.queue))
+        .await
+        .expect("urgent");
     eventually(WAIT, "the high-priority jobs run", || async {
         runs.labels().iter().any(|l| l == "urgent")
     })
@@ -154,7 +156,7 @@ async fn a_max_priority_mismatch_names_the_setting() {
     let rig = Rig::new("priority-mismatch").await;
     let ten = priority_client(&rig.queue).await;
     let label = || Ordered { label: "x".into() };
-    ten.enqueue_to(&rig.queue, label())
+    ten.enqueue_with(label(), Options::new().queue(&rig.queue))
         .await
         .expect("declared with 10");
     let five = Client::connect_with(&amqp_url(), QueueType::Classic)
@@ -163,7 +165,7 @@ async fn a_max_priority_mismatch_names_the_setting() {
         .with_max_priority(&rig.queue, 5)
         .expect("5");
     let err = five
-        .enqueue_to(&rig.queue, label())
+        .enqueue_with(label(), Options::new().queue(&rig.queue))
         .await
         .expect_err("mismatch");
     let text = err.to_string();
@@ -172,7 +174,10 @@ async fn a_max_priority_mismatch_names_the_setting() {
         "{text}"
     );
     let none = support::client().await;
-    assert!(none.enqueue_to(&rig.queue, label()).await.is_err());
+    assert!(none
+        .enqueue_with(label(), Options::new().queue(&rig.queue))
+        .await
+        .is_err());
     for client in [ten, five, none] {
         let _ = client.close().await;
     }

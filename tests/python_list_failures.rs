@@ -12,7 +12,7 @@ mod web_support;
 use std::time::Duration;
 
 use admin_support::Admin;
-use palermo::Worker;
+use palermo::{Options, Worker};
 use support::{eventually, RunningWorker};
 use web_support::Dashboard;
 
@@ -30,7 +30,7 @@ async fn list_failures_reads_the_dashboard_api() {
     let worker = RunningWorker::start_with(Worker::builder(admin.worker_config(&[&queue])));
     support::client()
         .await
-        .enqueue_to(&queue, PythonListedFails { order: 7 })
+        .enqueue_with(PythonListedFails { order: 7 }, Options::new().queue(&queue))
         .await
         .expect("enqueue");
     let api = format!("/api/failed?queue={queue}");

@@ -32,7 +32,7 @@ use palermo::{
         schedules::status_queue,
         topology::QueueType,
     },
-    Client, Error, Periodic, State, Worker,
+    Client, Error, Options, Periodic, State, Worker,
 };
 use serde_json::Value;
 use support::{amqp_url, eventually, policy::QueuePolicy, rabbitmqctl, unique, Rig, WAIT};
@@ -98,11 +98,14 @@ async fn a_quorum_deployment_declares_every_queue_as_quorum() {
         .expect("client");
     let delayed = QuorumJob { fail: false };
     client
-        .enqueue_to_in(&queue, delayed, Duration::from_secs(1))
+        .enqueue_with(
+            delayed,
+            Options::new().queue(&queue).delay(Duration::from_secs(1)),
+        )
         .await
         .expect("delayed enqueue");
     client
-        .enqueue_to(&queue, QuorumJob { fail: true })
+        .enqueue_with(QuorumJob { fail: true }, Options::new().queue(&queue))
         .await
         .expect("enqueue");
     eventually(WAIT, "the delayed job and the failing one ran", || {
@@ -161,7 +164,11 @@ async fn a_quorum_queue_that_rejects_a_publish_fails_the_enqueue() {
     // two may be stored past the limit before the first refusal; then it refuses each one.
     let mut confirmed = 0;
     let refused = loop {
-        match client.enqueue_to(&queue, QuorumJob { fail: false }).await {
+        match client
+            .enqueue_with(QuorumJob { fail: false }, Options::new().queue(&queue))
+            .await
+            .map(|e| e.id())
+        {
             Ok(_) => confirmed += 1,
             Err(e) => break e,
         }
@@ -201,9 +208,13 @@ async fn a_delayed_job_whose_queue_was_deleted_becomes_an_orphan() {
         .await
         .expect("client");
     let id = client
-        .enqueue_to_in(&queue, QuorumJob { fail: false }, Duration::from_secs(1))
+        .enqueue_with(
+            QuorumJob { fail: false },
+            Options::new().queue(&queue).delay(Duration::from_secs(1)),
+        )
         .await
         .expect("delayed enqueue")
+        .id()
         .to_string();
     rig.channel()
         .await
@@ -264,7 +275,7 @@ async fn a_queue_of_the_other_type_is_a_clear_error() {
         .await
         .expect("client");
     let err = client
-        .enqueue_to(&queue, QuorumJob { fail: false })
+        .enqueue_with(QuorumJob { fail: false }, Options::new().queue(&queue))
         .await
         .expect_err("a quorum client cannot declare a classic queue");
     let message = err.to_string();

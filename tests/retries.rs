@@ -17,7 +17,7 @@ use std::{
     time::{Duration, Instant, SystemTime},
 };
 
-use palermo::{Backoff, Job, JobContext, JobError, State, Worker};
+use palermo::{Backoff, Job, JobContext, JobError, Options, State, Worker};
 use support::{
     eventually,
     wire::{header, header_int, header_str, headers, history},
@@ -353,9 +353,13 @@ async fn scheduled_jobs_start_on_time_and_a_long_delay_does_not_hold_back_a_shor
     // enqueue declares the delay layout.
     let declare = Instant::now();
     let long = client
-        .enqueue_to_in(queue, job("long"), Duration::from_secs(300))
+        .enqueue_with(
+            job("long"),
+            Options::new().queue(queue).delay(Duration::from_secs(300)),
+        )
         .await
-        .expect("enqueue long");
+        .expect("enqueue long")
+        .id();
     println!(
         "first delayed enqueue (declares the layout): {:?}",
         declare.elapsed()
@@ -365,7 +369,10 @@ async fn scheduled_jobs_start_on_time_and_a_long_delay_does_not_hold_back_a_shor
         let label = format!("in {secs}s");
         due.insert(label.clone(), SystemTime::now() + Duration::from_secs(secs));
         client
-            .enqueue_to_in(queue, job(&label), Duration::from_secs(secs))
+            .enqueue_with(
+                job(&label),
+                Options::new().queue(queue).delay(Duration::from_secs(secs)),
+            )
             .await
             .expect("enqueue_in");
     }
@@ -380,13 +387,13 @@ async fn scheduled_jobs_start_on_time_and_a_long_delay_does_not_hold_back_a_shor
     let raw_due = SystemTime::now() + Duration::from_secs(2);
     due.insert("raw +2s".into(), raw_due);
     client
-        .enqueue_raw_at(raw, raw_due)
+        .enqueue_raw(raw, Options::new().at(raw_due))
         .await
         .expect("enqueue_raw_at");
     let at = SystemTime::now() + Duration::from_millis(3500);
     due.insert("at +3.5s".into(), at);
     client
-        .enqueue_to_at(queue, job("at +3.5s"), at)
+        .enqueue_with(job("at +3.5s"), Options::new().queue(queue).at(at))
         .await
         .expect("enqueue_at");
 
@@ -527,15 +534,15 @@ async fn while_a_thousand_delayed_jobs_wait_the_worker_holds_only_its_running_jo
     let mut ids = std::collections::HashSet::new();
     for _ in 0..DELAYED {
         let id = client
-            .enqueue_to_in(
-                queue,
+            .enqueue_with(
                 Hold {
                     payload: payload.clone(),
                 },
-                Duration::from_secs(600),
+                Options::new().queue(queue).delay(Duration::from_secs(600)),
             )
             .await
-            .expect("enqueue_in");
+            .expect("enqueue_in")
+            .id();
         ids.insert(id.to_string());
     }
     let scheduled = ask_until(support::delay::scheduled_waiting, |n| n >= DELAYED as u64).await;

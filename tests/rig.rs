@@ -8,7 +8,7 @@ use std::sync::{
     Arc,
 };
 
-use palermo::{State, Worker};
+use palermo::{Options, State, Worker};
 use support::{
     cleanup::{exists, Names, Object},
     eventually, Broker, Rig, WAIT,
@@ -30,7 +30,7 @@ async fn panic_halfway(names: tokio::sync::oneshot::Sender<Names>) {
     let retries = rig.watch_retries(&rig.queue).await;
     let jobs = [CountThenFail { fail: true }, CountThenFail { fail: false }];
     rig.client()
-        .enqueue_many_to(&rig.queue, jobs)
+        .enqueue_many(jobs, Options::new().queue(&rig.queue))
         .await
         .expect("enqueue");
     rig.wait_failed(1).await;

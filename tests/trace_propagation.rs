@@ -9,7 +9,7 @@ use std::{
     sync::{Arc, Mutex, OnceLock},
 };
 
-use palermo::{trace::TraceContext, Client, State, Worker};
+use palermo::{trace::TraceContext, Client, Options, State, Worker};
 use support::{eventually, Rig, WAIT};
 use tracing::{field::Field, span, Instrument, Subscriber};
 use tracing_subscriber::{layer::Context, prelude::*, registry::LookupSpan, Layer};
@@ -132,7 +132,10 @@ async fn traced() -> anyhow::Result<()> {
 /// Enqueues a `traced` job on `queue` from inside a job; its id goes to the state.
 #[palermo::job]
 async fn relay(queue: String, client: State<Client>, ids: State<Relayed>) -> anyhow::Result<()> {
-    let id = client.enqueue_to(&queue, Traced {}).await?;
+    let id = client
+        .enqueue_with(Traced {}, Options::new().queue(&queue))
+        .await?
+        .id();
     ids.lock()
         .map_err(|_| anyhow::anyhow!("poisoned"))?
         .push(id);
@@ -154,18 +157,20 @@ async fn the_job_span_carries_the_enqueuers_trace_id() {
     // A request with a trace of its own (what an HTTP layer would have extracted).
     let request = TraceContext::new_root();
     let id = request
-        .scope(client.enqueue_to(&rig.queue, Traced {}))
+        .scope(client.enqueue_with(Traced {}, Options::new().queue(&rig.queue)))
         .instrument(tracing::info_span!("http_request"))
         .await
-        .expect("enqueue");
+        .expect("enqueue")
+        .id();
     assert_eq!(job_trace(id).await, request.trace_id());
 
     // No trace context: a fresh one per enqueue, logged in the enqueuer's span.
     let id = client
-        .enqueue_to(&rig.queue, Traced {})
+        .enqueue_with(Traced {}, Options::new().queue(&rig.queue))
         .instrument(tracing::info_span!("handler"))
         .await
-        .expect("enqueue");
+        .expect("enqueue")
+        .id();
     let trace = job_trace(id).await;
     assert_ne!(trace, request.trace_id());
     let logged = capture().0.lock().expect("lock").enqueued.clone();
@@ -179,14 +184,15 @@ async fn the_job_span_carries_the_enqueuers_trace_id() {
 
     // A job that enqueues a job keeps the trace.
     let id = request
-        .scope(client.enqueue_to(
-            &rig.queue,
+        .scope(client.enqueue_with(
             Relay {
                 queue: rig.queue.clone(),
             },
+            Options::new().queue(&rig.queue),
         ))
         .await
-        .expect("enqueue");
+        .expect("enqueue")
+        .id();
     assert_eq!(job_trace(id).await, request.trace_id());
     eventually(WAIT, "the relay enqueued", || async {
         !relayed.lock().expect("lock").is_empty()

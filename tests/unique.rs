@@ -1,6 +1,7 @@
 //! Unique jobs against the real RabbitMQ: one job per key while it is queued or running, the
 //! duplicate enqueue returning the holder's id; the lock released after success and after a
-//! final failure, and expired after its TTL when the holder never finishes.
+//! final failure, and expired after its TTL when the holder never finishes; the lock taken
+//! on every enqueue path (delayed, at a time, many, raw, with options).
 
 mod support;
 
@@ -12,7 +13,7 @@ use std::{
     time::Duration,
 };
 
-use palermo::{admin::unique::lock_name, Enqueued, Job, State, Worker};
+use palermo::{admin::unique::lock_name, Enqueued, Job, Options, State, Worker};
 use support::{eventually, Rig, WAIT};
 use tokio::sync::Semaphore;
 
@@ -73,7 +74,7 @@ async fn ran(seen: &Seen, n: usize) {
 /// Enqueues `job` on the rig's queue with `key` (the tests' jobs default to `default`).
 async fn enqueue<J: Job>(rig: &Rig, job: J, key: &str, ttl: Duration) -> Enqueued {
     rig.client()
-        .enqueue_unique_to(&rig.queue, job, key, ttl)
+        .enqueue_with(job, Options::new().queue(&rig.queue).unique(key, ttl))
         .await
         .expect("unique enqueue")
 }
@@ -186,21 +187,113 @@ async fn a_unique_job_enqueued_twice_is_queued_once() {
     rig.track(&[&lock]);
     let client = rig.client();
     let first = client
-        .enqueue_once_to(&rig.queue, job())
+        .enqueue_with(job(), Options::new().queue(&rig.queue))
         .await
         .expect("first");
     let second = client
-        .enqueue_once_to(&rig.queue, job())
+        .enqueue_with(job(), Options::new().queue(&rig.queue))
         .await
         .expect("second");
     assert!(first.is_new());
     assert_eq!(second, Enqueued::Duplicate(first.id()));
-    let plain = client.enqueue_to(&rig.queue, job()).await.expect("plain");
-    assert_eq!(plain, first.id(), "enqueue returns the holder's id");
+    assert_eq!(second.id(), first.id(), "a duplicate gives the holder's id");
     assert_eq!(rig.ready(&rig.queue).await, 1);
     let seen = seen();
     rig.start(Worker::builder(rig.config()).state(seen.clone()));
     ran(&seen, 1).await;
     rig.stop().await;
     assert_eq!(seen.ran.load(Ordering::SeqCst), 1);
+}
+
+/// Every enqueue path asks for the lock: a `#[job(unique)]` job delayed, then the same job at
+/// a time, now with options and in a batch; a plain job with an options key in a batch,
+/// delayed, and raw. Each duplicate names the holder and publishes nothing; the delayed
+/// holder carries its lock through the delay queues and gives it back when it has run.
+#[tokio::test]
+async fn every_enqueue_path_takes_the_lock() {
+    let rig = Rig::new("unique-paths").await;
+    let on_queue = || Options::new().queue(&rig.queue);
+    let deduped = || Deduped {
+        _label: rig.queue.clone(),
+    };
+    let body = serde_json::to_vec(&deduped()).expect("json");
+    let default_key = palermo::admin::unique::default_key(Deduped::NAME, &body);
+    let job_lock = lock_name(&default_key, Duration::from_secs(60));
+    rig.track(&[&job_lock]);
+    let ttl = Duration::from_secs(60);
+    let (key, _lock) = lock_of(&rig, ttl);
+    let client = rig.client();
+
+    // The job's own lock.
+    let delayed = client
+        .enqueue_with(deduped(), on_queue().delay(Duration::from_secs(1)))
+        .await
+        .expect("delayed");
+    assert!(delayed.is_new(), "{delayed:?}");
+    let holder = Enqueued::Duplicate(delayed.id());
+    let at = std::time::SystemTime::now() + Duration::from_secs(1);
+    let paths = [
+        (
+            "at",
+            client.enqueue_with(deduped(), on_queue().at(at)).await,
+        ),
+        (
+            "with",
+            client.enqueue_with(deduped(), on_queue().priority(3)).await,
+        ),
+    ];
+    for (path, enqueued) in paths {
+        assert_eq!(enqueued.expect(path), holder, "{path}");
+    }
+    let many = client
+        .enqueue_many([deduped(), deduped()], on_queue())
+        .await
+        .expect("many");
+    assert_eq!(many, [holder, holder], "many");
+
+    // A key given in the options, on a job that is not unique itself.
+    let counted = |label: &str| Counted {
+        _label: label.into(),
+    };
+    let many = client
+        .enqueue_many([counted("a"), counted("b")], on_queue().unique(&key, ttl))
+        .await
+        .expect("many with a key");
+    let owner = Enqueued::Duplicate(many[0].id());
+    assert!(many[0].is_new(), "{many:?}");
+    assert_eq!(many[1], owner, "one key for the whole batch");
+    let later = on_queue().unique(&key, ttl).delay(Duration::from_secs(1));
+    let delayed_dup = client.enqueue_with(counted("c"), later).await;
+    assert_eq!(delayed_dup.expect("delayed with a key"), owner);
+    let raw = palermo::admin::RawJob {
+        name: Counted::NAME.into(),
+        queue: rig.queue.clone(),
+        format: palermo::Format::Json,
+        body: serde_json::to_vec(&counted("d")).expect("json"),
+        max_attempts: None,
+    };
+    let raw = client
+        .enqueue_raw(raw, Options::new().unique(&key, ttl))
+        .await;
+    assert_eq!(raw.expect("raw with a key"), owner);
+
+    // Two jobs exist: the delayed holder (once due) and the batch's first.
+    eventually(WAIT, "the delayed holder due in the queue", || async {
+        rig.ready(&rig.queue).await == 2
+    })
+    .await;
+    let seen = seen();
+    rig.start(Worker::builder(rig.config()).state(seen.clone()));
+    ran(&seen, 2).await;
+    eventually(WAIT, "the delayed holder's lock given back", || async {
+        client
+            .enqueue_with(deduped(), on_queue())
+            .await
+            .expect("again")
+            .is_new()
+    })
+    .await;
+    ran(&seen, 3).await;
+    rig.stop().await;
+    assert_eq!(seen.ran.load(Ordering::SeqCst), 3);
 }

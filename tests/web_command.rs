@@ -12,7 +12,7 @@ mod web_support;
 use std::time::Duration;
 
 use admin_support::{stderr, Admin};
-use palermo::Worker;
+use palermo::{Options, Worker};
 use palermo_store::{Filter, Page, Store};
 use support::{eventually, RunningWorker};
 use web_support::Dashboard;
@@ -95,7 +95,7 @@ async fn serves_and_records_until_sigterm() {
     let worker = RunningWorker::start_with(Worker::builder(admin.worker_config(&[&queue])));
     let client = support::client().await;
     client
-        .enqueue_to(&queue, WebCommandFails { order: 7 })
+        .enqueue_with(WebCommandFails { order: 7 }, Options::new().queue(&queue))
         .await
         .expect("enqueue");
     let store = Store::open(&admin.db.url).await.expect("open the store");

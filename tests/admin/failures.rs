@@ -2,6 +2,7 @@
 
 use std::sync::{atomic::Ordering, Arc};
 
+use palermo::Options;
 use serde_json::Value;
 
 use crate::{
@@ -21,9 +22,10 @@ async fn a_failed_job_is_listed_with_every_field_and_a_retry_runs_it_and_clears_
         let running = worker(&admin, &[&queue], 1, &seen);
         let client = rig.client();
         let job_id = client
-            .enqueue_to(&queue, Charge { order: 42 })
+            .enqueue_with(Charge { order: 42 }, Options::new().queue(&queue))
             .await
-            .expect("enqueue");
+            .expect("enqueue")
+            .id();
         eventually(WAIT, "the job failed", || async {
             rig.ready(&admin.failed).await == 1
         })
@@ -111,11 +113,11 @@ async fn retry_all_by_queue_and_remove_by_id_touch_only_what_they_name() {
     let client = rig.client();
     for n in 0..2 {
         client
-            .enqueue_to(&qa, AlwaysFails { n })
+            .enqueue_with(AlwaysFails { n }, Options::new().queue(&qa))
             .await
             .expect("enqueue qa");
         client
-            .enqueue_to(&qb, AlwaysFails { n })
+            .enqueue_with(AlwaysFails { n }, Options::new().queue(&qb))
             .await
             .expect("enqueue qb");
     }
@@ -183,7 +185,10 @@ async fn a_failure_of_a_job_no_worker_knows_can_be_listed_shown_retried_and_remo
             body: format!(r#"{{"n":{n}}}"#).into_bytes(),
             max_attempts: Some(1),
         };
-        client.enqueue_raw(raw).await.expect("enqueue");
+        client
+            .enqueue_raw(raw, Options::new())
+            .await
+            .expect("enqueue");
     }
     eventually(WAIT, "two failures", || async {
         rig.ready(&admin.failed).await == 2

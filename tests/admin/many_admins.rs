@@ -11,6 +11,7 @@ use std::{
     time::Duration,
 };
 
+use palermo::Options;
 use palermo_store::{Filter, Recorder, RecorderConfig, Requeuer, Store, StoreError};
 
 use crate::{
@@ -83,7 +84,10 @@ async fn recorders_on_one_store_record_every_failure_and_count_once_even_when_th
         .collect();
     let client = rig.client();
     client
-        .enqueue_many_to(&rig.queue, (0..HALF).map(|n| Settle { n }))
+        .enqueue_many(
+            (0..HALF).map(|n| Settle { n }),
+            Options::new().queue(&rig.queue),
+        )
         .await
         .expect("enqueue the first half");
     let mut crashed = None;
@@ -107,7 +111,10 @@ async fn recorders_on_one_store_record_every_failure_and_count_once_even_when_th
     // Another dies mid-run: what it took and did not ack goes to the survivor.
     drop(killed);
     client
-        .enqueue_many_to(&rig.queue, (HALF..2 * HALF).map(|n| Settle { n }))
+        .enqueue_many(
+            (HALF..2 * HALF).map(|n| Settle { n }),
+            Options::new().queue(&rig.queue),
+        )
         .await
         .expect("enqueue the second half");
     eventually(WAIT, "every job ran", || async {
@@ -208,7 +215,10 @@ async fn two_admins_acting_on_one_failure_at_once_one_wins_and_a_retry_is_publis
         let seen = Arc::new(Seen::default());
         let running = crate::worker(&admin, &[&rig.queue], 2, &seen);
         rig.client()
-            .enqueue_many_to(&rig.queue, (0..N).map(|n| AlwaysFails { n }))
+            .enqueue_many(
+                (0..N).map(|n| AlwaysFails { n }),
+                Options::new().queue(&rig.queue),
+            )
             .await
             .expect("enqueue");
         rig.wait_failed(N as u32).await;

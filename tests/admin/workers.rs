@@ -5,6 +5,7 @@ use std::{
     time::Duration,
 };
 
+use palermo::Options;
 use serde_json::Value;
 
 use crate::{
@@ -23,11 +24,17 @@ async fn statistics_count_a_real_run_exactly() {
         let running = worker(&admin, &[&queue, &other], 3, &seen);
         let client = rig.client();
         client
-            .enqueue_many_to(&queue, (0..17).map(|order| Charge { order }))
+            .enqueue_many(
+                (0..17).map(|order| Charge { order }),
+                Options::new().queue(&queue),
+            )
             .await
             .expect("enqueue");
         client
-            .enqueue_many_to(&other, (0..5).map(|n| AlwaysFails { n }))
+            .enqueue_many(
+                (0..5).map(|n| AlwaysFails { n }),
+                Options::new().queue(&other),
+            )
             .await
             .expect("enqueue");
         eventually(WAIT, "every job ran", || async {
@@ -80,9 +87,10 @@ async fn a_worker_shows_up_within_a_heartbeat_with_its_job_and_its_queue_with_th
     let running = worker(&admin, &[&queue], 2, &seen);
     let client = rig.client();
     let job = client
-        .enqueue_to(&queue, Sleepy { ms: 4000 })
+        .enqueue_with(Sleepy { ms: 4000 }, Options::new().queue(&queue))
         .await
-        .expect("enqueue");
+        .expect("enqueue")
+        .id();
     eventually(WAIT, "the job started", || async {
         seen.running.load(Ordering::SeqCst) == 1
     })
@@ -170,7 +178,7 @@ async fn the_recorder_can_run_continuously() {
     let running = worker(&admin, &[&queue], 1, &seen);
     let client = rig.client();
     client
-        .enqueue_to(&queue, AlwaysFails { n: 1 })
+        .enqueue_with(AlwaysFails { n: 1 }, Options::new().queue(&queue))
         .await
         .expect("enqueue");
     eventually(

@@ -8,7 +8,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use palermo::{admin::RawJob, Client, Format};
+use palermo::{admin::RawJob, Client, Format, Options};
 
 /// The test worker binary.
 pub const WORKER: &str = env!("CARGO_BIN_EXE_palermo-test-worker");
@@ -95,13 +95,17 @@ pub fn read_log(path: &Path) -> String {
 /// Enqueues the test worker's `sleep_ms` job (one attempt) by name.
 pub async fn enqueue_sleep(client: &Client, queue: &str, ms: u64) -> uuid::Uuid {
     client
-        .enqueue_raw(RawJob {
-            name: "sleep_ms".into(),
-            queue: queue.into(),
-            format: Format::Json,
-            body: serde_json::to_vec(&serde_json::json!({ "ms": ms })).expect("json"),
-            max_attempts: Some(1),
-        })
+        .enqueue_raw(
+            RawJob {
+                name: "sleep_ms".into(),
+                queue: queue.into(),
+                format: Format::Json,
+                body: serde_json::to_vec(&serde_json::json!({ "ms": ms })).expect("json"),
+                max_attempts: Some(1),
+            },
+            Options::new(),
+        )
         .await
         .expect("enqueue sleep_ms")
+        .id()
 }

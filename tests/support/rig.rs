@@ -5,7 +5,7 @@
 //!
 //! ```ignore
 //! let rig = Rig::new("billing").await;
-//! rig.client().enqueue_to(&rig.queue, Charge { order: 7 }).await?;
+//! rig.client().enqueue_with(Charge { order: 7 }, Options::new().queue(&rig.queue)).await?;
 //! rig.start(Worker::builder(rig.config()).state(seen.clone()));
 //! rig.wait_failed(1).await;
 //! rig.stop().await;
@@ -14,7 +14,7 @@
 
 use std::{ops::Deref, path::PathBuf, sync::Mutex, time::Duration};
 
-use palermo::{Client, WorkerConfig};
+use palermo::{Client, Options, WorkerConfig};
 
 use super::{broker::worker_config, eventually, unique, Broker, RunningWorker};
 
@@ -145,9 +145,10 @@ impl Rig {
     /// Enqueues `job` on the rig's queue (confirmed); its id.
     pub async fn enqueue<J: palermo::Job>(&self, job: J) -> uuid::Uuid {
         self.client
-            .enqueue_to(&self.queue, job)
+            .enqueue_with(job, Options::new().queue(&self.queue))
             .await
             .expect("enqueue")
+            .id()
     }
 
     /// Waits until no message is ready in the rig's queue (every job taken and acked, or

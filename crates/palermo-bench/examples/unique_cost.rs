@@ -13,7 +13,7 @@ use std::{process::Command, sync::Arc, time::Duration};
 
 use anyhow::Context;
 use lapin::options::QueueDeleteOptions;
-use palermo::{admin::unique::lock_name, Client, Enqueued};
+use palermo::{admin::unique::lock_name, Client, Enqueued, Options};
 use tokio::time::Instant;
 
 #[palermo::job]
@@ -42,20 +42,27 @@ async fn main() -> anyhow::Result<()> {
     let before = memory()?;
 
     let plain = run(&client, &queue, n, |c, q, i| async move {
-        c.enqueue_to(&q, Noop { n: i }).await.map(Enqueued::New)
+        c.enqueue_with(Noop { n: i }, Options::new().queue(&q))
+            .await
     })
     .await?;
     let k = key.clone();
     let unique = run(&client, &queue, n, move |c, q, i| {
         let key = k(i);
-        async move { c.enqueue_unique_to(&q, Noop { n: i }, key, TTL).await }
+        async move {
+            c.enqueue_with(Noop { n: i }, Options::new().queue(&q).unique(key, TTL))
+                .await
+        }
     })
     .await?;
     let after = memory()?;
     let k = key.clone();
     let duplicate = run(&client, &queue, n, move |c, q, i| {
         let key = k(i);
-        async move { c.enqueue_unique_to(&q, Noop { n: i }, key, TTL).await }
+        async move {
+            c.enqueue_with(Noop { n: i }, Options::new().queue(&q).unique(key, TTL))
+                .await
+        }
     })
     .await?;
 

@@ -4,6 +4,8 @@
 
 use std::time::Instant;
 
+use palermo::Options;
+
 use crate::{
     bench::{Bench, Side},
     jobs::Noop,
@@ -18,11 +20,14 @@ pub async fn warm_up(bench: &Bench) -> anyhow::Result<()> {
     let job = Noop { batch: n };
     let queue = bench.queue("warm-up").await?;
     for _ in 0..n.min(100) {
-        bench.client.enqueue_to(&queue, job.clone()).await?;
+        bench
+            .client
+            .enqueue_with(job.clone(), Options::new().queue(&queue))
+            .await?;
     }
     bench
         .client
-        .enqueue_many_to(&queue, (0..n).map(|_| job.clone()))
+        .enqueue_many((0..n).map(|_| job.clone()), Options::new().queue(&queue))
         .await?;
     let message = Message::of(&queue, &job)?;
     bench
@@ -46,7 +51,10 @@ pub async fn measure(bench: &Bench, rep: usize, report: &mut Report) -> anyhow::
         match side {
             Side::Palermo => {
                 for _ in 0..n {
-                    bench.client.enqueue_to(&queue, job.clone()).await?;
+                    bench
+                        .client
+                        .enqueue_with(job.clone(), Options::new().queue(&queue))
+                        .await?;
                 }
             }
             Side::Raw | Side::RawGlobal => bench.raw.publish_serial(&queue, &message, n).await?,
@@ -64,7 +72,10 @@ pub async fn measure(bench: &Bench, rep: usize, report: &mut Report) -> anyhow::
         match side {
             Side::Palermo => {
                 let jobs = (0..n).map(|_| job.clone());
-                bench.client.enqueue_many_to(&queue, jobs).await?;
+                bench
+                    .client
+                    .enqueue_many(jobs, Options::new().queue(&queue))
+                    .await?;
             }
             Side::Raw | Side::RawGlobal => bench.raw.publish_pipelined(&queue, &message, n).await?,
         }

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use anyhow::Context;
+use palermo::Options;
 
 use crate::{
     bench::{Bench, Side},
@@ -42,7 +43,10 @@ async fn probe(bench: &Bench, side: Side, rep: usize) -> anyhow::Result<Vec<f64>
         };
         match side {
             Side::Palermo => {
-                bench.client.enqueue_to(&queue, probe).await?;
+                bench
+                    .client
+                    .enqueue_with(probe, Options::new().queue(&queue))
+                    .await?;
             }
             Side::Raw | Side::RawGlobal => {
                 message.body = serde_json::to_vec(&probe).context("encoding a probe")?;

@@ -159,7 +159,7 @@ pub const REPORTS_QUEUE: &str = "reports";
 pub const REPORTS_MAX_PRIORITY: u8 = 10;
 
 /// Renders a report; routine ones go with priority 1 (`#[job(priority = 1)]`), an urgent one
-/// is enqueued with `Options { priority: Some(9), .. }` and overtakes them.
+/// is enqueued with `Options::new().priority(9)` and overtakes them.
 #[palermo::job(queue = "reports", priority = 1)]
 pub async fn render_report(report_id: u64, urgent: bool) -> anyhow::Result<()> {
     info!(report_id, urgent, "rendering report (priority queue)");

@@ -9,7 +9,7 @@ use std::{
 use palermo::{
     middleware::{JobInfo, Middleware, Outcome},
     testing::Fake,
-    Client, Error, State,
+    Client, Error, Options, State,
 };
 use palermo_demo::{ChargeCard, Mailer, NotifyWebhook, SendEmail, Webhooks};
 
@@ -24,7 +24,7 @@ fn email(to: &str) -> SendEmail {
 async fn the_fake_records_lists_counts_and_clears() {
     let fake = Fake::new();
     let client = fake.client();
-    let id = client.enqueue(email("a@b")).await.expect("enqueue");
+    let id = client.enqueue(email("a@b")).await.expect("enqueue").id();
     client.enqueue(email("c@d")).await.expect("enqueue");
     client
         .enqueue(ChargeCard {
@@ -72,7 +72,10 @@ async fn delayed_jobs_keep_their_due_time() {
     let fake = Fake::new();
     let before = SystemTime::now();
     fake.client()
-        .enqueue_in(email("a@b"), Duration::from_secs(3600))
+        .enqueue_with(
+            email("a@b"),
+            Options::new().delay(Duration::from_secs(3600)),
+        )
         .await
         .expect("enqueue_in");
     let due = fake.jobs()[0].due.expect("a due time");

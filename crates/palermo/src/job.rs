@@ -52,6 +52,30 @@ pub type JobResult = Result<(), JobError>;
 
 /// Why a job run did not succeed. Any error converts into it (`?` works on anyhow and std
 /// errors); the constructors say what should happen next.
+///
+/// ```
+/// use std::time::Duration;
+/// use palermo::JobError;
+///
+/// #[palermo::job]
+/// async fn charge_card(order_id: u64, cents: i64) -> Result<(), JobError> {
+///     if cents <= 0 {
+///         // Retrying cannot fix a bad argument: straight to the failed queue.
+///         return Err(JobError::fail_now(anyhow::anyhow!("order {order_id}: {cents} cents")));
+///     }
+///     if order_id % 2 == 0 {
+///         // Not a failure: run again in 30 s, without using an attempt.
+///         return Err(JobError::snooze(Duration::from_secs(30)));
+///     }
+///     let gateway = std::env::var("GATEWAY_URL")?; // any other error: retried with backoff
+///     println!("charging {cents} cents for order {order_id} at {gateway}");
+///     Ok(())
+/// }
+///
+/// let error = JobError::snooze(Duration::from_secs(30));
+/// assert_eq!(error.snooze_delay(), Some(Duration::from_secs(30)));
+/// assert!(JobError::fail_now(anyhow::anyhow!("bad card")).is_fail_now());
+/// ```
 #[derive(Debug)]
 pub struct JobError {
     pub(crate) error: anyhow::Error,
@@ -122,6 +146,25 @@ impl<E: Into<anyhow::Error>> From<E> for JobError {
 
 /// What a running job knows about itself, and the application state the worker was given.
 /// Take it as an argument (`ctx: palermo::JobContext`) to use it.
+///
+/// ```
+/// use palermo::{JobContext, JobError};
+///
+/// #[palermo::job(queue = "video", max_attempts = 5)]
+/// async fn transcode(video_id: u64, ctx: JobContext) -> Result<(), JobError> {
+///     println!(
+///         "job {} ({} on {}): video {video_id}, attempt {} of {}",
+///         ctx.id, ctx.name, ctx.queue, ctx.attempt, ctx.max_attempts
+///     );
+///     Ok(())
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), palermo::Error> {
+/// let fake = palermo::testing::Fake::new();
+/// fake.client().enqueue(Transcode { video_id: 3 }).await?;
+/// assert!(fake.drain().await[0].outcome.is_ok());
+/// # Ok(()) }
+/// ```
 #[derive(Clone, Debug)]
 pub struct JobContext {
     /// The job's id (the AMQP `message_id`).

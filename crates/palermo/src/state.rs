@@ -15,6 +15,27 @@ use std::{
 };
 
 /// A shared value of type `T` from the worker, cheap to clone.
+///
+/// ```
+/// use palermo::{testing::Fake, State};
+///
+/// struct Mailer {
+///     from: String,
+/// }
+///
+/// #[palermo::job(queue = "mail")]
+/// async fn send_email(to: String, mailer: State<Mailer>) -> Result<(), palermo::JobError> {
+///     println!("{} -> {to}", mailer.from); // State<T> derefs to T
+///     Ok(())
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), palermo::Error> {
+/// // A worker is given it with `Worker::builder(config).state(..)`; the fake the same way.
+/// let fake = Fake::new().with_state(Mailer { from: "noreply@example.com".into() });
+/// fake.client().enqueue(SendEmail { to: "ada@example.com".into() }).await?;
+/// assert!(fake.drain().await[0].outcome.is_ok());
+/// # Ok(()) }
+/// ```
 pub struct State<T>(pub Arc<T>);
 
 impl<T> Clone for State<T> {

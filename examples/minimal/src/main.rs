@@ -12,7 +12,7 @@
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
-use palermo::{shutdown, Client, JobContext, State, Worker, WorkerConfig};
+use palermo::{shutdown, Client, JobContext, Options, State, Worker, WorkerConfig};
 use tokio::sync::mpsc;
 
 /// How long `main` waits for the job before it gives up (exit code 1).
@@ -42,8 +42,9 @@ async fn main() -> anyhow::Result<()> {
     // Enqueue: returns once RabbitMQ has confirmed the job (it is durable from here on).
     let client = Client::connect(&url).await?;
     let id = client
-        .enqueue_to(&queue, Greet { name: "Ada".into() })
-        .await?;
+        .enqueue_with(Greet { name: "Ada".into() }, Options::new().queue(&queue))
+        .await?
+        .id();
     println!("enqueued greet {id} to queue {queue}");
 
     // Work: a worker for that queue, with the state its job needs.

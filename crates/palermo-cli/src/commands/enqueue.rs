@@ -67,10 +67,6 @@ pub async fn run(amqp_url: &str, queue_type: palermo::QueueType, args: Args) -> 
     if args.max_attempts == Some(0) {
         bail!("--max-attempts must be at least 1");
     }
-    let run_at = match args.delay {
-        Some(delay) => Some(SystemTime::now() + delay),
-        None => args.at,
-    };
     let body = format.encode(&value)?;
     let mut client = Client::connect_with(amqp_url, queue_type)
         .await?
@@ -85,12 +81,18 @@ pub async fn run(amqp_url: &str, queue_type: palermo::QueueType, args: Args) -> 
         body,
         max_attempts: args.max_attempts,
     };
-    let options = Options {
-        priority: args.priority,
-        delay: run_at.map(|at| at.duration_since(SystemTime::now()).unwrap_or_default()),
-        ..Options::default()
+    let mut options = Options::new();
+    if let Some(priority) = args.priority {
+        options = options.priority(priority);
+    }
+    let run_at = match args.delay {
+        Some(delay) => Some(SystemTime::now() + delay),
+        None => args.at,
     };
-    let id = client.enqueue_raw_with(job, options).await?;
+    if let Some(at) = run_at {
+        options = options.at(at);
+    }
+    let id = client.enqueue_raw(job, options).await?.id();
     if let Some(at) = run_at {
         eprintln!("scheduled for {}", time::format_time(at));
     }

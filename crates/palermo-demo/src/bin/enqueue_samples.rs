@@ -35,19 +35,25 @@ async fn main() -> anyhow::Result<()> {
         },
         subject: format!("Welcome #{i}"),
     });
-    let mails = client.enqueue_many(emails).await?;
+    let mails = client.enqueue_many(emails, Options::new()).await?;
     let charges = client
-        .enqueue_many((0..args.count).map(|i| ChargeCard {
-            order_id: 1000 + i,
-            cents: 500 + i * 10,
-        }))
+        .enqueue_many(
+            (0..args.count).map(|i| ChargeCard {
+                order_id: 1000 + i,
+                cents: 500 + i * 10,
+            }),
+            Options::new(),
+        )
         .await?;
     let videos = client
-        .enqueue_many((0..args.count.div_ceil(5)).map(|i| TranscodeVideo {
-            video_id: i,
-            resolution: "1080p".into(),
-            seconds: 2 + i % 3,
-        }))
+        .enqueue_many(
+            (0..args.count.div_ceil(5)).map(|i| TranscodeVideo {
+                video_id: i,
+                resolution: "1080p".into(),
+                seconds: 2 + i % 3,
+            }),
+            Options::new(),
+        )
         .await?;
     println!(
         "enqueued {} emails, {} card charges, {} videos (all confirmed by RabbitMQ)",
@@ -56,28 +62,22 @@ async fn main() -> anyhow::Result<()> {
         videos.len()
     );
     // A unique job enqueued twice: the second enqueue finds the first queued and returns its id.
-    let first = client
-        .enqueue_once(RebuildSearchIndex { shop_id: 7 })
-        .await?;
-    let second = client
-        .enqueue_once(RebuildSearchIndex { shop_id: 7 })
-        .await?;
+    let first = client.enqueue(RebuildSearchIndex { shop_id: 7 }).await?;
+    let second = client.enqueue(RebuildSearchIndex { shop_id: 7 }).await?;
     println!("unique job: first enqueue {first:?}, second {second:?}");
     // Routine reports (priority 1), then an urgent one (priority 9) that overtakes them.
     let routine = (0..5).map(|i| RenderReport {
         report_id: i,
         urgent: false,
     });
-    client.enqueue_many(routine).await?;
+    client.enqueue_many(routine, Options::new()).await?;
     let urgent = RenderReport {
         report_id: 99,
         urgent: true,
     };
-    let options = Options {
-        priority: Some(9),
-        ..Options::default()
-    };
-    client.enqueue_with(urgent, options).await?;
+    client
+        .enqueue_with(urgent, Options::new().priority(9))
+        .await?;
     println!("reports: 5 routine (priority 1) and 1 urgent (priority 9) on the priority queue");
     client.close().await?;
     Ok(())

@@ -60,6 +60,28 @@ use crate::{
 
 /// A recorder of enqueued jobs, and the client that enqueues into it. Cheap to clone: the
 /// clones share the recording.
+///
+/// ```
+/// use std::time::Duration;
+/// use palermo::{testing::Fake, Options};
+///
+/// #[palermo::job]
+/// async fn send_reminder(user_id: u64) -> Result<(), palermo::JobError> {
+///     Ok(())
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), palermo::Error> {
+/// let fake = Fake::new();
+/// let in_an_hour = Options::new().delay(Duration::from_secs(3600));
+/// fake.client().enqueue_with(SendReminder { user_id: 7 }, in_an_hour).await?;
+///
+/// let job = &fake.jobs()[0];
+/// assert!(job.due.is_some()); // recorded with its due time
+/// assert_eq!(job.decode::<SendReminder>().expect("decodes").user_id, 7);
+/// let runs = fake.drain().await; // runs it now: the fake's clock does not wait
+/// assert_eq!(runs.len(), 1);
+/// # Ok(()) }
+/// ```
 #[derive(Clone)]
 pub struct Fake {
     inner: Arc<Inner>,

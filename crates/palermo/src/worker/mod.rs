@@ -71,6 +71,32 @@ pub(crate) struct Shared {
 }
 
 /// Builds a [`Worker`]: the configuration, the application state jobs may ask for.
+///
+/// ```no_run
+/// use palermo::{shutdown, State, Worker, WorkerConfig};
+///
+/// struct Mailer {
+///     from: String,
+/// }
+///
+/// #[palermo::job(queue = "mail")]
+/// async fn send_email(to: String, mailer: State<Mailer>) -> Result<(), palermo::JobError> {
+///     println!("{} -> {to}", mailer.from);
+///     Ok(())
+/// }
+///
+/// # async fn run() -> Result<(), palermo::Error> {
+/// let worker = Worker::builder(WorkerConfig::new(["mail"]))
+///     .state(Mailer { from: "noreply@example.com".into() })
+///     .build()?;
+/// let (trigger, stop) = shutdown::channel();
+/// tokio::spawn(async move {
+///     let _ = tokio::signal::ctrl_c().await;
+///     trigger.stop(); // running jobs finish (within the shutdown timeout), nothing new starts
+/// });
+/// worker.run(stop).await?;
+/// # Ok(()) }
+/// ```
 pub struct WorkerBuilder {
     config: WorkerConfig,
     state: StateMap,

@@ -97,7 +97,7 @@ async fn signup(
     .bind(&signup.email)
     .fetch_one(&db)
     .await?;
-    let job_id = client.enqueue(WelcomeUser { user_id }).await?;
+    let job_id = client.enqueue(WelcomeUser { user_id }).await?.id();
     info!(user_id, %job_id, "welcome job enqueued");
     Ok((
         StatusCode::ACCEPTED,
