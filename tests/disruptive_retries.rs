@@ -90,7 +90,7 @@ async fn scheduled_and_retrying_jobs_survive_a_broker_restart_and_still_run() {
             Options::new().queue(&queue).delay(DELAY),
         )
         .await
-        .expect("enqueue_in");
+        .expect("delayed enqueue");
 
     let away = restart_broker().await;
     println!("RabbitMQ restarted; away for {away:?}");

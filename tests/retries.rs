@@ -374,7 +374,7 @@ async fn scheduled_jobs_start_on_time_and_a_long_delay_does_not_hold_back_a_shor
                 Options::new().queue(queue).delay(Duration::from_secs(secs)),
             )
             .await
-            .expect("enqueue_in");
+            .expect("delayed enqueue");
     }
     // By name, as `palermo enqueue --in 2s` does.
     let raw = crate::support::RawJob {
@@ -389,13 +389,13 @@ async fn scheduled_jobs_start_on_time_and_a_long_delay_does_not_hold_back_a_shor
     client
         .enqueue_raw(raw, Options::new().at(raw_due))
         .await
-        .expect("enqueue_raw_at");
+        .expect("raw enqueue at a time");
     let at = SystemTime::now() + Duration::from_millis(3500);
     due.insert("at +3.5s".into(), at);
     client
         .enqueue_with(job("at +3.5s"), Options::new().queue(queue).at(at))
         .await
-        .expect("enqueue_at");
+        .expect("enqueue at a time");
 
     eventually(WAIT, "the short jobs ran", || async {
         due.keys().all(|label| !seen.runs(label).is_empty())
@@ -541,7 +541,7 @@ async fn while_a_thousand_delayed_jobs_wait_the_worker_holds_only_its_running_jo
                 Options::new().queue(queue).delay(Duration::from_secs(600)),
             )
             .await
-            .expect("enqueue_in")
+            .expect("delayed enqueue")
             .id();
         ids.insert(id.to_string());
     }

@@ -1,5 +1,5 @@
-//! Enqueue throughput: Palermo's `enqueue_to` one job at a time (each waits for its confirm)
-//! against raw lapin doing publish + confirm serially, and Palermo's `enqueue_many_to`
+//! Enqueue throughput: Palermo's `enqueue_with` one job at a time (each waits for its confirm)
+//! against raw lapin doing publish + confirm serially, and Palermo's `enqueue_many`
 //! (publish all, then wait for the confirms) against raw lapin doing the same pipelining.
 
 use std::time::Instant;

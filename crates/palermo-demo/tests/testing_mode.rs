@@ -77,7 +77,7 @@ async fn delayed_jobs_keep_their_due_time() {
             Options::new().delay(Duration::from_secs(3600)),
         )
         .await
-        .expect("enqueue_in");
+        .expect("delayed enqueue");
     let due = fake.jobs()[0].due.expect("a due time");
     let wait = due.duration_since(before).expect("in the future");
     // Due times travel in whole milliseconds (the x-palermo-next-run-at header).
