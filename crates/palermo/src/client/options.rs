@@ -1,33 +1,12 @@
-//! Per-enqueue options and the client's priority setting: [`Client::enqueue_with`] and
-//! [`Client::with_max_priority`] ([`crate::priority`] says why the setting is one value per
-//! deployment).
+//! Per-enqueue options: [`Client::enqueue_with`]. Which queues are priority queues is the
+//! deployment's setting ([`crate::Deployment::priorities`]), not the client's.
 
 use uuid::Uuid;
 
-use super::{Backend, Client, RawJob};
-use crate::{error::Error, job::Job, priority::Options, topology::QueueType, wire::JobMeta};
+use super::{Client, RawJob};
+use crate::{error::Error, job::Job, priority::Options, wire::JobMeta};
 
 impl Client {
-    /// This client declaring `queue` as a priority queue with `x-max-priority = max` (1 to
-    /// 255; RabbitMQ advises at most 10); call it once per priority queue. Give every client,
-    /// worker (`WorkerConfig::priorities`) and CLI (`--max-priority QUEUE=N`) of a
-    /// deployment the same list: RabbitMQ refuses to declare a queue with other arguments,
-    /// and an enqueue then fails with an error naming this setting. Refused on quorum queues.
-    /// Clones share it. Defaults to no priority queues.
-    pub fn with_max_priority(self, queue: &str, max: u8) -> Result<Self, Error> {
-        let queue_type = match &self.backend {
-            Backend::Broker(sessions) => sessions.queue_type,
-            Backend::Fake(_) => QueueType::Classic,
-        };
-        crate::priority::Priorities::default()
-            .with(queue, max)
-            .validate(queue_type)?;
-        if let Backend::Broker(sessions) = &self.backend {
-            sessions.set_max_priority(queue, max);
-        }
-        Ok(self)
-    }
-
     /// Enqueues `job` with per-call [`Options`]: another priority, queue or a delay
     /// (`Options { priority: Some(9), ..Default::default() }`). Unset fields keep the job's
     /// own settings. It does not take a `#[job(unique)]` lock

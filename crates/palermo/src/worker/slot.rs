@@ -67,7 +67,7 @@ impl Slot {
     ) -> Result<Self, Error> {
         let config = &shared.config;
         let global =
-            config.queues.len() > 1 && config.queue_type == crate::topology::QueueType::Classic;
+            config.queues.len() > 1 && config.deployment.queue_type == crate::topology::QueueType::Classic;
         channel
             .basic_qos(config.prefetch, BasicQosOptions { global })
             .await
