@@ -152,7 +152,6 @@ pub async fn rebuild_search_index(shop_id: u64) -> anyhow::Result<()> {
     Ok(())
 }
 
-
 /// Renders a report; routine ones go with priority 1 (`#[job(priority = 1)]`), an urgent one
 /// is enqueued with `Options { priority: Some(9), .. }` and overtakes them.
 #[palermo::job(queue = "reports", priority = 1)]

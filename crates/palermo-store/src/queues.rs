@@ -132,7 +132,10 @@ pub struct BrokerAdmin {
 impl std::fmt::Debug for BrokerAdmin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("BrokerAdmin")
-            .field("url", &palermo::admin::broker::redact(&self.deployment.amqp_url))
+            .field(
+                "url",
+                &palermo::admin::broker::redact(&self.deployment.amqp_url),
+            )
             .field("queue_type", &self.deployment.queue_type)
             .field("failed_queue", &self.deployment.failed_queue)
             .finish_non_exhaustive()

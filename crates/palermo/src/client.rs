@@ -22,7 +22,6 @@ use std::{
 use lapin::BasicProperties;
 use uuid::Uuid;
 
-pub use config::{ClientConfig, DEFAULT_PUBLISH_TIMEOUT};
 use crate::{
     broker::{self, Pending},
     delay,
@@ -33,6 +32,7 @@ use crate::{
     session::{Reconnect, Sessions},
     wire::{self, header, JobMeta},
 };
+pub use config::{ClientConfig, DEFAULT_PUBLISH_TIMEOUT};
 
 mod config;
 mod options;
@@ -103,7 +103,10 @@ impl Client {
     pub async fn connect_with(config: &ClientConfig) -> Result<Self, Error> {
         config.validate()?;
         let sessions = Sessions::connect(&config.deployment).await?;
-        Ok(Self::with_backend(Backend::Broker(Arc::new(sessions)), config))
+        Ok(Self::with_backend(
+            Backend::Broker(Arc::new(sessions)),
+            config,
+        ))
     }
 
     /// A client recording into `fake` (see [`crate::testing::Fake::client`]).

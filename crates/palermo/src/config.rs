@@ -154,7 +154,6 @@ impl WorkerConfig {
         }
         self.backoff.validate()?;
         crate::reconnect::validate(&self.reconnect)
-
     }
 }
 

@@ -122,10 +122,16 @@ mod tests {
             let err = deployment.validate().expect_err(expected);
             assert!(err.to_string().contains(expected), "{expected}: {err}");
         };
-        bad(|d| d.amqp_url = "amqp://a,,amqp://b".into(), "address 2 of 3");
+        bad(
+            |d| d.amqp_url = "amqp://a,,amqp://b".into(),
+            "address 2 of 3",
+        );
         bad(|d| d.failed_queue = "amq.failed".into(), "--failed-queue");
         bad(|d| d.events_exchange = String::new(), "--events-exchange");
-        bad(|d| d.scheduler_queue = "bad name".into(), "--scheduler-queue");
+        bad(
+            |d| d.scheduler_queue = "bad name".into(),
+            "--scheduler-queue",
+        );
         bad(
             |d| d.scheduler_queue = topology::FAILED_QUEUE.into(),
             "--scheduler-queue and --failed-queue",

@@ -3,9 +3,7 @@
 use anyhow::Context;
 use clap::Parser;
 use palermo::Options;
-use palermo_demo::{
-    ChargeCard, RebuildSearchIndex, RenderReport, SendEmail, TranscodeVideo,
-};
+use palermo_demo::{ChargeCard, RebuildSearchIndex, RenderReport, SendEmail, TranscodeVideo};
 
 #[derive(Parser)]
 #[command(about = "Enqueue a burst of the demo's sample jobs")]

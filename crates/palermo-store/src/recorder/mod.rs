@@ -163,7 +163,9 @@ impl Recorder {
             drained.failures += batch.len() as u64;
         }
         loop {
-            let batch = self.get_batch(&self.config.deployment.events_exchange).await?;
+            let batch = self
+                .get_batch(&self.config.deployment.events_exchange)
+                .await?;
             let Some(last) = batch.last() else { break };
             self.record_events(&batch).await?;
             ack_up_to(last).await?;
@@ -264,7 +266,8 @@ impl Recorder {
 /// Connects and declares the exchange, the failed queue and the events exchange and queue.
 async fn open(config: &RecorderConfig) -> Result<(Connection, Channel)> {
     let deployment = &config.deployment;
-    let connection = palermo::admin::broker::connect(&deployment.amqp_url, "palermo recorder").await?;
+    let connection =
+        palermo::admin::broker::connect(&deployment.amqp_url, "palermo recorder").await?;
     let channel = palermo::admin::broker::confirm_channel(&connection).await?;
     topology::declare_exchange(&channel).await?;
     topology::declare_queue(&channel, &deployment.failed_queue, deployment.queue_type).await?;
@@ -305,8 +308,14 @@ mod tests {
         );
         bad(|c| c.missed_heartbeats = 0, "missed_heartbeats is 0");
         bad(|c| c.batch = 0, "batch is 0");
-        bad(|c| c.deployment.failed_queue = "amq.failed".into(), "--failed-queue");
-        bad(|c| c.deployment.events_exchange = String::new(), "--events-exchange");
+        bad(
+            |c| c.deployment.failed_queue = "amq.failed".into(),
+            "--failed-queue",
+        );
+        bad(
+            |c| c.deployment.events_exchange = String::new(),
+            "--events-exchange",
+        );
         bad(|c| c.reconnect.base = Duration::ZERO, "reconnect backoff");
         bad(
             |c| c.reconnect.max = Duration::from_secs(3600),

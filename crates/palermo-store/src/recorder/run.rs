@@ -73,7 +73,8 @@ impl Recorder {
             .await
             .map_err(broker("basic.qos"))?;
         let mut failed = consume(&channel, &self.config.deployment.failed_queue, "failed").await?;
-        let mut events = consume(&channel, &self.config.deployment.events_exchange, "events").await?;
+        let mut events =
+            consume(&channel, &self.config.deployment.events_exchange, "events").await?;
         let mut upkeep = tokio::time::interval(self.config.maintenance_interval);
         info!(failed_queue = %self.config.deployment.failed_queue, events = %self.config.deployment.events_exchange, "recorder running");
         let result = loop {

@@ -102,8 +102,10 @@ mod tests {
         worker.reconnect = config.reconnect;
         let worker = worker.validate().expect_err("an hour");
         assert_eq!(client.to_string(), worker.to_string());
-        let mut config = ClientConfig::default();
-        config.publish_timeout = Duration::ZERO;
+        let config = ClientConfig {
+            publish_timeout: Duration::ZERO,
+            ..ClientConfig::default()
+        };
         let err = config.validate().expect_err("zero");
         assert!(err.to_string().contains("publish timeout"), "{err}");
         let mut config = ClientConfig::default();

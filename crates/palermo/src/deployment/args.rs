@@ -75,8 +75,13 @@ mod tests {
     #[test]
     fn the_defaults_are_the_deployments() {
         let variables = ["AMQP_URL", "QUEUE_TYPE", "MAX_PRIORITY", "FAILED_QUEUE"];
-        let variables = variables.into_iter().chain(["EVENTS_EXCHANGE", "SCHEDULER_QUEUE"]);
-        if variables.into_iter().any(|v| std::env::var_os(format!("PALERMO_{v}")).is_some()) {
+        let variables = variables
+            .into_iter()
+            .chain(["EVENTS_EXCHANGE", "SCHEDULER_QUEUE"]);
+        if variables
+            .into_iter()
+            .any(|v| std::env::var_os(format!("PALERMO_{v}")).is_some())
+        {
             return; // the environment of this run sets them
         }
         let parsed = Binary::try_parse_from(["binary"]).expect("no flags");

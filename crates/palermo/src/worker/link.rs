@@ -131,10 +131,21 @@ pub(crate) async fn connect(shared: &Shared) -> Result<Connection, Error> {
     let declared = async {
         let channel = broker::confirm_channel(&connection).await?;
         topology::declare_exchange(&channel).await?;
-        topology::declare_queue(&channel, &config.deployment.failed_queue, config.deployment.queue_type).await?;
+        topology::declare_queue(
+            &channel,
+            &config.deployment.failed_queue,
+            config.deployment.queue_type,
+        )
+        .await?;
         for queue in &config.queues {
             let max_priority = config.deployment.priorities.of(queue);
-            topology::declare_job_queue(&channel, queue, config.deployment.queue_type, max_priority).await?;
+            topology::declare_job_queue(
+                &channel,
+                queue,
+                config.deployment.queue_type,
+                max_priority,
+            )
+            .await?;
         }
         if let Err(e) = channel.close(200, "declared".into()).await {
             debug!(error = %e, "closing the declaring channel failed");

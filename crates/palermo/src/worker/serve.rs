@@ -130,7 +130,10 @@ async fn start(shared: &Arc<Shared>, linked: &Linked, number: usize) -> Result<S
     // A channel closed under the slot may have been a publish to a deleted object (404):
     // declare what the slot publishes to again (heal.rs).
     topology::declare_exchange(&channel).await?;
-    let (failed, queue_type) = (&shared.config.deployment.failed_queue, shared.config.deployment.queue_type);
+    let (failed, queue_type) = (
+        &shared.config.deployment.failed_queue,
+        shared.config.deployment.queue_type,
+    );
     topology::declare_queue(&channel, failed, queue_type).await?;
     shared.delays.forget();
     for queue in &shared.config.queues {
