@@ -74,7 +74,7 @@ pub(crate) async fn publish(
     crate::heal::publish_declaring(
         channel,
         &shared.config.deployment.failed_queue,
-        shared.config.deployment.queue_type,
+        &shared.config.deployment,
         &delivery.data,
         republished(&delivery.properties, headers),
     )
