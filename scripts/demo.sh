@@ -23,6 +23,9 @@ LOG2=target/demo-worker2.log
 WEB_LOG=target/demo-web.log
 # The admin store of the demo: the dashboard and `palermo failed list` and friends read it.
 export PALERMO_DATABASE_URL=${PALERMO_DATABASE_URL:-sqlite:target/demo.db}
+# The demo's deployment: `reports` is a priority queue. Every process reads it from here (the
+# workers, their schedulers, enqueue-samples, the dashboard's retries), so they declare it alike.
+export PALERMO_MAX_PRIORITY=${PALERMO_MAX_PRIORITY:-reports=10}
 BIND=${PALERMO_DEMO_BIND:-127.0.0.1:9090}
 # The smoke run (CI) takes any free port, so it never clashes with a dashboard left open.
 [ "$SMOKE" = "--smoke" ] && BIND=127.0.0.1:0
@@ -120,7 +123,7 @@ if [ -z "$URL" ]; then
   exit 1
 fi
 
-RUST_LOG=$WORKER_LOG_LEVEL setsid "$BIN/worker" --queues mail,video,default,reports --max-priority reports=10 --concurrency 4 --scheduler >"$LOG" 2>&1 &
+RUST_LOG=$WORKER_LOG_LEVEL setsid "$BIN/worker" --queues mail,video,default,reports --concurrency 4 --scheduler >"$LOG" 2>&1 &
 WORKER=$!
 RUST_LOG=$WORKER_LOG_LEVEL setsid "$BIN/worker" --queues default --scheduler >"$LOG2" 2>&1 &
 WORKER2=$!

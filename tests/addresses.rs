@@ -44,9 +44,12 @@ async fn a_list_whose_first_nodes_are_dead_serves_clients_and_workers() {
     let list = dead_first();
     // Connects start at a different address each time: three in a row start at each one.
     for n in 0..3 {
-        let client = Client::connect_with(&list, queue_type())
-            .await
-            .expect("a live address answers");
+        let client = Client::connect_with(&palermo::ClientConfig::new(palermo::Deployment {
+            queue_type: queue_type(),
+            ..palermo::Deployment::new(list.as_str())
+        }))
+        .await
+        .expect("a live address answers");
         client
             .enqueue_with(Counted { n }, Options::new().queue(&rig.queue))
             .await
@@ -55,7 +58,7 @@ async fn a_list_whose_first_nodes_are_dead_serves_clients_and_workers() {
     }
     let seen = Arc::new(AtomicUsize::new(0));
     let mut config = rig.config();
-    config.amqp_url = list;
+    config.deployment.amqp_url = list;
     rig.start(Worker::builder(config).state(seen.clone()));
     eventually(WAIT, "the worker runs the three jobs", || {
         let seen = seen.clone();
@@ -114,7 +117,7 @@ async fn a_bad_entry_is_a_start_up_error_naming_its_position() {
     };
     assert_eq!(err.to_string(), expected);
     let mut config = palermo::WorkerConfig::new([unique("addr")]);
-    config.amqp_url = "amqp://guest:secret@x,,amqp://y".into();
+    config.deployment.amqp_url = "amqp://guest:secret@x,,amqp://y".into();
     let Err(err) = Worker::builder(config).build() else {
         panic!("a worker with an empty address was built");
     };

@@ -313,10 +313,13 @@ async fn publish_all(cluster: Arc<Cluster>, queue: String) -> Published {
 /// for one in ten its quorum delay levels (1 to 6 s). The consumers stay raw: this tells
 /// the publishing half of Palermo's chaos run from its workers.
 async fn publish_with_palermo(urls: String, queue: String) -> Published {
-    let client = palermo::Client::connect_with(&urls, QueueType::Quorum)
-        .await
-        .expect("client")
-        .with_reconnect_wait(Duration::from_secs(60));
+    let client = palermo::Client::connect_with(&palermo::ClientConfig::new(palermo::Deployment {
+        queue_type: QueueType::Quorum,
+        ..palermo::Deployment::new(urls.as_str())
+    }))
+    .await
+    .expect("client")
+    .with_reconnect_wait(Duration::from_secs(60));
     let mut published = Published::default();
     for i in 0..MESSAGES {
         // The chaos test's job; the raw consumers only read its id.

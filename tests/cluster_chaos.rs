@@ -121,10 +121,13 @@ fn spawn_worker(url: &str, queue: &str, failed: &str, events: &str, log: &Path) 
 
 /// Enqueues `JOBS` jobs through `urls` (a node of the list, another when it dies).
 async fn enqueue_all(urls: String, queue: String, record: PathBuf) -> Enqueued {
-    let client = palermo::Client::connect_with(&urls, QueueType::Quorum)
-        .await
-        .expect("client")
-        .with_reconnect_wait(Duration::from_secs(60));
+    let client = palermo::Client::connect_with(&palermo::ClientConfig::new(palermo::Deployment {
+        queue_type: QueueType::Quorum,
+        ..palermo::Deployment::new(urls.as_str())
+    }))
+    .await
+    .expect("client")
+    .with_reconnect_wait(Duration::from_secs(60));
     let mut done = Enqueued::default();
     let fail = RawJob {
         name: "fail".into(),
@@ -192,9 +195,12 @@ async fn no_job_is_lost_when_cluster_nodes_are_killed() {
     let started = Instant::now();
 
     // The job queue exists (and has a leader) before the workers and the enqueuer start.
-    let client = palermo::Client::connect_with(&cluster.url(1), QueueType::Quorum)
-        .await
-        .expect("client");
+    let client = palermo::Client::connect_with(&palermo::ClientConfig::new(palermo::Deployment {
+        queue_type: QueueType::Quorum,
+        ..palermo::Deployment::new(cluster.url(1))
+    }))
+    .await
+    .expect("client");
     client
         .enqueue_raw(record_id(&queue, &record, 0), Options::new())
         .await

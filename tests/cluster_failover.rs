@@ -61,10 +61,13 @@ async fn enqueues_and_workers_move_to_another_node_when_theirs_dies() {
     let record = dir.join(format!("{queue}.ids"));
     let log = dir.join(format!("{queue}.worker.log"));
 
-    let client = palermo::Client::connect_with(&urls, QueueType::Quorum)
-        .await
-        .expect("client")
-        .with_reconnect_wait(RUN);
+    let client = palermo::Client::connect_with(&palermo::ClientConfig::new(palermo::Deployment {
+        queue_type: QueueType::Quorum,
+        ..palermo::Deployment::new(urls.as_str())
+    }))
+    .await
+    .expect("client")
+    .with_reconnect_wait(RUN);
     let first = client
         .enqueue_raw(record_id(&queue, &record, 0), Options::new())
         .await

@@ -99,7 +99,6 @@ async fn enqueued_jobs_run_with_their_arguments_intact_in_both_formats() {
     let rig = Rig::new("roundtrip").await;
     let queue = &rig.queue;
     let seen = Arc::new(Seen::default());
-    let client = rig.client();
     let address = Address {
         street: "Via Roma 1 — «Palermo»".into(),
         zip: Some(90133),
@@ -117,7 +116,11 @@ async fn enqueued_jobs_run_with_their_arguments_intact_in_both_formats() {
         address: address.clone(),
     })
     .await;
-    let client_mp = client.clone().with_format(Format::MessagePack);
+    let client_mp = support::client_with(palermo::ClientConfig {
+        format: Format::MessagePack,
+        ..palermo::ClientConfig::new(support::deployment())
+    })
+    .await;
     client_mp
         .enqueue_with(
             Record {
@@ -129,6 +132,7 @@ async fn enqueued_jobs_run_with_their_arguments_intact_in_both_formats() {
         )
         .await
         .expect("enqueue");
+    client_mp.close().await.expect("close");
 
     start(&rig, 1, &seen);
     eventually(WAIT, "three jobs ran", || async {

@@ -27,7 +27,11 @@ async fn noop() -> anyhow::Result<()> {
 #[ignore = "disruptive: raises a disk alarm; run by scripts/test.sh after the other tests"]
 async fn an_enqueue_during_a_disk_alarm_fails_in_time_naming_the_reason_then_succeeds() {
     let rig = Rig::new("alarm-enqueue").await;
-    let client = support::client().await.with_publish_timeout(TIMEOUT);
+    let client = support::client_with(palermo::ClientConfig {
+        publish_timeout: TIMEOUT,
+        ..palermo::ClientConfig::new(support::deployment())
+    })
+    .await;
     let mut alarm = DiskAlarm::raise();
 
     let started = Instant::now();

@@ -16,7 +16,7 @@ use std::{
 
 use palermo::{Client, Options, State, Worker};
 use support::{
-    amqp_url, ensure_broker_running, eventually,
+    ensure_broker_running, eventually,
     process::{enqueue_sleep, read_log, Running},
     rabbitmqctl, restart_broker, unique, Broker, BrokerGuard, Rig, RunningWorker,
 };
@@ -85,7 +85,7 @@ async fn worker_client_and_recorder_come_back_after_broker_restarts() {
     // One slot for the busy job's first run, one for its redelivered copy, one for the rest.
     config.concurrency = 3;
     config.heartbeat_interval = Duration::from_millis(500);
-    let events = config.events_exchange.clone();
+    let events = config.deployment.events_exchange.clone();
     let seen = Arc::new(Seen::default());
     let start_worker =
         || RunningWorker::start_with(Worker::builder(config.clone()).state(seen.clone()));
@@ -99,10 +99,11 @@ async fn worker_client_and_recorder_come_back_after_broker_restarts() {
         .await
         .expect("store");
     let recorder_config = palermo_store::RecorderConfig {
-        amqp_url: amqp_url(),
-        failed_queue: failed.clone(),
-        events_exchange: events,
-        queue_type: support::queue_type(),
+        deployment: palermo::Deployment {
+            failed_queue: failed.clone(),
+            events_exchange: events,
+            ..support::deployment()
+        },
         ..Default::default()
     };
     let recorder = palermo_store::Recorder::connect(store.clone(), recorder_config)

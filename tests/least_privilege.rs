@@ -235,7 +235,7 @@ async fn the_worker_user_runs_jobs_and_the_admin_user_records_and_retries_them()
         .expect("the producer connects");
     let seen = Arc::new(Seen::default());
     let mut config = WorkerConfig::new([QUEUE]);
-    config.amqp_url = vhost.url("worker");
+    config.deployment.amqp_url = vhost.url("worker");
     config.concurrency = 2;
     let worker = RunningWorker::start_with(Worker::builder(config).state(seen.clone()));
     producer
@@ -271,7 +271,7 @@ async fn the_worker_user_runs_jobs_and_the_admin_user_records_and_retries_them()
     let db = TestDb::new("sqlite").await;
     let store = Store::open(&db.url).await.expect("store");
     let config = RecorderConfig {
-        amqp_url: vhost.url("admin"),
+        deployment: palermo::Deployment::new(vhost.url("admin")),
         ..RecorderConfig::default()
     };
     let recorder = Recorder::connect(store, config).await.expect("recorder");
@@ -285,9 +285,15 @@ async fn the_worker_user_runs_jobs_and_the_admin_user_records_and_retries_them()
         .failure_ids(&palermo_store::Filter::default(), 10)
         .await
         .expect("ids");
-    let mut requeuer = Requeuer::new(recorder.store(), recorder.connection(), "admin")
-        .await
-        .expect("requeuer");
+    let deployment = palermo::Deployment::new(vhost.url("admin"));
+    let mut requeuer = Requeuer::new(
+        recorder.store(),
+        recorder.connection(),
+        "admin",
+        &deployment,
+    )
+    .await
+    .expect("requeuer");
     requeuer.retry(&ids).await.expect("retry");
     drop(requeuer);
     assert_eq!(ready(recorder.connection(), QUEUE).await, 1);

@@ -54,7 +54,7 @@ impl Setup {
     fn start_scheduler(&self, catch_up: CatchUp) {
         let mut config = self.rig.config();
         config.scheduler = true;
-        config.scheduler_queue = self.election.clone();
+        config.deployment.scheduler_queue = self.election.clone();
         let every = Periodic::every(&self.schedule, "1s").and_then(|p| p.queue(&self.ticks));
         let every = every.expect("schedule").catch_up(catch_up);
         self.rig

@@ -1,6 +1,7 @@
 //! Priority queues against the real RabbitMQ: under prefetch 1, a high-priority job enqueued
-//! behind 1,000 low ones is the next one the free slot runs; priority queues are refused on
-//! quorum queues, and a mismatch with an existing queue names the setting.
+//! behind 1,000 low ones is the next one the free slot runs; a periodic job on a priority
+//! queue runs (the scheduler declares the queue as its worker does); priority queues are
+//! refused on quorum queues, and a mismatch with an existing queue names the setting.
 
 mod support;
 
@@ -13,8 +14,11 @@ use lapin::{
     options::QueueDeclareOptions,
     types::{AMQPValue, FieldTable},
 };
-use palermo::{Client, Options, Priorities, QueueType, Worker, WorkerConfig};
-use support::{amqp_url, eventually, Rig, WAIT};
+use palermo::{
+    Client, ClientConfig, Deployment, Options, Periodic, Priorities, QueueType, Worker,
+    WorkerConfig,
+};
+use support::{amqp_url, eventually, unique, Rig, WAIT};
 
 /// The labels of the runs, in order.
 #[derive(Default)]
@@ -43,18 +47,23 @@ async fn urgent(label: String, runs: palermo::State<Arc<Runs>>) -> anyhow::Resul
     Ok(())
 }
 
-async fn priority_client(queue: &str) -> Client {
-    Client::connect_with(&amqp_url(), QueueType::Classic)
-        .await
-        .expect("client")
-        .with_max_priority(queue, 10)
-        .expect("classic queues take priorities")
+/// A classic deployment of the test broker where `queue` is a priority queue up to `max`.
+fn priority_deployment(queue: &str, max: u8) -> Deployment {
+    Deployment {
+        queue_type: QueueType::Classic,
+        priorities: Priorities::default().with(queue, max),
+        ..Deployment::new(amqp_url())
+    }
+}
+
+async fn priority_client(queue: &str, max: u8) -> Client {
+    support::client_with(ClientConfig::new(priority_deployment(queue, max))).await
 }
 
 #[tokio::test]
 async fn a_high_priority_job_overtakes_a_thousand_low_ones_under_prefetch_one() {
     let rig = Rig::new("priority-order").await;
-    let client = priority_client(&rig.queue).await;
+    let client = priority_client(&rig.queue, 10).await;
     let low = (0..1000).map(|i| Ordered {
         label: format!("low-{i}"),
     });
@@ -64,8 +73,8 @@ async fn a_high_priority_job_overtakes_a_thousand_low_ones_under_prefetch_one() 
         .expect("lows");
     let runs = Arc::new(Runs::default());
     let mut config = rig.config();
-    config.queue_type = QueueType::Classic;
-    config.priorities = Priorities::default().with(&rig.queue, 10);
+    config.deployment.queue_type = QueueType::Classic;
+    config.deployment.priorities = Priorities::default().with(&rig.queue, 10);
     config.prefetch = 1;
     rig.start(Worker::builder(config).state(runs.clone()));
     eventually(WAIT, "the worker busy with low jobs", || async {
@@ -112,15 +121,50 @@ async fn a_high_priority_job_overtakes_a_thousand_low_ones_under_prefetch_one() 
 #[tokio::test]
 async fn priorities_are_refused_on_quorum_queues() {
     let mut config = WorkerConfig::new(["mail"]);
-    config.queue_type = QueueType::Quorum;
-    config.priorities = Priorities::default().with("mail", 5);
+    config.deployment.queue_type = QueueType::Quorum;
+    config.deployment.priorities = Priorities::default().with("mail", 5);
     let err = config.validate().expect_err("quorum + priorities");
     assert!(err.to_string().contains("classic"), "{err}");
-    let client = Client::connect_with(&amqp_url(), QueueType::Quorum)
-        .await
-        .expect("client");
-    let err = client.with_max_priority("mail", 5).err().expect("refused");
+    // The client refuses the same deployment, before it connects.
+    let config = ClientConfig::new(config.deployment);
+    let err = Client::connect_with(&config).await.err().expect("refused");
     assert!(err.to_string().contains("quorum"), "{err}");
+}
+
+#[palermo::job]
+async fn beat(runs: palermo::State<Arc<Runs>>) -> anyhow::Result<()> {
+    runs.push("beat".into());
+    Ok(())
+}
+
+/// The scheduler's client declares the job queue with the worker's deployment, priorities
+/// included: it once dropped them, so the broker refused its declare of a priority queue
+/// (PRECONDITION_FAILED, every second) and the periodic job never ran.
+#[tokio::test]
+async fn a_periodic_job_runs_on_a_priority_queue() {
+    let rig = Rig::new("priority-periodic").await;
+    let election = rig.another_queue("scheduler");
+    rig.track(&[&palermo::admin::schedules::status_queue(&election)]);
+    let runs = Arc::new(Runs::default());
+    let mut config = rig.config();
+    config.deployment = Deployment {
+        failed_queue: config.deployment.failed_queue.clone(),
+        events_exchange: config.deployment.events_exchange.clone(),
+        scheduler_queue: election,
+        ..priority_deployment(&rig.queue, 5)
+    };
+    config.scheduler = true;
+    let name = unique("priority-beat");
+    let every = Periodic::every(&name, "1s").and_then(|p| p.queue(&rig.queue));
+    let builder = Worker::builder(config).periodic(every.expect("schedule"), Beat {});
+    rig.start(builder.state(runs.clone()));
+    eventually(
+        WAIT,
+        "the periodic job runs on the priority queue",
+        || async { runs.labels().iter().any(|l| l == "beat") },
+    )
+    .await;
+    rig.stop().await;
 }
 
 /// What RabbitMQ itself does with `x-max-priority` on a quorum queue: 3.10 refuses the
@@ -154,16 +198,12 @@ async fn the_broker_refuses_max_priority_on_quorum_queues() {
 #[tokio::test]
 async fn a_max_priority_mismatch_names_the_setting() {
     let rig = Rig::new("priority-mismatch").await;
-    let ten = priority_client(&rig.queue).await;
+    let ten = priority_client(&rig.queue, 10).await;
     let label = || Ordered { label: "x".into() };
     ten.enqueue_with(label(), Options::new().queue(&rig.queue))
         .await
         .expect("declared with 10");
-    let five = Client::connect_with(&amqp_url(), QueueType::Classic)
-        .await
-        .expect("client")
-        .with_max_priority(&rig.queue, 5)
-        .expect("5");
+    let five = priority_client(&rig.queue, 5).await;
     let err = five
         .enqueue_with(label(), Options::new().queue(&rig.queue))
         .await
@@ -173,6 +213,8 @@ async fn a_max_priority_mismatch_names_the_setting() {
         text.contains("max priority") && text.contains("--max-priority"),
         "{text}"
     );
+    // The setting that differs is the priority, not the queue type.
+    assert!(!text.contains("--queue-type"), "{text}");
     let none = support::client().await;
     assert!(none
         .enqueue_with(label(), Options::new().queue(&rig.queue))

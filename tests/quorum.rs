@@ -84,18 +84,16 @@ async fn a_quorum_deployment_declares_every_queue_as_quorum() {
     let status = status_queue(&election);
     rig.track(&[&status]);
     let mut config = rig.config_for(&[&queue]);
-    config.queue_type = QueueType::Quorum;
+    config.deployment.queue_type = QueueType::Quorum;
     config.scheduler = true;
-    config.scheduler_queue = election.clone();
+    config.deployment.scheduler_queue = election.clone();
     let every = Periodic::every(&unique("tick"), "1s").and_then(|p| p.queue(&ticks));
     let every = every.expect("schedule");
     let seen = Arc::new(AtomicUsize::new(0));
     let builder = Worker::builder(config).state(seen.clone());
     rig.start(builder.periodic(every, QuorumJob { fail: false }));
 
-    let client = Client::connect_with(&amqp_url(), QueueType::Quorum)
-        .await
-        .expect("client");
+    let client = quorum_client().await;
     let delayed = QuorumJob { fail: false };
     client
         .enqueue_with(
@@ -157,9 +155,7 @@ async fn a_quorum_queue_that_rejects_a_publish_fails_the_enqueue() {
     let rig = Rig::new("rejects").await;
     let queue = rig.another_queue("full");
     let _policy = QueuePolicy::set(&queue, r#"{"max-length":1,"overflow":"reject-publish"}"#);
-    let client = Client::connect_with(&amqp_url(), QueueType::Quorum)
-        .await
-        .expect("client");
+    let client = quorum_client().await;
     // A quorum queue applies its limit once it is over it (the Raft log decides), so a job or
     // two may be stored past the limit before the first refusal; then it refuses each one.
     let mut confirmed = 0;
@@ -204,9 +200,7 @@ async fn a_delayed_job_whose_queue_was_deleted_becomes_an_orphan() {
     let rig = &admin.rig;
     let queue = rig.another_queue("deleted");
     let orphans_before = orphaned().await;
-    let client = Client::connect_with(&amqp_url(), QueueType::Quorum)
-        .await
-        .expect("client");
+    let client = quorum_client().await;
     let id = client
         .enqueue_with(
             QuorumJob { fail: false },
@@ -271,9 +265,7 @@ async fn a_queue_of_the_other_type_is_a_clear_error() {
         )
         .await
         .expect("a classic queue");
-    let client = Client::connect_with(&amqp_url(), QueueType::Quorum)
-        .await
-        .expect("client");
+    let client = quorum_client().await;
     let err = client
         .enqueue_with(QuorumJob { fail: false }, Options::new().queue(&queue))
         .await
@@ -286,4 +278,13 @@ async fn a_queue_of_the_other_type_is_a_clear_error() {
             && message.contains("x-queue-type"),
         "{message}"
     );
+}
+
+/// A client of a quorum deployment on the test broker.
+async fn quorum_client() -> Client {
+    support::client_with(palermo::ClientConfig::new(palermo::Deployment {
+        queue_type: QueueType::Quorum,
+        ..palermo::Deployment::new(amqp_url())
+    }))
+    .await
 }

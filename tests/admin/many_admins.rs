@@ -16,7 +16,7 @@ use palermo_store::{Filter, Recorder, RecorderConfig, Requeuer, Store, StoreErro
 
 use crate::{
     admin_support::{Admin, BACKENDS},
-    support::{amqp_url, eventually},
+    support::eventually,
     web_support::Dashboard,
     AlwaysFails, Seen, WAIT,
 };
@@ -165,10 +165,11 @@ impl TwoAdmins {
         let one = || async {
             let store = Store::open(&admin.db.url).await.expect("open the store");
             let config = RecorderConfig {
-                amqp_url: amqp_url(),
-                failed_queue: admin.failed.clone(),
-                events_exchange: admin.events.clone(),
-                queue_type: crate::support::queue_type(),
+                deployment: palermo::Deployment {
+                    failed_queue: admin.failed.clone(),
+                    events_exchange: admin.events.clone(),
+                    ..crate::support::deployment()
+                },
                 ..RecorderConfig::default()
             };
             Recorder::connect(store, config).await.expect("recorder")
@@ -180,9 +181,15 @@ impl TwoAdmins {
 
     async fn requeuer(&self, which: usize) -> Requeuer<'_> {
         let recorder = &self.recorders[which];
-        Requeuer::new(recorder.store(), recorder.connection(), ACTORS[which])
-            .await
-            .expect("requeuer")
+        let deployment = crate::support::deployment();
+        Requeuer::new(
+            recorder.store(),
+            recorder.connection(),
+            ACTORS[which],
+            &deployment,
+        )
+        .await
+        .expect("requeuer")
     }
 }
 

@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use crate::{
     admin_support::{stdout, Admin, BACKENDS},
-    support::{amqp_url, eventually},
+    support::eventually,
     worker, AlwaysFails, Charge, Seen, Sleepy, WAIT,
 };
 
@@ -162,10 +162,11 @@ async fn the_recorder_can_run_continuously() {
         .await
         .expect("store");
     let config = palermo_store::RecorderConfig {
-        amqp_url: amqp_url(),
-        failed_queue: admin.failed.clone(),
-        events_exchange: admin.events.clone(),
-        queue_type: crate::support::queue_type(),
+        deployment: palermo::Deployment {
+            failed_queue: admin.failed.clone(),
+            events_exchange: admin.events.clone(),
+            ..crate::support::deployment()
+        },
         ..Default::default()
     };
     let recorder = palermo_store::Recorder::connect(store.clone(), config)

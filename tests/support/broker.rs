@@ -21,10 +21,11 @@ pub struct Broker {
 /// its events to `events`.
 pub(super) fn worker_config(queues: &[&str], failed: &str, events: &str) -> WorkerConfig {
     let mut config = WorkerConfig::new(queues.iter().copied());
-    config.amqp_url = amqp_url();
-    config.failed_queue = failed.to_string();
-    config.events_exchange = events.to_string();
-    config.queue_type = queue_type();
+    config.deployment = palermo::Deployment {
+        failed_queue: failed.to_string(),
+        events_exchange: events.to_string(),
+        ..super::deployment()
+    };
     config
 }
 

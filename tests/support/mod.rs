@@ -49,9 +49,22 @@ pub fn queue_type() -> palermo::admin::topology::QueueType {
         .unwrap_or_default()
 }
 
-/// A client of the test broker declaring queues of [`queue_type`].
+/// The test deployment: the test broker, queues of [`queue_type`], the default names.
+pub fn deployment() -> palermo::Deployment {
+    palermo::Deployment {
+        queue_type: queue_type(),
+        ..palermo::Deployment::new(amqp_url())
+    }
+}
+
+/// A client of the test [`deployment`].
 pub async fn client() -> palermo::Client {
-    palermo::Client::connect_with(&amqp_url(), queue_type())
+    client_with(palermo::ClientConfig::new(deployment())).await
+}
+
+/// A client with `config`.
+pub async fn client_with(config: palermo::ClientConfig) -> palermo::Client {
+    palermo::Client::connect_with(&config)
         .await
         .expect("client")
 }

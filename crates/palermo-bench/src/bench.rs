@@ -79,7 +79,11 @@ impl Bench {
     /// Connects a Palermo client and a raw lapin connection to the first of `nodes`.
     pub async fn connect(nodes: Nodes, jobs: u64, latency_jobs: usize) -> anyhow::Result<Self> {
         let amqp_url = nodes.first();
-        let client = palermo::Client::connect_with(amqp_url, nodes.queue_type)
+        let deployment = palermo::Deployment {
+            queue_type: nodes.queue_type,
+            ..palermo::Deployment::new(amqp_url)
+        };
+        let client = palermo::Client::connect_with(&palermo::ClientConfig::new(deployment))
             .await
             .context("connecting the Palermo client")?;
         let connection = Connection::connect(

@@ -7,44 +7,35 @@
 use anyhow::Context as _;
 use palermo_store::{Recorder, RecorderConfig, Store};
 
-/// Flags of the admin commands, also read from the environment.
+/// Flags of the admin commands, also read from the environment: the deployment's (as the
+/// workers take them) and the admin database.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Settings {
+    /// The deployment's flags, the same as every worker's.
+    #[command(flatten)]
+    pub deployment: palermo::cli::DeploymentArgs,
     /// The admin database: sqlite:PATH (created if missing) or postgres://user@host/db.
     #[arg(long, global = true, env = "PALERMO_DATABASE_URL", hide_env_values = true, default_value = palermo_store::DEFAULT_DATABASE_URL)]
     pub database_url: String,
-    /// The failed queue the workers publish to.
-    #[arg(long, global = true, env = "PALERMO_FAILED_QUEUE", default_value = palermo::admin::topology::FAILED_QUEUE)]
-    pub failed_queue: String,
-    /// The exchange (and queue) the workers' heartbeats go to.
-    #[arg(long, global = true, env = "PALERMO_EVENTS_EXCHANGE", default_value = palermo::admin::topology::EVENTS_EXCHANGE)]
-    pub events_exchange: String,
-    /// The queue type of the deployment: classic or quorum (as the workers' --queue-type).
-    #[arg(
-        long,
-        global = true,
-        env = "PALERMO_QUEUE_TYPE",
-        default_value = "classic"
-    )]
-    pub queue_type: palermo::QueueType,
-    /// The deployment's priority queues, QUEUE=N (repeat for more; as the workers'
-    /// --max-priority): `failed retry` declares them with that x-max-priority. Defaults to none.
-    #[arg(long = "priority-queue", global = true, value_name = "QUEUE=N", value_parser = palermo::Priorities::parse_flag)]
-    pub priority_queues: Vec<(String, u8)>,
     /// Test hook: abort between recording a failure and acking it.
     #[arg(long, global = true, hide = true)]
     pub crash_after_commit: bool,
 }
 
 impl Settings {
+    /// The deployment the flags describe (checked by `main` before any command runs).
+    pub fn deployment(&self) -> palermo::Deployment {
+        self.deployment.deployment()
+    }
+
     /// Opens (and migrates) the store.
     pub async fn store(&self) -> anyhow::Result<Store> {
         Ok(Store::open(&self.database_url).await?)
     }
 
     /// Opens the store, connects to the broker and records what is queued.
-    pub async fn recorder(&self, amqp_url: &str) -> anyhow::Result<Recorder> {
-        let recorder = self.connect_recorder(amqp_url).await?;
+    pub async fn recorder(&self) -> anyhow::Result<Recorder> {
+        let recorder = self.connect_recorder().await?;
         recorder
             .drain()
             .await
@@ -53,18 +44,11 @@ impl Settings {
     }
 
     /// Opens the store and connects a recorder to the broker, recording nothing yet.
-    pub async fn connect_recorder(&self, amqp_url: &str) -> anyhow::Result<Recorder> {
-        palermo::admin::topology::validate_queue_name(&self.failed_queue)
-            .map_err(|e| anyhow::anyhow!("--failed-queue: {e}"))?;
-        palermo::admin::topology::validate_queue_name(&self.events_exchange)
-            .map_err(|e| anyhow::anyhow!("--events-exchange: {e}"))?;
+    pub async fn connect_recorder(&self) -> anyhow::Result<Recorder> {
         let store = self.store().await?;
         let config = RecorderConfig {
-            amqp_url: amqp_url.to_string(),
-            failed_queue: self.failed_queue.clone(),
-            events_exchange: self.events_exchange.clone(),
+            deployment: self.deployment(),
             crash_after_commit: self.crash_after_commit,
-            queue_type: self.queue_type,
             ..RecorderConfig::default()
         };
         Ok(Recorder::connect(store, config).await?)

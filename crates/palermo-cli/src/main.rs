@@ -17,9 +17,6 @@ use clap::{Parser, Subcommand};
     about = "Inspect and manage Palermo jobs on RabbitMQ"
 )]
 struct Cli {
-    /// RabbitMQ URL, or the nodes of a cluster as a comma-separated list of URLs.
-    #[arg(long, global = true, env = "PALERMO_AMQP_URL", default_value = palermo::DEFAULT_AMQP_URL)]
-    amqp_url: String,
     #[command(flatten)]
     admin: admin::Settings,
     #[command(subcommand)]
@@ -59,20 +56,19 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         if !matches!(cli.command, Command::Migrate(_)) {
-            // A bad address is an error before anything else is opened.
-            palermo::admin::broker::Addresses::parse(&cli.amqp_url)?;
+            // A bad setting is an error before anything else is opened.
+            cli.admin.deployment().validate()?;
         }
+        let settings = &cli.admin;
         match cli.command {
-            Command::Enqueue(args) => {
-                commands::enqueue::run(&cli.amqp_url, cli.admin.queue_type, args).await
-            }
-            Command::Queues(args) => commands::queues::run(&cli.amqp_url, &cli.admin, args).await,
-            Command::Failed(args) => commands::failed::run(&cli.amqp_url, &cli.admin, args).await,
-            Command::Workers(args) => commands::workers::run(&cli.amqp_url, &cli.admin, args).await,
-            Command::Schedules(args) => commands::schedules::run(&cli.amqp_url, args).await,
-            Command::Stats(args) => commands::stats::run(&cli.amqp_url, &cli.admin, args).await,
-            Command::Migrate(args) => commands::migrate::run(&cli.admin, args).await,
-            Command::Web(args) => commands::web::run(&cli.amqp_url, &cli.admin, args).await,
+            Command::Enqueue(args) => commands::enqueue::run(settings, args).await,
+            Command::Queues(args) => commands::queues::run(settings, args).await,
+            Command::Failed(args) => commands::failed::run(settings, args).await,
+            Command::Workers(args) => commands::workers::run(settings, args).await,
+            Command::Schedules(args) => commands::schedules::run(settings, args).await,
+            Command::Stats(args) => commands::stats::run(settings, args).await,
+            Command::Migrate(args) => commands::migrate::run(settings, args).await,
+            Command::Web(args) => commands::web::run(settings, args).await,
         }
     });
     match result {

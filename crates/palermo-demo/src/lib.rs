@@ -8,9 +8,9 @@
 //!   the job (no attempt used), one that is down fails the run (retried).
 //! - `rebuild_search_index` (queue `default`): a unique job (`unique = "1m"`): enqueued twice
 //!   by `enqueue-samples`, it is queued and run once (the second enqueue gets the first id).
-//! - `render_report` (queue `reports`, a priority queue with x-max-priority
-//!   [`REPORTS_MAX_PRIORITY`]): the urgent report, enqueued last with priority 9, runs before
-//!   the routine ones still waiting.
+//! - `render_report` (queue `reports`, a priority queue: scripts/demo.sh gives every process
+//!   `PALERMO_MAX_PRIORITY=reports=10`): the urgent report, enqueued last with priority 9,
+//!   runs before the routine ones still waiting.
 //! - `tidy_carts` (queue `default`): a periodic job, every 10 s, enqueued by whichever demo
 //!   worker's scheduler is active (`--scheduler`): once per tick however many run.
 
@@ -151,12 +151,6 @@ pub async fn rebuild_search_index(shop_id: u64) -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_millis(300)).await;
     Ok(())
 }
-
-/// The demo's priority queue; the demo worker and `enqueue-samples` both declare it with
-/// [`REPORTS_MAX_PRIORITY`] (`--max-priority reports=10`).
-pub const REPORTS_QUEUE: &str = "reports";
-/// The `x-max-priority` of [`REPORTS_QUEUE`].
-pub const REPORTS_MAX_PRIORITY: u8 = 10;
 
 /// Renders a report; routine ones go with priority 1 (`#[job(priority = 1)]`), an urgent one
 /// is enqueued with `Options::new().priority(9)` and overtakes them.

@@ -125,50 +125,36 @@ pub async fn report(
 
 /// The broker side of the admin tools, over one lazily opened connection.
 pub struct BrokerAdmin {
-    url: String,
-    queue_type: QueueType,
-    failed_queue: String,
-    priorities: palermo::Priorities,
+    deployment: palermo::Deployment,
     connection: Mutex<Option<Arc<Connection>>>,
 }
 
 impl std::fmt::Debug for BrokerAdmin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("BrokerAdmin")
-            .field("url", &palermo::admin::broker::redact(&self.url))
-            .field("queue_type", &self.queue_type)
-            .field("failed_queue", &self.failed_queue)
+            .field(
+                "url",
+                &palermo::admin::broker::redact(&self.deployment.amqp_url),
+            )
+            .field("queue_type", &self.deployment.queue_type)
+            .field("failed_queue", &self.deployment.failed_queue)
             .finish_non_exhaustive()
     }
 }
 
 impl BrokerAdmin {
-    /// For the broker at `url`, whose queues are of `queue_type` and whose workers fail jobs
-    /// into `failed_queue`. Connects at first use.
-    pub fn new(
-        url: impl Into<String>,
-        queue_type: QueueType,
-        failed_queue: impl Into<String>,
-    ) -> Self {
+    /// For `deployment`'s broker: its queue type, its failed queue, and its priority
+    /// queues (declared the same way when a retry re-creates one). Connects at first use.
+    pub fn new(deployment: palermo::Deployment) -> Self {
         BrokerAdmin {
-            url: url.into(),
-            queue_type,
-            failed_queue: failed_queue.into(),
-            priorities: palermo::Priorities::default(),
+            deployment,
             connection: Mutex::new(None),
         }
     }
 
-    /// These queues' `x-max-priority`, declared the same way when a retry re-creates them
-    /// (see [`Requeuer::with_priorities`]). Defaults to none.
-    pub fn with_priorities(mut self, priorities: palermo::Priorities) -> Self {
-        self.priorities = priorities;
-        self
-    }
-
     /// The failed queue's name.
     pub fn failed_queue(&self) -> &str {
-        &self.failed_queue
+        &self.deployment.failed_queue
     }
 
     /// The open connection, or a new one if there is none or it dropped.
@@ -177,11 +163,12 @@ impl BrokerAdmin {
         if let Some(connection) = held.as_ref().filter(|c| c.status().connected()) {
             return Ok(connection.clone());
         }
-        let connect = palermo::admin::broker::connect(&self.url, "palermo dashboard");
+        let url = &self.deployment.amqp_url;
+        let connect = palermo::admin::broker::connect(url, "palermo dashboard");
         let connection = tokio::time::timeout(CONNECT_TIMEOUT, connect)
             .await
             .map_err(|_| palermo::Error::ConnectTimeout {
-                url: palermo::admin::broker::redact(&self.url),
+                url: palermo::admin::broker::redact(url),
                 timeout: CONNECT_TIMEOUT,
             })??;
         let connection = Arc::new(connection);
@@ -192,14 +179,8 @@ impl BrokerAdmin {
     /// [`report`] over this connection.
     pub async fn queues(&self, store: &Store, extra: &[String]) -> Result<QueuesReport> {
         let connection = self.connection().await?;
-        report(
-            &connection,
-            store,
-            &self.failed_queue,
-            self.queue_type,
-            extra,
-        )
-        .await
+        let (failed, queue_type) = (&self.deployment.failed_queue, self.deployment.queue_type);
+        report(&connection, store, failed, queue_type, extra).await
     }
 
     /// One queue; `None` when neither the broker nor the store knows it.
@@ -247,7 +228,7 @@ impl BrokerAdmin {
         if let Err(reason) = topology::validate_queue_name(name) {
             return Err(refuse(&reason.to_string()));
         }
-        if name == self.failed_queue {
+        if name == self.deployment.failed_queue {
             return Err(refuse("the failed queue holds failures not yet recorded; remove them from the failed list instead"));
         }
         if palermo::admin::delay::is_reserved(name) {
@@ -290,9 +271,6 @@ impl BrokerAdmin {
         connection: &Connection,
         actor: &str,
     ) -> Result<Requeuer<'a>> {
-        Ok(Requeuer::new(store, connection, actor)
-            .await?
-            .with_queue_type(self.queue_type)
-            .with_priorities(self.priorities.clone()))
+        Requeuer::new(store, connection, actor, &self.deployment).await
     }
 }

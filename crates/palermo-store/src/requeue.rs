@@ -42,11 +42,14 @@ pub struct Requeuer<'a> {
 }
 
 impl<'a> Requeuer<'a> {
-    /// Opens a confirm channel on `connection`; `actor` is recorded with each retry.
+    /// Opens a confirm channel on `connection`; `actor` is recorded with each retry. A job
+    /// queue that no longer exists is declared as `deployment` declares it (its queue type
+    /// and priority queues).
     pub async fn new(
         store: &'a Store,
         connection: &lapin::Connection,
         actor: impl Into<String>,
+        deployment: &palermo::Deployment,
     ) -> Result<Requeuer<'a>> {
         let channel = broker::confirm_channel(connection).await?;
         topology::declare_exchange(&channel).await?;
@@ -55,22 +58,9 @@ impl<'a> Requeuer<'a> {
             channel,
             declared: HashSet::new(),
             actor: actor.into(),
-            queue_type: palermo::QueueType::default(),
-            priorities: palermo::Priorities::default(),
+            queue_type: deployment.queue_type,
+            priorities: deployment.priorities.clone(),
         })
-    }
-
-    /// Declares missing job queues as `queue_type` (the deployment's; classic by default).
-    pub fn with_queue_type(mut self, queue_type: palermo::QueueType) -> Self {
-        self.queue_type = queue_type;
-        self
-    }
-
-    /// Declares the deployment's priority queues with their `x-max-priority` (the workers'
-    /// `--max-priority`); none by default.
-    pub fn with_priorities(mut self, priorities: palermo::Priorities) -> Self {
-        self.priorities = priorities;
-        self
     }
 
     /// Retries these failures, all or none: if any id is unknown, already retried or removed

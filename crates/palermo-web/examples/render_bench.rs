@@ -90,7 +90,10 @@ async fn bench(
     let store = Store::open(url).await?;
     let filled = fill(&store, count).await?;
     eprintln!("{backend}: {count} failures stored in {filled:?}");
-    let app = palermo_web::router(palermo_web::WebConfig::new(store.clone(), amqp_url));
+    let app = palermo_web::router(palermo_web::WebConfig::new(
+        store.clone(),
+        palermo::Deployment::new(amqp_url),
+    ));
     let first = get(&app, "/failed").await?;
     let older = older_link(&first).ok_or("the Failed page has no link to older failures")?;
     let pages = [

@@ -7,41 +7,36 @@
 
 use std::{fmt, net::SocketAddr, str::FromStr};
 
-use palermo::admin::topology::QueueType;
 use palermo_store::Store;
 
 /// Everything [`crate::router`] needs.
 #[derive(Clone, Debug)]
 pub struct WebConfig {
     pub(crate) store: Store,
-    pub(crate) amqp_url: String,
+    pub(crate) deployment: palermo::Deployment,
     pub(crate) env_name: Option<String>,
     pub(crate) auth: Option<Credentials>,
     pub(crate) read_only: bool,
     pub(crate) trusted_origins: Vec<String>,
     pub(crate) metrics_public: bool,
-    pub(crate) queue_type: QueueType,
-    pub(crate) failed_queue: String,
-    pub(crate) priorities: palermo::Priorities,
     pub(crate) refresh_secs: u32,
 }
 
 impl WebConfig {
-    /// A dashboard over `store` that reads queue depths from, and retries to, the broker at
-    /// `amqp_url`, one URL or a cluster's comma-separated list (connected lazily, at the first page that needs it, and again after the
-    /// connection drops).
-    pub fn new(store: Store, amqp_url: impl Into<String>) -> WebConfig {
+    /// A dashboard over `store` that reads queue depths from, and retries to, the broker of
+    /// `deployment` (connected lazily, at the first page that needs it, and again after the
+    /// connection drops). A retry that re-creates a job queue declares it as the
+    /// deployment's workers do (its queue type and priority queues); the failed queue is
+    /// shown with the job queues, never purged (its messages are failures not yet recorded).
+    pub fn new(store: Store, deployment: palermo::Deployment) -> WebConfig {
         WebConfig {
             store,
-            amqp_url: amqp_url.into(),
+            deployment,
             env_name: None,
             auth: None,
             read_only: false,
             trusted_origins: Vec::new(),
             metrics_public: false,
-            queue_type: QueueType::default(),
-            failed_queue: palermo::admin::topology::FAILED_QUEUE.to_string(),
-            priorities: palermo::Priorities::default(),
             refresh_secs: 5,
         }
     }
@@ -84,27 +79,6 @@ impl WebConfig {
         self
     }
 
-    /// The deployment's queue type, used when a retry must declare a missing job queue.
-    /// Defaults to classic (as the workers' `--queue-type`).
-    pub fn queue_type(mut self, queue_type: QueueType) -> Self {
-        self.queue_type = queue_type;
-        self
-    }
-
-    /// The failed queue, shown with the job queues (and never purged from the dashboard:
-    /// its messages are failures not yet recorded). Defaults to `palermo.failed`.
-    pub fn failed_queue(mut self, name: impl Into<String>) -> Self {
-        self.failed_queue = name.into();
-        self
-    }
-
-    /// The `x-max-priority` of priority queues, as workers declare them, so that a retry
-    /// that re-creates such a queue declares it the same way. Defaults to none.
-    pub fn priorities(mut self, priorities: palermo::Priorities) -> Self {
-        self.priorities = priorities;
-        self
-    }
-
     /// Seconds between two live refreshes of the overview, queues and workers pages (when
     /// the visitor has switched live refresh on), from 1 to 3600. Defaults to 5.
     pub fn refresh_secs(mut self, secs: u32) -> Self {
@@ -112,17 +86,11 @@ impl WebConfig {
         self
     }
 
-    /// Checks the settings: the broker URL (or list of URLs) must parse, the trusted origins
-    /// must be `http(s)://host[:port]` and the failed queue a valid queue name. The CLI calls it before serving; [`crate::router`]
-    /// calls it too and refuses to start on a bad one.
+    /// Checks the settings: the deployment ([`palermo::Deployment::validate`]), and the
+    /// trusted origins must be `http(s)://host[:port]`. The CLI calls it before serving;
+    /// [`crate::router`] calls it too and refuses to start on a bad one.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        palermo::admin::broker::Addresses::parse(&self.amqp_url)?;
-        palermo::admin::topology::validate_queue_name(&self.failed_queue).map_err(|reason| {
-            ConfigError::FailedQueue {
-                name: self.failed_queue.clone(),
-                reason: reason.to_string(),
-            }
-        })?;
+        self.deployment.validate()?;
         let _checked = crate::security::csrf::layer(&self.trusted_origins)?;
         Ok(())
     }
@@ -237,9 +205,8 @@ pub enum ConfigError {
     OpenBind { addr: SocketAddr },
     #[error("trusted origin: {0}; expected scheme and host such as https://ops.example.com")]
     TrustedOrigin(#[from] tower_http::csrf::ConfigError),
-    #[error("failed queue {name:?}: {reason}")]
-    FailedQueue { name: String, reason: String },
-    /// The broker URL, or an entry of the list, does not parse.
+    /// The deployment's settings ([`palermo::Deployment::validate`]): the broker URL, or an
+    /// entry of the list, does not parse, a queue name is invalid...
     #[error(transparent)]
-    AmqpUrl(#[from] palermo::Error),
+    Deployment(#[from] palermo::Error),
 }

@@ -154,7 +154,7 @@ impl Overview {
             processed: stats.total,
             last_hour: stats.last_hour,
             busy: workers.busy.len(),
-            queued: queues.queued(&app.config().failed_queue),
+            queued: queues.queued(&app.config().deployment.failed_queue),
             unresolved_failures: unresolved,
             workers_alive: workers.alive(),
             per_minute,

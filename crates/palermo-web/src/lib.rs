@@ -6,7 +6,7 @@
 //!
 //! ```no_run
 //! # async fn mount(store: palermo_store::Store) {
-//! let config = palermo_web::WebConfig::new(store, palermo::DEFAULT_AMQP_URL)
+//! let config = palermo_web::WebConfig::new(store, palermo::Deployment::default())
 //!     .env_name(Some("staging".into()));
 //! let app = axum::Router::new().nest("/palermo", palermo_web::router(config));
 //! # }

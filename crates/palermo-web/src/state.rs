@@ -26,12 +26,7 @@ pub(crate) struct Inner {
 
 impl App {
     pub(crate) fn new(config: WebConfig) -> App {
-        let broker = BrokerAdmin::new(
-            config.amqp_url.clone(),
-            config.queue_type,
-            config.failed_queue.clone(),
-        )
-        .with_priorities(config.priorities.clone());
+        let broker = BrokerAdmin::new(config.deployment.clone());
         App(Arc::new(Inner {
             config,
             broker,

@@ -415,8 +415,11 @@ async fn retry_into_a_priority_queue_declares_it_as_the_workers_do() {
     );
     assert_eq!(status(&store, "p-1").await, "failed");
 
-    let priorities = palermo::Priorities::default().with(queue.clone(), 10);
-    let router = palermo_web::router(config(&store).priorities(priorities));
+    let deployment = palermo::Deployment {
+        priorities: palermo::Priorities::default().with(queue.clone(), 10),
+        ..palermo::Deployment::new(amqp_url())
+    };
+    let router = palermo_web::router(config_of(&store, deployment));
     let done = send(&router, post_form("/failed/retry", "id=p-1&confirmed=1")).await;
     assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.body);
     assert_eq!(status(&store, "p-1").await, "retried");

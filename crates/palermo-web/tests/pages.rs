@@ -311,7 +311,7 @@ async fn without_the_broker_the_store_part_still_shows() {
     let (store, db, _queue) = seeded().await;
     let router = palermo_web::router(palermo_web::WebConfig::new(
         store.clone(),
-        "amqp://guest:guest@127.0.0.1:1/%2f",
+        palermo::Deployment::new("amqp://guest:guest@127.0.0.1:1/%2f"),
     ));
     let overview = send(&router, get("/")).await;
     assert_eq!(overview.status, StatusCode::OK);

@@ -5,11 +5,11 @@
 //! is due.
 //!
 //! The client survives broker restarts: an enqueue that finds the connection down reconnects
-//! (for up to [`Reconnect::wait`]) and declares its queues again, or returns
+//! (for up to [`ClientConfig::reconnect_wait`]) and declares its queues again, or returns
 //! [`Error::Unavailable`]; it never returns an id the broker has not confirmed.
 //!
 //! No enqueue hangs: each waits at most the client's publish timeout (10 s by default,
-//! [`Client::with_publish_timeout`]). While RabbitMQ blocks publishers (a disk or memory
+//! [`ClientConfig::publish_timeout`]). While RabbitMQ blocks publishers (a disk or memory
 //! alarm) an enqueue waits for the block to lift within that time, then returns
 //! [`Error::Blocked`] with the broker's reason, having sent nothing. A publish that comes
 //! back unroutable (its queue, or a delay queue, was deleted) declares them again and is
@@ -20,17 +20,17 @@ use std::{sync::Arc, time::Duration};
 
 use lapin::BasicProperties;
 
-pub use crate::session::Reconnect;
 use crate::{
     broker::{self, Pending},
     delay,
     error::Error,
     middleware,
     serializer::Format,
-    session::Sessions,
-    topology,
+    session::{Reconnect, Sessions},
 };
+pub use config::{ClientConfig, DEFAULT_PUBLISH_TIMEOUT};
 
+mod config;
 mod enqueue;
 mod options;
 mod unique;
@@ -83,10 +83,6 @@ enum Backend {
     Fake(crate::testing::Fake),
 }
 
-/// How long an enqueue waits, by default, for the broker to take and confirm a job:
-/// [`Client::with_publish_timeout`].
-pub const DEFAULT_PUBLISH_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// The pauses before each new send of a nacked enqueue: a quorum queue elects a new leader
 /// within a few seconds of losing one, and a nack that lasts longer (a length limit with
 /// `reject-publish`) is returned as [`Error::Nacked`] after about 4 s. Within the publish
@@ -118,31 +114,39 @@ pub struct RawJob {
 impl Client {
     /// Connects to the broker at `url` (`amqp://user:pass@host:port/vhost`), or to one node
     /// that answers of a comma-separated list of such URLs (a cluster): a bad entry is an
-    /// error here, and when the node dies the enqueues reconnect to another.
+    /// error here, and when the node dies the enqueues reconnect to another. The other
+    /// settings are the defaults; [`Client::connect_with`] takes them all.
     pub async fn connect(url: &str) -> Result<Self, Error> {
-        Self::connect_with(url, topology::QueueType::default()).await
+        Self::connect_with(&ClientConfig::new(crate::Deployment::new(url))).await
     }
 
-    /// Connects, declaring queues of `queue_type` (all of a deployment's clients, workers
-    /// and admin tools must use the same type).
-    /// An unreachable broker is an error at once here; later, enqueues reconnect.
-    pub async fn connect_with(url: &str, queue_type: topology::QueueType) -> Result<Self, Error> {
-        Ok(Self::with_backend(Backend::Broker(Arc::new(
-            Sessions::connect(url, queue_type).await?,
-        ))))
+    /// Connects with `config`, checked first ([`ClientConfig::validate`]): its deployment
+    /// says which broker, and how to declare the queues it publishes to (give every client,
+    /// worker and admin tool of a deployment the same one). An unreachable broker is an
+    /// error at once here; later, enqueues reconnect.
+    pub async fn connect_with(config: &ClientConfig) -> Result<Self, Error> {
+        config.validate()?;
+        let sessions = Sessions::connect(&config.deployment).await?;
+        Ok(Self::with_backend(
+            Backend::Broker(Arc::new(sessions)),
+            config,
+        ))
     }
 
     /// A client recording into `fake` (see [`crate::testing::Fake::client`]).
     pub(crate) fn fake(fake: crate::testing::Fake) -> Self {
-        Self::with_backend(Backend::Fake(fake))
+        Self::with_backend(Backend::Fake(fake), &ClientConfig::default())
     }
 
-    fn with_backend(backend: Backend) -> Self {
+    fn with_backend(backend: Backend, config: &ClientConfig) -> Self {
         Self {
             backend,
-            format: Format::default(),
-            reconnect: Reconnect::default(),
-            publish_timeout: DEFAULT_PUBLISH_TIMEOUT,
+            format: config.format,
+            reconnect: Reconnect {
+                wait: config.reconnect_wait,
+                backoff: config.reconnect,
+            },
+            publish_timeout: config.publish_timeout,
             middleware: middleware::EnqueueStack::default(),
         }
     }
@@ -162,32 +166,12 @@ impl Client {
         }
     }
 
-    /// This client with another limit on how long an enqueue waits for the broker to take
-    /// and confirm a job, including a wait for a resource alarm to clear; past it the enqueue
-    /// returns [`Error::Blocked`] (the broker blocks publishers) or [`Error::ConfirmTimeout`].
-    /// Defaults to [`DEFAULT_PUBLISH_TIMEOUT`] (10 s). It does not include a reconnect, which
-    /// [`Client::with_reconnect_wait`] bounds.
-    pub fn with_publish_timeout(mut self, timeout: Duration) -> Self {
-        self.publish_timeout = timeout;
-        self
-    }
-
-    /// This client with another limit on how long an enqueue waits for a lost broker
-    /// connection to come back (5 s by default; zero makes one quick attempt).
+    /// A client sharing this one's connection whose enqueues wait `wait` for a lost broker
+    /// connection to come back, instead of its [`ClientConfig::reconnect_wait`]: zero makes
+    /// one quick attempt (a web request that should fail fast), more suits a background
+    /// enqueuer that can wait out a broker restart.
     pub fn with_reconnect_wait(mut self, wait: Duration) -> Self {
         self.reconnect.wait = wait;
-        self
-    }
-
-    /// This client with another reconnect policy (wait and backoff).
-    pub fn with_reconnect(mut self, reconnect: Reconnect) -> Self {
-        self.reconnect = reconnect;
-        self
-    }
-
-    /// This client with another serializer for jobs that do not choose their own.
-    pub fn with_format(mut self, format: Format) -> Self {
-        self.format = format;
         self
     }
 
@@ -305,7 +289,7 @@ impl Client {
             let session = sessions.get(&self.reconnect).await?;
             let sent = match delayed {
                 None => match session
-                    .ensure_declared(queue, sessions.queue_type, sessions.priorities().of(queue))
+                    .ensure_declared(queue, sessions.queue_type, sessions.priorities.of(queue))
                     .await
                 {
                     Ok(()) => {

@@ -4,15 +4,15 @@
 
 use std::time::Duration;
 
-use crate::{delay, error::Error, retry::Backoff, topology};
+use crate::{delay, deployment::Deployment, error::Error, retry::Backoff, topology};
 
 /// How a worker runs.
 #[derive(Clone, Debug)]
 pub struct WorkerConfig {
-    /// The broker: one AMQP URL, or the nodes of a cluster as a comma-separated list (the
-    /// worker connects to one that answers, and to another when it dies; a bad entry is a
-    /// start-up error). Defaults to [`crate::DEFAULT_AMQP_URL`].
-    pub amqp_url: String,
+    /// What the worker shares with every client, scheduler and admin tool of its deployment:
+    /// the broker, the queue type, the priority queues, the failed, events and scheduler
+    /// queues (see [`Deployment`]). Defaults to [`Deployment::default`].
+    pub deployment: Deployment,
     /// The queues to consume, in no particular priority. Required.
     pub queues: Vec<String>,
     /// How many jobs run at once; each slot has its own channel and runs one job at a time.
@@ -44,22 +44,9 @@ pub struct WorkerConfig {
     /// worker died, lost its connection...) before it goes to the failed queue as a poison
     /// message instead of running again. Defaults to 5.
     pub max_redeliveries: u32,
-    /// The type of the queues the worker declares (job queues, the failed queue, the delay
-    /// queues); see [`topology::QueueType`]. Defaults to classic.
-    pub queue_type: topology::QueueType,
-    /// The job queues declared as priority queues, with their `x-max-priority`
-    /// (`--max-priority QUEUE=N`; classic queues only). Every client, worker and CLI of a
-    /// deployment must use the same list: RabbitMQ refuses to re-declare a queue with other
-    /// arguments (docs/unique-and-priority.md). Defaults to none.
-    pub priorities: crate::priority::Priorities,
-    /// The queue failed jobs go to. Defaults to [`topology::FAILED_QUEUE`].
-    pub failed_queue: String,
     /// How often the worker publishes a heartbeat (who it is, what it runs, its counters).
     /// The admin side marks a worker gone after three missed heartbeats. Defaults to 5 s.
     pub heartbeat_interval: Duration,
-    /// The topic exchange (and queue) heartbeats go to. Defaults to
-    /// [`topology::EVENTS_EXCHANGE`].
-    pub events_exchange: String,
     /// The delays between attempts to reconnect after the broker connection drops: the
     /// worker tries again after `base`, doubling up to `max` (at most 10 minutes), each plus
     /// `jitter`. At start-up it does not wait: a broker it cannot reach is an error then.
@@ -69,15 +56,12 @@ pub struct WorkerConfig {
     /// Whether this worker also runs the scheduler of periodic jobs (`--scheduler`). Any
     /// number of workers may; one at a time is active (docs/scheduling.md). Defaults to false.
     pub scheduler: bool,
-    /// The queue schedulers elect their leader through and keep the last ticks in. Defaults
-    /// to [`topology::SCHEDULER_QUEUE`].
-    pub scheduler_queue: String,
 }
 
 impl Default for WorkerConfig {
     fn default() -> Self {
         Self {
-            amqp_url: crate::DEFAULT_AMQP_URL.to_string(),
+            deployment: Deployment::default(),
             queues: Vec::new(),
             concurrency: 1,
             prefetch: 1,
@@ -85,15 +69,10 @@ impl Default for WorkerConfig {
             job_timeout: Duration::from_secs(25 * 60),
             max_attempts: crate::retry::DEFAULT_MAX_ATTEMPTS,
             max_redeliveries: 5,
-            queue_type: topology::QueueType::Classic,
-            priorities: crate::priority::Priorities::default(),
             backoff: Backoff::DEFAULT,
-            failed_queue: topology::FAILED_QUEUE.to_string(),
             heartbeat_interval: Duration::from_secs(5),
-            events_exchange: topology::EVENTS_EXCHANGE.to_string(),
             reconnect: crate::reconnect::DEFAULT_BACKOFF,
             scheduler: false,
-            scheduler_queue: topology::SCHEDULER_QUEUE.to_string(),
         }
     }
 }
@@ -125,16 +104,19 @@ impl WorkerConfig {
             if self.queues[..i].contains(queue) {
                 return Err(Error::Config(format!("queue {queue:?} is listed twice")));
             }
-            if *queue == self.failed_queue {
+            if *queue == self.deployment.failed_queue {
                 return Err(Error::Config(format!(
                     "{queue:?} is the failed queue; workers do not consume it (use `palermo failed`)"
                 )));
             }
+            let deployment = &self.deployment;
+            if [&deployment.events_exchange, &deployment.scheduler_queue].contains(&queue) {
+                return Err(Error::Config(format!(
+                    "{queue:?} is the events or the scheduler queue; workers do not consume it as a job queue (pick another name)"
+                )));
+            }
         }
-        topology::validate_queue_name(&self.failed_queue)?;
-        self.priorities.validate(self.queue_type)?;
-        topology::validate_queue_name(&self.events_exchange)?;
-        topology::validate_queue_name(&self.scheduler_queue)?;
+        self.deployment.validate()?;
         if !(Duration::from_millis(10)..=Duration::from_secs(3600))
             .contains(&self.heartbeat_interval)
         {
@@ -171,9 +153,7 @@ impl WorkerConfig {
             ));
         }
         self.backoff.validate()?;
-        crate::reconnect::validate(&self.reconnect)?;
-        crate::broker::Addresses::parse(&self.amqp_url)?;
-        Ok(())
+        crate::reconnect::validate(&self.reconnect)
     }
 }
 
@@ -220,8 +200,12 @@ mod tests {
         let err = config.validate().expect_err("jitter");
         assert!(err.to_string().contains("jitter"), "{err}");
         let mut config = WorkerConfig::new(["mail"]);
-        config.amqp_url = "amqp://a,,amqp://b".into();
+        config.deployment.amqp_url = "amqp://a,,amqp://b".into();
         let err = config.validate().expect_err("empty address");
         assert!(err.to_string().contains("address 2 of 3"), "{err}");
+        let err = WorkerConfig::new([topology::SCHEDULER_QUEUE])
+            .validate()
+            .expect_err("the scheduler queue");
+        assert!(err.to_string().contains("scheduler"), "{err}");
     }
 }

@@ -70,7 +70,7 @@ pub enum Error {
         queue: String,
     },
     /// The broker connection is down and did not come back within the client's reconnect
-    /// wait ([`crate::Client::with_reconnect_wait`]); nothing was published.
+    /// wait ([`crate::ClientConfig::reconnect_wait`]); nothing was published.
     #[error("RabbitMQ at {url} is unreachable (reconnecting for {waited:?}, {attempts} attempts): {reason}")]
     Unavailable {
         /// The URL, without its password.
@@ -102,7 +102,7 @@ pub enum Error {
         timeout: Duration,
     },
     /// RabbitMQ blocks publishers (a disk or memory alarm) and did not lift the block within
-    /// the client's publish timeout ([`crate::Client::with_publish_timeout`]). The job was
+    /// the client's publish timeout ([`crate::ClientConfig::publish_timeout`]). The job was
     /// not confirmed. RabbitMQ tells a connection it is blocked only when it publishes, so
     /// the first job a connection publishes into an alarm is sent, and stored once the alarm
     /// clears; the ones after it (the block known) are not sent at all.

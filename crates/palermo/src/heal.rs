@@ -27,11 +27,7 @@ use std::{
 use lapin::{BasicProperties, Channel};
 use tracing::{error, info, warn};
 
-use crate::{
-    broker,
-    error::Error,
-    topology::{self, QueueType},
-};
+use crate::{broker, deployment::Deployment, error::Error, topology};
 
 /// The first hold before a job that could not be handed over is returned to its queue.
 const FIRST_HOLD: Duration = Duration::from_millis(500);
@@ -115,11 +111,12 @@ fn hold(consecutive: u32) -> Duration {
 }
 
 /// Publishes to `queue` and waits for the confirm; when the message comes back unroutable
-/// (the queue was deleted), declares the queue again and publishes once more.
+/// (the queue was deleted), declares the queue again as `deployment` does (its type, and its
+/// `x-max-priority` for a priority queue) and publishes once more.
 pub(crate) async fn publish_declaring(
     channel: &Channel,
     queue: &str,
-    queue_type: QueueType,
+    deployment: &Deployment,
     body: &[u8],
     properties: BasicProperties,
 ) -> Result<(), Error> {
@@ -129,7 +126,9 @@ pub(crate) async fn publish_declaring(
                 queue,
                 "a publish came back unroutable; declaring the queue again"
             );
-            topology::declare_queue(channel, queue, queue_type).await?;
+            let max_priority = deployment.priorities.of(queue);
+            topology::declare_job_queue(channel, queue, deployment.queue_type, max_priority)
+                .await?;
             broker::publish_confirmed(channel, queue, body, properties).await
         }
         other => other,

@@ -44,6 +44,7 @@ mod broker;
 mod client;
 mod config;
 mod delay;
+mod deployment;
 mod error;
 mod heal;
 mod job;
@@ -69,8 +70,9 @@ pub mod admin;
 #[cfg(feature = "cli")]
 pub use worker::cli;
 
-pub use client::{Client, Enqueued, Options, Reconnect, DEFAULT_PUBLISH_TIMEOUT};
+pub use client::{Client, ClientConfig, Enqueued, Options, DEFAULT_PUBLISH_TIMEOUT};
 pub use config::WorkerConfig;
+pub use deployment::Deployment;
 pub use error::{Error, NameError, Refusal};
 pub use job::{Job, JobContext, JobError, JobResult};
 pub use palermo_macros::job;

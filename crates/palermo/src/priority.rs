@@ -5,9 +5,9 @@
 //! Why one setting: RabbitMQ refuses to declare an existing queue with other arguments
 //! (`PRECONDITION_FAILED`, and the channel closes), and clients, workers, the delay queues
 //! and the CLI all declare job queues. So a deployment writes its priority queues once and
-//! gives the same list to each ([`crate::Client::with_max_priority`],
-//! [`crate::WorkerConfig::priorities`], `--max-priority QUEUE=N`); when the broker refuses a
-//! declare for another value, the error names that setting ([`mismatch`]).
+//! gives the same list to each: [`crate::Deployment::priorities`], read from
+//! `--max-priority QUEUE=N` (`PALERMO_MAX_PRIORITY`) by every binary. When the broker refuses
+//! a declare for another value, the error names that setting ([`mismatch`]).
 //!
 //! Quorum queues: RabbitMQ 3.10 refuses `x-max-priority` on them (`PRECONDITION_FAILED -
 //! invalid arg`, checked by tests/priority.rs), and 4.0 gives them two fixed levels instead
@@ -31,7 +31,7 @@ pub fn validate(queue_type: QueueType, max_priority: Option<u8>) -> Result<(), E
         )),
         (Some(_), QueueType::Quorum) => Err(Error::Config(
             "priorities need classic queues: RabbitMQ 3.x refuses x-max-priority on quorum \
-             queues (4.x has two fixed levels); unset max priority or use --queue-type classic"
+             queues (4.x has two fixed levels); remove its --max-priority or use --queue-type classic"
                 .into(),
         )),
         (Some(_), _) => Ok(()),
@@ -60,13 +60,15 @@ impl Priorities {
     pub fn validate(&self, queue_type: QueueType) -> Result<(), Error> {
         for (queue, max) in &self.0 {
             crate::topology::validate_queue_name(queue)?;
-            validate(queue_type, Some(*max))
-                .map_err(|e| Error::Config(format!("priority queue {queue}: {e}")))?;
+            validate(queue_type, Some(*max)).map_err(|e| match e {
+                Error::Config(reason) => Error::Config(format!("priority queue {queue}: {reason}")),
+                e => e,
+            })?;
         }
         Ok(())
     }
 
-    /// Reads the `QUEUE=N` of a `--max-priority` flag.
+    /// Reads the `QUEUE=N` of a `--max-priority` flag (`reports=10`).
     pub fn parse_flag(text: &str) -> Result<(String, u8), String> {
         let (queue, max) = text
             .split_once('=')
@@ -98,20 +100,21 @@ pub fn job_queue_arguments(
     Ok(args)
 }
 
-/// Rewrites the broker's refusal to declare `queue` (`PRECONDITION_FAILED` about
-/// `x-max-priority`) into an error that names the setting to fix.
-pub(crate) fn mismatch(queue: &str, max_priority: Option<u8>, error: Error) -> Error {
+/// The broker's refusal to declare `queue` (`PRECONDITION_FAILED - inequivalent arg
+/// 'x-max-priority'`) as an error that names the setting to fix, or `None` when the refusal
+/// is about another argument (the queue type: [`crate::topology`]'s hint names that one).
+pub(crate) fn mismatch(queue: &str, max_priority: Option<u8>, error: &Error) -> Option<Error> {
     let text = error.to_string();
-    if !text.contains("x-max-priority") {
-        return error;
+    if !text.contains("'x-max-priority'") {
+        return None;
     }
     let ours = max_priority.map_or("none".to_string(), |m| m.to_string());
-    Error::Config(format!(
+    Some(Error::Config(format!(
         "queue {queue} exists with another x-max-priority than this process's max priority \
-         for it ({ours}); give every client, worker and CLI of the deployment the same \
-         priority queues (Client::with_max_priority, WorkerConfig::priorities, \
-         --max-priority {queue}=N), or delete the queue to change it ({text})"
-    ))
+         for it ({ours}); give every client, worker and admin command of the deployment the \
+         same priority queues (--max-priority {queue}=N or PALERMO_MAX_PRIORITY, \
+         Deployment::priorities), or delete the queue to change it ({text})"
+    )))
 }
 
 #[cfg(test)]
@@ -127,6 +130,21 @@ mod tests {
         assert!(Priorities::parse_flag("reports").is_err());
         assert!(Priorities::parse_flag("reports=300").is_err());
         assert!(priorities.validate(QueueType::Quorum).is_err());
+    }
+
+    #[test]
+    fn the_hint_names_the_argument_that_differs() {
+        let refused = |arg: &str| {
+            Error::Config(format!(
+                "PRECONDITION_FAILED - inequivalent arg '{arg}' for queue 'q' in vhost '/'"
+            ))
+        };
+        let hint = mismatch("q", Some(5), &refused("x-max-priority")).expect("priority");
+        assert!(hint.to_string().contains("--max-priority q=N"), "{hint}");
+        assert!(!hint.to_string().contains("--queue-type"), "{hint}");
+        assert!(mismatch("q", Some(5), &refused("x-queue-type")).is_none());
+        let hint = crate::topology::inequivalent("q", QueueType::Classic, refused("x-queue-type"));
+        assert!(hint.to_string().contains("--queue-type"), "{hint}");
     }
 
     #[test]

@@ -49,7 +49,7 @@ impl Serializer for MessagePack {
 }
 
 /// The serializers a worker can decode, chosen per job (`#[job(serializer = "msgpack")]`)
-/// or per client ([`crate::Client::with_format`]).
+/// or per client ([`crate::ClientConfig::format`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Format {

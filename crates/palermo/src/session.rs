@@ -25,6 +25,7 @@ use crate::{
     blocked::Blocked,
     broker::{self, Addresses},
     delay::DelayQueues,
+    deployment::Deployment,
     error::Error,
     priority::Priorities,
     reconnect::{self, Schedule},
@@ -32,23 +33,14 @@ use crate::{
     topology::{self, QueueType},
 };
 
-/// How a client behaves while the broker is unreachable.
+/// How a client behaves while the broker is unreachable (from its
+/// [`crate::ClientConfig`]).
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Reconnect {
-    /// How long an enqueue that finds the connection down keeps trying to reconnect before
-    /// it returns [`Error::Unavailable`]. Zero makes one quick attempt. Defaults to 5 s.
+pub(crate) struct Reconnect {
+    /// How long an enqueue that finds the connection down keeps trying to reconnect.
     pub wait: Duration,
-    /// The delays between attempts. Defaults to [`reconnect::DEFAULT_BACKOFF`].
+    /// The delays between attempts.
     pub backoff: Backoff,
-}
-
-impl Default for Reconnect {
-    fn default() -> Self {
-        Self {
-            wait: Duration::from_secs(5),
-            backoff: reconnect::DEFAULT_BACKOFF,
-        }
-    }
 }
 
 /// One connection and its confirm-mode channel, with what was declared on them.
@@ -116,8 +108,8 @@ impl Session {
 pub(crate) struct Sessions {
     addresses: Addresses,
     pub queue_type: QueueType,
-    /// The priority queues ([`crate::priority`]).
-    priorities: RwLock<Priorities>,
+    /// The priority queues ([`crate::priority`]), declared so by every session.
+    pub priorities: Priorities,
     current: RwLock<Arc<Session>>,
     reconnecting: tokio::sync::Mutex<()>,
     closed: AtomicBool,
@@ -126,17 +118,19 @@ pub(crate) struct Sessions {
 }
 
 impl Sessions {
-    /// Connects the first session: at start, an unreachable broker is an error at once.
-    pub async fn connect(url: &str, queue_type: QueueType) -> Result<Sessions, Error> {
-        let addresses = Addresses::parse(url)?;
-        let session = Session::open(&addresses, queue_type, Priorities::default()).await?;
+    /// Connects the first session to `deployment`'s broker: at start, an unreachable broker
+    /// is an error at once.
+    pub async fn connect(deployment: &Deployment) -> Result<Sessions, Error> {
+        let addresses = Addresses::parse(&deployment.amqp_url)?;
+        let (queue_type, priorities) = (deployment.queue_type, deployment.priorities.clone());
+        let session = Session::open(&addresses, queue_type, priorities.clone()).await?;
         let blocked = Blocked::default();
         blocked.follow(&session.connection, "client".into());
         Ok(Sessions {
             blocked,
             addresses,
             queue_type,
-            priorities: RwLock::default(),
+            priorities,
             current: RwLock::new(Arc::new(session)),
             reconnecting: tokio::sync::Mutex::new(()),
             closed: AtomicBool::new(false),
@@ -191,27 +185,6 @@ impl Sessions {
         }
     }
 
-    /// The priority queues.
-    pub fn priorities(&self) -> Priorities {
-        self.priorities
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone()
-    }
-
-    /// Declares `queue` as a priority queue with `max` from now on.
-    pub fn set_max_priority(&self, queue: &str, max: u8) {
-        let priorities = self.priorities().with(queue, max);
-        *self
-            .priorities
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = priorities.clone();
-        let session = self.current();
-        session.delays.set_priorities(priorities);
-        session.forget_declared(queue);
-        session.delays.forget();
-    }
-
     fn current(&self) -> Arc<Session> {
         // Replacing an `Arc` cannot leave it inconsistent.
         self.current
@@ -241,7 +214,7 @@ impl Sessions {
         warn!(url = %self.addresses, "the client lost its broker connection; reconnecting");
         let mut schedule = Schedule::new(policy.backoff);
         let opened = reconnect::retry_until(&mut schedule, Some(deadline), "client", || {
-            Session::open(&self.addresses, self.queue_type, self.priorities())
+            Session::open(&self.addresses, self.queue_type, self.priorities.clone())
         });
         let session = match opened.await {
             Ok(session) => Arc::new(session),

@@ -184,8 +184,12 @@ pub async fn declare_job_queue(
         .queue_declare(queue.into(), QueueDeclareOptions::durable(), arguments)
         .await
         .map_err(Error::broker("queue.declare"))
-        .map_err(|e| crate::priority::mismatch(queue, max_priority, e))
-        .map_err(|e| inequivalent(queue, queue_type, e))?;
+        .map_err(
+            |e| match crate::priority::mismatch(queue, max_priority, &e) {
+                Some(priority) => priority,
+                None => inequivalent(queue, queue_type, e),
+            },
+        )?;
     channel
         .queue_bind(
             queue.into(),

@@ -50,7 +50,7 @@ async fn main() -> anyhow::Result<()> {
     // Work: a worker for that queue, with the state its job needs.
     let (tx, mut rx) = mpsc::unbounded_channel();
     let mut config = WorkerConfig::new([queue.as_str()]);
-    config.amqp_url = url;
+    config.deployment.amqp_url = url;
     let worker = Worker::builder(config).state(Done { tx }).build()?;
     let (stop, stopped) = shutdown::channel();
     let running = tokio::spawn(worker.run(stopped));

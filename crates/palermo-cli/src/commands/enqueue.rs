@@ -1,14 +1,17 @@
 //! `palermo enqueue JOB --queue Q --args JSON [--in 10m | --at 2030-01-01T08:00:00Z]
-//! [--priority 5 --max-priority 10]`: publish a job by name, confirmed; `--in` / `--at` put
-//! it in the delay queues until due.
+//! [--priority 5]`: publish a job by name, confirmed; `--in` / `--at` put it in the delay
+//! queues until due. The queue is declared as the deployment's flags say (a priority queue
+//! with `palermo --max-priority Q=N enqueue ...`).
 //! `--timeout` bounds the wait: while RabbitMQ blocks publishers (a resource alarm) the
 //! command fails after it with the broker's reason instead of hanging.
 
 use anyhow::{bail, Context};
 use std::time::{Duration, SystemTime};
 
-use palermo::{admin::RawJob, Client, Format, Options};
+use palermo::{admin::RawJob, Client, ClientConfig, Format, Options};
 use palermo_store::time;
+
+use crate::admin::Settings;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -38,18 +41,13 @@ pub struct Args {
     /// 500ms, 10s, 1m. Defaults to 10s.
     #[arg(long, value_name = "DURATION", value_parser = time::parse_duration)]
     timeout: Option<Duration>,
-    /// The job's priority (0 to 255); it orders jobs only on a priority queue (see
-    /// --max-priority). Defaults to none (0).
+    /// The job's priority (0 to 255); it orders jobs only on a priority queue (the
+    /// deployment's --max-priority QUEUE=N). Defaults to none (0).
     #[arg(long)]
     priority: Option<u8>,
-    /// Declare the queue (--queue) as a priority queue with this x-max-priority (1 to 255,
-    /// classic queues only): the value the deployment's workers and clients use for it, or
-    /// the broker refuses the declare. Defaults to none (a plain queue).
-    #[arg(long)]
-    max_priority: Option<u8>,
 }
 
-pub async fn run(amqp_url: &str, queue_type: palermo::QueueType, args: Args) -> anyhow::Result<()> {
+pub async fn run(settings: &Settings, args: Args) -> anyhow::Result<()> {
     palermo::admin::topology::validate_queue_name(&args.queue)?;
     let value: serde_json::Value = serde_json::from_str(&args.args)
         .with_context(|| format!("--args is not valid JSON: {}", args.args))?;
@@ -68,12 +66,11 @@ pub async fn run(amqp_url: &str, queue_type: palermo::QueueType, args: Args) -> 
         bail!("--max-attempts must be at least 1");
     }
     let body = format.encode(&value)?;
-    let mut client = Client::connect_with(amqp_url, queue_type)
-        .await?
-        .with_publish_timeout(args.timeout.unwrap_or(palermo::DEFAULT_PUBLISH_TIMEOUT));
-    if let Some(max) = args.max_priority {
-        client = client.with_max_priority(&args.queue, max)?;
-    }
+    let config = ClientConfig {
+        publish_timeout: args.timeout.unwrap_or(palermo::DEFAULT_PUBLISH_TIMEOUT),
+        ..ClientConfig::new(settings.deployment())
+    };
+    let client = Client::connect_with(&config).await?;
     let job = RawJob {
         name: args.job,
         queue: args.queue,

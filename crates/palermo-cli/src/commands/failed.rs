@@ -103,23 +103,22 @@ impl FilterArgs {
     }
 }
 
-pub async fn run(amqp_url: &str, settings: &Settings, args: Args) -> anyhow::Result<()> {
+pub async fn run(settings: &Settings, args: Args) -> anyhow::Result<()> {
     match args.command {
         Command::List {
             filter,
             limit,
             page,
             json,
-        } => list(amqp_url, settings, &filter, Page { limit, page }, json).await,
-        Command::Show { id, json } => show(amqp_url, settings, &id, json).await,
-        Command::Retry(act) => retry(amqp_url, settings, &act).await,
-        Command::Remove(act) => remove(amqp_url, settings, &act).await,
+        } => list(settings, &filter, Page { limit, page }, json).await,
+        Command::Show { id, json } => show(settings, &id, json).await,
+        Command::Retry(act) => retry(settings, &act).await,
+        Command::Remove(act) => remove(settings, &act).await,
     }
 }
 
 /// `failed list`: one page of open failures, newest first.
 async fn list(
-    amqp_url: &str,
     settings: &Settings,
     filter: &FilterArgs,
     page: Page,
@@ -133,7 +132,7 @@ async fn list(
         );
     }
     let filter = filter.filter()?;
-    let recorder = settings.recorder(amqp_url).await?;
+    let recorder = settings.recorder().await?;
     let found = recorder
         .store()
         .list_failures(&filter, Page { limit, page })
@@ -174,8 +173,8 @@ async fn list(
 }
 
 /// `failed show ID`: one failure in full.
-async fn show(amqp_url: &str, settings: &Settings, id: &str, json: bool) -> anyhow::Result<()> {
-    let recorder = settings.recorder(amqp_url).await?;
+async fn show(settings: &Settings, id: &str, json: bool) -> anyhow::Result<()> {
+    let recorder = settings.recorder().await?;
     let Some(detail) = recorder.store().failure(id).await? else {
         bail!("no failure has id {id} (see `palermo failed list`)");
     };
@@ -188,12 +187,11 @@ async fn show(amqp_url: &str, settings: &Settings, id: &str, json: bool) -> anyh
 }
 
 /// `failed retry`: publish back to the original queue (confirmed), then mark retried.
-async fn retry(amqp_url: &str, settings: &Settings, act: &Act) -> anyhow::Result<()> {
-    let recorder = settings.recorder(amqp_url).await?;
-    let mut requeuer = Requeuer::new(recorder.store(), recorder.connection(), admin::actor())
-        .await?
-        .with_queue_type(settings.queue_type)
-        .with_priorities(settings.priority_queues.iter().cloned().collect());
+async fn retry(settings: &Settings, act: &Act) -> anyhow::Result<()> {
+    let recorder = settings.recorder().await?;
+    let (store, connection) = (recorder.store(), recorder.connection());
+    let deployment = settings.deployment();
+    let mut requeuer = Requeuer::new(store, connection, admin::actor(), &deployment).await?;
     if act.all {
         let count = requeuer.retry_matching(&act.filter.filter()?).await?;
         report(act.json, "retried", count, None);
@@ -206,8 +204,8 @@ async fn retry(amqp_url: &str, settings: &Settings, act: &Act) -> anyhow::Result
 }
 
 /// `failed remove`: mark failures removed without running them.
-async fn remove(amqp_url: &str, settings: &Settings, act: &Act) -> anyhow::Result<()> {
-    let recorder = settings.recorder(amqp_url).await?;
+async fn remove(settings: &Settings, act: &Act) -> anyhow::Result<()> {
+    let recorder = settings.recorder().await?;
     let store = recorder.store();
     if act.all {
         let count = store

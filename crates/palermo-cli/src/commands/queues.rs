@@ -24,22 +24,22 @@ pub struct Args {
     json: bool,
 }
 
-pub async fn run(amqp_url: &str, settings: &Settings, args: Args) -> anyhow::Result<()> {
+pub async fn run(settings: &Settings, args: Args) -> anyhow::Result<()> {
     for name in &args.queues {
         topology::validate_queue_name(name).map_err(anyhow::Error::msg)?;
     }
-    let recorder = settings.recorder(amqp_url).await?;
+    let recorder = settings.recorder().await?;
     let report = palermo_store::queues::report(
         recorder.connection(),
         recorder.store(),
-        &settings.failed_queue,
-        settings.queue_type,
+        &settings.deployment.failed_queue,
+        settings.deployment.queue_type,
         &args.queues,
     )
     .await?;
     let mut rows = report.queues;
-    let layout = palermo::admin::delay::Layout::of(settings.queue_type);
-    let orphans = (settings.queue_type == topology::QueueType::Quorum)
+    let layout = palermo::admin::delay::Layout::of(settings.deployment.queue_type);
+    let orphans = (settings.deployment.queue_type == topology::QueueType::Quorum)
         .then(|| (layout.orphans(), report.orphaned));
     let delays = [
         (palermo::admin::delay::Kind::Retry, report.retrying),

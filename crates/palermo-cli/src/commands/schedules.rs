@@ -6,26 +6,22 @@ use anyhow::Context;
 use palermo::admin::{broker, schedules};
 use palermo_store::time;
 
-use crate::output::{escape, Table};
+use crate::{
+    admin::Settings,
+    output::{escape, Table},
+};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The schedulers' queue (the workers' --scheduler-queue).
-    #[arg(
-        long,
-        env = "PALERMO_SCHEDULER_QUEUE",
-        default_value = "palermo.scheduler"
-    )]
-    scheduler_queue: String,
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
 }
 
-pub async fn run(amqp_url: &str, args: Args) -> anyhow::Result<()> {
-    palermo::admin::topology::validate_queue_name(&args.scheduler_queue)?;
-    let connection = broker::connect(amqp_url, "palermo schedules").await?;
-    let status = schedules::read(&connection, &args.scheduler_queue).await;
+pub async fn run(settings: &Settings, args: Args) -> anyhow::Result<()> {
+    let deployment = &settings.deployment;
+    let connection = broker::connect(&deployment.amqp_url, "palermo schedules").await?;
+    let status = schedules::read(&connection, &deployment.scheduler_queue).await;
     let _ = connection.close(200, "done".into()).await;
     let status = status.context("reading the scheduler status")?;
     if args.json {

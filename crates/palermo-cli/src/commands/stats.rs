@@ -11,8 +11,8 @@ pub struct Args {
     json: bool,
 }
 
-pub async fn run(amqp_url: &str, settings: &Settings, args: Args) -> anyhow::Result<()> {
-    let recorder = settings.recorder(amqp_url).await?;
+pub async fn run(settings: &Settings, args: Args) -> anyhow::Result<()> {
+    let recorder = settings.recorder().await?;
     let stats = recorder
         .store()
         .stats(palermo_store::time::now_ms())

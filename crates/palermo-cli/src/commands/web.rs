@@ -61,25 +61,22 @@ pub struct Args {
     insecure_no_auth: bool,
 }
 
-pub async fn run(amqp_url: &str, settings: &Settings, args: Args) -> anyhow::Result<()> {
+pub async fn run(settings: &Settings, args: Args) -> anyhow::Result<()> {
     let auth = credentials(args.auth.as_deref())?;
     WebConfig::check_bind(args.bind, auth.is_some(), args.insecure_no_auth)?;
     let store = settings.store().await?;
-    let config = WebConfig::new(store, amqp_url)
+    let config = WebConfig::new(store, settings.deployment())
         .env_name(args.env_name)
         .auth(auth)
         .read_only(args.read_only)
         .trusted_origins(args.trusted_origins)
-        .metrics_public(args.metrics_public)
-        .queue_type(settings.queue_type)
-        .failed_queue(settings.failed_queue.clone())
-        .priorities(settings.priority_queues.iter().cloned().collect());
+        .metrics_public(args.metrics_public);
     config.validate()?;
     let listener = tokio::net::TcpListener::bind(args.bind)
         .await
         .with_context(|| format!("cannot listen on {}", args.bind))?;
     let local = listener.local_addr().context("reading the bound address")?;
-    let recorder = settings.connect_recorder(amqp_url).await?;
+    let recorder = settings.connect_recorder().await?;
 
     // Until here a signal ends the process at once (nothing to finish); from here on it stops
     // it gracefully, also when it arrives the moment the URL is out.

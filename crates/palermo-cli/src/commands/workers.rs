@@ -13,8 +13,8 @@ pub struct Args {
     json: bool,
 }
 
-pub async fn run(amqp_url: &str, settings: &Settings, args: Args) -> anyhow::Result<()> {
-    let recorder = settings.recorder(amqp_url).await?;
+pub async fn run(settings: &Settings, args: Args) -> anyhow::Result<()> {
+    let recorder = settings.recorder().await?;
     let workers = recorder.store().workers().await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&workers)?);

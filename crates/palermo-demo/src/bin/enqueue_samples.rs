@@ -3,10 +3,7 @@
 use anyhow::Context;
 use clap::Parser;
 use palermo::Options;
-use palermo_demo::{
-    ChargeCard, RebuildSearchIndex, RenderReport, SendEmail, TranscodeVideo, REPORTS_MAX_PRIORITY,
-    REPORTS_QUEUE,
-};
+use palermo_demo::{ChargeCard, RebuildSearchIndex, RenderReport, SendEmail, TranscodeVideo};
 
 #[derive(Parser)]
 #[command(about = "Enqueue a burst of the demo's sample jobs")]
@@ -14,18 +11,19 @@ struct Args {
     /// How many of each kind of job.
     #[arg(long, default_value_t = 20)]
     count: u64,
-    /// RabbitMQ URL.
-    #[arg(long, env = "PALERMO_AMQP_URL", default_value = palermo::DEFAULT_AMQP_URL)]
-    amqp_url: String,
+    /// The deployment, as the workers take it (`PALERMO_MAX_PRIORITY=reports=10` for the
+    /// demo's priority queue).
+    #[command(flatten)]
+    deployment: palermo::cli::DeploymentArgs,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let client = palermo::Client::connect(&args.amqp_url)
+    let config = palermo::ClientConfig::new(args.deployment.deployment());
+    let client = palermo::Client::connect_with(&config)
         .await
-        .context("connecting to RabbitMQ")?
-        .with_max_priority(REPORTS_QUEUE, REPORTS_MAX_PRIORITY)?;
+        .context("connecting to RabbitMQ")?;
     let emails = (0..args.count).map(|i| SendEmail {
         // Every tenth address is malformed: those fail for good, straight into palermo.failed.
         to: if i % 10 == 9 {

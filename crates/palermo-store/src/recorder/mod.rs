@@ -39,13 +39,10 @@ use crate::{
 /// How the recorder runs. Environment variables and flags are read by the binaries only.
 #[derive(Clone, Debug)]
 pub struct RecorderConfig {
-    /// The broker. Defaults to [`palermo::DEFAULT_AMQP_URL`].
-    pub amqp_url: String,
-    /// The failed queue to record. Defaults to [`palermo::admin::topology::FAILED_QUEUE`].
-    pub failed_queue: String,
-    /// The events exchange (and queue) heartbeats arrive on. Defaults to
-    /// [`palermo::admin::topology::EVENTS_EXCHANGE`].
-    pub events_exchange: String,
+    /// The deployment whose failed queue and events exchange (on its broker, of its queue
+    /// type) are recorded; retries go back with its priority queues. Defaults to
+    /// [`palermo::Deployment::default`].
+    pub deployment: palermo::Deployment,
     /// Heartbeat intervals of silence after which a worker is marked gone. Defaults to 3.
     pub missed_heartbeats: u32,
     /// How long a stopped or gone worker stays listed. Defaults to 1 hour.
@@ -59,9 +56,6 @@ pub struct RecorderConfig {
     /// Messages recorded per transaction when draining, and the prefetch of
     /// [`Recorder::run`]. Defaults to 200.
     pub batch: u16,
-    /// The type of the failed queue (and of the queues retries go back to): see
-    /// [`palermo::QueueType`]. Defaults to classic.
-    pub queue_type: palermo::QueueType,
     /// The delays between attempts of [`Recorder::run`] to reconnect after the broker
     /// connection drops. Defaults to [`palermo::admin::reconnect::DEFAULT_BACKOFF`]: 250 ms doubling
     /// up to 5 s, plus 0–25 %.
@@ -75,16 +69,13 @@ pub struct RecorderConfig {
 impl Default for RecorderConfig {
     fn default() -> Self {
         RecorderConfig {
-            amqp_url: palermo::DEFAULT_AMQP_URL.into(),
-            failed_queue: topology::FAILED_QUEUE.into(),
-            events_exchange: topology::EVENTS_EXCHANGE.into(),
+            deployment: palermo::Deployment::default(),
             missed_heartbeats: 3,
             prune_workers_after: Duration::from_secs(3600),
             resolved_retention: Duration::from_secs(7 * 86_400),
             stats_retention: Duration::from_secs(7 * 86_400),
             maintenance_interval: Duration::from_secs(1),
             batch: 200,
-            queue_type: palermo::QueueType::Classic,
             reconnect: reconnect::DEFAULT_BACKOFF,
             crash_after_commit: false,
         }
@@ -96,10 +87,7 @@ impl RecorderConfig {
     /// interval or batch would otherwise panic or stall deep inside the recorder.
     pub fn validate(&self) -> Result<()> {
         let invalid = |reason: String| Err(StoreError::InvalidConfig(reason));
-        topology::validate_queue_name(&self.failed_queue)
-            .map_err(|e| StoreError::InvalidConfig(format!("failed queue: {e}")))?;
-        topology::validate_queue_name(&self.events_exchange)
-            .map_err(|e| StoreError::InvalidConfig(format!("events exchange: {e}")))?;
+        self.deployment.validate()?;
         if self.missed_heartbeats == 0 {
             return invalid("missed_heartbeats is 0; give at least 1 (the default is 3)".into());
         }
@@ -163,7 +151,7 @@ impl Recorder {
     pub async fn drain(&self) -> Result<Drained> {
         let mut drained = Drained::default();
         loop {
-            let batch = self.get_batch(&self.config.failed_queue).await?;
+            let batch = self.get_batch(&self.config.deployment.failed_queue).await?;
             let Some(last) = batch.last() else { break };
             let failures: Vec<_> = batch
                 .iter()
@@ -175,7 +163,9 @@ impl Recorder {
             drained.failures += batch.len() as u64;
         }
         loop {
-            let batch = self.get_batch(&self.config.events_exchange).await?;
+            let batch = self
+                .get_batch(&self.config.deployment.events_exchange)
+                .await?;
             let Some(last) = batch.last() else { break };
             self.record_events(&batch).await?;
             ack_up_to(last).await?;
@@ -275,13 +265,13 @@ impl Recorder {
 
 /// Connects and declares the exchange, the failed queue and the events exchange and queue.
 async fn open(config: &RecorderConfig) -> Result<(Connection, Channel)> {
-    let connection = palermo::admin::broker::connect(&config.amqp_url, "palermo recorder").await?;
+    let deployment = &config.deployment;
+    let connection =
+        palermo::admin::broker::connect(&deployment.amqp_url, "palermo recorder").await?;
     let channel = palermo::admin::broker::confirm_channel(&connection).await?;
-    palermo::admin::topology::declare_exchange(&channel).await?;
-    palermo::admin::topology::declare_queue(&channel, &config.failed_queue, config.queue_type)
-        .await?;
-    palermo::admin::topology::declare_events(&channel, &config.events_exchange, config.queue_type)
-        .await?;
+    topology::declare_exchange(&channel).await?;
+    topology::declare_queue(&channel, &deployment.failed_queue, deployment.queue_type).await?;
+    topology::declare_events(&channel, &deployment.events_exchange, deployment.queue_type).await?;
     Ok((connection, channel))
 }
 
@@ -318,8 +308,14 @@ mod tests {
         );
         bad(|c| c.missed_heartbeats = 0, "missed_heartbeats is 0");
         bad(|c| c.batch = 0, "batch is 0");
-        bad(|c| c.failed_queue = "amq.failed".into(), "failed queue");
-        bad(|c| c.events_exchange = String::new(), "events exchange");
+        bad(
+            |c| c.deployment.failed_queue = "amq.failed".into(),
+            "--failed-queue",
+        );
+        bad(
+            |c| c.deployment.events_exchange = String::new(),
+            "--events-exchange",
+        );
         bad(|c| c.reconnect.base = Duration::ZERO, "reconnect backoff");
         bad(
             |c| c.reconnect.max = Duration::from_secs(3600),

@@ -72,10 +72,11 @@ impl Recorder {
             .basic_qos(self.config.batch.max(1), BasicQosOptions::default())
             .await
             .map_err(broker("basic.qos"))?;
-        let mut failed = consume(&channel, &self.config.failed_queue, "failed").await?;
-        let mut events = consume(&channel, &self.config.events_exchange, "events").await?;
+        let mut failed = consume(&channel, &self.config.deployment.failed_queue, "failed").await?;
+        let mut events =
+            consume(&channel, &self.config.deployment.events_exchange, "events").await?;
         let mut upkeep = tokio::time::interval(self.config.maintenance_interval);
-        info!(failed_queue = %self.config.failed_queue, events = %self.config.events_exchange, "recorder running");
+        info!(failed_queue = %self.config.deployment.failed_queue, events = %self.config.deployment.events_exchange, "recorder running");
         let result = loop {
             tokio::select! {
                 () = shutdown.requested() => break Ok(()),
@@ -86,7 +87,7 @@ impl Recorder {
                         }
                     }
                     Some(Err(e)) => break Err(broker("basic.consume")(e)),
-                    None => break Err(cancelled(&self.config.failed_queue)),
+                    None => break Err(cancelled(&self.config.deployment.failed_queue)),
                 },
                 delivery = events.next() => match delivery {
                     Some(Ok(delivery)) => {
@@ -95,7 +96,7 @@ impl Recorder {
                         }
                     }
                     Some(Err(e)) => break Err(broker("basic.consume")(e)),
-                    None => break Err(cancelled(&self.config.events_exchange)),
+                    None => break Err(cancelled(&self.config.deployment.events_exchange)),
                 },
                 _ = upkeep.tick() => {
                     if let Err(e) = self.maintain().await {

@@ -39,7 +39,7 @@ struct OverviewPage {
 pub(crate) async fn page(State(app): State<App>, root: Root) -> Result<Response, WebError> {
     let data = Overview::load(&app).await?;
     let now = text::now_ms();
-    let failed_queue = &app.config().failed_queue;
+    let failed_queue = &app.config().deployment.failed_queue;
     let count = |n: i64| n.to_string();
     let cards = vec![
         ("processed", "Processed", count(data.processed.processed)),

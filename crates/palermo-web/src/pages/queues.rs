@@ -31,7 +31,7 @@ pub(crate) async fn list(
     Query(done): Query<Done>,
 ) -> Result<Response, WebError> {
     let data = Queues::load(&app).await?;
-    let failed_queue = &app.config().failed_queue;
+    let failed_queue = &app.config().deployment.failed_queue;
     let page = QueuesPage {
         base: Base::new(&app, &root, "Queues", "queues")
             .live()
@@ -76,7 +76,7 @@ pub(crate) async fn show(
                 text::cell(&name, 200)
             ))
         })?;
-    let failed_queue = &app.config().failed_queue;
+    let failed_queue = &app.config().deployment.failed_queue;
     let queue = QueueLine::new(&row, failed_queue);
     let page = QueuePage {
         base: Base::new(&app, &root, format!("Queue {}", queue.name), "queues")

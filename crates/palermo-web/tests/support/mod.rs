@@ -113,7 +113,12 @@ pub async fn heartbeat(store: &Store, queue: &str) {
 
 /// A dashboard over `store` with the default settings.
 pub fn config(store: &Store) -> WebConfig {
-    WebConfig::new(store.clone(), amqp_url())
+    config_of(store, palermo::Deployment::new(amqp_url()))
+}
+
+/// A dashboard over `store` for `deployment`.
+pub fn config_of(store: &Store, deployment: palermo::Deployment) -> WebConfig {
+    WebConfig::new(store.clone(), deployment)
 }
 
 /// An answer, read whole.

@@ -1,6 +1,7 @@
-//! The options of one enqueue ([`Options`]: queue, when, priority, unique key, headers) and
-//! the client's priority setting ([`Client::with_max_priority`]; [`crate::priority`] says why
-//! that setting is one value per deployment, not an option of one enqueue).
+//! The options of one enqueue ([`Options`]: queue, when, priority, unique key, headers).
+//! Which queues are priority queues is the deployment's setting
+//! ([`crate::Deployment::priorities`]; [`crate::priority`] says why), not an option of one
+//! enqueue.
 //!
 //! Why a value rather than a method per combination: the combinations (a delayed job on
 //! another queue with a priority and a lock...) are many, and a method each grew to sixteen
@@ -9,30 +10,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use super::{Backend, Client};
-use crate::{error::Error, topology::QueueType};
-
-impl Client {
-    /// This client declaring `queue` as a priority queue with `x-max-priority = max` (1 to
-    /// 255; RabbitMQ advises at most 10); call it once per priority queue. Give every client,
-    /// worker (`WorkerConfig::priorities`) and CLI (`--max-priority QUEUE=N`) of a
-    /// deployment the same list: RabbitMQ refuses to declare a queue with other arguments,
-    /// and an enqueue then fails with an error naming this setting. Refused on quorum queues.
-    /// Clones share it. Defaults to no priority queues.
-    pub fn with_max_priority(self, queue: &str, max: u8) -> Result<Self, Error> {
-        let queue_type = match &self.backend {
-            Backend::Broker(sessions) => sessions.queue_type,
-            Backend::Fake(_) => QueueType::Classic,
-        };
-        crate::priority::Priorities::default()
-            .with(queue, max)
-            .validate(queue_type)?;
-        if let Backend::Broker(sessions) = &self.backend {
-            sessions.set_max_priority(queue, max);
-        }
-        Ok(self)
-    }
-}
+use crate::error::Error;
 
 /// How one enqueue differs from the job's own settings: another queue, later, another
 /// priority, a unique lock, extra headers. Every setting defaults to the job's own (its
@@ -116,7 +94,7 @@ impl Options {
     }
 
     /// The job's priority, 0 to 255, capped by the queue's `x-max-priority`; it orders jobs
-    /// only on a priority queue ([`Client::with_max_priority`]). Defaults to the job's
+    /// only on a priority queue ([`crate::Deployment::priorities`]). Defaults to the job's
     /// `#[job(priority = ..)]`, or none (which RabbitMQ treats as 0).
     pub fn priority(mut self, priority: u8) -> Self {
         self.priority = Some(priority);

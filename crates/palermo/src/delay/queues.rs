@@ -25,7 +25,7 @@ use crate::{
 pub struct DelayQueues {
     layout: Layout,
     /// The priority queues (`crate::priority`), used when a destination queue is declared.
-    priorities: Mutex<Priorities>,
+    priorities: Priorities,
     declared: Mutex<Arc<Declared>>,
 }
 
@@ -47,14 +47,9 @@ impl DelayQueues {
     }
 
     /// These delay queues, declaring destination job queues as `priorities` says.
-    pub fn with_priorities(self, priorities: Priorities) -> Self {
-        self.set_priorities(priorities);
+    pub fn with_priorities(mut self, priorities: Priorities) -> Self {
+        self.priorities = priorities;
         self
-    }
-
-    /// Declares destination job queues as `priorities` says from now on.
-    pub fn set_priorities(&self, priorities: Priorities) {
-        *lock(&self.priorities) = priorities;
     }
 
     /// Publishes a job that lands in `queue` after `delay` (rounded up to whole seconds),
@@ -106,7 +101,7 @@ impl DelayQueues {
             return Ok(());
         }
         let queue_type = self.layout.queue_type;
-        let max_priority = lock(&self.priorities).of(queue);
+        let max_priority = self.priorities.of(queue);
         topology::declare_job_queue(channel, queue, queue_type, max_priority).await?;
         bind_queue(channel, queue, self.layout).await?;
         lock(&declared.bound).insert(queue.to_string());

@@ -30,10 +30,10 @@ use uuid::Uuid;
 use super::{job_id, token::State, Entry};
 use crate::{
     broker,
-    client::{Client, Enqueued},
+    client::{Client, ClientConfig, Enqueued},
+    deployment::Deployment,
     error::Error,
     shutdown::Shutdown,
-    topology::QueueType,
 };
 
 /// How long a leader waits for its own new token to come back before giving up the session.
@@ -45,13 +45,18 @@ const TOKEN_WAIT: Duration = Duration::from_secs(30);
 /// workers' 30 s; a URL's own `heartbeat` wins.
 const HEARTBEAT: u16 = 10;
 
-/// What a scheduler needs from the worker's configuration.
+/// What a scheduler needs from the worker's configuration: its deployment whole (the
+/// scheduler queue, and what its client declares the job queues with), and who it is.
 #[derive(Clone, Debug)]
 pub(crate) struct Settings {
-    pub amqp_url: String,
-    pub queue: String,
-    pub queue_type: QueueType,
+    pub deployment: Deployment,
     pub identity: String,
+}
+
+impl Settings {
+    fn queue(&self) -> &str {
+        &self.deployment.scheduler_queue
+    }
 }
 
 /// Runs a scheduler until `shutdown`: waits to become active, then enqueues ticks. A lost
@@ -59,7 +64,7 @@ pub(crate) struct Settings {
 pub(crate) async fn run(settings: Settings, entries: Vec<Entry>, mut shutdown: Shutdown) {
     while !shutdown.is_requested() {
         if let Err(e) = session(&settings, &entries, &mut shutdown).await {
-            warn!(error = %e, queue = %settings.queue, "scheduler lost its connection; starting over");
+            warn!(error = %e, queue = %settings.queue(), "scheduler lost its connection; starting over");
             tokio::select! {
                 () = tokio::time::sleep(Duration::from_secs(1)) => {}
                 () = shutdown.requested() => {}
@@ -75,7 +80,8 @@ async fn session(
     shutdown: &mut Shutdown,
 ) -> Result<(), Error> {
     let name = format!("palermo scheduler {}", settings.identity);
-    let connection = broker::connect_with_heartbeat(&settings.amqp_url, &name, HEARTBEAT).await?;
+    let url = &settings.deployment.amqp_url;
+    let connection = broker::connect_with_heartbeat(url, &name, HEARTBEAT).await?;
     let result = follow_then_lead(&connection, settings, entries, shutdown).await;
     if let Err(e) = connection.close(200, "scheduler stopped".into()).await {
         warn!(error = %e, "closing the scheduler connection failed");
@@ -91,13 +97,13 @@ async fn follow_then_lead(
 ) -> Result<(), Error> {
     let channel = broker::confirm_channel(connection).await?;
     let mut consumer = subscribe(&channel, settings).await?;
-    info!(scheduler = %settings.identity, queue = %settings.queue, "scheduler waiting to become active");
+    info!(scheduler = %settings.identity, queue = %settings.queue(), "scheduler waiting to become active");
     let first = tokio::select! {
-        delivery = next(&mut consumer, &settings.queue) => delivery?,
+        delivery = next(&mut consumer, settings.queue()) => delivery?,
         () = shutdown.requested() => return Ok(()),
     };
     info!(scheduler = %settings.identity, schedules = entries.len(), "scheduler active");
-    let client = Client::connect_with(&settings.amqp_url, settings.queue_type).await?;
+    let client = Client::connect_with(&ClientConfig::new(settings.deployment.clone())).await?;
     let mut leader = Leader {
         state: State::read(&first.data),
         held: first,
@@ -121,11 +127,11 @@ async fn subscribe(channel: &Channel, settings: &Settings) -> Result<Consumer, E
         .basic_qos(1, BasicQosOptions::default())
         .await
         .map_err(Error::broker("basic.qos"))?;
-    let mut args = settings.queue_type.arguments();
+    let mut args = settings.deployment.queue_type.arguments();
     args.insert("x-single-active-consumer".into(), AMQPValue::Boolean(true));
     let queue = channel
         .queue_declare(
-            settings.queue.as_str().into(),
+            settings.queue().into(),
             QueueDeclareOptions::durable(),
             args,
         )
@@ -134,11 +140,11 @@ async fn subscribe(channel: &Channel, settings: &Settings) -> Result<Consumer, E
     if queue.message_count() == 0 {
         // Empty, or the leader holds the token (unacked messages are not counted): an extra
         // token is merged away by the leader's next checkpoint.
-        publish(channel, &settings.queue, &State::default(), "").await?;
+        publish(channel, settings.queue(), &State::default(), "").await?;
     }
     channel
         .basic_consume(
-            settings.queue.as_str().into(),
+            settings.queue().into(),
             settings.identity.as_str().into(),
             BasicConsumeOptions::default(),
             FieldTable::default(),
@@ -183,9 +189,9 @@ impl Leader<'_> {
         let id = Uuid::new_v4().to_string();
         self.state.leader = self.settings.identity.clone();
         self.state.written_ms = Utc::now().timestamp_millis();
-        publish(&self.channel, &self.settings.queue, &self.state, &id).await?;
+        publish(&self.channel, self.settings.queue(), &self.state, &id).await?;
         let table = super::status::table(&self.settings.identity, self.entries, |n| self.last(n));
-        let (queue, queue_type) = (&self.settings.queue, self.settings.queue_type);
+        let (queue, queue_type) = (self.settings.queue(), self.settings.deployment.queue_type);
         super::status::publish(&self.channel, queue, queue_type, &table).await?;
         self.held
             .ack(BasicAckOptions::default())
@@ -193,10 +199,10 @@ impl Leader<'_> {
             .map_err(Error::broker("basic.ack"))?;
         loop {
             let delivery =
-                tokio::time::timeout(TOKEN_WAIT, next(&mut self.consumer, &self.settings.queue))
+                tokio::time::timeout(TOKEN_WAIT, next(&mut self.consumer, self.settings.queue()))
                     .await
                     .map_err(|_| Error::ConsumerCancelled {
-                        queue: self.settings.queue.clone(),
+                        queue: self.settings.queue().to_string(),
                     })??;
             self.state.merge(State::read(&delivery.data));
             let own = delivery
@@ -252,7 +258,7 @@ impl Leader<'_> {
                 lost = self.consumer.next() => {
                     // Nothing arrives while the token is held: this is the channel closing.
                     warn!(event = ?lost.map(|d| d.map(|_| ())), "the scheduler's consumer ended");
-                    return Err(Error::ConsumerCancelled { queue: self.settings.queue.clone() });
+                    return Err(Error::ConsumerCancelled { queue: self.settings.queue().to_string() });
                 }
                 () = tokio::time::sleep(wait) => {}
                 () = shutdown.requested() => return Ok(()),
@@ -281,7 +287,7 @@ impl Leader<'_> {
             passive: true,
             ..QueueDeclareOptions::default()
         };
-        let queue = self.settings.queue.as_str().into();
+        let queue = self.settings.queue().into();
         self.channel
             .queue_declare(queue, passive, FieldTable::default())
             .await

@@ -10,12 +10,16 @@ use clap::Parser;
 use tracing::{error, warn};
 
 use super::{Worker, WorkerBuilder};
+pub use crate::deployment::DeploymentArgs;
 use crate::{config::WorkerConfig, shutdown};
 
 /// `worker --queues mail,video --concurrency 4`
 #[derive(Debug, Clone, Parser)]
 #[command(about = "Runs the Palermo jobs linked into this binary")]
 pub struct WorkerArgs {
+    /// The deployment's flags, shared with the `palermo` admin command.
+    #[command(flatten)]
+    pub deployment: DeploymentArgs,
     /// Queues to consume, comma-separated (e.g. mail,video).
     #[arg(long, value_delimiter = ',', required = true)]
     pub queues: Vec<String>,
@@ -49,29 +53,12 @@ pub struct WorkerArgs {
     /// Log lines as text for people, or one JSON object per line for a log collector.
     #[arg(long, env = "PALERMO_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
-    /// Queue type of a deployment: classic or quorum (for replicated clusters).
-    #[arg(long, env = "PALERMO_QUEUE_TYPE", default_value = "classic")]
-    pub queue_type: crate::topology::QueueType,
-    /// Declare QUEUE as a priority queue with this x-max-priority (QUEUE=N, N from 1 to 255;
-    /// repeat for more queues; classic queues only): the same list for every client, worker
-    /// and CLI of a deployment. Defaults to none.
-    #[arg(long, value_name = "QUEUE=N", value_parser = crate::priority::Priorities::parse_flag)]
-    pub max_priority: Vec<(String, u8)>,
     /// Times a job may come back without a run finishing before it is failed as poison.
     #[arg(long, default_value_t = 5)]
     pub max_redeliveries: u32,
-    /// RabbitMQ URL, or the nodes of a cluster as a comma-separated list of URLs.
-    #[arg(long, env = "PALERMO_AMQP_URL", default_value = crate::DEFAULT_AMQP_URL)]
-    pub amqp_url: String,
-    /// Queue failed jobs go to.
-    #[arg(long, default_value = crate::topology::FAILED_QUEUE)]
-    pub failed_queue: String,
     /// Seconds between heartbeats (fractions allowed, e.g. 0.5).
     #[arg(long, default_value_t = 5.0)]
     pub heartbeat_interval: f64,
-    /// Topic exchange heartbeats go to.
-    #[arg(long, default_value = crate::topology::EVENTS_EXCHANGE)]
-    pub events_exchange: String,
     /// Seconds before the first reconnect attempt after the broker connection drops; each
     /// further attempt waits twice as long (fractions allowed, e.g. 0.25).
     #[arg(long, default_value_t = crate::reconnect::DEFAULT_BACKOFF.base.as_secs_f64())]
@@ -82,16 +69,13 @@ pub struct WorkerArgs {
     /// Also run the scheduler of periodic jobs; any number of workers may, one is active.
     #[arg(long)]
     pub scheduler: bool,
-    /// Queue the schedulers elect their leader through.
-    #[arg(long, env = "PALERMO_SCHEDULER_QUEUE", default_value = crate::topology::SCHEDULER_QUEUE)]
-    pub scheduler_queue: String,
 }
 
 impl WorkerArgs {
     /// The configuration these flags describe.
     pub fn config(&self) -> WorkerConfig {
         WorkerConfig {
-            amqp_url: self.amqp_url.clone(),
+            deployment: self.deployment.deployment(),
             queues: self.queues.iter().map(|q| q.trim().to_string()).collect(),
             concurrency: self.concurrency,
             prefetch: self.prefetch,
@@ -99,17 +83,13 @@ impl WorkerArgs {
             job_timeout: Duration::from_secs(self.job_timeout),
             max_attempts: self.max_attempts,
             max_redeliveries: self.max_redeliveries,
-            queue_type: self.queue_type,
-            priorities: self.max_priority.iter().cloned().collect(),
             backoff: crate::retry::Backoff {
                 base: Duration::from_secs(self.backoff_base),
                 max: Duration::from_secs(self.backoff_max),
                 jitter: self.backoff_jitter,
             },
-            failed_queue: self.failed_queue.clone(),
             heartbeat_interval: Duration::try_from_secs_f64(self.heartbeat_interval)
                 .unwrap_or(Duration::ZERO),
-            events_exchange: self.events_exchange.clone(),
             reconnect: crate::retry::Backoff {
                 base: Duration::try_from_secs_f64(self.reconnect_delay).unwrap_or(Duration::ZERO),
                 max: Duration::try_from_secs_f64(self.reconnect_max_delay)
@@ -117,7 +97,6 @@ impl WorkerArgs {
                 jitter: crate::reconnect::DEFAULT_BACKOFF.jitter,
             },
             scheduler: self.scheduler,
-            scheduler_queue: self.scheduler_queue.clone(),
         }
     }
 }

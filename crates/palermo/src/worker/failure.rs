@@ -73,8 +73,8 @@ pub(crate) async fn publish(
     }
     crate::heal::publish_declaring(
         channel,
-        &shared.config.failed_queue,
-        shared.config.queue_type,
+        &shared.config.deployment.failed_queue,
+        &shared.config.deployment,
         &delivery.data,
         republished(&delivery.properties, headers),
     )

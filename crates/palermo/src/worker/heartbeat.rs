@@ -147,7 +147,7 @@ impl Sender {
             let confirmation = confirm.await.map_err(Error::broker("publisher confirm"))?;
             if confirmation.is_nack() {
                 return Err(Error::Nacked {
-                    queue: sender.shared.config.events_exchange.clone(),
+                    queue: sender.shared.config.deployment.events_exchange.clone(),
                 });
             }
             Ok(())
@@ -165,7 +165,12 @@ impl Sender {
 async fn open(shared: &Shared, link: &Link) -> Result<Channel, Error> {
     let channel = broker::confirm_channel(&link.current().connection).await?;
     let config = &shared.config;
-    topology::declare_events(&channel, &config.events_exchange, config.queue_type).await?;
+    topology::declare_events(
+        &channel,
+        &config.deployment.events_exchange,
+        config.deployment.queue_type,
+    )
+    .await?;
     Ok(channel)
 }
 
@@ -208,7 +213,12 @@ impl Sender {
             .with_delivery_mode(if key == OFFLINE_KEY { 2 } else { 1 });
         channel
             .basic_publish(
-                self.shared.config.events_exchange.as_str().into(),
+                self.shared
+                    .config
+                    .deployment
+                    .events_exchange
+                    .as_str()
+                    .into(),
                 key.into(),
                 BasicPublishOptions::default(),
                 &body,

@@ -127,14 +127,25 @@ impl Keeper {
 /// when they exist, essential when the broker lost them).
 pub(crate) async fn connect(shared: &Shared) -> Result<Connection, Error> {
     let config = &shared.config;
-    let connection = broker::connect(&config.amqp_url, &shared.identity).await?;
+    let connection = broker::connect(&config.deployment.amqp_url, &shared.identity).await?;
     let declared = async {
         let channel = broker::confirm_channel(&connection).await?;
         topology::declare_exchange(&channel).await?;
-        topology::declare_queue(&channel, &config.failed_queue, config.queue_type).await?;
+        topology::declare_queue(
+            &channel,
+            &config.deployment.failed_queue,
+            config.deployment.queue_type,
+        )
+        .await?;
         for queue in &config.queues {
-            let max_priority = config.priorities.of(queue);
-            topology::declare_job_queue(&channel, queue, config.queue_type, max_priority).await?;
+            let max_priority = config.deployment.priorities.of(queue);
+            topology::declare_job_queue(
+                &channel,
+                queue,
+                config.deployment.queue_type,
+                max_priority,
+            )
+            .await?;
         }
         if let Err(e) = channel.close(200, "declared".into()).await {
             debug!(error = %e, "closing the declaring channel failed");

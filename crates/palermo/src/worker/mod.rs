@@ -188,9 +188,7 @@ impl Worker {
             return None;
         }
         let settings = crate::periodic::Settings {
-            amqp_url: config.amqp_url.clone(),
-            queue: config.scheduler_queue.clone(),
-            queue_type: config.queue_type,
+            deployment: config.deployment.clone(),
             identity: self.shared.identity.clone(),
         };
         let run = crate::periodic::run(settings, self.schedules.clone(), shutdown.clone());
@@ -312,8 +310,8 @@ impl WorkerBuilder {
         let pid = std::process::id();
         let identity = format!("{host}:{pid}:{}", self.config.queues.join(","));
         let tag_prefix = format!("palermo:{host}:{pid}");
-        let queue_type = self.config.queue_type;
-        let priorities = self.config.priorities.clone();
+        let queue_type = self.config.deployment.queue_type;
+        let priorities = self.config.deployment.priorities.clone();
         Ok(Worker {
             shared: Arc::new(Shared {
                 config: self.config,

@@ -92,8 +92,8 @@ pub(crate) async fn check(shared: &Shared, channel: &Channel, delivery: &Deliver
     let routing_key = delivery.routing_key.as_str();
     let queue = delay::destination(routing_key).unwrap_or(routing_key);
     let properties = wire::republish::republished(&delivery.properties, headers);
-    let queue_type = shared.config.queue_type;
+    let deployment = &shared.config.deployment;
     let republished =
-        crate::heal::publish_declaring(channel, queue, queue_type, &delivery.data, properties);
+        crate::heal::publish_declaring(channel, queue, deployment, &delivery.data, properties);
     Verdict::Handled(republished.await)
 }

@@ -130,11 +130,14 @@ async fn start(shared: &Arc<Shared>, linked: &Linked, number: usize) -> Result<S
     // A channel closed under the slot may have been a publish to a deleted object (404):
     // declare what the slot publishes to again (heal.rs).
     topology::declare_exchange(&channel).await?;
-    let (failed, queue_type) = (&shared.config.failed_queue, shared.config.queue_type);
+    let (failed, queue_type) = (
+        &shared.config.deployment.failed_queue,
+        shared.config.deployment.queue_type,
+    );
     topology::declare_queue(&channel, failed, queue_type).await?;
     shared.delays.forget();
     for queue in &shared.config.queues {
-        let max_priority = shared.config.priorities.of(queue);
+        let max_priority = shared.config.deployment.priorities.of(queue);
         topology::declare_job_queue(&channel, queue, queue_type, max_priority).await?;
     }
     Slot::start(shared.clone(), channel, number).await

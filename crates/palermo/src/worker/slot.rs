@@ -66,8 +66,8 @@ impl Slot {
         number: usize,
     ) -> Result<Self, Error> {
         let config = &shared.config;
-        let global =
-            config.queues.len() > 1 && config.queue_type == crate::topology::QueueType::Classic;
+        let global = config.queues.len() > 1
+            && config.deployment.queue_type == crate::topology::QueueType::Classic;
         channel
             .basic_qos(config.prefetch, BasicQosOptions { global })
             .await

@@ -17,7 +17,7 @@ use axum::{
     routing::{get, post},
     Json, Router,
 };
-use palermo::{shutdown, Client};
+use palermo::{shutdown, Client, ClientConfig};
 use palermo_store::{Recorder, RecorderConfig, Store};
 use palermo_web::WebConfig;
 use serde::{Deserialize, Serialize};
@@ -128,7 +128,9 @@ async fn user(
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     palermo::cli::init_tracing();
-    let amqp_url = axum_app::amqp_url();
+    // One deployment value for the client, the recorder and the dashboard, so they declare
+    // the queues alike (the worker binary reads the same from its flags and environment).
+    let deployment = palermo::Deployment::new(axum_app::amqp_url());
     let bind: SocketAddr = std::env::var("BIND")
         .unwrap_or_else(|_| DEFAULT_BIND.into())
         .parse()
@@ -138,7 +140,7 @@ async fn main() -> anyhow::Result<()> {
         .await
         .context("connecting to DATABASE_URL")?;
     axum_app::create_schema(&db).await?;
-    let client = Client::connect(&amqp_url).await?;
+    let client = Client::connect_with(&ClientConfig::new(deployment.clone())).await?;
 
     // The dashboard reads Palermo's admin store; the recorder fills it from palermo.failed
     // and the workers' heartbeats (what `palermo web` does for itself).
@@ -148,12 +150,12 @@ async fn main() -> anyhow::Result<()> {
     let recorder = Recorder::connect(
         store.clone(),
         RecorderConfig {
-            amqp_url: amqp_url.clone(),
+            deployment: deployment.clone(),
             ..RecorderConfig::default()
         },
     )
     .await?;
-    let dashboard = WebConfig::new(store, amqp_url);
+    let dashboard = WebConfig::new(store, deployment);
     dashboard.validate()?;
 
     let app = Router::new()
