@@ -215,10 +215,12 @@ async fn drain_retries_by_the_applications_retry_settings() {
         "without a config, WorkerConfig::default()'s 15 attempts"
     );
 
-    let mut config = WorkerConfig::default();
-    config.max_attempts = 3;
-    config.backoff =
-        Backoff::exponential(Duration::from_secs(7), Duration::from_secs(600)).with_jitter(0.0);
+    let mut config = WorkerConfig {
+        max_attempts: 3,
+        backoff: Backoff::exponential(Duration::from_secs(7), Duration::from_secs(600))
+            .with_jitter(0.0),
+        ..WorkerConfig::default()
+    };
     let fake = Fake::new().with_config(&config);
     fake.client()
         .enqueue(AlwaysDown { sleep_ms: 0 })
