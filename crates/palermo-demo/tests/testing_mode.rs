@@ -9,7 +9,7 @@ use std::{
 use palermo::{
     middleware::{JobInfo, Middleware, Outcome},
     testing::Fake,
-    Client, Error, Options, State,
+    Backoff, Client, Error, Options, State, WorkerConfig,
 };
 use palermo_demo::{ChargeCard, Mailer, NotifyWebhook, SendEmail, Webhooks};
 
@@ -190,6 +190,83 @@ async fn inline_mode_runs_the_job_at_enqueue() {
         "{failed:?}"
     );
     assert_eq!(fake.runs().len(), 2);
+}
+
+/// Fails every run; sleeps `sleep_ms` first.
+#[palermo::job]
+async fn always_down(sleep_ms: u64) -> anyhow::Result<()> {
+    tokio::time::sleep(Duration::from_millis(sleep_ms)).await;
+    anyhow::bail!("still down")
+}
+
+/// Fails every run; two attempts.
+#[palermo::job(max_attempts = 2)]
+async fn down_twice() -> anyhow::Result<()> {
+    anyhow::bail!("down")
+}
+
+#[tokio::test]
+async fn drain_retries_by_the_applications_retry_settings() {
+    let fake = Fake::new();
+    fake.client()
+        .enqueue(AlwaysDown { sleep_ms: 0 })
+        .await
+        .expect("enqueue");
+    assert_eq!(
+        fake.drain().await.len(),
+        15,
+        "without a config, WorkerConfig::default()'s 15 attempts"
+    );
+
+    let mut config = WorkerConfig {
+        max_attempts: 3,
+        backoff: Backoff::exponential(Duration::from_secs(7), Duration::from_secs(600))
+            .with_jitter(0.0),
+        ..WorkerConfig::default()
+    };
+    let fake = Fake::new().with_config(&config);
+    fake.client()
+        .enqueue(AlwaysDown { sleep_ms: 0 })
+        .await
+        .expect("enqueue");
+    let runs = fake.drain().await;
+    let attempts: Vec<u32> = runs.iter().map(|r| r.attempt).collect();
+    assert_eq!(attempts, [1, 2, 3], "config.max_attempts runs");
+    let waits: Vec<Duration> = runs
+        .windows(2)
+        .map(|w| w[1].at.duration_since(w[0].at).expect("later"))
+        .collect();
+    // Due times travel in whole milliseconds (the x-palermo-next-run-at header).
+    let secs = |d: &Duration| (d.as_millis() + 500) / 1000;
+    assert_eq!(
+        waits.iter().map(secs).collect::<Vec<_>>(),
+        [7, 14],
+        "config.backoff's delays: {waits:?}"
+    );
+    assert!(matches!(&runs[1].outcome, Outcome::Retry { error } if error == "still down"));
+    assert!(matches!(&runs[2].outcome, Outcome::Failed { error } if error == "still down"));
+    assert!(!runs[2].outcome.runs_again());
+
+    // A job's own max_attempts comes before the application's.
+    fake.client().enqueue(DownTwice {}).await.expect("enqueue");
+    assert_eq!(fake.drain().await.len(), 2, "#[job(max_attempts = 2)]");
+
+    config.max_attempts = 1;
+    config.job_timeout = Duration::from_millis(20);
+    let fake = Fake::new().with_config(&config);
+    fake.client()
+        .enqueue(AlwaysDown { sleep_ms: 10_000 })
+        .await
+        .expect("enqueue");
+    let runs = fake.drain().await;
+    assert_eq!(
+        runs.iter().map(|r| &r.outcome).collect::<Vec<_>>(),
+        [&Outcome::TimedOut {
+            timeout: Duration::from_millis(20),
+            retry: false
+        }],
+        "config.job_timeout"
+    );
 }
 
 /// Arguments serde writes but cannot read back (NaN becomes JSON `null`).

@@ -30,10 +30,10 @@
 //! job's `tracing` span (W3C `traceparent`, OpenTelemetry with the `opentelemetry` feature).
 //!
 //! Inside, the pipeline is visible in the file tree: `client.rs` publishes → RabbitMQ →
-//! `worker/` (one `slot.rs` per concurrency slot) → `worker/execute.rs` runs one delivery →
-//! ack, or, first, a retry into the delay queues (`retry.rs` decides when,
-//! `worker/retrying.rs` publishes) or the failed job to `palermo.failed`
-//! (`worker/failure.rs`). The wire format lives in `wire/` and is documented in
+//! `worker/` (one `slot.rs` per concurrency slot) → `worker/execute.rs` takes one delivery,
+//! `worker/decide.rs` runs it and decides what follows (`retry.rs` says when a retry runs) →
+//! ack, or, first, a retry into the delay queues (`worker/retrying.rs` publishes) or the
+//! failed job to `palermo.failed` (`worker/failure.rs`). The wire format lives in `wire/` and is documented in
 //! `docs/wire-format.md`; delivery is **at-least-once**: a job may run twice (after a crash
 //! between its end and its ack), never zero times.
 

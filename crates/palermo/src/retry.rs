@@ -17,6 +17,8 @@
 //! job broken for good reaches the failed queue while its cause is still fresh. Sidekiq's 25
 //! retries span three weeks; Celery retries 3 times, 3 minutes apart, which gives up within
 //! ten minutes of an outage. docs/retries.md compares them.
+//!
+//! Whether a failed run is retried at all is decided in `worker/decide.rs`.
 
 use std::time::Duration;
 
@@ -127,31 +129,6 @@ impl Backoff {
     }
 }
 
-/// What happens after a run that did not succeed, given the attempts left.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Decision {
-    /// Run again after this delay as attempt `next_attempt`.
-    Retry {
-        /// The attempt number of the next run.
-        next_attempt: u32,
-        /// How long to wait.
-        delay: Duration,
-    },
-    /// No attempts left: to the failed queue.
-    Exhausted,
-}
-
-/// Decides between a retry and the failed queue after attempt `attempt` of `max_attempts`.
-pub fn decide(attempt: u32, max_attempts: u32, backoff: &Backoff) -> Decision {
-    if attempt >= max_attempts {
-        return Decision::Exhausted;
-    }
-    Decision::Retry {
-        next_attempt: attempt + 1,
-        delay: backoff.delay(attempt),
-    }
-}
-
 /// A number in [0, 1) from the OS's random source (through a v4 UUID, which needs no other
 /// dependency).
 fn random_unit() -> f64 {
@@ -191,21 +168,6 @@ mod tests {
             .map(|n| Backoff::DEFAULT.delay_with(n, 0.0))
             .sum();
         assert_eq!(total.as_secs(), 95_505, "{total:?}");
-    }
-
-    #[test]
-    fn decide_retries_while_attempts_remain() {
-        let b =
-            Backoff::exponential(Duration::from_secs(2), Duration::from_secs(60)).with_jitter(0.0);
-        assert_eq!(
-            decide(1, 3, &b),
-            Decision::Retry {
-                next_attempt: 2,
-                delay: Duration::from_secs(2)
-            }
-        );
-        assert_eq!(decide(3, 3, &b), Decision::Exhausted);
-        assert_eq!(decide(1, 1, &b), Decision::Exhausted, "1 means no retry");
     }
 
     #[test]

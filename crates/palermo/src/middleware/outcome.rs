@@ -1,4 +1,5 @@
-//! How one run of a job ended, as middleware and [`crate::testing`] see it.
+//! How one run of a job ended, as middleware and [`crate::testing`] see it. The worker's
+//! decision (`worker/decide.rs`) makes it; this module only describes it.
 
 use std::time::Duration;
 
@@ -35,7 +36,7 @@ pub enum Outcome {
     },
     /// The job panicked.
     Panicked {
-        /// The panic message.
+        /// The panic message as the failure records it: `panicked: ` and the job's message.
         message: String,
         /// Whether it runs again (attempts remain).
         retry: bool,
@@ -54,34 +55,6 @@ impl Outcome {
             Outcome::Ok | Outcome::Failed { .. } => false,
             Outcome::Retry { .. } | Outcome::Snoozed { .. } => true,
             Outcome::TimedOut { retry, .. } | Outcome::Panicked { retry, .. } => *retry,
-        }
-    }
-
-    /// The outcome of a run that returned `result` (or panicked, or timed out) on `attempt`
-    /// of `max_attempts`.
-    pub(crate) fn of(
-        result: Result<Result<crate::JobResult, crate::worker::Panicked>, Duration>,
-        attempt: u32,
-        max_attempts: u32,
-    ) -> Self {
-        use crate::job::ErrorKind;
-        let retry = attempt < max_attempts;
-        match result {
-            Ok(Ok(Ok(()))) => Outcome::Ok,
-            Ok(Ok(Err(e))) => match e.kind {
-                ErrorKind::Snooze(delay) => Outcome::Snoozed { delay },
-                ErrorKind::Retry if retry => Outcome::Retry {
-                    error: format!("{:#}", e.error),
-                },
-                _ => Outcome::Failed {
-                    error: format!("{:#}", e.error),
-                },
-            },
-            Ok(Err(panicked)) => Outcome::Panicked {
-                message: panicked.message,
-                retry,
-            },
-            Err(timeout) => Outcome::TimedOut { timeout, retry },
         }
     }
 }

@@ -6,12 +6,9 @@ use uuid::Uuid;
 
 use super::{lock, Fake, Recorded, Run};
 use crate::{
-    config::WorkerConfig,
-    middleware::{JobInfo, Outcome},
-    registry::{Registration, Registry},
-    retry::Backoff,
-    trace::TRACEPARENT,
+    registry::{Names, Registry},
     wire::{self, header},
+    worker::decide::{self, Decision, Failure, FailureKind, Ran},
     Error,
 };
 
@@ -22,11 +19,12 @@ impl Fake {
     /// Runs every recorded job, and every job they lead to (retries, snoozes, jobs they
     /// enqueue), until none is left; returns each run in order.
     ///
-    /// Jobs run one at a time, in the order of their due times; a retry is due its backoff
-    /// delay after the run that failed, and the drain does not wait for it. A job that goes
-    /// to the failed queue is dropped, its last run saying so ([`Outcome::runs_again`] is
-    /// false). Panics when the test binary links two jobs of one name, or after 10 000
-    /// runs (a job that snoozes forever).
+    /// Jobs run one at a time, in the order of their due times, by the worker's rules and the
+    /// retry settings of [`Fake::with_config`]; a retry is due its backoff delay after the
+    /// run that failed, and the drain does not wait for it. A job that goes to the failed
+    /// queue is dropped, its last run saying so ([`super::Outcome::runs_again`] is false).
+    /// Panics when the test binary links two jobs of one name, or after 10 000 runs (a job
+    /// that snoozes forever).
     pub async fn drain(&self) -> Vec<Run> {
         let mut runs = Vec::new();
         while let Some(job) = self.next_due() {
@@ -87,67 +85,49 @@ impl Fake {
         linked
     }
 
-    /// Runs one job and records what follows it (a retry, a snooze).
+    /// Runs one job as a worker would (`worker/decide.rs`) and records what follows it: a
+    /// retry or a snooze goes back into the recording, due at its virtual time.
     async fn run_one(&self, job: Recorded) -> Run {
         let at = *lock(&self.inner.clock);
-        let outcome = match self.registry().get(&job.name) {
-            Some(registration) => self.run_registered(&job, registration).await,
-            None => Outcome::Failed {
-                error: format!("unknown job {:?}: not linked into this test", job.name),
-            },
+        let retries = *lock(&self.inner.retries);
+        let ran = match self.registry().get(&job.name) {
+            Some(registration) => {
+                let run = decide::Job {
+                    meta: &job.meta,
+                    registration,
+                    body: &job.body,
+                    headers: job.properties.headers().as_ref(),
+                    names: Names::of(&job.meta),
+                    state: lock(&self.inner.state).clone(),
+                };
+                let middleware = lock(&self.inner.middleware).clone();
+                decide::run(run, &retries, &middleware).await
+            }
+            None => {
+                let error = format!("unknown job {:?}: not linked into this test", job.name);
+                Ran::rejected(Failure::new(FailureKind::UnknownJob, error), &retries)
+            }
         };
         let run = Run {
             id: job.id,
             name: job.name.clone(),
             attempt: job.attempt,
             at,
-            outcome,
+            outcome: ran.outcome(),
         };
-        self.follow(job, &run);
+        self.follow(job, at, &ran.decision);
         run
     }
 
-    /// Decodes and runs a job under its timeout, panic guard, span and middleware.
-    async fn run_registered(&self, job: &Recorded, registration: &Registration) -> Outcome {
-        let defaults = WorkerConfig::default();
-        let state = lock(&self.inner.state).clone();
-        let names = crate::registry::Names::of(&job.meta);
-        let ctx = registration.context(&job.meta, names, defaults.max_attempts, state);
-        let max_attempts = ctx.max_attempts;
-        let run = match (registration.decode)(job.format, &job.body, ctx.clone()) {
-            Ok(run) => run,
-            Err(e) => {
-                return Outcome::Failed {
-                    error: format!("cannot decode the arguments of {:?}: {e}", job.name),
-                }
-            }
+    /// Carries out `decision` in memory, for a job that ran at `at`: a snooze or a retry is
+    /// recorded again, due after its delay, as the worker would publish it.
+    fn follow(&self, mut job: Recorded, at: SystemTime, decision: &Decision) {
+        let (attempt, delay) = match decision {
+            Decision::Snooze { delay } => (job.attempt, *delay),
+            Decision::Retry { next, .. } => (next.attempt, next.delay),
+            Decision::Succeeded | Decision::Fail { .. } => return,
         };
-        let middleware = lock(&self.inner.middleware).clone();
-        let info = JobInfo::new(&ctx, job.properties.headers().as_ref());
-        middleware.before(&info);
-        let timeout = registration.timeout.unwrap_or(defaults.job_timeout);
-        let started = std::time::Instant::now();
-        let guarded = tokio::time::timeout(timeout, crate::worker::catch_panic(run));
-        let result = crate::trace::in_job(&ctx, job.header(TRACEPARENT), guarded).await;
-        let outcome = Outcome::of(result.map_err(|_| timeout), job.attempt, max_attempts);
-        middleware.after(&info, &outcome, started.elapsed());
-        outcome
-    }
-
-    /// Records the retry or the snooze that follows `run`, due at its virtual time.
-    fn follow(&self, mut job: Recorded, run: &Run) {
-        let backoff = || {
-            self.registry()
-                .get(&job.name)
-                .and_then(|r| r.backoff)
-                .unwrap_or(Backoff::DEFAULT)
-        };
-        let (attempt, delay) = match &run.outcome {
-            Outcome::Snoozed { delay } => (job.attempt, *delay),
-            outcome if outcome.runs_again() => (job.attempt + 1, backoff().delay(job.attempt)),
-            _ => return,
-        };
-        let due = run.at + delay;
+        let due = at + delay;
         let mut headers = wire::headers(&job.properties).clone();
         wire::put_int(&mut headers, header::ATTEMPT, attempt.into());
         wire::put_int(&mut headers, header::NEXT_RUN_AT, millis(due));

@@ -29,7 +29,8 @@
 //! [`Fake::drain`] runs the recorded jobs as a worker would: each one decoded from the bytes
 //! the client serialized (an argument that does not round-trip fails already at enqueue),
 //! with the state given to [`Fake::with_state`] and a [`crate::JobContext`], under its
-//! timeout, with panics caught, through the [`Fake::with_middleware`] middleware. Retries
+//! timeout, with panics caught, through the [`Fake::with_middleware`] middleware; the retry
+//! decision is the worker's own, with the retry settings given to [`Fake::with_config`]. Retries
 //! and snoozes run again at once (the fake keeps a virtual clock instead of waiting), jobs
 //! enqueued by jobs run too, and every run's [`Outcome`] is returned.
 //!
@@ -50,11 +51,13 @@ use uuid::Uuid;
 
 pub use crate::middleware::Outcome;
 use crate::{
+    config::WorkerConfig,
     middleware::{self, Middleware},
     registry::Registry,
     serializer::{Format, SerializeError},
     state::{MissingState, State, StateMap},
     wire::{self, header, JobMeta},
+    worker::decide::Retries,
     Client, Error, Job,
 };
 
@@ -94,6 +97,8 @@ struct Inner {
     state: Mutex<Arc<StateMap>>,
     registry: Mutex<Option<Arc<Registry>>>,
     middleware: Mutex<middleware::Stack>,
+    /// The application's retry settings ([`Fake::with_config`]).
+    retries: Mutex<Retries>,
     /// The virtual time of the drain, ahead of the real one after retries and snoozes.
     clock: Mutex<SystemTime>,
 }
@@ -210,6 +215,7 @@ impl Fake {
                 state: Mutex::default(),
                 registry: Mutex::default(),
                 middleware: Mutex::default(),
+                retries: Mutex::new(Retries::of(&WorkerConfig::default())),
                 clock: Mutex::new(SystemTime::now()),
             }),
         }
@@ -236,6 +242,34 @@ impl Fake {
     /// Runs these jobs instead of every job linked into the test binary (the default).
     pub fn with_registry(self, registry: Registry) -> Self {
         *lock(&self.inner.registry) = Some(Arc::new(registry));
+        self
+    }
+
+    /// Runs the jobs with the retry settings of `config`, the one the application's worker
+    /// runs with: its `max_attempts`, `backoff` and `job_timeout` apply to every job that
+    /// sets none itself, as in the worker. Without it, the fake uses
+    /// [`WorkerConfig::default`]'s: 15 attempts, [`crate::Backoff::DEFAULT`], 25 minutes.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use palermo::{testing::Fake, Backoff, WorkerConfig};
+    ///
+    /// #[palermo::job]
+    /// async fn always_fails() -> anyhow::Result<()> {
+    ///     anyhow::bail!("down")
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), palermo::Error> {
+    /// let mut config = WorkerConfig::default();
+    /// config.max_attempts = 3;
+    /// config.backoff = Backoff::exponential(Duration::from_secs(1), Duration::from_secs(60));
+    /// let fake = Fake::new().with_config(&config);
+    /// fake.client().enqueue(AlwaysFails {}).await?;
+    /// assert_eq!(fake.drain().await.len(), 3, "the first run and two retries");
+    /// # Ok(()) }
+    /// ```
+    pub fn with_config(self, config: &WorkerConfig) -> Self {
+        *lock(&self.inner.retries) = Retries::of(config);
         self
     }
 

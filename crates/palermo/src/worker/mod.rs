@@ -11,6 +11,7 @@
 
 #[cfg(feature = "cli")]
 pub mod cli;
+pub(crate) mod decide;
 mod execute;
 mod failure;
 mod heartbeat;
@@ -26,8 +27,6 @@ mod retrying;
 mod serve;
 mod slot;
 mod stats;
-
-pub(crate) use panic::{catch as catch_panic, Panicked};
 
 use std::sync::Arc;
 

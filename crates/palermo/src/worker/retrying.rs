@@ -12,6 +12,7 @@ use lapin::{message::Delivery, types::FieldTable, Channel};
 use tracing::warn;
 
 use super::{
+    decide::NextAttempt,
     failure::{self, Failure},
     Shared,
 };
@@ -20,17 +21,6 @@ use crate::{
     error::Error,
     wire::{self, header, republish, JobMeta},
 };
-
-/// The run a retry schedules.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct NextAttempt {
-    /// Its attempt number.
-    pub attempt: u32,
-    /// The job's max attempts, written into the message.
-    pub max_attempts: u32,
-    /// How long it waits.
-    pub delay: Duration,
-}
 
 /// Publishes the retry of `delivery` as `next`, with `failure` recorded; waits for the
 /// confirm.
