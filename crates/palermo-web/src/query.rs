@@ -5,11 +5,11 @@
 
 use palermo_store::{
     keyset::{Cursor, Position},
-    Filter,
+    time, Filter,
 };
 use serde::{Deserialize, Serialize};
 
-use crate::{error::WebError, links::encode, text};
+use crate::{error::WebError, links::encode};
 
 /// The filter and position, as text from the request. Empty values mean "any".
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
@@ -48,7 +48,7 @@ impl FailedQuery {
         let time = |value: &Option<String>, name: &str| {
             given(value)
                 .map(|t| {
-                    text::parse_time(&t, now)
+                    time::parse_since(&t, now)
                         .map_err(|e| WebError::BadRequest(format!("{name}: {e}")))
                 })
                 .transpose()
