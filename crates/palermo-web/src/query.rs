@@ -45,7 +45,7 @@ fn given(value: &Option<String>) -> Option<String> {
 impl FailedQuery {
     /// The store filter; a time that does not parse is a 400 that says which forms work.
     pub(crate) fn filter(&self, now: i64) -> Result<Filter, WebError> {
-        let time = |value: &Option<String>, name: &str| {
+        let moment = |value: &Option<String>, name: &str| {
             given(value)
                 .map(|t| {
                     time::parse_since(&t, now)
@@ -57,9 +57,9 @@ impl FailedQuery {
             queue: given(&self.queue),
             job: given(&self.job),
             search: given(&self.q),
-            since: time(&self.since, "since")?,
+            since: moment(&self.since, "since")?,
             error_kind: given(&self.kind),
-            until: time(&self.until, "until")?,
+            until: moment(&self.until, "until")?,
         })
     }
 

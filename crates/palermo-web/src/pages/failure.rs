@@ -107,7 +107,7 @@ fn arguments(detail: &FailureDetail) -> String {
 
 fn fields(detail: &FailureDetail) -> Vec<(&'static str, String)> {
     let f = &detail.failure;
-    let time = |ms: Option<i64>| {
+    let when = |ms: Option<i64>| {
         ms.map_or_else(|| "–".to_string(), |ms| format!("{} UTC", time::short(ms)))
     };
     vec![
@@ -130,12 +130,12 @@ fn fields(detail: &FailureDetail) -> Vec<(&'static str, String)> {
         ),
         ("Worker", text::cell(&f.worker, 200)),
         ("Serializer", text::cell(&f.serializer, 40)),
-        ("Enqueued", time(f.enqueued_at)),
-        ("First failed", time(Some(f.first_failed_at))),
-        ("Failed", time(Some(f.failed_at))),
-        ("Recorded", time(Some(f.recorded_at))),
+        ("Enqueued", when(f.enqueued_at)),
+        ("First failed", when(Some(f.first_failed_at))),
+        ("Failed", when(Some(f.failed_at))),
+        ("Recorded", when(Some(f.recorded_at))),
         ("Status", text::cell(&f.status, 20)),
-        ("Resolved", time(f.resolved_at)),
+        ("Resolved", when(f.resolved_at)),
     ]
 }
 
