@@ -2,12 +2,12 @@
 //!
 //! The worker logs a job's start and end at debug only (formatting a line is the largest
 //! share of a tiny job's cost, docs/performance.md), and its failures at warn. Run at debug
-//! to see every job, and a newcomer's terminal fills with four debug lines per job from the
-//! worker's internals; run at info, and a job that succeeded leaves no trace but its own
-//! output. This middleware adds the missing line, `job done`, so that at info each job ends
-//! with one line: `job done` here, or the worker's `job failed; retrying` / `job failed;
-//! moving it to the failed queue` warning. An application that wants the same writes the
-//! same dozen lines; the library does not, to keep its per-job cost where it is.
+//! to see every job, and a newcomer's terminal fills with the worker's debug lines; run at
+//! info, and a job that succeeded leaves no trace but its own output. This middleware adds
+//! the missing line, `job done` (the fields of the worker's debug line), so that at info
+//! each run ends with one line: `job done` here, or the worker's `job failed; retrying` /
+//! `job failed; moving it to the failed queue` warning. An application that wants the same
+//! writes the same few lines; the library does not, to keep its per-job cost where it is.
 
 use std::time::Duration;
 
@@ -23,7 +23,7 @@ impl Middleware for JobLines {
         // Failures have the worker's warning already, and snoozes its `job snoozed` line.
         if matches!(outcome, Outcome::Ok) {
             let ctx = job.context();
-            info!(job.name = %ctx.name, queue = %ctx.queue, attempt = ctx.attempt, job.id = %ctx.id, ?elapsed, "job done");
+            info!(job.id = %ctx.id, job.name = %ctx.name, queue = %ctx.queue, attempt = ctx.attempt, ?elapsed, "job done");
         }
     }
 }
