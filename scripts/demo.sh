@@ -29,8 +29,9 @@ export PALERMO_MAX_PRIORITY=${PALERMO_MAX_PRIORITY:-reports=10}
 BIND=${PALERMO_DEMO_BIND:-127.0.0.1:9090}
 # The smoke run (CI) takes any free port, so it never clashes with a dashboard left open.
 [ "$SMOKE" = "--smoke" ] && BIND=127.0.0.1:0
-# "job done" lines (counted by the smoke run) are at debug.
-WORKER_LOG_LEVEL=${RUST_LOG:-info,palermo::worker=debug}
+# At info: one line per job, `job done` (the demo worker's JobLines middleware, counted by
+# the smoke run) or the worker's `job failed` warning, beside the jobs' own lines.
+WORKER_LOG_LEVEL=${RUST_LOG:-info}
 WORKER=
 WORKER2=
 WEB=

@@ -15,6 +15,15 @@ cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 cargo clippy -p palermo --features opentelemetry --all-targets -- -D warnings
+echo "== cargo package (the five published crates)"
+# Each must package: a version on every path dependency, its metadata, and the files it
+# compiles in (web/ and migrations/ reach the crates through symlinks that cargo follows).
+# --no-verify: building each .crate resolves its own features and rebuilds the dependency
+# tree for it (palermo's alone took 9.5 min on the 2-core machine), too long for every run;
+# before a release, run it without --no-verify (the five are packaged together, so local
+# dependencies resolve to each other's .crate files).
+cargo package --locked --allow-dirty --no-verify \
+  -p palermo -p palermo-macros -p palermo-store -p palermo-web -p palermo-cli
 echo "== cargo test"
 cargo test --workspace
 echo "== the OpenTelemetry bridge (an optional feature)"

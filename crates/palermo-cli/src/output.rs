@@ -5,9 +5,13 @@
 //! escaped (`\u{1b}`), never sent to the terminal: an escape sequence in a job name must not
 //! colour, move or clear the operator's terminal, and a newline or tab must not break a
 //! table's columns. Invisible format characters (bidirectional overrides, zero-width
-//! spaces) are escaped too, so what is shown is what is stored.
+//! spaces, line separators) are escaped too, so what is shown is what is stored; which
+//! characters those are is decided once for the CLI and the dashboard, by
+//! [`palermo_store::text::is_unsafe`].
 
-use std::fmt::{self, Write as _};
+use std::fmt;
+
+use palermo_store::text::{is_unsafe, push_code};
 
 /// `text` on one line, with every control and invisible format character escaped.
 pub fn escape(text: &str) -> String {
@@ -27,19 +31,11 @@ fn escape_with(text: &str, keep_newlines: bool) -> String {
             '\n' => out.push_str("\\n"),
             '\t' => out.push_str("\\t"),
             '\r' => out.push_str("\\r"),
-            c if is_unsafe(c) => {
-                let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
-            }
+            c if is_unsafe(c) => push_code(&mut out, c),
             c => out.push(c),
         }
     }
     out
-}
-
-/// Control characters (C0, DEL, C1) and the format characters that reorder or hide text.
-fn is_unsafe(c: char) -> bool {
-    c.is_control()
-        || matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2069}' | '\u{feff}')
 }
 
 /// Left-aligned columns separated by two spaces; every cell is [`escape`]d.
@@ -99,6 +95,7 @@ mod tests {
         assert_eq!(escape_lines("two\nlines\u{7}"), "two\nlines\\u{7}");
         assert_eq!(escape("\u{202e}evil\u{9b}"), "\\u{202e}evil\\u{9b}");
         assert_eq!(escape("plain é ü"), "plain é ü");
+        assert_eq!(escape("a\u{2028}b\u{2029}"), "a\\u{2028}b\\u{2029}");
     }
 
     #[test]

@@ -13,12 +13,18 @@
 //!   runs before the routine ones still waiting.
 //! - `tidy_carts` (queue `default`): a periodic job, every 10 s, enqueued by whichever demo
 //!   worker's scheduler is active (`--scheduler`): once per tick however many run.
+//!
+//! The worker binary adds [`JobLines`], a middleware that logs one `job done` line per
+//! successful run, so the demo's terminal shows one line per job at info.
+
+mod job_lines;
 
 use std::{
     sync::atomic::{AtomicU32, AtomicU64, Ordering},
     time::Duration,
 };
 
+pub use job_lines::JobLines;
 use palermo::{JobContext, JobError, State};
 use tracing::info;
 

@@ -6,6 +6,9 @@
 //! can tell a job's earlier failures. Resolved rows are pruned after
 //! [`crate::recorder::RecorderConfig::resolved_retention`].
 
+/// One entry of a failure's attempt history: the type the worker writes into the
+/// `x-palermo-error-history` header, read back with the same serde shape.
+pub use palermo::admin::wire::history::FailedAttempt;
 use serde::Serialize;
 use sqlx::{FromRow, Row};
 
@@ -83,8 +86,9 @@ pub struct FailureDetail {
     /// The body as text when it could not be decoded (invalid bytes replaced).
     pub raw_body: Option<String>,
     pub backtrace: Option<String>,
-    /// Earlier failed attempts of this run, from `x-palermo-error-history`.
-    pub attempts: Vec<serde_json::Value>,
+    /// Earlier failed attempts of this run, from `x-palermo-error-history` (empty when the
+    /// header was absent or does not read).
+    pub attempts: Vec<FailedAttempt>,
     /// Other failures of the same job id (earlier rounds, before a retry), newest first.
     pub earlier_failures: Vec<Failure>,
     /// Retries and removals of this job's failures, oldest first.
@@ -221,7 +225,7 @@ impl Store {
             .is_none()
             .then(|| String::from_utf8_lossy(&body).into_owned());
         let attempts = history
-            .and_then(|h| serde_json::from_str::<Vec<serde_json::Value>>(&h).ok())
+            .and_then(|h| serde_json::from_str(&h).ok())
             .unwrap_or_default();
         let (earlier_failures, actions) = self.job_history(&failure).await?;
         Ok(Some(FailureDetail {

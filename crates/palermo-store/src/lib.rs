@@ -15,6 +15,8 @@
 //! - [`requeue`]: retrying a failure = publish (confirmed), then mark retried.
 //! - For the dashboard: [`keyset`] (paging without OFFSET), [`series`] (throughput charts),
 //!   [`facets`] (filter choices), [`queues`] (depths from the broker, purge).
+//! - For people, shared by the CLI and the dashboard: [`time`] (the one time grammar and
+//!   formatting), [`text`] (which characters of untrusted text are shown escaped).
 //!
 //! docs/admin.md is the user guide: schema, recorder, retry ordering, CLI.
 
@@ -33,6 +35,7 @@ pub mod sample;
 pub mod series;
 pub mod stats;
 pub mod store;
+pub mod text;
 pub mod time;
 pub mod workers;
 

@@ -37,14 +37,14 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
     (
         1,
         "admin store",
-        include_str!("../../../migrations/sqlite/0001_admin_store.sql"),
-        include_str!("../../../migrations/postgres/0001_admin_store.sql"),
+        include_str!("../migrations/sqlite/0001_admin_store.sql"),
+        include_str!("../migrations/postgres/0001_admin_store.sql"),
     ),
     (
         2,
         "failures by kind",
-        include_str!("../../../migrations/sqlite/0002_failures_by_kind.sql"),
-        include_str!("../../../migrations/postgres/0002_failures_by_kind.sql"),
+        include_str!("../migrations/sqlite/0002_failures_by_kind.sql"),
+        include_str!("../migrations/postgres/0002_failures_by_kind.sql"),
     ),
 ];
 

@@ -51,7 +51,8 @@ pub fn format_time(time: SystemTime) -> String {
     DateTime::<Utc>::from(time).to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
-/// How long ago `ms` was, roughly: `4s`, `12m`, `3h`, `2d`.
+/// How long ago `ms` was, roughly: `4s`, `12m`, `3h`, `2d` (the largest unit of
+/// [`duration`]: "failed 12m ago" is read at a glance, the seconds would only flicker).
 pub fn ago(ms: i64, now: i64) -> String {
     let secs = (now - ms).max(0) / 1000;
     match secs {
@@ -59,6 +60,18 @@ pub fn ago(ms: i64, now: i64) -> String {
         60..=3599 => format!("{}m", secs / 60),
         3600..=86_399 => format!("{}h", secs / 3600),
         _ => format!("{}d", secs / 86_400),
+    }
+}
+
+/// A duration in ms, to two units: `4s`, `12m 3s`, `3h 5m`, `2d 4h` (how long a job has
+/// run).
+pub fn duration(ms: i64) -> String {
+    let secs = ms.max(0) / 1000;
+    match secs {
+        0..=59 => format!("{secs}s"),
+        60..=3599 => format!("{}m {}s", secs / 60, secs % 60),
+        3600..=86_399 => format!("{}h {}m", secs / 3600, secs / 60 % 60),
+        _ => format!("{}d {}h", secs / 86_400, secs / 3600 % 24),
     }
 }
 
@@ -200,6 +213,10 @@ mod tests {
         assert_eq!(rfc3339(1_714_564_803_123), "2024-05-01T12:00:03.123Z");
         assert_eq!(short(951_782_400_000), "2000-02-29 00:00:00");
         assert_eq!(ago(0, 125_000), "2m");
+        assert_eq!(short(1_714_564_803_123), "2024-05-01 12:00:03");
+        assert_eq!(duration(3_723_000), "1h 2m");
+        assert_eq!(duration(45_000), "45s");
+        assert_eq!(duration(2 * DAY_MS + 4 * 3_600_000 + 1), "2d 4h");
     }
 
     #[test]

@@ -156,6 +156,8 @@ async fn recording_is_idempotent_and_lists_filter_and_page() {
         assert_eq!(detail.args, Some(serde_json::json!({"n": "f07"})));
         assert_eq!(detail.backtrace.as_deref(), Some("at main.rs:1"));
         assert_eq!(detail.attempts.len(), 1);
+        assert_eq!((detail.attempts[0].attempt, detail.attempts[0].at), (1, 1));
+        assert_eq!(detail.attempts[0].error, "first");
         assert_eq!(
             detail.failure.gave_up.as_deref(),
             Some("attempts_exhausted")

@@ -8,7 +8,7 @@ use axum::{
     Json,
 };
 use palermo_store::{
-    facets::Facets, keyset::KeysetPage, queues::QueueRow, series::Series, stats::Stats,
+    facets::Facets, keyset::KeysetPage, queues::QueueRow, series::Series, stats::Stats, time,
     FailureDetail,
 };
 use serde::Deserialize;
@@ -22,7 +22,6 @@ use crate::{
     query::FailedQuery,
     security::auth::Actor,
     state::App,
-    text,
 };
 
 type ApiResult<T> = Result<Json<T>, ApiError>;
@@ -34,12 +33,12 @@ pub(crate) async fn overview(State(app): State<App>) -> ApiResult<Overview> {
 
 /// `GET /api/stats`: totals, the last hour and per queue and job.
 pub(crate) async fn stats(State(app): State<App>) -> ApiResult<Stats> {
-    Ok(Json(app.store().stats(text::now_ms()).await?))
+    Ok(Json(app.store().stats(time::now_ms()).await?))
 }
 
 /// `GET /api/series`: processed and failed per minute (last hour) and per hour (last days).
 pub(crate) async fn series(State(app): State<App>) -> ApiResult<Value> {
-    let now = text::now_ms();
+    let now = time::now_ms();
     let minutes: Series = app.store().minutes_series(now).await?;
     let hours: Series = app.hours_series(now).await?;
     Ok(Json(json!({"per_minute": minutes, "per_hour": hours})))
@@ -72,7 +71,7 @@ pub(crate) async fn purge(
 
 /// `GET /api/workers`: the workers and the jobs running now.
 pub(crate) async fn workers(State(app): State<App>) -> ApiResult<Workers> {
-    Ok(Json(Workers::load(&app, text::now_ms()).await?))
+    Ok(Json(Workers::load(&app, time::now_ms()).await?))
 }
 
 /// Paging of `GET /api/failed`, besides the filter.
@@ -88,7 +87,7 @@ pub(crate) async fn failed(
     Query(query): Query<FailedQuery>,
     Query(limit): Query<Limit>,
 ) -> ApiResult<KeysetPage> {
-    let filter = query.filter(text::now_ms())?;
+    let filter = query.filter(time::now_ms())?;
     let limit = limit.limit.unwrap_or(PAGE_SIZE).clamp(1, 1000);
     Ok(Json(
         app.store()
@@ -146,7 +145,7 @@ pub(crate) async fn retry_all(
     actor: Actor,
     Json(query): Json<FailedQuery>,
 ) -> ApiResult<Value> {
-    let filter = query.filter(text::now_ms())?;
+    let filter = query.filter(time::now_ms())?;
     let retried = actions::retry_all(&app, &filter, &actor).await?;
     Ok(Json(json!({ "retried": retried })))
 }
@@ -157,6 +156,6 @@ pub(crate) async fn remove_all(
     actor: Actor,
     Json(query): Json<FailedQuery>,
 ) -> ApiResult<Value> {
-    let removed = actions::remove_all(&app, &query.filter(text::now_ms())?, &actor).await?;
+    let removed = actions::remove_all(&app, &query.filter(time::now_ms())?, &actor).await?;
     Ok(Json(json!({ "removed": removed })))
 }

@@ -16,8 +16,8 @@ pub(crate) struct Asset {
     content_type: &'static str,
 }
 
-const CSS: &str = include_str!("../../../web/static/app.css");
-const JS: &str = include_str!("../../../web/static/app.js");
+const CSS: &str = include_str!("../web/static/app.css");
+const JS: &str = include_str!("../web/static/app.js");
 
 /// FNV-1a, at compile time: a stable fingerprint of a file's bytes.
 const fn fnv1a(bytes: &[u8]) -> u64 {

@@ -9,14 +9,12 @@ use palermo_store::{
     queues::QueuesReport,
     series::Series,
     stats::Counts,
+    time,
     workers::{InFlight, WorkerRow},
 };
 use serde::Serialize;
 
-use crate::{error::WebError, state::App, text};
-
-/// How many days the hourly chart covers.
-pub(crate) const CHART_DAYS: u32 = 7;
+use crate::{error::WebError, state::App};
 
 /// Delayed jobs: waiting to be retried, scheduled or snoozed, orphaned (quorum queues keep
 /// the delayed jobs whose queue was deleted).
@@ -133,7 +131,7 @@ pub(crate) struct Overview {
 
 impl Overview {
     pub(crate) async fn load(app: &App) -> Result<Overview, WebError> {
-        let now = text::now_ms();
+        let now = time::now_ms();
         let store = app.store();
         let (stats, per_minute, per_hour, unresolved, workers, queues) = tokio::try_join!(
             async { store.stats(now).await.map_err(WebError::from) },
@@ -150,7 +148,7 @@ impl Overview {
         )?;
         Ok(Overview {
             env_name: app.config().env_name.clone(),
-            generated_at: text::rfc3339(now),
+            generated_at: time::rfc3339(now),
             processed: stats.total,
             last_hour: stats.last_hour,
             busy: workers.busy.len(),

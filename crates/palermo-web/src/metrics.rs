@@ -12,6 +12,7 @@ use axum::{
     http::{header, StatusCode},
     response::{IntoResponse, Response},
 };
+use palermo_store::time;
 use prometheus_client::{
     encoding::text::encode,
     metrics::{counter::Counter, family::Family, gauge::Gauge},
@@ -22,7 +23,6 @@ use crate::{
     data::{Queues, Workers},
     error::WebError,
     state::App,
-    text,
 };
 
 type Labels = Vec<(String, String)>;
@@ -40,7 +40,7 @@ fn count(n: i64) -> u64 {
 
 /// `GET /metrics`.
 pub(crate) async fn metrics(State(app): State<App>) -> Result<Response, WebError> {
-    let now = text::now_ms();
+    let now = time::now_ms();
     let store = app.store();
     let (stats, unresolved, workers, queues) = tokio::try_join!(
         async { store.stats(now).await.map_err(WebError::from) },

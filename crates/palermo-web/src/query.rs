@@ -5,11 +5,11 @@
 
 use palermo_store::{
     keyset::{Cursor, Position},
-    Filter,
+    time, Filter,
 };
 use serde::{Deserialize, Serialize};
 
-use crate::{error::WebError, links::encode, text};
+use crate::{error::WebError, links::encode};
 
 /// The filter and position, as text from the request. Empty values mean "any".
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
@@ -45,10 +45,10 @@ fn given(value: &Option<String>) -> Option<String> {
 impl FailedQuery {
     /// The store filter; a time that does not parse is a 400 that says which forms work.
     pub(crate) fn filter(&self, now: i64) -> Result<Filter, WebError> {
-        let time = |value: &Option<String>, name: &str| {
+        let moment = |value: &Option<String>, name: &str| {
             given(value)
                 .map(|t| {
-                    text::parse_time(&t, now)
+                    time::parse_since(&t, now)
                         .map_err(|e| WebError::BadRequest(format!("{name}: {e}")))
                 })
                 .transpose()
@@ -57,9 +57,9 @@ impl FailedQuery {
             queue: given(&self.queue),
             job: given(&self.job),
             search: given(&self.q),
-            since: time(&self.since, "since")?,
+            since: moment(&self.since, "since")?,
             error_kind: given(&self.kind),
-            until: time(&self.until, "until")?,
+            until: moment(&self.until, "until")?,
         })
     }
 

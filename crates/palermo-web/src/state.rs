@@ -7,7 +7,10 @@ use std::sync::{Arc, Mutex};
 
 use palermo_store::{queues::BrokerAdmin, series::Series, Store};
 
-use crate::{data::CHART_DAYS, error::WebError, WebConfig};
+use crate::{error::WebError, WebConfig};
+
+/// How many days the hourly chart covers.
+pub(crate) const CHART_DAYS: u32 = 7;
 
 /// How long the hourly series is reused, ms.
 pub(crate) const HOURS_CACHE_MS: i64 = 30_000;

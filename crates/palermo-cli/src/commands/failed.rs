@@ -300,12 +300,12 @@ fn describe(d: &FailureDetail) -> String {
             .attempts
             .iter()
             .map(|a| {
-                let at = a["at"].as_i64().map(time::rfc3339).unwrap_or_default();
                 format!(
-                    "#{} {at} {}: {}",
-                    a["attempt"],
-                    a["kind"].as_str().unwrap_or(""),
-                    a["error"].as_str().unwrap_or("")
+                    "#{} {} {}: {}",
+                    a.attempt,
+                    time::rfc3339(a.at),
+                    a.kind,
+                    a.error
                 )
             })
             .collect();

@@ -13,6 +13,7 @@ use axum::{
     http::{header, StatusCode},
     response::{IntoResponse, Response},
 };
+use palermo_store::time;
 
 use super::{render, Base};
 use crate::{
@@ -199,7 +200,7 @@ async fn all(
 ) -> Result<Response, WebError> {
     let fields = Fields::parse(&body);
     let query = FailedQuery::from_fields(&fields.0);
-    let filter = query.filter(text::now_ms())?;
+    let filter = query.filter(time::now_ms())?;
     if !fields.confirmed() {
         let count = app.store().count_failures(&filter).await?;
         let scope = if query.is_filtered() {

@@ -8,7 +8,7 @@ use axum::{
     extract::{Query, State},
     response::{IntoResponse, Response},
 };
-use palermo_store::{facets::Counted, Failure};
+use palermo_store::{facets::Counted, time, Failure};
 
 use super::{render, Base, Done};
 use crate::{
@@ -41,8 +41,8 @@ impl FailureLine {
         FailureLine {
             id: f.id.clone(),
             link: format!("failed/{}", segment(&f.id)),
-            failed_at: text::short(f.failed_at),
-            failed_ago: format!("{} ago", text::ago(f.failed_at, now)),
+            failed_at: time::short(f.failed_at),
+            failed_ago: format!("{} ago", time::ago(f.failed_at, now)),
             queue: text::cell(&f.queue, 60),
             job: text::cell(
                 if f.job_name.is_empty() {
@@ -89,7 +89,7 @@ pub(crate) async fn page(
     Query(query): Query<FailedQuery>,
     Query(done): Query<Done>,
 ) -> Result<Response, WebError> {
-    let now = text::now_ms();
+    let now = time::now_ms();
     let filter = query.filter(now)?;
     let position = query.position()?;
     let store = app.store();

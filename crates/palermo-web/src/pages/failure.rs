@@ -7,7 +7,7 @@ use axum::{
     extract::{Path, State},
     response::{IntoResponse, Response},
 };
-use palermo_store::FailureDetail;
+use palermo_store::{failures::FailedAttempt, time, FailureDetail};
 
 use super::{failed::FailureLine, render, Base};
 use crate::{error::WebError, links::Root, state::App, text};
@@ -45,7 +45,7 @@ pub(crate) async fn page(
     let detail = app.store().failure(&id).await?.ok_or_else(|| {
         WebError::NotFound(format!("no failure has the id {:?}", text::cell(&id, 200)))
     })?;
-    let now = text::now_ms();
+    let now = time::now_ms();
     let page = FailurePage {
         base: Base::new(
             &app,
@@ -73,7 +73,7 @@ pub(crate) async fn page(
             .actions
             .iter()
             .map(|a| Entry {
-                at: text::short(a.at),
+                at: time::short(a.at),
                 what: text::cell(&a.action, 20),
                 detail: text::cell(
                     &format!(
@@ -107,8 +107,8 @@ fn arguments(detail: &FailureDetail) -> String {
 
 fn fields(detail: &FailureDetail) -> Vec<(&'static str, String)> {
     let f = &detail.failure;
-    let time = |ms: Option<i64>| {
-        ms.map_or_else(|| "–".to_string(), |ms| format!("{} UTC", text::short(ms)))
+    let when = |ms: Option<i64>| {
+        ms.map_or_else(|| "–".to_string(), |ms| format!("{} UTC", time::short(ms)))
     };
     vec![
         ("Failure id", text::cell(&f.id, 200)),
@@ -130,34 +130,23 @@ fn fields(detail: &FailureDetail) -> Vec<(&'static str, String)> {
         ),
         ("Worker", text::cell(&f.worker, 200)),
         ("Serializer", text::cell(&f.serializer, 40)),
-        ("Enqueued", time(f.enqueued_at)),
-        ("First failed", time(Some(f.first_failed_at))),
-        ("Failed", time(Some(f.failed_at))),
-        ("Recorded", time(Some(f.recorded_at))),
+        ("Enqueued", when(f.enqueued_at)),
+        ("First failed", when(Some(f.first_failed_at))),
+        ("Failed", when(Some(f.failed_at))),
+        ("Recorded", when(Some(f.recorded_at))),
         ("Status", text::cell(&f.status, 20)),
-        ("Resolved", time(f.resolved_at)),
+        ("Resolved", when(f.resolved_at)),
     ]
 }
 
-/// One entry of `x-palermo-error-history` (`{"attempt", "at", "kind", "error"}`), shown as
-/// it is whatever its shape.
-fn attempt(value: &serde_json::Value) -> Entry {
-    let field = |name: &str| match value.get(name) {
-        Some(serde_json::Value::String(s)) => s.clone(),
-        Some(other) => other.to_string(),
-        None => String::new(),
-    };
-    let at = value
-        .get("at")
-        .and_then(serde_json::Value::as_i64)
-        .map(text::short)
-        .unwrap_or_else(|| field("at"));
+/// One failed attempt of this run, from the job's error history.
+fn attempt(attempt: &FailedAttempt) -> Entry {
     Entry {
-        at: text::cell(&at, 40),
+        at: time::short(attempt.at),
         what: text::cell(
-            &format!("attempt {} ({})", field("attempt"), field("kind")),
+            &format!("attempt {} ({})", attempt.attempt, attempt.kind),
             80,
         ),
-        detail: text::visible(&field("error")),
+        detail: text::visible(&attempt.error),
     }
 }

@@ -20,6 +20,7 @@ use axum::{
     response::{Html, IntoResponse, Response},
     Json,
 };
+use palermo_store::time;
 use serde::Deserialize;
 
 use crate::{assets, error::ErrorPage, links::Root, state::App, text};
@@ -57,7 +58,7 @@ impl Base {
             css: assets::css().name,
             js: assets::js().name,
             notice: None,
-            generated_at: text::short(text::now_ms()),
+            generated_at: time::short(time::now_ms()),
         }
     }
 

@@ -5,6 +5,7 @@ use axum::{
     extract::State,
     response::{IntoResponse, Response},
 };
+use palermo_store::time;
 
 use super::{
     render,
@@ -38,7 +39,7 @@ struct OverviewPage {
 /// `GET /`: the overview.
 pub(crate) async fn page(State(app): State<App>, root: Root) -> Result<Response, WebError> {
     let data = Overview::load(&app).await?;
-    let now = text::now_ms();
+    let now = time::now_ms();
     let failed_queue = &app.config().deployment.failed_queue;
     let count = |n: i64| n.to_string();
     let cards = vec![
@@ -82,7 +83,7 @@ pub(crate) async fn page(State(app): State<App>, root: Root) -> Result<Response,
             "Per hour, last days",
             "%a %H:00",
         ),
-        chart_days: crate::data::CHART_DAYS,
+        chart_days: crate::state::CHART_DAYS,
         queues: data
             .queues
             .report

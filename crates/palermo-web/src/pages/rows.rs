@@ -2,7 +2,7 @@
 //! built from the store's structs: untrusted text made visible and cut, times formatted,
 //! links encoded.
 
-use palermo_store::{queues::QueueRow, workers::WorkerRow};
+use palermo_store::{queues::QueueRow, time, workers::WorkerRow};
 
 use crate::{
     data::Busy,
@@ -72,8 +72,8 @@ impl WorkerLine {
             pid: row.pid,
             queues: text::cell(&row.queues.join(", "), 200),
             concurrency: row.concurrency,
-            started: text::short(row.started_at),
-            last_seen: format!("{} ago", text::ago(row.last_seen_at, now)),
+            started: time::short(row.started_at),
+            last_seen: format!("{} ago", time::ago(row.last_seen_at, now)),
             processed: row.processed,
             failed: row.failed,
             running: row.running.len(),
@@ -101,8 +101,8 @@ impl BusyLine {
             job_id: text::cell(&busy.job.id, 60),
             queue: text::cell(&busy.job.queue, 80),
             args: text::cell(&busy.job.args_preview, 120),
-            started: text::short(busy.job.started_at),
-            running: text::duration(busy.running_ms),
+            started: time::short(busy.job.started_at),
+            running: time::duration(busy.running_ms),
         }
     }
 }

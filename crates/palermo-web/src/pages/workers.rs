@@ -5,13 +5,14 @@ use axum::{
     extract::State,
     response::{IntoResponse, Response},
 };
+use palermo_store::time;
 
 use super::{
     render,
     rows::{BusyLine, WorkerLine},
     Base,
 };
-use crate::{data::Workers, error::WebError, links::Root, state::App, text};
+use crate::{data::Workers, error::WebError, links::Root, state::App};
 
 #[derive(Template)]
 #[template(path = "workers.html")]
@@ -23,7 +24,7 @@ struct WorkersPage {
 
 /// `GET /workers`.
 pub(crate) async fn page(State(app): State<App>, root: Root) -> Result<Response, WebError> {
-    let now = text::now_ms();
+    let now = time::now_ms();
     let data = Workers::load(&app, now).await?;
     let page = WorkersPage {
         base: Base::new(&app, &root, "Workers", "workers").live(),
