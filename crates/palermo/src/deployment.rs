@@ -43,7 +43,7 @@ pub struct Deployment {
     /// Defaults to classic.
     pub queue_type: topology::QueueType,
     /// The job queues declared as priority queues, with their `x-max-priority`
-    /// ([`crate::priority`]; classic queues only). `--max-priority QUEUE=N` (repeatable),
+    /// ([`Priorities`]; classic queues only). `--max-priority QUEUE=N` (repeatable),
     /// `PALERMO_MAX_PRIORITY=QUEUE=N,QUEUE=N`. Defaults to none.
     pub priorities: Priorities,
     /// The queue failed jobs go to and the admin side records from. `--failed-queue`,
@@ -55,7 +55,7 @@ pub struct Deployment {
     pub events_exchange: String,
     /// The queue schedulers elect their leader through and keep the last ticks in
     /// (docs/scheduling.md); `palermo schedules` reads it. `--scheduler-queue`,
-    /// `PALERMO_SCHEDULER_QUEUE`. Defaults to [`topology::SCHEDULER_QUEUE`].
+    /// `PALERMO_SCHEDULER_QUEUE`. Defaults to `palermo.scheduler`.
     pub scheduler_queue: String,
 }
 

@@ -18,9 +18,10 @@
 //! # Ok(()) }
 //! ```
 //!
-//! What an application needs is at the top of this crate: [`Client`] to enqueue, [`Job`]
-//! and [`JobError`] to write jobs (usually through [`macro@job`]), [`Worker`] and
-//! [`WorkerConfig`] to run them, [`shutdown`] to stop a worker, and, with the default `cli`
+//! What an application needs is at the top of this crate: [`Client`] (and [`ClientConfig`])
+//! to enqueue, [`Job`] and [`JobError`] to write jobs (usually through [`macro@job`]),
+//! [`Worker`] and [`WorkerConfig`] to run them, [`Deployment`] for the settings every process
+//! of a deployment shares, [`shutdown`] to stop a worker, and, with the default `cli`
 //! feature, [`cli`] for a worker binary's `main`. Admin tools (the store, the `palermo`
 //! command, the dashboard) reach the broker topology and the wire format through [`admin`].
 //!

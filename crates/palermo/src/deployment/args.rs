@@ -6,19 +6,31 @@ use crate::{priority::Priorities, topology};
 
 use super::Deployment;
 
+/// Where `--help` lists these flags, apart from the binary's own.
+const HEADING: &str = "Deployment (the same for every worker and admin command)";
+
 /// `--amqp-url`, `--queue-type`, `--max-priority QUEUE=N`, `--failed-queue`,
 /// `--events-exchange`, `--scheduler-queue`, each also read from its `PALERMO_*` variable;
 /// see [`Deployment`] for what each means.
 #[derive(Debug, Clone, clap::Args)]
 pub struct DeploymentArgs {
     /// RabbitMQ URL, or the nodes of a cluster as a comma-separated list of URLs.
-    #[arg(long, global = true, env = "PALERMO_AMQP_URL", default_value = crate::DEFAULT_AMQP_URL)]
+    // The variable's value is not shown in --help: the URL may hold a password.
+    #[arg(
+        long,
+        global = true,
+        help_heading = HEADING,
+        env = "PALERMO_AMQP_URL",
+        hide_env_values = true,
+        default_value = crate::DEFAULT_AMQP_URL
+    )]
     pub amqp_url: String,
     /// Type of every queue the deployment declares: classic or quorum (for replicated
     /// clusters); the same for every client, worker and admin command.
     #[arg(
         long,
         global = true,
+        help_heading = HEADING,
         env = "PALERMO_QUEUE_TYPE",
         default_value = "classic"
     )]
@@ -29,6 +41,7 @@ pub struct DeploymentArgs {
     #[arg(
         long,
         global = true,
+        help_heading = HEADING,
         env = "PALERMO_MAX_PRIORITY",
         value_name = "QUEUE=N",
         value_delimiter = ',',
@@ -36,13 +49,16 @@ pub struct DeploymentArgs {
     )]
     pub max_priority: Vec<(String, u8)>,
     /// Queue failed jobs go to (and the admin commands record from).
-    #[arg(long, global = true, env = "PALERMO_FAILED_QUEUE", default_value = topology::FAILED_QUEUE)]
+    #[arg(long, global = true,
+        help_heading = HEADING, env = "PALERMO_FAILED_QUEUE", default_value = topology::FAILED_QUEUE)]
     pub failed_queue: String,
     /// Topic exchange (and queue) the workers' heartbeats go to.
-    #[arg(long, global = true, env = "PALERMO_EVENTS_EXCHANGE", default_value = topology::EVENTS_EXCHANGE)]
+    #[arg(long, global = true,
+        help_heading = HEADING, env = "PALERMO_EVENTS_EXCHANGE", default_value = topology::EVENTS_EXCHANGE)]
     pub events_exchange: String,
     /// Queue the schedulers of periodic jobs elect their leader through.
-    #[arg(long, global = true, env = "PALERMO_SCHEDULER_QUEUE", default_value = topology::SCHEDULER_QUEUE)]
+    #[arg(long, global = true,
+        help_heading = HEADING, env = "PALERMO_SCHEDULER_QUEUE", default_value = topology::SCHEDULER_QUEUE)]
     pub scheduler_queue: String,
 }
 
