@@ -1,43 +1,62 @@
 #!/usr/bin/env bash
-# The whole test suite: services up, formatting and lints, every test, then the disruptive
-# tests (broker restarts, killed processes) one at a time after the rest, then the cluster
-# tests (tests/cluster_*.rs: they bring up scripts/cluster.sh's three nodes themselves).
+# The whole test suite: services up, formatting and lints, one build, every test, then the
+# disruptive tests (tests/disruptive/: broker restarts, killed processes) one at a time after
+# the rest, then the cluster tests (tests/cluster/: they bring up scripts/cluster.sh's three
+# nodes themselves), then the demo's smoke run. Each stage prints the seconds it took.
+#
+# Every cargo command selects the whole workspace and a test target, so cargo resolves one
+# set of features and compiles each dependency once. A command that selects one package
+# (`-p`, or the root package's `--test X` without `--workspace`) or no test target (a plain
+# `cargo build`) resolves other features for the shared dependencies and compiles them all
+# a second time, minutes on two cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+# Where several people test against one broker, the lock of tests/README.md keeps the
+# disruptive stage apart from everyone else's tests; on a CI machine nobody else holds it.
+LOCK=/tmp/palermo-broker.lock
+stage_started=$SECONDS
+stage() {
+  echo "== $(( SECONDS - stage_started )) s"
+  stage_started=$SECONDS
+  echo "== $*"
+}
 
 scripts/broker.sh
 scripts/postgres.sh
 scripts/chromium.sh   # the dashboard's browser test drives Debian's Chromium
-scripts/python.sh     # examples/python and its test (tests/python_producer.rs) need pika
+scripts/python.sh     # examples/python and its test (tests/suite/python_producer.rs) need pika
 
-echo "== cargo fmt --check"
+stage "cargo fmt --check"
 cargo fmt --all -- --check
-echo "== cargo clippy"
+stage "cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
-cargo clippy -p palermo --features opentelemetry --all-targets -- -D warnings
-echo "== cargo test"
-cargo test --workspace
-echo "== the OpenTelemetry bridge (an optional feature)"
-cargo test -p palermo --features opentelemetry --lib trace
-echo "== the worker suites again, on quorum queues"
-PALERMO_TEST_QUEUE_TYPE=quorum cargo test --test core --test malformed --test retries
-if ls tests/disruptive_*.rs >/dev/null 2>&1; then
-  echo "== disruptive tests (one at a time)"
-  trap 'scripts/broker.sh' EXIT   # whatever happens, leave the broker running
-  cargo test --test 'disruptive_*' -- --ignored --test-threads=1
-fi
-if ls tests/cluster_*.rs >/dev/null 2>&1; then
-  echo "== cluster tests (a three-node RabbitMQ cluster on 5681-5683, one test at a time)"
-  # Whatever happens, take the cluster down and leave the main broker running.
-  trap 'flock -x /tmp/palermo-cluster.lock scripts/cluster.sh down; scripts/broker.sh' EXIT
-  cluster_started=$SECONDS
-  # cluster_chaos is not run here: on RabbitMQ 3.10.8 about one run in three ends with one
-  # confirmed job that no worker ever received and no queue holds, a loss the plain-lapin
-  # baseline reproduces without Palermo (docs/scaling.md, "Chaos in the cluster"). By hand:
-  #   cargo test --test cluster_chaos -- --ignored --nocapture
-  # --nocapture: the failover times belong in the CI log.
-  cargo test --test cluster_failover -- --ignored --test-threads=1 --nocapture
-  echo "== cluster tests took $((SECONDS - cluster_started)) s"
-fi
-echo "== demo smoke run"
-scripts/demo.sh --smoke
+cargo clippy --workspace --all-targets --features palermo/opentelemetry -- -D warnings
+stage "cargo build (every target, the binaries the tests and the demo run too)"
+cargo build --workspace --all-targets
+# The tests run this `palermo`; left to themselves they build it with
+# `cargo build -p palermo-cli`, which resolves other features (see above).
+export PALERMO_BIN=$PWD/target/debug/palermo
+stage "cargo test"
+flock -s "$LOCK" cargo test --workspace
+stage "the OpenTelemetry bridge (an optional feature)"
+cargo test --workspace --features palermo/opentelemetry --lib -- trace
+stage "the worker suites again, on quorum queues"
+PALERMO_TEST_QUEUE_TYPE=quorum flock -s "$LOCK" \
+  cargo test --workspace --test suite -- core:: malformed:: retries::
+stage "disruptive tests (one at a time)"
+trap 'scripts/broker.sh' EXIT   # whatever happens, leave the broker running
+flock -x "$LOCK" cargo test --workspace --test disruptive -- --ignored --test-threads=1
+stage "cluster tests (a three-node RabbitMQ cluster on 5681-5683, one test at a time)"
+# Whatever happens, take the cluster down and leave the main broker running.
+trap 'flock -x /tmp/palermo-cluster.lock scripts/cluster.sh down; scripts/broker.sh' EXIT
+# cluster_chaos is not run here: on RabbitMQ 3.10.8 about one run in three ends with one
+# confirmed job that no worker ever received and no queue holds, a loss the plain-lapin
+# baseline reproduces without Palermo (docs/scaling.md, "Chaos in the cluster"). By hand:
+#   cargo test --test cluster -- cluster_chaos:: --ignored --nocapture
+# --nocapture: the failover times belong in the CI log.
+cargo test --workspace --test cluster -- cluster_failover:: --ignored --test-threads=1 --nocapture
+stage "demo smoke run"
+# The demo's binaries are built above; its own `cargo build -p ...` would resolve other features.
+PALERMO_DEMO_BUILT=1 flock -s "$LOCK" scripts/demo.sh --smoke
+stage "done"
