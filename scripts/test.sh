@@ -39,11 +39,15 @@ cargo build --workspace --all-targets
 export PALERMO_BIN=$PWD/target/debug/palermo
 stage "cargo test"
 flock -s "$LOCK" cargo test --workspace
+# A test that measures the process (its memory) is #[ignore]d in the parallel run: alone here.
+flock -s "$LOCK" cargo test --workspace --test suite -- --ignored
 stage "the OpenTelemetry bridge (an optional feature)"
 cargo test --workspace --features palermo/opentelemetry --lib -- trace
 stage "the worker suites again, on quorum queues"
-PALERMO_TEST_QUEUE_TYPE=quorum flock -s "$LOCK" \
-  cargo test --workspace --test suite -- core:: malformed:: retries::
+export PALERMO_TEST_QUEUE_TYPE=quorum
+flock -s "$LOCK" cargo test --workspace --test suite -- core:: malformed:: retries::
+flock -s "$LOCK" cargo test --workspace --test suite -- --ignored retries::
+unset PALERMO_TEST_QUEUE_TYPE
 stage "disruptive tests (one at a time)"
 trap 'scripts/broker.sh' EXIT   # whatever happens, leave the broker running
 flock -x "$LOCK" cargo test --workspace --test disruptive -- --ignored --test-threads=1

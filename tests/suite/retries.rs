@@ -500,6 +500,7 @@ async fn ask_until<F: std::future::Future<Output = u64>>(
 }
 
 #[tokio::test]
+#[ignore = "measures the process's memory: run alone, `cargo test --test suite -- --ignored`"]
 async fn while_a_thousand_delayed_jobs_wait_the_worker_holds_only_its_running_jobs() {
     const DELAYED: usize = 1000;
     const CONCURRENCY: usize = 2;
