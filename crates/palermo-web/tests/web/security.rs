@@ -2,7 +2,7 @@
 //! every POST (with and without Sec-Fetch-Site, same origin accepted, trusted origins), the
 //! Basic login (pages, API, actions, metrics; metrics_public), and read-only mode.
 
-mod support;
+use crate::support;
 
 use axum::{
     body::Body,

@@ -1,7 +1,7 @@
 //! The failures list on both databases: keyset pages walked older and newer, filters by
 //! queue, job, error kind, text and time, through the page and the API.
 
-mod support;
+use crate::support;
 
 use axum::http::StatusCode;
 use support::*;

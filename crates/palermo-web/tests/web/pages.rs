@@ -1,7 +1,7 @@
 //! Every page and API read route, on a real SQLite store: rendered, escaped, with the
 //! security headers, under a mount prefix, and answering 404 for unknown ids.
 
-mod support;
+use crate::support;
 
 use axum::{http::StatusCode, Router};
 use support::*;

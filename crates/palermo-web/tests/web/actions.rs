@@ -2,7 +2,7 @@
 //! (queues with unique names, deleted at the end) and a real SQLite store: the job is back
 //! in its queue, the audit names who did it, a stale id changes nothing and says why.
 
-mod support;
+use crate::support;
 
 use axum::http::StatusCode;
 use lapin::{
