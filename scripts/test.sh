@@ -53,9 +53,16 @@ export PALERMO_TEST_QUEUE_TYPE=quorum
 flock -s "$LOCK" cargo test --workspace --test suite -- core:: malformed:: retries::
 flock -s "$LOCK" cargo test --workspace --test suite -- --ignored retries::
 unset PALERMO_TEST_QUEUE_TYPE
-stage "disruptive tests (one at a time)"
+stage "disruptive tests"
 trap 'scripts/broker.sh' EXIT   # whatever happens, leave the broker running
-flock -x "$LOCK" cargo test --workspace --test disruptive -- --ignored --test-threads=1
+# Those that restart the broker, raise an alarm or delete what every test shares run one at
+# a time; those that only kill processes of their own run two at a time, beside each other.
+OWN_PROCESSES="disruptive_admin:: disruptive_poison:: disruptive_scheduler:: disruptive_unique::"
+# shellcheck disable=SC2046 # one --skip per word
+flock -x "$LOCK" cargo test --workspace --test disruptive -- --ignored --test-threads=1 \
+  $(printf -- '--skip %s ' $OWN_PROCESSES)
+# shellcheck disable=SC2086 # one filter per word
+flock -s "$LOCK" cargo test --workspace --test disruptive -- --ignored $OWN_PROCESSES
 stage "cluster tests (a three-node RabbitMQ cluster on 5681-5683, one test at a time)"
 # Whatever happens, take the cluster down and leave the main broker running.
 trap 'flock -x /tmp/palermo-cluster.lock scripts/cluster.sh down; scripts/broker.sh' EXIT
