@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The whole test suite: services up, formatting and lints, one build, every test, then the
+# The whole test suite: services up, formatting and lints, every test, then the
 # disruptive tests (tests/disruptive/: broker restarts, killed processes) one at a time after
 # the rest, then the cluster tests (tests/cluster/: they bring up scripts/cluster.sh's three
 # nodes themselves), then the demo's smoke run. Each stage prints the seconds it took.
@@ -32,12 +32,11 @@ cargo fmt --all -- --check
 stage "cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 cargo clippy --workspace --all-targets --features palermo/opentelemetry -- -D warnings
-stage "cargo build (every target, the binaries the tests and the demo run too)"
-cargo build --workspace --all-targets
-# The tests run this `palermo`; left to themselves they build it with
-# `cargo build -p palermo-cli`, which resolves other features (see above).
-export PALERMO_BIN=$PWD/target/debug/palermo
 stage "cargo test"
+# The tests run the `palermo` this build makes (crates/palermo-cli has a test, so `cargo test`
+# builds its binary); left to themselves they build it with `cargo build -p palermo-cli`,
+# which resolves other features (see above). The demo runs its binaries too.
+export PALERMO_BIN=$PWD/target/debug/palermo
 # The #[job] misuse tests (trybuild) check the library's dependencies again in a project of
 # their own, minutes of CPU: niced, beside the broker suites, which mostly wait.
 nice -n 19 cargo test --workspace --test compile_fail > target/compile-fail.log 2>&1 &
@@ -73,6 +72,6 @@ trap 'flock -x /tmp/palermo-cluster.lock scripts/cluster.sh down; scripts/broker
 # --nocapture: the failover times belong in the CI log.
 cargo test --workspace --test cluster -- cluster_failover:: --ignored --test-threads=1 --nocapture
 stage "demo smoke run"
-# The demo's binaries are built above; its own `cargo build -p ...` would resolve other features.
+# `cargo test` built the demo's binaries; its own `cargo build -p ...` would resolve other features.
 PALERMO_DEMO_BUILT=1 flock -s "$LOCK" scripts/demo.sh --smoke
 stage "done"
