@@ -13,5 +13,8 @@ fn the_binary_names_its_version() {
         .expect("run palermo");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{out:?}");
-    assert_eq!(stdout.trim(), concat!("palermo ", env!("CARGO_PKG_VERSION")));
+    assert_eq!(
+        stdout.trim(),
+        concat!("palermo ", env!("CARGO_PKG_VERSION"))
+    );
 }
