@@ -41,6 +41,7 @@ export PALERMO_BIN=$PWD/target/debug/palermo
 # their own, minutes of CPU: niced, beside the broker suites, which mostly wait.
 nice -n 19 cargo test --workspace --test compile_fail > target/compile-fail.log 2>&1 &
 compile_fail=$!
+trap 'kill "$compile_fail" 2>/dev/null || true' EXIT   # not left running if a test fails
 flock -s "$LOCK" cargo test --workspace -- --skip job_macro_misuse_fails_to_compile
 wait "$compile_fail" || { cat target/compile-fail.log; exit 1; }
 # A test that measures the process (its memory) is #[ignore]d in the parallel run: alone here.
