@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Makes sure Debian's Chromium and its WebDriver (chromium-driver) are installed: the
-# dashboard's browser test (tests/dashboard_browser.rs) drives them. Installs both from
+# dashboard's browser test (tests/suite/dashboard_browser.rs) drives them. Installs both from
 # Debian's packages when either is missing. No tool ever downloads a browser of its own.
 set -euo pipefail
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # A three-node RabbitMQ cluster on 127.0.0.1 beside the main broker, for the cluster tests
-# (tests/cluster_*.rs), the bench (palermo-bench scale --amqp-url "$(scripts/cluster.sh urls)")
+# (tests/cluster/), the bench (palermo-bench scale --amqp-url "$(scripts/cluster.sh urls)")
 # and trying Palermo on quorum queues by hand. It never touches the main broker on 5672.
 #
 #   scripts/cluster.sh up        start the three nodes, cluster them, wait until each answers

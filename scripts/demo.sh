@@ -14,8 +14,11 @@ cd "$(dirname "$0")/.."
 SMOKE=${1:-}
 
 scripts/broker.sh
-echo "[demo] building the demo (first run takes a few minutes)"
-cargo build -q -p palermo-demo -p palermo-cli
+# PALERMO_DEMO_BUILT: scripts/test.sh has built the binaries already (with the tests' features).
+if [ -z "${PALERMO_DEMO_BUILT:-}" ]; then
+  echo "[demo] building the demo (first run takes a few minutes)"
+  cargo build -q -p palermo-demo -p palermo-cli
+fi
 BIN=target/debug
 LOG=target/demo-worker.log
 # The second worker: both run the scheduler; one is active, each periodic tick runs once.

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Python 3 and pika for examples/python and its test (tests/python_producer.rs). Installs
+# Python 3 and pika for examples/python and its test (tests/suite/python_producer.rs). Installs
 # pika with pip when it is missing; says what is wrong and fails when it cannot.
 set -euo pipefail
 

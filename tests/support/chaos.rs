@@ -1,6 +1,7 @@
-//! What the chaos tests share (tests/disruptive_chaos.rs on one broker, tests/cluster_chaos.rs
-//! on the cluster): random pauses, the `record_id` job's arguments, and reading back the file
-//! its runs append their ids to, which is the durable record of what ran.
+//! What the chaos tests share (tests/disruptive/disruptive_chaos.rs on one broker,
+//! tests/cluster/cluster_chaos.rs on the cluster): random pauses, the `record_id` job's
+//! arguments, and reading back the file its runs append their ids to, which is the durable
+//! record of what ran.
 
 use std::{collections::HashMap, path::Path};
 

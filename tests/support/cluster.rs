@@ -1,4 +1,4 @@
-//! The three-node test cluster of `scripts/cluster.sh`, for tests/cluster_*.rs: the test
+//! The three-node test cluster of `scripts/cluster.sh`, for tests/cluster/: the test
 //! brings it up, kills and starts its nodes, reads which node leads a quorum queue, and
 //! dropping the [`Cluster`] (also while a panic unwinds) runs `scripts/cluster.sh down`, so
 //! no node outlives the test whatever happens.

@@ -1,4 +1,4 @@
-//! Broker restarts, for the disruptive tests only (tests/disruptive_*.rs, run one at a time
+//! Broker restarts, for the disruptive tests only (tests/disruptive/, run one at a time
 //! after every other test), and the guard that leaves the broker running whatever happens.
 //! `PALERMO_RABBITMQ_NODE` names the node to restart when it is not the default one (e.g. a
 //! private node on another port, with `PALERMO_AMQP_URL` pointing at it).

@@ -19,8 +19,8 @@ async fn fail(reason: String) -> anyhow::Result<()> {
 }
 
 /// Works `work_ms` milliseconds, then appends its job id and a newline to the file at `path`
-/// and fsyncs it: the durable record of the chaos test (tests/disruptive_chaos.rs). One short
-/// `O_APPEND` write per run, so lines of concurrent runs never interleave.
+/// and fsyncs it: the durable record of the chaos test (tests/disruptive/disruptive_chaos.rs).
+/// One short `O_APPEND` write per run, so lines of concurrent runs never interleave.
 #[palermo::job(queue = "test", max_attempts = 3)]
 async fn record_id(path: String, work_ms: u64, ctx: palermo::JobContext) -> anyhow::Result<()> {
     use std::io::Write;
@@ -45,8 +45,8 @@ async fn abort_now(why: String) -> anyhow::Result<()> {
     std::process::abort();
 }
 
-/// A periodic job for tests/disruptive_scheduler.rs: with `PALERMO_TEST_SCHEDULE` (its name)
-/// and `PALERMO_TEST_TICKS` (its queue), the worker schedules it every second.
+/// A periodic job for tests/disruptive/disruptive_scheduler.rs: with `PALERMO_TEST_SCHEDULE`
+/// (its name) and `PALERMO_TEST_TICKS` (its queue), the worker schedules it every second.
 #[palermo::job(queue = "test")]
 async fn tick() -> anyhow::Result<()> {
     Ok(())
