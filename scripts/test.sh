@@ -19,8 +19,7 @@ echo "== cargo test"
 cargo test --workspace
 echo "== the OpenTelemetry bridge (an optional feature)"
 cargo test -p palermo --features opentelemetry --lib trace
-echo "== the worker suites again, on quorum queues"
-PALERMO_TEST_QUEUE_TYPE=quorum cargo test --test core --test malformed --test retries
+scripts/matrix.sh # the broker matrix: 3.10 and 4.0, classic and quorum queues
 if ls tests/disruptive_*.rs >/dev/null 2>&1; then
   echo "== disruptive tests (one at a time)"
   trap 'scripts/broker.sh' EXIT   # whatever happens, leave the broker running

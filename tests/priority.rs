@@ -1,6 +1,7 @@
 //! Priority queues against the real RabbitMQ: under prefetch 1, a high-priority job enqueued
-//! behind 1,000 low ones is the next one the free slot runs; priority queues are refused on
-//! quorum queues, and a mismatch with an existing queue names the setting.
+//! behind 1,000 low ones is the next one the free slot runs, on classic queues and, with
+//! RabbitMQ 4.0, on quorum queues; priorities on quorum queues are refused on 3.x, and a
+//! mismatch with an existing queue names the setting.
 
 mod support;
 
@@ -13,8 +14,8 @@ use lapin::{
     options::QueueDeclareOptions,
     types::{AMQPValue, FieldTable},
 };
-use palermo::{Client, Options, Priorities, QueueType, Worker, WorkerConfig};
-use support::{amqp_url, eventually, Rig, WAIT};
+use palermo::{Client, Options, Priorities, QueueType, Worker};
+use support::{amqp_url, broker_version, eventually, BrokerVersion, Rig, WAIT};
 
 /// The labels of the runs, in order.
 #[derive(Default)]
@@ -44,24 +45,47 @@ async fn urgent(label: String, runs: palermo::State<Arc<Runs>>) -> anyhow::Resul
 }
 
 async fn priority_client(queue: &str) -> Client {
-    Client::connect_with(&amqp_url(), QueueType::Classic)
+    priority_client_of(queue, QueueType::Classic).await
+}
+
+async fn priority_client_of(queue: &str, queue_type: QueueType) -> Client {
+    Client::connect_with(&amqp_url(), queue_type)
         .await
         .expect("client")
         .with_max_priority(queue, 10)
-        .expect("classic queues take priorities")
+        .expect("the queue type takes priorities")
 }
 
 #[tokio::test]
 async fn a_high_priority_job_overtakes_a_thousand_low_ones_under_prefetch_one() {
+    overtakes_a_thousand(QueueType::Classic).await;
+}
+
+/// RabbitMQ 4.0 orders quorum queues by priority in two levels (5 and above first): the
+/// high (9) and urgent (7) jobs are both of the first. 3.x cannot (the refusal below).
+#[tokio::test]
+async fn on_rabbitmq_4_a_high_priority_job_overtakes_a_thousand_low_ones_on_a_quorum_queue() {
+    if broker_version() == BrokerVersion::V4_0 {
+        overtakes_a_thousand(QueueType::Quorum).await;
+    } else {
+        let client = Client::connect_with(&amqp_url(), QueueType::Quorum)
+            .await
+            .expect("client");
+        let err = client.with_max_priority("mail", 5).err().expect("refused");
+        assert!(err.to_string().contains("RabbitMQ 4.0"), "{err}");
+    }
+}
+
+async fn overtakes_a_thousand(queue_type: QueueType) {
     let rig = Rig::new("priority-order").await;
-    let client = priority_client(&rig.queue).await;
+    let client = priority_client_of(&rig.queue, queue_type).await;
     let low = (0..1000).map(|i| Ordered {
         label: format!("low-{i}"),
     });
     client.enqueue_many_to(&rig.queue, low).await.expect("lows");
     let runs = Arc::new(Runs::default());
     let mut config = rig.config();
-    config.queue_type = QueueType::Classic;
+    config.queue_type = queue_type;
     config.priorities = Priorities::default().with(&rig.queue, 10);
     config.prefetch = 1;
     rig.start(Worker::builder(config).state(runs.clone()));
@@ -107,18 +131,32 @@ async fn a_high_priority_job_overtakes_a_thousand_low_ones_under_prefetch_one() 
     client.close().await.expect("close");
 }
 
+/// 3.x: a worker and a client of a quorum deployment with priority queues refuse to start,
+/// having asked the broker's version, before they declare anything. 4.0: both accept.
 #[tokio::test]
-async fn priorities_are_refused_on_quorum_queues() {
-    let mut config = WorkerConfig::new(["mail"]);
+async fn priorities_on_quorum_queues_are_refused_before_rabbitmq_4() {
+    let rig = Rig::new("priority-quorum-refused").await;
+    let mut config = rig.config();
     config.queue_type = QueueType::Quorum;
-    config.priorities = Priorities::default().with("mail", 5);
-    let err = config.validate().expect_err("quorum + priorities");
-    assert!(err.to_string().contains("classic"), "{err}");
+    config.priorities = Priorities::default().with(&rig.queue, 5);
+    config.validate().expect("valid without a broker: the broker decides");
     let client = Client::connect_with(&amqp_url(), QueueType::Quorum)
         .await
         .expect("client");
-    let err = client.with_max_priority("mail", 5).err().expect("refused");
+    let accepted = client.with_max_priority("mail", 5);
+    if broker_version() == BrokerVersion::V4_0 {
+        accepted.expect("RabbitMQ 4.0 orders quorum queues by priority");
+        return;
+    }
+    let err = accepted.err().expect("refused");
     assert!(err.to_string().contains("quorum"), "{err}");
+    let worker = Worker::builder(config).build().expect("worker");
+    let (_trigger, shutdown) = support::shutdown::channel();
+    let ran = tokio::time::timeout(WAIT, worker.run(shutdown)).await;
+    let err = ran.expect("refused at once").expect_err("refused");
+    let text = err.to_string();
+    assert!(text.contains("classic") && text.contains("3.10"), "{text}");
+    assert_eq!(rig.consumers(&rig.queue).await, 0);
 }
 
 /// What RabbitMQ itself does with `x-max-priority` on a quorum queue: 3.10 refuses the

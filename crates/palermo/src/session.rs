@@ -123,6 +123,9 @@ pub(crate) struct Sessions {
     closed: AtomicBool,
     /// Whether the broker blocks the current connection (a resource alarm), and why.
     pub blocked: Blocked,
+    /// The broker's version, asked at connect for quorum queues only, where priorities
+    /// depend on it ([`crate::priority::check_broker`]); why it is unknown otherwise.
+    pub version: Result<broker::Version, String>,
 }
 
 impl Sessions {
@@ -132,7 +135,12 @@ impl Sessions {
         let session = Session::open(&addresses, queue_type, Priorities::default()).await?;
         let blocked = Blocked::default();
         blocked.follow(&session.connection, "client".into());
+        let version = match queue_type {
+            QueueType::Quorum => addresses.version().await.map_err(|e| e.to_string()),
+            _ => Err("not asked (classic queues)".into()),
+        };
         Ok(Sessions {
+            version,
             blocked,
             addresses,
             queue_type,

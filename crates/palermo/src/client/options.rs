@@ -12,18 +12,18 @@ impl Client {
     /// 255; RabbitMQ advises at most 10); call it once per priority queue. Give every client,
     /// worker (`WorkerConfig::priorities`) and CLI (`--max-priority QUEUE=N`) of a
     /// deployment the same list: RabbitMQ refuses to declare a queue with other arguments,
-    /// and an enqueue then fails with an error naming this setting. Refused on quorum queues.
+    /// and an enqueue then fails with an error naming this setting. On quorum queues only
+    /// with RabbitMQ 4.0 or later, which orders them in two levels (`crate::priority`).
     /// Clones share it. Defaults to no priority queues.
     pub fn with_max_priority(self, queue: &str, max: u8) -> Result<Self, Error> {
-        let queue_type = match &self.backend {
-            Backend::Broker(sessions) => sessions.queue_type,
-            Backend::Fake(_) => QueueType::Classic,
-        };
-        crate::priority::Priorities::default()
-            .with(queue, max)
-            .validate(queue_type)?;
-        if let Backend::Broker(sessions) = &self.backend {
-            sessions.set_max_priority(queue, max);
+        let priorities = crate::priority::Priorities::default().with(queue, max);
+        match &self.backend {
+            Backend::Broker(sessions) => {
+                priorities.validate(sessions.queue_type)?;
+                crate::priority::check_broker(sessions.queue_type, &priorities, &sessions.version)?;
+                sessions.set_max_priority(queue, max);
+            }
+            Backend::Fake(_) => priorities.validate(QueueType::Classic)?,
         }
         Ok(self)
     }

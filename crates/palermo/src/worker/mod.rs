@@ -106,6 +106,8 @@ impl Worker {
     pub async fn run(self, shutdown: Shutdown) -> Result<(), Error> {
         panic::install_hook();
         let config = &self.shared.config;
+        let (url, queue_type) = (&config.amqp_url, config.queue_type);
+        crate::priority::check_broker_at(url, queue_type, &config.priorities).await?;
         let connection = link::connect(&self.shared).await?;
         info!(
             worker = %self.shared.identity,
