@@ -139,7 +139,9 @@ async fn priorities_on_quorum_queues_are_refused_before_rabbitmq_4() {
     let mut config = rig.config();
     config.queue_type = QueueType::Quorum;
     config.priorities = Priorities::default().with(&rig.queue, 5);
-    config.validate().expect("valid without a broker: the broker decides");
+    config
+        .validate()
+        .expect("valid without a broker: the broker decides");
     let client = Client::connect_with(&amqp_url(), QueueType::Quorum)
         .await
         .expect("client");

@@ -79,7 +79,8 @@ pub(crate) async fn ask(uri: &AMQPUri) -> Result<Version, Error> {
 /// Sends the AMQP 0-9-1 protocol header to `address` and reads the version out of the
 /// `connection.start` frame that answers it.
 fn read_start(address: (String, u16)) -> std::io::Result<Version> {
-    let invalid = |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_string());
+    let invalid =
+        |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_string());
     let target = address
         .to_socket_addrs()?
         .next()
