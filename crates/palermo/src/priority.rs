@@ -179,18 +179,42 @@ mod tests {
         assert_eq!(priorities.of("mail"), None);
         assert!(Priorities::parse_flag("reports").is_err());
         assert!(Priorities::parse_flag("reports=300").is_err());
-        assert!(priorities.validate(QueueType::Quorum).is_err());
+        assert!(
+            priorities.validate(QueueType::Quorum).is_ok(),
+            "the broker decides"
+        );
     }
 
     #[test]
-    fn quorum_and_zero_are_refused() {
-        assert!(validate(QueueType::Quorum, Some(5)).is_err());
+    fn quorum_queues_take_priorities_from_rabbitmq_4_on() {
+        let priorities = Priorities::default().with("reports", 10);
+        let version = |t| Version::parse(t).ok_or_else(|| t.to_string());
+        let (quorum, classic) = (QueueType::Quorum, QueueType::Classic);
+        let err = check_broker(quorum, &priorities, &version("3.10.8")).expect_err("3.10");
+        let text = err.to_string();
+        assert!(
+            text.contains("3.10.8") && text.contains("4.0") && text.contains("classic"),
+            "{text}"
+        );
+        assert!(check_broker(quorum, &priorities, &version("4.0.5")).is_ok());
+        assert!(check_broker(quorum, &priorities, &Err("over amqps".into())).is_err());
+        assert!(check_broker(classic, &priorities, &version("3.10.8")).is_ok());
+        let none = Priorities::default();
+        assert!(check_broker(quorum, &none, &version("3.10.8")).is_ok());
+    }
+
+    #[test]
+    fn zero_is_refused_and_quorum_queues_get_no_max_priority() {
         assert!(validate(QueueType::Quorum, None).is_ok());
         assert!(validate(QueueType::Classic, Some(0)).is_err());
+        assert!(validate(QueueType::Quorum, Some(0)).is_err());
         let args = job_queue_arguments(QueueType::Classic, Some(10)).expect("classic");
         assert_eq!(
             args.inner().get("x-max-priority"),
             Some(&AMQPValue::ShortShortUInt(10))
         );
+        let args = job_queue_arguments(QueueType::Quorum, Some(10)).expect("quorum");
+        assert_eq!(args.inner().get("x-max-priority"), None);
+        assert!(args.inner().contains_key("x-queue-type"));
     }
 }
