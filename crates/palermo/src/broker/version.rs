@@ -6,7 +6,9 @@
 //! connection of its own to the address Palermo would use: it sends the protocol header,
 //! reads `connection.start` and closes the socket. The broker logs that connection as closed
 //! before its handshake ("client unexpectedly closed TCP connection"), which is why it is
-//! asked only where a decision needs it: a quorum deployment with priority queues.
+//! asked only where a decision may need it: by a worker with priority queues on quorum
+//! queues, and by a client of quorum queues when it connects (its priority queues are
+//! given after that, by a method that cannot wait on the network).
 //! An `amqps://` address is not asked (that would need a TLS handshake of its own): its
 //! version is unknown, and the setting that needs it is refused with a message saying so.
 
