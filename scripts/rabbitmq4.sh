@@ -182,7 +182,21 @@ down() {
     done
   fi
   as_root rm -rf "$ROOT$STATE" "$ROOT$STATE.session"
+  # /proc of the root goes too, unless something still runs in the root (the nodes of
+  # `PALERMO_CLUSTER_RABBITMQ=4.0 scripts/cluster.sh`).
+  if mountpoint -q "$ROOT/proc" && ! in_use; then
+    as_root umount "$ROOT/proc" || true
+  fi
   say "down"
+}
+
+# Whether any process runs inside the root.
+in_use() {
+  local p
+  for p in /proc/[0-9]*; do
+    if [ "$(readlink "$p/root" 2>/dev/null)" = "$ROOT" ]; then return 0; fi
+  done
+  return 1
 }
 
 status() {
