@@ -17,6 +17,13 @@
 # /tmp/palermo-cluster/cN). rabbitmq-server run as root drops to the `rabbitmq` user, so the
 # folders belong to it, and the nodes share the main broker's Erlang cookie (that user's).
 # Uses of the cluster from several shells should hold `flock -x /tmp/palermo-cluster.lock`.
+#
+# PALERMO_CLUSTER_RABBITMQ=4.0 builds the nodes from RabbitMQ 4.0 instead of the host's 3.10:
+# from the Debian 13 root of scripts/rabbitmq4.sh (made if missing), as that root's rabbitmq
+# user, with their folders under the same path inside the root. Same node names and ports
+# (5681-5683, 25681-25683), so the cluster tests need nothing else: the two clusters never
+# run at once (the lock above serialises their users, and `up` refuses while the other one
+# answers on these ports). Give `down` the same variable as `up`.
 set -euo pipefail
 
 BASE=${PALERMO_CLUSTER_DIR:-/tmp/palermo-cluster}
@@ -26,6 +33,15 @@ RMQ_BIN=/usr/lib/rabbitmq/bin
 RMQ_USER=rabbitmq
 RMQ_HOME=/var/lib/rabbitmq
 DLX_CONFIRM_TIMEOUT_MS=${PALERMO_CLUSTER_DLX_CONFIRM_TIMEOUT_MS:-5000}
+VERSION=${PALERMO_CLUSTER_RABBITMQ:-3.10}
+case "$VERSION" in
+  3.10) ROOT="" ;; # the host's own RabbitMQ
+  4.0) ROOT=${PALERMO_RABBITMQ4_ROOT:-/var/lib/palermo/rabbitmq4-root} ;;
+  *)
+    echo "[cluster] PALERMO_CLUSTER_RABBITMQ must be 3.10 or 4.0 (got '$VERSION')" >&2
+    exit 2
+    ;;
+esac
 
 say() { echo "[cluster] $*" >&2; }
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
@@ -38,11 +54,15 @@ answers() { (exec 3<>"/dev/tcp/127.0.0.1/$(port "$1")") 2>/dev/null; }
 
 # Runs a RabbitMQ tool as the rabbitmq user, on node N's own env file (so that
 # /etc/rabbitmq/rabbitmq-env.conf, which pins the main broker's node name, is not read).
+# On 4.0, in the root as the root's own rabbitmq user.
 as_node() {
   local n=$1
   shift
   local env=(env "HOME=$RMQ_HOME" "RABBITMQ_CONF_ENV_FILE=$(dir "$n")/env.conf")
-  if [ "$(id -un)" = "$RMQ_USER" ]; then
+  if [ -n "$ROOT" ]; then
+    as_root chroot --userspec="$RMQ_USER:$RMQ_USER" "$ROOT" env -i \
+      PATH=/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 "${env[@]:1}" "$@"
+  elif [ "$(id -un)" = "$RMQ_USER" ]; then
     "${env[@]}" "$@"
   elif [ "$(id -u)" -eq 0 ]; then
     runuser -u "$RMQ_USER" -- "${env[@]}" "$@"
@@ -56,8 +76,15 @@ ctl() {
   (cd / && as_node "$n" "$RMQ_BIN/rabbitmqctl" -n "$(name "$n")" "$@")
 }
 
+# The rabbitmq user's uid (the root's own on 4.0), for pgrep.
+rmq_uid() {
+  awk -F: -v u="$RMQ_USER" '$1 == u { print $3 }' "$ROOT/etc/passwd"
+}
+
 ensure_installed() {
-  if [ ! -x "$RMQ_BIN/rabbitmq-server" ]; then
+  if [ -n "$ROOT" ]; then
+    "$(dirname "$0")/rabbitmq4.sh" root
+  elif [ ! -x "$RMQ_BIN/rabbitmq-server" ]; then
     say "installing rabbitmq-server from Debian's packages"
     as_root apt-get update -qq
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq rabbitmq-server >/dev/null
@@ -68,8 +95,8 @@ ensure_installed() {
 prepare() {
   local n=$1 d
   d=$(dir "$n")
-  as_root mkdir -p "$d/mnesia" "$d/log"
-  cat <<EOF | as_root tee "$d/env.conf" >/dev/null
+  as_root mkdir -p "$ROOT$d/mnesia" "$ROOT$d/log"
+  cat <<EOF | as_root tee "$ROOT$d/env.conf" >/dev/null
 NODENAME=$(name "$n")
 DIST_PORT=$((25680 + n))
 MNESIA_BASE=$d/mnesia
@@ -81,7 +108,7 @@ ADVANCED_CONFIG_FILE=$d/advanced.config
 ERL_EPMD_ADDRESS=127.0.0.1
 export ERL_FLAGS="-kernel inet_dist_use_interface {127,0,0,1}"
 EOF
-  cat <<EOF | as_root tee "$d/rabbitmq.conf" >/dev/null
+  cat <<EOF | as_root tee "$ROOT$d/rabbitmq.conf" >/dev/null
 listeners.tcp.local = 127.0.0.1:$(port "$n")
 EOF
   # A quorum queue that dead-letters at-least-once (the delay levels) re-publishes a message
@@ -89,9 +116,13 @@ EOF
   # delayed job caught mid-hop when the job queue's leader dies would wait three minutes.
   # docs/scaling.md recommends the same setting for production clusters.
   echo "[{rabbit, [{dead_letter_worker_publisher_confirm_timeout, $DLX_CONFIRM_TIMEOUT_MS}]}]." |
-    as_root tee "$d/advanced.config" >/dev/null
-  echo '[].' | as_root tee "$d/enabled_plugins" >/dev/null
-  as_root chown -R "$RMQ_USER:$RMQ_USER" "$BASE"
+    as_root tee "$ROOT$d/advanced.config" >/dev/null
+  echo '[].' | as_root tee "$ROOT$d/enabled_plugins" >/dev/null
+  if [ -n "$ROOT" ]; then
+    as_root chroot "$ROOT" chown -R "$RMQ_USER:$RMQ_USER" "$BASE"
+  else
+    as_root chown -R "$RMQ_USER:$RMQ_USER" "$BASE"
+  fi
 }
 
 # The pid of node N's Erlang VM, if it runs: from its pid file, else from the environment
@@ -100,8 +131,8 @@ EOF
 pid_of() {
   local n=$1 pid env p
   env="RABBITMQ_CONF_ENV_FILE=$(dir "$n")/env.conf"
-  pid=$(cat "$(dir "$n")/pid" 2>/dev/null || true)
-  for p in $pid $(pgrep -u "$RMQ_USER" -x beam.smp || true); do
+  pid=$(cat "$ROOT$(dir "$n")/pid" 2>/dev/null || true)
+  for p in $pid $(pgrep -u "$(rmq_uid)" -x beam.smp || true); do
     if alive "$p" && { tr '\0' '\n' <"/proc/$p/environ"; } 2>/dev/null | grep -qxF "$env" &&
       { tr '\0' ' ' <"/proc/$p/cmdline"; } 2>/dev/null | grep -qF -- '-s rabbit boot'; then
       echo "$p"
@@ -122,7 +153,11 @@ start_node() {
   if [ -n "$(pid_of "$n")" ]; then
     return
   fi
-  [ -f "$(dir "$n")/env.conf" ] || prepare "$n"
+  if answers "$n"; then
+    say "ERROR: something else answers on 127.0.0.1:$(port "$n") (a cluster of the other RabbitMQ version? take it down with its own PALERMO_CLUSTER_RABBITMQ)"
+    exit 1
+  fi
+  [ -f "$ROOT$(dir "$n")/env.conf" ] || prepare "$n"
   (
     # The node outlives this script: it must not inherit its descriptors, such as the one
     # of `flock /tmp/palermo-cluster.lock scripts/cluster.sh up`, or it would hold that lock.
@@ -139,12 +174,12 @@ wait_answers() {
     if answers "$n"; then
       return
     fi
-    if [ -z "$(pid_of "$n")" ] && [ -f "$(dir "$n")/pid" ]; then
+    if [ -z "$(pid_of "$n")" ] && [ -f "$ROOT$(dir "$n")/pid" ]; then
       sleep 1 # the VM may still be starting; the pid file comes early
     fi
     sleep 0.25
   done
-  say "ERROR: $(name "$n") did not answer on 127.0.0.1:$(port "$n") within ${WAIT_SECONDS}s; see $(dir "$n")/log"
+  say "ERROR: $(name "$n") did not answer on 127.0.0.1:$(port "$n") within ${WAIT_SECONDS}s; see $ROOT$(dir "$n")/log"
   exit 1
 }
 
@@ -199,7 +234,7 @@ up() {
   for n in "${NODES[@]}"; do
     wait_answers "$n"
   done
-  say "up: $(urls)"
+  say "up (RabbitMQ $VERSION): $(urls)"
 }
 
 stop_node() {
@@ -229,7 +264,7 @@ down() {
       exit 1
     fi
   done
-  as_root rm -rf "$BASE"
+  as_root rm -rf "${ROOT}$BASE"
   say "down"
 }
 

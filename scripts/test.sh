@@ -57,11 +57,8 @@ wait "$compile_fail" || { cat target/compile-fail.log; exit 1; }
 flock -s "$LOCK" cargo test --workspace --test suite -- --ignored
 stage "the OpenTelemetry bridge (an optional feature)"
 cargo test --workspace --features palermo/opentelemetry --lib -- trace
-stage "the worker suites again, on quorum queues"
-export PALERMO_TEST_QUEUE_TYPE=quorum
-flock -s "$LOCK" cargo test --workspace --test suite -- core:: malformed:: retries::
-flock -s "$LOCK" cargo test --workspace --test suite -- --ignored retries::
-unset PALERMO_TEST_QUEUE_TYPE
+stage "the broker matrix: 3.10 and 4.0, classic and quorum queues"
+flock -s "$LOCK" scripts/matrix.sh
 stage "disruptive tests"
 trap 'scripts/broker.sh' EXIT   # whatever happens, leave the broker running
 # Those that restart the broker, raise an alarm or delete what every test shares run one at

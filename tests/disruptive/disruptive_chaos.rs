@@ -49,8 +49,9 @@ fn spawn_worker(queue: &str, failed: &str, events: &str, log: &Path) -> Running 
         ["--concurrency", "32"],
         ["--shutdown-timeout", "5"],
         ["--heartbeat-interval", "1"],
-        // Killed workers return their jobs many times over; count them, but keep them.
-        ["--max-redeliveries", "50"],
+        // Killed workers return their jobs many times over; count them, but keep them. A job
+        // comes back at most once per kill (10); 20 is the most quorum queues allow.
+        ["--max-redeliveries", "20"],
     ];
     Running::spawn(&args.concat(), log)
 }

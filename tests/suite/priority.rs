@@ -1,7 +1,8 @@
 //! Priority queues against the real RabbitMQ: under prefetch 1, a high-priority job enqueued
-//! behind 1,000 low ones is the next one the free slot runs; a periodic job on a priority
-//! queue runs (the scheduler declares the queue as its worker does); priority queues are
-//! refused on quorum queues, and a mismatch with an existing queue names the setting.
+//! behind 1,000 low ones is the next one the free slot runs, on classic queues and, with
+//! RabbitMQ 4.0, on quorum queues; a periodic job on a priority queue runs (the scheduler
+//! declares the queue as its worker does); priorities on quorum queues are refused on 3.x,
+//! and a mismatch with an existing queue names the setting.
 
 use crate::support;
 
@@ -14,11 +15,8 @@ use lapin::{
     options::QueueDeclareOptions,
     types::{AMQPValue, FieldTable},
 };
-use palermo::{
-    Client, ClientConfig, Deployment, Options, Periodic, Priorities, QueueType, Worker,
-    WorkerConfig,
-};
-use support::{amqp_url, eventually, unique, Rig, WAIT};
+use palermo::{Client, ClientConfig, Deployment, Options, Periodic, Priorities, QueueType, Worker};
+use support::{amqp_url, broker_version, eventually, unique, BrokerVersion, Rig, WAIT};
 
 /// The labels of the runs, in order.
 #[derive(Default)]
@@ -47,13 +45,19 @@ async fn urgent(label: String, runs: palermo::State<Arc<Runs>>) -> anyhow::Resul
     Ok(())
 }
 
-/// A classic deployment of the test broker where `queue` is a priority queue up to `max`.
-fn priority_deployment(queue: &str, max: u8) -> Deployment {
+/// A deployment of the test broker with `queue_type` queues where `queue` is a priority
+/// queue up to `max`.
+fn priority_deployment_of(queue: &str, max: u8, queue_type: QueueType) -> Deployment {
     Deployment {
-        queue_type: QueueType::Classic,
+        queue_type,
         priorities: Priorities::default().with(queue, max),
         ..Deployment::new(amqp_url())
     }
+}
+
+/// A classic deployment of the test broker where `queue` is a priority queue up to `max`.
+fn priority_deployment(queue: &str, max: u8) -> Deployment {
+    priority_deployment_of(queue, max, QueueType::Classic)
 }
 
 async fn priority_client(queue: &str, max: u8) -> Client {
@@ -62,8 +66,27 @@ async fn priority_client(queue: &str, max: u8) -> Client {
 
 #[tokio::test]
 async fn a_high_priority_job_overtakes_a_thousand_low_ones_under_prefetch_one() {
+    overtakes_a_thousand(QueueType::Classic).await;
+}
+
+/// RabbitMQ 4.0 orders quorum queues by priority in two levels (5 and above first): the
+/// high (9) and urgent (7) jobs are both of the first. 3.x cannot (the refusal below).
+#[tokio::test]
+async fn on_rabbitmq_4_a_high_priority_job_overtakes_a_thousand_low_ones_on_a_quorum_queue() {
+    if broker_version() == BrokerVersion::V4_0 {
+        overtakes_a_thousand(QueueType::Quorum).await;
+    } else {
+        let deployment = priority_deployment_of("mail", 5, QueueType::Quorum);
+        let refused = Client::connect_with(&ClientConfig::new(deployment)).await;
+        let err = refused.err().expect("refused");
+        assert!(err.to_string().contains("RabbitMQ 4.0"), "{err}");
+    }
+}
+
+async fn overtakes_a_thousand(queue_type: QueueType) {
     let rig = Rig::new("priority-order").await;
-    let client = priority_client(&rig.queue, 10).await;
+    let deployment = priority_deployment_of(&rig.queue, 10, queue_type);
+    let client = support::client_with(ClientConfig::new(deployment)).await;
     let low = (0..1000).map(|i| Ordered {
         label: format!("low-{i}"),
     });
@@ -73,7 +96,7 @@ async fn a_high_priority_job_overtakes_a_thousand_low_ones_under_prefetch_one() 
         .expect("lows");
     let runs = Arc::new(Runs::default());
     let mut config = rig.config();
-    config.deployment.queue_type = QueueType::Classic;
+    config.deployment.queue_type = queue_type;
     config.deployment.priorities = Priorities::default().with(&rig.queue, 10);
     config.prefetch = 1;
     rig.start(Worker::builder(config).state(runs.clone()));
@@ -120,17 +143,33 @@ async fn a_high_priority_job_overtakes_a_thousand_low_ones_under_prefetch_one() 
     client.close().await.expect("close");
 }
 
+/// 3.x: a worker and a client of a quorum deployment with priority queues refuse to start,
+/// having asked the broker's version, before they declare anything. 4.0: both accept.
 #[tokio::test]
-async fn priorities_are_refused_on_quorum_queues() {
-    let mut config = WorkerConfig::new(["mail"]);
+async fn priorities_on_quorum_queues_are_refused_before_rabbitmq_4() {
+    let rig = Rig::new("priority-quorum-refused").await;
+    let mut config = rig.config();
     config.deployment.queue_type = QueueType::Quorum;
-    config.deployment.priorities = Priorities::default().with("mail", 5);
-    let err = config.validate().expect_err("quorum + priorities");
-    assert!(err.to_string().contains("classic"), "{err}");
-    // The client refuses the same deployment, before it connects.
-    let config = ClientConfig::new(config.deployment);
-    let err = Client::connect_with(&config).await.err().expect("refused");
+    config.deployment.priorities = Priorities::default().with(&rig.queue, 5);
+    config
+        .validate()
+        .expect("valid without a broker: the broker decides");
+    let client_config = ClientConfig::new(config.deployment.clone());
+    let accepted = Client::connect_with(&client_config).await;
+    if broker_version() == BrokerVersion::V4_0 {
+        let client = accepted.expect("RabbitMQ 4.0 orders quorum queues by priority");
+        let _ = client.close().await;
+        return;
+    }
+    let err = accepted.err().expect("refused");
     assert!(err.to_string().contains("quorum"), "{err}");
+    let worker = Worker::builder(config).build().expect("worker");
+    let (_trigger, shutdown) = support::shutdown::channel();
+    let ran = tokio::time::timeout(WAIT, worker.run(shutdown)).await;
+    let err = ran.expect("refused at once").expect_err("refused");
+    let text = err.to_string();
+    assert!(text.contains("classic") && text.contains("3.10"), "{text}");
+    assert_eq!(rig.consumers(&rig.queue).await, 0);
 }
 
 #[palermo::job]

@@ -286,3 +286,63 @@ async fn quorum_client() -> Client {
     }))
     .await
 }
+
+/// RabbitMQ 4.0 gives every quorum queue a delivery limit of 20: a message returned 20 times
+/// is delivered once more (`x-delivery-count` 20), then dropped. 3.10 sets no limit. Hence
+/// `max_redeliveries` at most 20 on quorum queues, so that the poison guard acts first
+/// (topology::QUORUM_DELIVERY_LIMIT).
+#[tokio::test]
+async fn rabbitmq_4_drops_a_message_returned_more_than_20_times_from_a_quorum_queue() {
+    use lapin::options::{BasicGetOptions, BasicNackOptions, BasicPublishOptions};
+    let rig = Rig::new("delivery-limit").await;
+    let queue = rig.another_queue("limit");
+    let channel = rig.channel().await;
+    channel
+        .queue_declare(
+            queue.as_str().into(),
+            QueueDeclareOptions::durable(),
+            QueueType::Quorum.arguments(),
+        )
+        .await
+        .expect("a quorum queue");
+    channel
+        .basic_publish(
+            "".into(),
+            queue.as_str().into(),
+            BasicPublishOptions::default(),
+            b"returned",
+            lapin::BasicProperties::default(),
+        )
+        .await
+        .expect("publish");
+    let (mut deliveries, mut last_count) = (0, None);
+    while deliveries < 25 {
+        // A returned message is back within milliseconds; a dropped one never is.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+        let message = loop {
+            let got = channel
+                .basic_get(queue.as_str().into(), BasicGetOptions::default())
+                .await
+                .expect("basic.get");
+            if got.is_some() || tokio::time::Instant::now() > deadline {
+                break got;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        let Some(message) = message else { break };
+        deliveries += 1;
+        last_count = support::wire::header_int(&message.properties, "x-delivery-count");
+        message
+            .nack(BasicNackOptions {
+                requeue: true,
+                ..Default::default()
+            })
+            .await
+            .expect("nack");
+    }
+    if support::broker_version() == support::BrokerVersion::V4_0 {
+        assert_eq!((deliveries, last_count), (21, Some(20)));
+    } else {
+        assert_eq!(deliveries, 25, "3.10 sets no delivery limit");
+    }
+}

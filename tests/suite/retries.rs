@@ -470,16 +470,14 @@ fn rss_kib() -> u64 {
 
 /// Unacked messages of `queue`, from `rabbitmqctl` (AMQP does not tell).
 fn unacked(queue: &str) -> u32 {
-    let output = std::process::Command::new("rabbitmqctl")
-        .args([
-            "list_queues",
-            "-q",
-            "--no-table-headers",
-            "name",
-            "messages_unacknowledged",
-        ])
-        .output()
-        .expect("rabbitmqctl (the tests run next to the broker)");
+    let output = support::rabbitmqctl(&[
+        "list_queues",
+        "-q",
+        "--no-table-headers",
+        "name",
+        "messages_unacknowledged",
+    ])
+    .expect("rabbitmqctl (the tests run next to the broker)");
     let text = String::from_utf8_lossy(&output.stdout);
     text.lines()
         .filter_map(|line| line.split_once('\t'))

@@ -35,9 +35,38 @@ pub use restart::{ensure_broker_running, rabbitmqctl, restart_broker, BrokerGuar
 pub use rig::{Rig, WAIT};
 pub use running::RunningWorker;
 
-/// The broker the tests use: `PALERMO_AMQP_URL` or the local default.
+/// The broker the tests use: `PALERMO_AMQP_URL`, else the one [`broker_version`] names.
 pub fn amqp_url() -> String {
-    std::env::var("PALERMO_AMQP_URL").unwrap_or_else(|_| palermo::DEFAULT_AMQP_URL.to_string())
+    std::env::var("PALERMO_AMQP_URL").unwrap_or_else(|_| broker_version().amqp_url().to_string())
+}
+
+/// The broker under test: `PALERMO_TEST_BROKER=4.0` names scripts/rabbitmq4.sh's RabbitMQ
+/// 4.0 node on 5700 (scripts/matrix.sh runs the suites on both), anything else or nothing the
+/// 3.10 broker on 5672. It picks the default URL and where `rabbitmqctl` runs.
+pub fn broker_version() -> BrokerVersion {
+    match std::env::var("PALERMO_TEST_BROKER").as_deref() {
+        Ok("4.0") | Ok("4") => BrokerVersion::V4_0,
+        _ => BrokerVersion::V3_10,
+    }
+}
+
+/// The brokers the tests know how to reach (see [`broker_version`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BrokerVersion {
+    /// Debian 12's RabbitMQ 3.10 on 127.0.0.1:5672 (scripts/broker.sh).
+    V3_10,
+    /// Debian 13's RabbitMQ 4.0 on 127.0.0.1:5700 (scripts/rabbitmq4.sh).
+    V4_0,
+}
+
+impl BrokerVersion {
+    /// The broker's AMQP URL when `PALERMO_AMQP_URL` is unset.
+    pub fn amqp_url(self) -> &'static str {
+        match self {
+            BrokerVersion::V3_10 => palermo::DEFAULT_AMQP_URL,
+            BrokerVersion::V4_0 => "amqp://guest:guest@127.0.0.1:5700/%2f",
+        }
+    }
 }
 
 /// The queue type the tests declare: `PALERMO_TEST_QUEUE_TYPE=quorum` runs them on quorum

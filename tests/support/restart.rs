@@ -1,17 +1,30 @@
 //! Broker restarts, for the disruptive tests only (tests/disruptive/, run one at a time
 //! after every other test), and the guard that leaves the broker running whatever happens.
 //! `PALERMO_RABBITMQ_NODE` names the node to restart when it is not the default one (e.g. a
-//! private node on another port, with `PALERMO_AMQP_URL` pointing at it).
+//! private node on another port, with `PALERMO_AMQP_URL` pointing at it);
+//! `PALERMO_TEST_BROKER=4.0` makes it the 4.0 node of scripts/rabbitmq4.sh.
 
 use std::time::Duration;
 
 use lapin::{Connection, ConnectionProperties};
 
-use super::amqp_url;
+use super::{amqp_url, broker_version, BrokerVersion};
 
-/// Runs `rabbitmqctl` on the test broker's node.
+/// scripts/rabbitmq4.sh of this checkout: its `ctl` runs the 4.0 root's own `rabbitmqctl`
+/// on the 4.0 node, and `up` starts that node.
+const RABBITMQ4: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/rabbitmq4.sh");
+
+/// Runs `rabbitmqctl` on the test broker's node (the host's for 3.10, the 4.0 root's for
+/// 4.0: each version's CLI speaks to its own servers only).
 pub fn rabbitmqctl(args: &[&str]) -> std::io::Result<std::process::Output> {
-    let mut command = std::process::Command::new("rabbitmqctl");
+    let mut command = match broker_version() {
+        BrokerVersion::V3_10 => std::process::Command::new("rabbitmqctl"),
+        BrokerVersion::V4_0 => {
+            let mut command = std::process::Command::new(RABBITMQ4);
+            command.arg("ctl");
+            command
+        }
+    };
     if let Ok(node) = std::env::var("PALERMO_RABBITMQ_NODE") {
         command.args(["-n", &node]);
     }
@@ -45,10 +58,18 @@ pub fn ensure_broker_running() {
     }
     let app_started = rabbitmqctl(&["start_app"]).is_ok_and(|out| out.status.success());
     if !app_started {
-        eprintln!("[broker guard] the node is down; starting rabbitmq-server -detached");
-        let _ = std::process::Command::new("rabbitmq-server")
-            .arg("-detached")
-            .status();
+        match broker_version() {
+            BrokerVersion::V3_10 => {
+                eprintln!("[broker guard] the node is down; starting rabbitmq-server -detached");
+                let _ = std::process::Command::new("rabbitmq-server")
+                    .arg("-detached")
+                    .status();
+            }
+            BrokerVersion::V4_0 => {
+                eprintln!("[broker guard] the node is down; starting scripts/rabbitmq4.sh up");
+                let _ = std::process::Command::new(RABBITMQ4).arg("up").status();
+            }
+        }
         let _ = rabbitmqctl(&["await_startup", "--timeout", "90"]);
     }
     let deadline = std::time::Instant::now() + Duration::from_secs(90);

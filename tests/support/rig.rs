@@ -114,8 +114,8 @@ impl Rig {
     }
 
     /// The arguments that point a worker process (tests/support/test_worker.rs) at the rig's
-    /// queue, failed queue and events exchange.
-    pub fn worker_args(&self) -> [&str; 6] {
+    /// queue, failed queue and events exchange, on the test's queue type.
+    pub fn worker_args(&self) -> [&str; 8] {
         [
             "--queues",
             &self.queue,
@@ -123,6 +123,8 @@ impl Rig {
             &self.failed,
             "--events-exchange",
             &self.events,
+            "--queue-type",
+            super::queue_type().name(),
         ]
     }
 

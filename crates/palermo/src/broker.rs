@@ -3,6 +3,7 @@
 //! one of the addresses of the list ([`addresses`]).
 
 mod addresses;
+mod version;
 
 use lapin::{
     options::{BasicPublishOptions, ConfirmSelectOptions},
@@ -10,6 +11,7 @@ use lapin::{
 };
 
 pub use addresses::{redact, Addresses, NODE_TIMEOUT};
+pub use version::Version;
 
 use crate::{error::Error, topology::EXCHANGE};
 

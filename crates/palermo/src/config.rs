@@ -42,7 +42,9 @@ pub struct WorkerConfig {
     pub backoff: Backoff,
     /// How many times a job may come back to the queue without any run finishing (its
     /// worker died, lost its connection...) before it goes to the failed queue as a poison
-    /// message instead of running again. Defaults to 5.
+    /// message instead of running again. At most 20 on quorum queues, whose default
+    /// delivery limit on RabbitMQ 4.0 drops a message returned more than 20 times before the
+    /// worker could fail it. Defaults to 5.
     pub max_redeliveries: u32,
     /// How often the worker publishes a heartbeat (who it is, what it runs, its counters).
     /// The admin side marks a worker gone after three missed heartbeats. Defaults to 5 s.
@@ -147,6 +149,18 @@ impl WorkerConfig {
                 "max_redeliveries is 0; it must be at least 1 (5 is the default)".into(),
             ));
         }
+        if self.deployment.queue_type == topology::QueueType::Quorum
+            && self.max_redeliveries > topology::QUORUM_DELIVERY_LIMIT
+        {
+            return Err(Error::Config(format!(
+                "max_redeliveries is {}; on quorum queues it must be at most {}: RabbitMQ 4.0 \
+                 drops a message returned more than {} times (its default delivery limit) \
+                 before the worker could fail it as poison",
+                self.max_redeliveries,
+                topology::QUORUM_DELIVERY_LIMIT,
+                topology::QUORUM_DELIVERY_LIMIT
+            )));
+        }
         if self.max_attempts == 0 {
             return Err(Error::Config(
                 "max attempts is 0; it must be at least 1 (1 means no retry)".into(),
@@ -207,5 +221,17 @@ mod tests {
             .validate()
             .expect_err("the scheduler queue");
         assert!(err.to_string().contains("scheduler"), "{err}");
+    }
+
+    #[test]
+    fn on_quorum_queues_the_poison_guard_acts_before_rabbitmq_4s_delivery_limit() {
+        let mut config = WorkerConfig::new(["mail"]);
+        config.max_redeliveries = 21;
+        assert!(config.validate().is_ok(), "classic queues have no limit");
+        config.deployment.queue_type = topology::QueueType::Quorum;
+        let err = config.validate().expect_err("above the limit");
+        assert!(err.to_string().contains("at most 20"), "{err}");
+        config.max_redeliveries = 20;
+        assert!(config.validate().is_ok());
     }
 }

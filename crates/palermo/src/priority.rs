@@ -9,33 +9,72 @@
 //! `--max-priority QUEUE=N` (`PALERMO_MAX_PRIORITY`) by every binary. When the broker refuses
 //! a declare for another value, the error names that setting ([`mismatch`]).
 //!
-//! Quorum queues: RabbitMQ 3.10 refuses `x-max-priority` on them (`PRECONDITION_FAILED -
-//! invalid arg`, checked by tests/priority.rs), and 4.0 gives them two fixed levels instead
-//! (normal, and high for priority above 4: not verified here). Neither is a classic priority
-//! queue, so Palermo refuses the setting on quorum queues with an error before the broker
-//! would close the channel.
+//! Quorum queues: both RabbitMQ 3.10 and 4.0 refuse `x-max-priority` on them
+//! (`PRECONDITION_FAILED - invalid arg`, checked by tests/priority.rs). 3.x delivers them in
+//! order whatever a message's priority; 4.0 orders every quorum queue by priority, in two
+//! levels (5 and above before the rest, at most two of those per one of the others so the
+//! rest never starves). So on quorum queues the setting declares a plain quorum queue and
+//! counts only on a broker that orders them: a worker or client of a quorum deployment with
+//! priority queues asks the broker's version when it connects ([`check_broker`]) and refuses
+//! to start on 3.x, before anything is declared.
 
 use std::collections::BTreeMap;
 
 use lapin::types::{AMQPValue, FieldTable};
 
-use crate::{error::Error, topology::QueueType};
+use crate::{broker::Version, error::Error, topology::QueueType};
 
 /// What a setting of `max_priority` must satisfy: 1 to 255 (RabbitMQ advises at most 10:
-/// each level costs an internal queue and some CPU), on classic queues.
-pub fn validate(queue_type: QueueType, max_priority: Option<u8>) -> Result<(), Error> {
-    match (max_priority, queue_type) {
-        (None, _) => Ok(()),
-        (Some(0), _) => Err(Error::Config(
+/// each level of a classic priority queue costs an internal queue and some CPU). On quorum
+/// queues the broker must order them too ([`check_broker`]).
+pub fn validate(_queue_type: QueueType, max_priority: Option<u8>) -> Result<(), Error> {
+    match max_priority {
+        Some(0) => Err(Error::Config(
             "max priority 0 makes no priority queue; leave it unset instead".into(),
         )),
-        (Some(_), QueueType::Quorum) => Err(Error::Config(
-            "priorities need classic queues: RabbitMQ 3.x refuses x-max-priority on quorum \
-             queues (4.x has two fixed levels); remove its --max-priority or use --queue-type classic"
-                .into(),
-        )),
-        (Some(_), _) => Ok(()),
+        _ => Ok(()),
     }
+}
+
+/// Whether `priorities` can work on the broker of `version` (`Err`: why it is unknown):
+/// on classic queues always, on quorum queues from RabbitMQ 4.0 on. The error says what to
+/// change.
+pub(crate) fn check_broker(
+    queue_type: QueueType,
+    priorities: &Priorities,
+    version: &Result<Version, String>,
+) -> Result<(), Error> {
+    let Some(queue) = priorities.0.keys().next() else {
+        return Ok(());
+    };
+    if queue_type != QueueType::Quorum {
+        return Ok(());
+    }
+    let found = match version {
+        Ok(version) if version.orders_quorum_queues() => return Ok(()),
+        Ok(version) => format!("this broker runs RabbitMQ {version}"),
+        Err(e) => format!("this broker's version is unknown: {e}"),
+    };
+    Err(Error::Config(format!(
+        "priority queue {queue}: priorities on quorum queues need RabbitMQ 4.0 or later \
+         ({found}; 3.x refuses x-max-priority on quorum queues and ignores message \
+         priorities there); unset max priority or use --queue-type classic"
+    )))
+}
+
+/// [`check_broker`] for the broker at `url`, asking its version only when the answer
+/// matters (quorum queues with priorities): what a worker does before it connects.
+pub(crate) async fn check_broker_at(
+    url: &str,
+    queue_type: QueueType,
+    priorities: &Priorities,
+) -> Result<(), Error> {
+    if queue_type != QueueType::Quorum || priorities.0.is_empty() {
+        return Ok(());
+    }
+    let addresses = crate::broker::Addresses::parse(url)?;
+    let version = addresses.version().await.map_err(|e| e.to_string());
+    check_broker(queue_type, priorities, &version)
 }
 
 /// Which job queues are priority queues, and the `x-max-priority` of each; the others are
@@ -87,14 +126,15 @@ impl FromIterator<(String, u8)> for Priorities {
     }
 }
 
-/// The `queue.declare` arguments of a job queue: its type and, when set, `x-max-priority`.
+/// The `queue.declare` arguments of a job queue: its type and, when set on a classic queue,
+/// `x-max-priority` (a quorum queue refuses it: on 4.0 it orders by priority without it).
 pub fn job_queue_arguments(
     queue_type: QueueType,
     max_priority: Option<u8>,
 ) -> Result<FieldTable, Error> {
     validate(queue_type, max_priority)?;
     let mut args = queue_type.arguments();
-    if let Some(max) = max_priority {
+    if let (Some(max), QueueType::Classic) = (max_priority, queue_type) {
         args.insert("x-max-priority".into(), AMQPValue::ShortShortUInt(max));
     }
     Ok(args)
@@ -129,7 +169,10 @@ mod tests {
         assert_eq!(priorities.of("mail"), None);
         assert!(Priorities::parse_flag("reports").is_err());
         assert!(Priorities::parse_flag("reports=300").is_err());
-        assert!(priorities.validate(QueueType::Quorum).is_err());
+        assert!(
+            priorities.validate(QueueType::Quorum).is_ok(),
+            "the broker decides"
+        );
     }
 
     #[test]
@@ -148,14 +191,35 @@ mod tests {
     }
 
     #[test]
-    fn quorum_and_zero_are_refused() {
-        assert!(validate(QueueType::Quorum, Some(5)).is_err());
+    fn quorum_queues_take_priorities_from_rabbitmq_4_on() {
+        let priorities = Priorities::default().with("reports", 10);
+        let version = |t| Version::parse(t).ok_or_else(|| t.to_string());
+        let (quorum, classic) = (QueueType::Quorum, QueueType::Classic);
+        let err = check_broker(quorum, &priorities, &version("3.10.8")).expect_err("3.10");
+        let text = err.to_string();
+        assert!(
+            text.contains("3.10.8") && text.contains("4.0") && text.contains("classic"),
+            "{text}"
+        );
+        assert!(check_broker(quorum, &priorities, &version("4.0.5")).is_ok());
+        assert!(check_broker(quorum, &priorities, &Err("over amqps".into())).is_err());
+        assert!(check_broker(classic, &priorities, &version("3.10.8")).is_ok());
+        let none = Priorities::default();
+        assert!(check_broker(quorum, &none, &version("3.10.8")).is_ok());
+    }
+
+    #[test]
+    fn zero_is_refused_and_quorum_queues_get_no_max_priority() {
         assert!(validate(QueueType::Quorum, None).is_ok());
         assert!(validate(QueueType::Classic, Some(0)).is_err());
+        assert!(validate(QueueType::Quorum, Some(0)).is_err());
         let args = job_queue_arguments(QueueType::Classic, Some(10)).expect("classic");
         assert_eq!(
             args.inner().get("x-max-priority"),
             Some(&AMQPValue::ShortShortUInt(10))
         );
+        let args = job_queue_arguments(QueueType::Quorum, Some(10)).expect("quorum");
+        assert_eq!(args.inner().get("x-max-priority"), None);
+        assert!(args.inner().contains_key("x-queue-type"));
     }
 }

@@ -123,6 +123,8 @@ impl Sessions {
     pub async fn connect(deployment: &Deployment) -> Result<Sessions, Error> {
         let addresses = Addresses::parse(&deployment.amqp_url)?;
         let (queue_type, priorities) = (deployment.queue_type, deployment.priorities.clone());
+        // Priorities on quorum queues need a broker that orders them (RabbitMQ 4.0).
+        crate::priority::check_broker_at(&deployment.amqp_url, queue_type, &priorities).await?;
         let session = Session::open(&addresses, queue_type, priorities.clone()).await?;
         let blocked = Blocked::default();
         blocked.follow(&session.connection, "client".into());

@@ -118,6 +118,12 @@ pub enum QueueType {
     Quorum,
 }
 
+/// The delivery limit RabbitMQ 4.0 gives every quorum queue that sets none: a message
+/// returned this many times is delivered once more (`x-delivery-count` = 20), then dropped
+/// (Palermo's job queues have no dead-letter exchange). 3.x has no default limit. The
+/// poison guard (`WorkerConfig::max_redeliveries`) must act first, so it may not exceed it.
+pub const QUORUM_DELIVERY_LIMIT: u32 = 20;
+
 impl QueueType {
     /// `classic` or `quorum`.
     pub fn name(self) -> &'static str {

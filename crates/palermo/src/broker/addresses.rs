@@ -127,6 +127,26 @@ impl Addresses {
     }
 }
 
+impl Addresses {
+    /// The lowest version among the nodes that answer (`super::version`): in a cluster
+    /// halfway through a rolling upgrade, what every node can do.
+    pub(crate) async fn version(&self) -> Result<super::Version, Error> {
+        let mut lowest: Option<super::Version> = None;
+        let mut last_error = None;
+        for address in &self.entries {
+            match super::version::ask(&address.uri).await {
+                Ok(version) => lowest = Some(lowest.map_or(version, |l| l.min(version))),
+                Err(e) => last_error = Some(e),
+            }
+        }
+        match (lowest, last_error) {
+            (Some(version), _) => Ok(version),
+            (None, Some(e)) => Err(e),
+            (None, None) => Err(Error::Config("no broker address".into())),
+        }
+    }
+}
+
 impl Address {
     /// Connects to this address, within [`NODE_TIMEOUT`] when `bounded`.
     async fn connect(

@@ -131,6 +131,9 @@ impl Worker {
     pub async fn run(self, shutdown: Shutdown) -> Result<(), Error> {
         panic::install_hook();
         let config = &self.shared.config;
+        let deployment = &config.deployment;
+        let (url, queue_type) = (&deployment.amqp_url, deployment.queue_type);
+        crate::priority::check_broker_at(url, queue_type, &deployment.priorities).await?;
         let connection = link::connect(&self.shared).await?;
         info!(
             worker = %self.shared.identity,
