@@ -43,8 +43,10 @@ pub struct Deployment {
     /// Defaults to classic.
     pub queue_type: topology::QueueType,
     /// The job queues declared as priority queues, with their `x-max-priority`
-    /// ([`Priorities`]; classic queues only). `--max-priority QUEUE=N` (repeatable),
-    /// `PALERMO_MAX_PRIORITY=QUEUE=N,QUEUE=N`. Defaults to none.
+    /// ([`Priorities`]; classic queues, or quorum queues on RabbitMQ 4.0 and later, which a
+    /// client or worker checks against the broker's version when it connects).
+    /// `--max-priority QUEUE=N` (repeatable), `PALERMO_MAX_PRIORITY=QUEUE=N,QUEUE=N`.
+    /// Defaults to none.
     pub priorities: Priorities,
     /// The queue failed jobs go to and the admin side records from. `--failed-queue`,
     /// `PALERMO_FAILED_QUEUE`. Defaults to [`topology::FAILED_QUEUE`].
@@ -135,13 +137,6 @@ mod tests {
         bad(
             |d| d.scheduler_queue = topology::FAILED_QUEUE.into(),
             "--scheduler-queue and --failed-queue",
-        );
-        bad(
-            |d| {
-                d.queue_type = topology::QueueType::Quorum;
-                d.priorities = Priorities::default().with("reports", 5);
-            },
-            "remove its --max-priority",
         );
         bad(
             |d| d.priorities = Priorities::default().with(topology::FAILED_QUEUE, 5),

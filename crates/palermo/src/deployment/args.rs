@@ -36,8 +36,9 @@ pub struct DeploymentArgs {
     )]
     pub queue_type: topology::QueueType,
     /// Declare QUEUE as a priority queue with this x-max-priority (QUEUE=N, N from 1 to 255;
-    /// repeat, or comma-separate, for more queues; classic queues only): the same list for
-    /// every client, worker and admin command. Defaults to none.
+    /// repeat, or comma-separate, for more queues; classic queues, or quorum queues on
+    /// RabbitMQ 4.0): the same list for every client, worker and admin command. Defaults to
+    /// none.
     #[arg(
         long,
         global = true,
