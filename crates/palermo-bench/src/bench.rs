@@ -61,7 +61,8 @@ pub struct Bench {
     pub jobs: u64,
     /// Probes per latency measurement.
     pub latency_jobs: usize,
-    nodes: Nodes,
+    /// The nodes and the queue type.
+    pub nodes: Nodes,
     pub client: palermo::Client,
     pub raw: raw::Publisher,
     connection: Connection,

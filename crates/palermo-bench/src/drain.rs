@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::bail;
 
+use palermo::admin::topology::QueueType;
+
 use crate::{
     bench::{Bench, Side},
     jobs::{Nap, Noop},
@@ -24,6 +26,10 @@ use crate::{
 pub async fn measure(bench: &Bench, rep: usize, report: &mut Report) -> anyhow::Result<()> {
     for concurrency in [1, 4] {
         for side in Side::all_in_turn(rep) {
+            // Quorum queues refuse a channel-wide (global) prefetch: that column stays empty.
+            if side == Side::RawGlobal && bench.nodes.queue_type == QueueType::Quorum {
+                continue;
+            }
             let run = drain_once(bench, side, Load::noop(bench.jobs, concurrency), rep).await?;
             let per_10k = run.cpu_s / bench.jobs as f64 * 10_000.0;
             let [drain, rss, cpu] = if concurrency == 1 {
