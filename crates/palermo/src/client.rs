@@ -16,7 +16,7 @@
 //! sent once more; one the broker nacks (a quorum queue between two leaders) is sent again
 //! on a new connection for a few seconds before [`Error::Nacked`] is returned.
 
-use std::{sync::Arc, time::Duration};
+use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
 
 use lapin::BasicProperties;
 
@@ -80,7 +80,19 @@ pub struct Client {
 #[derive(Clone)]
 enum Backend {
     Broker(Arc<Sessions>),
-    Fake(crate::testing::Fake),
+    Fake(Arc<dyn Recorder>),
+}
+
+/// Where a fake client's messages go instead of the broker: [`crate::testing::Fake`]
+/// implements it (the client knows this trait, not the testing module, which uses the client).
+pub(crate) trait Recorder: Send + Sync {
+    /// Records a message the client publishes to `queue` (in inline mode, runs it).
+    fn record<'a>(
+        &'a self,
+        queue: &'a str,
+        body: &'a [u8],
+        properties: BasicProperties,
+    ) -> Pin<Box<dyn Future<Output = Result<(), Error>> + Send + 'a>>;
 }
 
 /// The pauses before each new send of a nacked enqueue: a quorum queue elects a new leader
@@ -134,7 +146,7 @@ impl Client {
     }
 
     /// A client recording into `fake` (see [`crate::testing::Fake::client`]).
-    pub(crate) fn fake(fake: crate::testing::Fake) -> Self {
+    pub(crate) fn fake(fake: Arc<dyn Recorder>) -> Self {
         Self::with_backend(Backend::Fake(fake), &ClientConfig::default())
     }
 

@@ -49,6 +49,8 @@ mod deployment;
 mod error;
 mod heal;
 mod job;
+#[cfg(test)]
+mod layering;
 pub mod middleware;
 mod periodic;
 mod priority;
