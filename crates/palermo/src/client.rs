@@ -1,7 +1,7 @@
 //! Enqueueing jobs: the [`Client`], and how it publishes. Every enqueue (the calls are in
 //! `enqueue.rs`, their [`Options`] in `options.rs`) returns only once the broker has
 //! confirmed the message is stored: a returned id is a job that exists. A job to run later
-//! waits in the [`crate::delay`] queues, from where the broker moves it to its queue when it
+//! waits in the [`crate::broker::delay`] queues, from where the broker moves it to its queue when it
 //! is due.
 //!
 //! The client survives broker restarts: an enqueue that finds the connection down reconnects
@@ -21,22 +21,23 @@ use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
 use lapin::BasicProperties;
 
 use crate::{
+    broker::delay,
     broker::{self, Pending},
-    delay,
     error::Error,
     middleware,
     serializer::Format,
-    session::{Reconnect, Sessions},
 };
 pub use config::{ClientConfig, DEFAULT_PUBLISH_TIMEOUT};
 
 mod config;
 mod enqueue;
 mod options;
+mod session;
 mod unique;
 
 pub use enqueue::Enqueued;
 pub use options::Options;
+use session::{Reconnect, Sessions};
 
 /// A handle for enqueueing jobs; cheap to clone, safe to share between tasks. It holds one
 /// connection and one confirm-mode channel, made again when the broker connection drops.

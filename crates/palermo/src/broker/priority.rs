@@ -21,9 +21,9 @@
 use std::collections::BTreeMap;
 
 use crate::{
+    broker::topology::{self, QueueType},
     broker::Version,
     error::Error,
-    topology::{self, QueueType},
 };
 
 /// Whether `priorities` can work on the broker of `version` (`Err`: why it is unknown):

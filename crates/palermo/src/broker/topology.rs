@@ -175,7 +175,7 @@ pub async fn declare_queue(
     declare_job_queue(channel, queue, queue_type, None).await
 }
 
-/// [`declare_queue`] with the deployment's `max_priority` ([`crate::priority`]): a priority
+/// [`declare_queue`] with the deployment's `max_priority` ([`crate::broker::priority`]): a priority
 /// queue when set. A queue that exists with another `x-max-priority` is an
 /// [`Error::Config`] that names the setting (the broker closes the channel).
 pub async fn declare_job_queue(
