@@ -140,7 +140,7 @@ fn graph() -> Graph {
         // Tests may use any module: only the code before a file's test module counts.
         let text = text.split("#[cfg(test)]").next().unwrap_or("");
         let edges = graph.entry(module.clone()).or_default();
-        for name in crate_paths(&code(&text)) {
+        for name in crate_paths(&code(text)) {
             let target = if modules.contains(&name) {
                 Some(name)
             } else {
