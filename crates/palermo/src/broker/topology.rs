@@ -1,9 +1,16 @@
-//! The broker objects Palermo uses, and the one place that declares them.
+//! The broker objects every Palermo process shares, and the one place that declares them:
+//! the `palermo` exchange, the job queues, the failed queue and the events exchange and queue.
 //!
 //! Every job goes through the durable direct exchange `palermo`, with the queue name as
 //! routing key. Publishers and workers both declare a queue and its binding before using it
 //! (declaring again with the same arguments is harmless), so no message is dropped because no
 //! worker has started yet.
+//!
+//! A queue that belongs to one feature is declared by that feature, next to the arguments
+//! only it knows, with [`QueueType`] and [`inequivalent`] from here: the delay queues
+//! (`broker/delay/`: a TTL and a dead-letter route per level; `delay/quorum.rs` on quorum
+//! queues), the scheduler's leader queue and its status queue (`periodic/leader.rs`,
+//! `periodic/status.rs`), and one queue per unique lock (`unique.rs`, with an expiry).
 
 use lapin::{
     options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions},
