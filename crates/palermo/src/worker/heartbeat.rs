@@ -26,8 +26,8 @@ use uuid::Uuid;
 use super::{link::Link, stats::Snapshot, Shared};
 use crate::{
     broker,
+    broker::topology,
     error::Error,
-    topology,
     wire::{
         self,
         event::{Heartbeat, EVENT_TYPE, EVENT_VERSION, HEARTBEAT_KEY, OFFLINE_KEY},
