@@ -16,6 +16,7 @@
 use std::{
     collections::{HashMap, HashSet},
     sync::{Arc, Mutex},
+    time::{Duration, Instant},
 };
 
 use lapin::{
@@ -26,7 +27,7 @@ use lapin::{
 };
 use tracing::debug;
 
-use super::{key_value, Limit, Names, KEY_EXPIRY_EXTRA};
+use super::{key_value, Limit, Names, KEY_EXPIRY_EXTRA, RATE_SLACK};
 use crate::{broker, error::Error, registry::Registry, topology::QueueType, wire::JobMeta};
 
 /// The limits of one worker's jobs, and the slots its slots hold.
@@ -36,6 +37,10 @@ pub(crate) struct Limits {
     /// Slot queues held by this process: its connection may declare its own exclusive queue
     /// again, so the broker alone would not keep two of its slots apart.
     held: Mutex<HashSet<String>>,
+    /// Limits (their names' base) found full lately, and until when to believe it: while a
+    /// limit stays full, the jobs waiting for it go back to wait without asking the broker
+    /// again, so that cycling through the queue stays cheap for the jobs behind them.
+    full: Mutex<HashMap<Names, Instant>>,
 }
 
 impl Limits {
@@ -58,6 +63,7 @@ impl Limits {
         Self {
             by_job,
             held: Mutex::default(),
+            full: Mutex::default(),
         }
     }
 
@@ -83,12 +89,34 @@ impl Limits {
             .unwrap_or(false)
     }
 
+    /// Whether `names` was found full less than [`FULL_FOR`] ago.
+    fn known_full(&self, names: &Names) -> bool {
+        let full = self.full.lock().map(|full| full.get(names).copied());
+        matches!(full, Ok(Some(until)) if Instant::now() < until)
+    }
+
+    /// Remembers that `names` is full now (`true`), or forgets it (a slot of it was freed).
+    fn mark_full(&self, names: &Names, full: bool) {
+        if let Ok(mut map) = self.full.lock() {
+            if full {
+                map.retain(|_, until| Instant::now() < *until);
+                map.insert(names.clone(), Instant::now() + FULL_FOR);
+            } else {
+                map.remove(names);
+            }
+        }
+    }
+
     fn unreserve(&self, slot: &str) {
         if let Ok(mut held) = self.held.lock() {
             held.remove(slot);
         }
     }
 }
+
+/// How long a worker believes a concurrency limit it found full, unless it frees a slot of
+/// it itself: a slot freed by another worker meanwhile goes unused by this one that long.
+const FULL_FOR: Duration = Duration::from_millis(100);
 
 /// A slot's channel for limits, opened on the slot's connection when first needed and again
 /// after a refused declare closed it.
@@ -129,6 +157,7 @@ pub(crate) enum Acquired {
 #[must_use]
 pub(crate) struct Permit {
     slot: Option<String>,
+    names: Names,
 }
 
 /// Takes what `limit` requires for a run of the job of `meta` with `body`: a free
@@ -147,11 +176,20 @@ pub(crate) async fn acquire(
         None => None,
     };
     let names = Names::of(name, key.as_deref());
-    let mut permit = Permit { slot: None };
+    let mut permit = Permit {
+        slot: None,
+        names: names.clone(),
+    };
     if let Some(n) = limit.concurrency {
+        if limits.known_full(&names) {
+            return Ok(Acquired::Wait(name.to_string()));
+        }
         match take_slot(limits, opener, &names, n).await? {
             Some(slot) => permit.slot = Some(slot),
-            None => return Ok(Acquired::Wait(name.to_string())),
+            None => {
+                limits.mark_full(&names, true);
+                return Ok(Acquired::Wait(name.to_string()));
+            }
         }
     }
     if let Some(rate) = limit.rate {
@@ -186,6 +224,7 @@ pub(crate) async fn release(limits: &Limits, opener: &mut Opener, permit: Permit
         }
     }
     limits.unreserve(&slot);
+    limits.mark_full(&permit.names, false);
 }
 
 /// The first free slot of `n`, tried from a random one; `None` when all are held.
@@ -242,7 +281,7 @@ async fn record_start(
 ) -> Result<bool, Error> {
     let queue = names.rate();
     let channel = opener.channel().await?;
-    let window = i64::try_from(rate.per.as_millis()).unwrap_or(i64::MAX);
+    let window = i64::try_from((rate.per + RATE_SLACK).as_millis()).unwrap_or(i64::MAX);
     let mut arguments = FieldTable::default();
     arguments.insert("x-message-ttl".into(), AMQPValue::LongLongInt(window));
     arguments.insert(
