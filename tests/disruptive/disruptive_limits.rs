@@ -48,14 +48,24 @@ async fn a_killed_workers_slots_come_back_without_an_operator() {
         !slot_held(&rig.connection, &slots[0]).await && !slot_held(&rig.connection, &slots[1]).await
     })
     .await;
-    println!("the killed worker's 2 slots were free {:?} after the kill", killed.elapsed());
+    println!(
+        "the killed worker's 2 slots were free {:?} after the kill",
+        killed.elapsed()
+    );
 
     // The limit is whole again: a new worker runs two of the jobs (two of them redelivered
     // after the kill) at once, and not three.
     let _second = Running::spawn(&args, &log);
     eventually(WAIT, "a new worker holding both slots", both_held).await;
     let running = || read_log(&log).matches("sleep_ms: sleeping").count();
-    eventually(WAIT, "two runs in the new worker", || async { running() >= 4 }).await;
+    eventually(WAIT, "two runs in the new worker", || async {
+        running() >= 4
+    })
+    .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(running(), 4, "a third run started beside the two holding the limit");
+    assert_eq!(
+        running(),
+        4,
+        "a third run started beside the two holding the limit"
+    );
 }

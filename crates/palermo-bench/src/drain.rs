@@ -138,8 +138,14 @@ pub async fn drain_once(
         ))
         .await?;
     let limit = load.limit.map(|limit| format!("{limit},name={queue}"));
-    let mut worker =
-        bench.spawn_worker_with(side, &queue, concurrency, load.prefetch, n, limit.as_deref())?;
+    let mut worker = bench.spawn_worker_with(
+        side,
+        &queue,
+        concurrency,
+        load.prefetch,
+        n,
+        limit.as_deref(),
+    )?;
     bench
         .wait_for_consumers(&mut worker, &queue, concurrency as u32)
         .await?;

@@ -28,7 +28,7 @@ use lapin::{
 use tracing::debug;
 
 use super::{key_value, Limit, Names, KEY_EXPIRY_EXTRA, RATE_SLACK};
-use crate::{broker, error::Error, registry::Registry, topology::QueueType, wire::JobMeta};
+use crate::{broker, error::Error, registry::Registry, wire::JobMeta};
 
 /// The limits of one worker's jobs, and the slots its slots hold.
 #[derive(Debug, Default)]
@@ -165,7 +165,6 @@ pub(crate) struct Permit {
 pub(crate) async fn acquire(
     limits: &Limits,
     opener: &mut Opener,
-    queue_type: QueueType,
     limit: &Limit,
     meta: &JobMeta,
     body: &[u8],
@@ -193,7 +192,7 @@ pub(crate) async fn acquire(
         }
     }
     if let Some(rate) = limit.rate {
-        match record_start(opener, queue_type, &names, rate, key.is_some(), meta).await {
+        match record_start(opener, &names, rate, key.is_some(), meta).await {
             Ok(true) => {}
             started => {
                 release(limits, opener, permit).await;
@@ -273,7 +272,6 @@ async fn take_slot(
 /// Records a start in the rate's window; `false` when the window is full.
 async fn record_start(
     opener: &mut Opener,
-    queue_type: QueueType,
     names: &Names,
     rate: super::Rate,
     per_key: bool,
@@ -290,10 +288,8 @@ async fn record_start(
     );
     let overflow = LongString::from("reject-publish");
     arguments.insert("x-overflow".into(), AMQPValue::LongString(overflow));
-    if queue_type == QueueType::Quorum {
-        let quorum = LongString::from("quorum");
-        arguments.insert("x-queue-type".into(), AMQPValue::LongString(quorum));
-    }
+    // Always classic: a quorum queue applies `x-max-length` with `reject-publish` only
+    // roughly (measured on 3.10: 27 records accepted in one second at 20/s).
     if per_key {
         let expires = window.saturating_add(KEY_EXPIRY_EXTRA.as_millis() as i64);
         arguments.insert("x-expires".into(), AMQPValue::LongLongInt(expires));

@@ -201,15 +201,7 @@ async fn take_permit(
     meta: &JobMeta,
     delivery: &Delivery,
 ) -> Result<Permit, String> {
-    let queue_type = shared.config.deployment.queue_type;
-    let acquired = gate::acquire(
-        &shared.limits,
-        limits,
-        queue_type,
-        limit,
-        meta,
-        &delivery.data,
-    );
+    let acquired = gate::acquire(&shared.limits, limits, limit, meta, &delivery.data);
     match acquired.await {
         Ok(Acquired::Run(permit)) => Ok(permit),
         Ok(Acquired::Wait(name)) => {
