@@ -170,10 +170,8 @@ pub(crate) async fn acquire(
     body: &[u8],
 ) -> Result<Acquired, Error> {
     let name = limit.name_for(&meta.name);
-    let key = match &limit.key {
-        Some(arg) => Some(key_value(meta.format, body, arg).unwrap_or_else(|| "null".into())),
-        None => None,
-    };
+    let key = (limit.key.as_ref())
+        .map(|arg| key_value(meta.format, body, arg).unwrap_or_else(|| "null".into()));
     let names = Names::of(name, key.as_deref());
     let mut permit = Permit {
         slot: None,

@@ -78,7 +78,8 @@ pub(crate) async fn execute(
                             retrying::snooze(shared, channel, delivery, &meta, delay, waiting_for);
                         let handed_over = waited.await;
                         settle(shared, channel, delivery, handed_over).await;
-                        running.finished(true);
+                        // Not a run: dropped uncounted, it only leaves the in-flight list.
+                        drop(running);
                         return;
                     }
                 },
