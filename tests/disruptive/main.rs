@@ -15,6 +15,7 @@ mod disruptive_alarm;
 mod disruptive_chaos;
 mod disruptive_consumer_timeout;
 mod disruptive_healing;
+mod disruptive_limits;
 mod disruptive_poison;
 mod disruptive_reconnect;
 mod disruptive_retries;

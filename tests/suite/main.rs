@@ -22,6 +22,7 @@ mod core;
 mod dashboard_browser;
 mod examples;
 mod least_privilege;
+mod limits;
 mod log_format;
 mod malformed;
 mod middleware;

@@ -62,6 +62,8 @@ pub(crate) struct Shared {
     pub blocked: crate::broker::blocked::Blocked,
     /// Hooks around every run, in registration order.
     pub middleware: crate::middleware::Stack,
+    /// The jobs' fleet-wide limits and the slots this worker holds (docs/limits.md).
+    pub limits: crate::limits::gate::Limits,
 }
 
 /// Builds a [`Worker`]: the configuration, the application state jobs may ask for.
@@ -135,6 +137,7 @@ impl Worker {
             queues = ?config.queues,
             concurrency = config.concurrency,
             jobs = ?self.shared.registry.names(),
+            limits = ?self.shared.limits.all(),
             "worker started"
         );
 
@@ -143,8 +146,10 @@ impl Worker {
             let heart = heartbeat::start(self.shared.clone(), link.clone()).await?;
             let mut slots = JoinSet::new();
             for number in 0..config.concurrency {
-                let channel = broker::confirm_channel(&keeper.connection()).await?;
-                let slot = slot::Slot::start(self.shared.clone(), channel, number).await?;
+                let connection = keeper.connection();
+                let channel = broker::confirm_channel(&connection).await?;
+                let slot = slot::Slot::start(self.shared.clone(), channel, connection, number);
+                let slot = slot.await?;
                 let (shared, link) = (self.shared.clone(), link.clone());
                 slots.spawn(serve::serve(shared, link, number, slot, shutdown.clone()));
             }
@@ -308,6 +313,7 @@ impl WorkerBuilder {
         let identity = format!("{host}:{pid}:{}", self.config.queues.join(","));
         let tag_prefix = format!("palermo:{host}:{pid}");
         let queue_type = self.config.deployment.queue_type;
+        let limits = crate::limits::gate::Limits::new(&registry, &self.config.limits);
         let priorities = self.config.deployment.priorities.clone();
         Ok(Worker {
             shared: Arc::new(Shared {
@@ -323,6 +329,7 @@ impl WorkerBuilder {
                 blocked: crate::broker::blocked::Blocked::default(),
                 recent: recent::Recent::default(),
                 middleware: self.middleware,
+                limits,
             }),
             schedules: self.schedules,
         })

@@ -140,7 +140,7 @@ async fn start(shared: &Arc<Shared>, linked: &Linked, number: usize) -> Result<S
         let max_priority = shared.config.deployment.priorities.of(queue);
         topology::declare_job_queue(&channel, queue, queue_type, max_priority).await?;
     }
-    Slot::start(shared.clone(), channel, number).await
+    Slot::start(shared.clone(), channel, linked.connection.clone(), number).await
 }
 
 /// Sleeps `delay`; `true` when a stop was requested meanwhile.

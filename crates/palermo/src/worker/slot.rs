@@ -32,7 +32,9 @@ use lapin::{
 use tracing::{debug, error, warn};
 
 use super::{execute, stats::SlotStats, Shared};
-use crate::{broker::delay, error::Error, reconnect, shutdown::Shutdown, wire};
+use crate::{
+    broker::delay, error::Error, limits::gate::Opener, reconnect, shutdown::Shutdown, wire,
+};
 
 /// A started slot: its consumers are registered.
 pub(crate) struct Slot {
@@ -45,6 +47,8 @@ pub(crate) struct Slot {
     held: Option<Delivery>,
     /// This slot's share of the worker's stats.
     stats: SlotStats,
+    /// Its channel for limits, opened when a limited job first needs it.
+    limits: Opener,
 }
 
 /// Why [`Slot::run`] returned.
@@ -63,6 +67,7 @@ impl Slot {
     pub async fn start(
         shared: Arc<Shared>,
         channel: Channel,
+        connection: Arc<lapin::Connection>,
         number: usize,
     ) -> Result<Self, Error> {
         let config = &shared.config;
@@ -95,6 +100,7 @@ impl Slot {
             tags,
             deliveries: Deliveries { consumers, next: 0 },
             held: None,
+            limits: Opener::new(connection),
         })
     }
 
@@ -172,7 +178,13 @@ impl Slot {
     /// still runs to its end; its message is already back in the queue).
     async fn execute_watching(&mut self, delivery: Delivery, shutdown: &Shutdown) -> Option<Ended> {
         let started = Instant::now();
-        let run = execute::execute(&self.shared, &self.channel, &delivery, &mut self.stats);
+        let run = execute::execute(
+            &self.shared,
+            &self.channel,
+            &delivery,
+            &mut self.stats,
+            &mut self.limits,
+        );
         tokio::pin!(run);
         let (mut lost, mut watching) = (None, true);
         loop {
