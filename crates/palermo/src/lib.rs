@@ -44,6 +44,7 @@ mod blocked;
 mod broker;
 mod client;
 mod config;
+pub mod control;
 mod delay;
 mod deployment;
 mod error;

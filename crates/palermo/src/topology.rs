@@ -298,7 +298,7 @@ pub async fn inspect(
     }
 }
 
-fn is_not_found(error: &lapin::Error) -> bool {
+pub(crate) fn is_not_found(error: &lapin::Error) -> bool {
     matches!(
         error.kind(),
         lapin::ErrorKind::ProtocolError(e) if e.get_id() == 404

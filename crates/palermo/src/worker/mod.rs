@@ -11,6 +11,7 @@
 
 #[cfg(feature = "cli")]
 pub mod cli;
+mod control;
 pub(crate) mod decide;
 mod execute;
 mod failure;
@@ -67,6 +68,10 @@ pub(crate) struct Shared {
     pub blocked: crate::blocked::Blocked,
     /// Hooks around every run, in registration order.
     pub middleware: crate::middleware::Stack,
+    /// This run of the worker: its heartbeats' `id` and its control routing key.
+    pub run_id: uuid::Uuid,
+    /// What it applied of the operators' commands (paused queues, quiet, stopping).
+    pub control: control::Control,
 }
 
 /// Builds a [`Worker`]: the configuration, the application state jobs may ask for.
@@ -130,6 +135,27 @@ impl Worker {
     /// after losing the broker, for as long as it takes (see [`WorkerConfig::reconnect`]).
     pub async fn run(self, shutdown: Shutdown) -> Result<(), Error> {
         panic::install_hook();
+        // The worker's own stop: the caller's, or a `stop` command (`control.rs`).
+        let (stop, inner) = shutdown::channel();
+        let stop = Arc::new(stop);
+        let forward = {
+            let (stop, shared, mut outer) = (stop.clone(), self.shared.clone(), shutdown);
+            tokio::spawn(async move {
+                outer.requested().await;
+                shared.control.stopping();
+                stop.stop();
+            })
+        };
+        let result = self.run_until(inner, stop).await;
+        forward.abort();
+        result
+    }
+
+    async fn run_until(
+        self,
+        shutdown: Shutdown,
+        stop: Arc<shutdown::Trigger>,
+    ) -> Result<(), Error> {
         let config = &self.shared.config;
         let deployment = &config.deployment;
         let (url, queue_type) = (&deployment.amqp_url, deployment.queue_type);
@@ -144,6 +170,12 @@ impl Worker {
         );
 
         let (keeper, link) = link::Keeper::new(self.shared.clone(), connection);
+        let listener = tokio::spawn(control::listen(
+            self.shared.clone(),
+            link.clone(),
+            stop,
+            shutdown.clone(),
+        ));
         let started = async {
             let heart = heartbeat::start(self.shared.clone(), link.clone()).await?;
             let mut slots = JoinSet::new();
@@ -158,6 +190,7 @@ impl Worker {
         let (heart, mut slots) = match started.await {
             Ok(started) => started,
             Err(e) => {
+                listener.abort();
                 link::close(&keeper.connection(), "worker failed to start").await;
                 return Err(e);
             }
@@ -172,6 +205,7 @@ impl Worker {
                 warn!(error = %e, "the scheduler ended abnormally");
             }
         }
+        listener.abort();
         heart.stop(result.is_ok()).await;
         stop_keeper.stop();
         match keeper.await {
@@ -327,6 +361,8 @@ impl WorkerBuilder {
                 blocked: crate::blocked::Blocked::default(),
                 recent: recent::Recent::default(),
                 middleware: self.middleware,
+                run_id: uuid::Uuid::new_v4(),
+                control: control::Control::default(),
             }),
             schedules: self.schedules,
         })
