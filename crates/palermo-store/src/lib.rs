@@ -21,6 +21,7 @@
 //! docs/admin.md is the user guide: schema, recorder, retry ordering, CLI.
 
 pub mod actions;
+pub mod control;
 mod claim;
 pub mod error;
 pub mod facets;
