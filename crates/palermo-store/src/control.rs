@@ -118,14 +118,16 @@ pub async fn command_workers(
 impl Store {
     /// Records a command and its actor.
     pub async fn record_control(&self, action: &str, target: &str, actor: &str) -> Result<()> {
-        sqlx::query("INSERT INTO control_actions (action, target, at, actor) VALUES ($1, $2, $3, $4)")
-            .bind(action)
-            .bind(target)
-            .bind(time::now_ms())
-            .bind(actor)
-            .execute(&self.pool)
-            .await
-            .map_err(StoreError::query("recording a control action"))?;
+        sqlx::query(
+            "INSERT INTO control_actions (action, target, at, actor) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(action)
+        .bind(target)
+        .bind(time::now_ms())
+        .bind(actor)
+        .execute(&self.pool)
+        .await
+        .map_err(StoreError::query("recording a control action"))?;
         Ok(())
     }
 

@@ -21,8 +21,8 @@
 //! docs/admin.md is the user guide: schema, recorder, retry ordering, CLI.
 
 pub mod actions;
-pub mod control;
 mod claim;
+pub mod control;
 pub mod error;
 pub mod facets;
 pub mod failures;

@@ -130,10 +130,7 @@ async fn act(settings: &Settings, target: Target, pause: bool) -> anyhow::Result
             name
         );
     } else {
-        println!(
-            "resumed {}: workers consume it again within 3 s",
-            name
-        );
+        println!("resumed {}: workers consume it again within 3 s", name);
     }
     Ok(())
 }

@@ -62,7 +62,11 @@ pub async fn run(settings: &Settings, args: Args) -> anyhow::Result<()> {
     let (connection, store) = (recorder.connection(), recorder.store());
     let told =
         control::command_workers(connection, &deployment, store, workers, &command, &actor).await?;
-    let verb = if command == Command::Stop { "stop" } else { "quiet" };
+    let verb = if command == Command::Stop {
+        "stop"
+    } else {
+        "quiet"
+    };
     if target.json {
         let ids: Vec<&str> = told.iter().map(|w| w.id.as_str()).collect();
         println!("{}", serde_json::json!({ "command": verb, "workers": ids }));
