@@ -124,6 +124,12 @@ impl Worker {
         }
     }
 
+    /// This run's id: its heartbeats' `id`, `palermo workers --json`'s `id`, and the key
+    /// operators' commands are routed to it by (docs/admin.md, "Control").
+    pub fn id(&self) -> uuid::Uuid {
+        self.shared.run_id
+    }
+
     /// `hostname:pid:queues`, the worker's identity in failures, logs and heartbeats.
     pub fn identity(&self) -> &str {
         &self.shared.identity
