@@ -27,10 +27,14 @@ use lapin::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::{broker, error::Error, topology, wire, Deployment};
+use crate::{
+    broker::{self, topology},
+    error::Error,
+    wire, Deployment,
+};
 
 /// The default control exchange.
-pub const EXCHANGE: &str = "palermo.control";
+pub const EXCHANGE: &str = topology::CONTROL_EXCHANGE;
 /// The routing key every worker listens to besides its own.
 pub const BROADCAST_KEY: &str = "all";
 /// The AMQP `type` of command messages.

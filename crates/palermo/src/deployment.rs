@@ -10,7 +10,7 @@
 //! broker's refusal. Binaries read these settings from the same flags and environment
 //! variables (`palermo::cli::DeploymentArgs`, docs/guide.md).
 
-use crate::{broker::Addresses, error::Error, priority::Priorities, topology};
+use crate::{broker::priority::Priorities, broker::topology, broker::Addresses, error::Error};
 
 #[cfg(feature = "cli")]
 mod args;
@@ -62,7 +62,7 @@ pub struct Deployment {
     /// The topic exchange operators' commands (pause, resume, quiet, stop, cancel) reach the
     /// workers through; the name also prefixes the pause markers and the cancellations stream
     /// (docs/admin.md, "Control"). `--control-exchange`, `PALERMO_CONTROL_EXCHANGE`.
-    /// Defaults to [`crate::control::EXCHANGE`].
+    /// Defaults to [`topology::CONTROL_EXCHANGE`].
     pub control_exchange: String,
 }
 
@@ -75,7 +75,7 @@ impl Default for Deployment {
             failed_queue: topology::FAILED_QUEUE.to_string(),
             events_exchange: topology::EVENTS_EXCHANGE.to_string(),
             scheduler_queue: topology::SCHEDULER_QUEUE.to_string(),
-            control_exchange: crate::control::EXCHANGE.to_string(),
+            control_exchange: topology::CONTROL_EXCHANGE.to_string(),
         }
     }
 }

@@ -2,7 +2,7 @@
 //! into every binary: a worker (`palermo::cli`), the `palermo` admin command and its
 //! subcommands. A deployment sets the environment once and every process agrees.
 
-use crate::{priority::Priorities, topology};
+use crate::{broker::priority::Priorities, broker::topology};
 
 use super::Deployment;
 
@@ -63,7 +63,7 @@ pub struct DeploymentArgs {
     pub scheduler_queue: String,
     /// Topic exchange operators' commands (pause, quiet, stop, cancel) reach workers through.
     #[arg(long, global = true,
-        help_heading = HEADING, env = "PALERMO_CONTROL_EXCHANGE", default_value = crate::control::EXCHANGE)]
+        help_heading = HEADING, env = "PALERMO_CONTROL_EXCHANGE", default_value = topology::CONTROL_EXCHANGE)]
     pub control_exchange: String,
 }
 

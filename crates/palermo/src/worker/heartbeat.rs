@@ -25,8 +25,8 @@ use tracing::{debug, warn};
 use super::{link::Link, stats::Snapshot, Shared};
 use crate::{
     broker,
+    broker::topology,
     error::Error,
-    topology,
     wire::{
         self,
         event::{Heartbeat, EVENT_TYPE, EVENT_VERSION, HEARTBEAT_KEY, OFFLINE_KEY},
@@ -72,6 +72,7 @@ pub(crate) async fn start(shared: Arc<Shared>, link: Link) -> Result<Heart, Erro
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut recheck = None;
         let mut control = sender.shared.control.subscribe();
+        let mut blocked = sender.shared.blocked.changes();
         loop {
             tokio::select! {
                 _ = &mut stopped => break,
@@ -82,6 +83,12 @@ pub(crate) async fn start(shared: Arc<Shared>, link: Link) -> Result<Heart, Erro
                 }
                 _ = ticks.tick() => {
                     // Not waiting for the confirm: a lost heartbeat is replaced by the next.
+                    sender.beat().await;
+                    recheck = Some(tokio::time::Instant::now() + RECHECK);
+                }
+                // A block (or its end) is reported at once, not at the next tick: the beat
+                // composed now says why, and waits in lapin until the broker reads again.
+                Ok(()) = blocked.changed() => {
                     sender.beat().await;
                     recheck = Some(tokio::time::Instant::now() + RECHECK);
                 }
