@@ -14,6 +14,7 @@ mod disruptive_admin;
 mod disruptive_alarm;
 mod disruptive_chaos;
 mod disruptive_consumer_timeout;
+mod disruptive_control;
 mod disruptive_healing;
 mod disruptive_limits;
 mod disruptive_poison;

@@ -43,6 +43,7 @@
 mod broker;
 mod client;
 mod config;
+pub mod control;
 mod deployment;
 mod error;
 mod job;
