@@ -21,16 +21,14 @@ use tracing::{debug, info, warn};
 use super::{
     decide::{self, Decision, Ran, Retries},
     failure::{self, Failure, FailureKind, GaveUp},
+    limit_gate::{self as gate, Acquired, Opener, Permit},
     poison, recent, retrying,
     stats::SlotStats,
     Shared,
 };
 use crate::{
     error::Error,
-    limits::{
-        gate::{self, Acquired, Opener, Permit},
-        Limit,
-    },
+    limits::Limit,
     registry::{Names, Registration},
     wire::{self, JobMeta},
 };

@@ -15,6 +15,7 @@ mod execute;
 mod failure;
 mod heal;
 mod heartbeat;
+mod limit_gate;
 mod link;
 mod panic;
 mod poison;
@@ -64,7 +65,7 @@ pub(crate) struct Shared {
     /// Hooks around every run, in registration order.
     pub middleware: crate::middleware::Stack,
     /// The jobs' fleet-wide limits and the slots this worker holds (docs/limits.md).
-    pub limits: crate::limits::gate::Limits,
+    pub limits: limit_gate::Limits,
     /// This run of the worker: its heartbeats' `id` and its control routing key.
     pub run_id: uuid::Uuid,
     /// What it applied of the operators' commands (paused queues, quiet, stopping).
@@ -353,7 +354,7 @@ impl WorkerBuilder {
         let identity = format!("{host}:{pid}:{}", self.config.queues.join(","));
         let tag_prefix = format!("palermo:{host}:{pid}");
         let queue_type = self.config.deployment.queue_type;
-        let limits = crate::limits::gate::Limits::new(&registry, &self.config.limits);
+        let limits = limit_gate::Limits::new(&registry, &self.config.limits);
         let priorities = self.config.deployment.priorities.clone();
         Ok(Worker {
             shared: Arc::new(Shared {

@@ -31,10 +31,8 @@ use lapin::{
 };
 use tracing::{debug, error, warn};
 
-use super::{execute, stats::SlotStats, Shared};
-use crate::{
-    broker::delay, error::Error, limits::gate::Opener, reconnect, shutdown::Shutdown, wire,
-};
+use super::{execute, limit_gate::Opener, stats::SlotStats, Shared};
+use crate::{broker::delay, error::Error, reconnect, shutdown::Shutdown, wire};
 
 /// A started slot: its consumers are registered.
 pub(crate) struct Slot {

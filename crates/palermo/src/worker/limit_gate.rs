@@ -27,8 +27,13 @@ use lapin::{
 };
 use tracing::debug;
 
-use super::{key_value, Limit, Names, KEY_EXPIRY_EXTRA, RATE_SLACK};
-use crate::{broker, error::Error, registry::Registry, wire::JobMeta};
+use crate::{
+    broker,
+    error::Error,
+    limits::{key_value, Limit, Names, KEY_EXPIRY_EXTRA, RATE_SLACK},
+    registry::Registry,
+    wire::JobMeta,
+};
 
 /// The limits of one worker's jobs, and the slots its slots hold.
 #[derive(Debug, Default)]
@@ -271,7 +276,7 @@ async fn take_slot(
 async fn record_start(
     opener: &mut Opener,
     names: &Names,
-    rate: super::Rate,
+    rate: crate::limits::Rate,
     per_key: bool,
     meta: &JobMeta,
 ) -> Result<bool, Error> {

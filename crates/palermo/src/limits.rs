@@ -1,16 +1,14 @@
 //! Limits on a job across the whole fleet: at most N runs at once (`concurrency`), at most R
 //! starts in any window W (`rate`), for the job as a whole or per value of one of its
 //! arguments (`key`). This file holds what a limit *is* (set by `#[job]` or at run time, its
-//! checks and the broker names it uses); `gate.rs` takes and gives back a worker's permits
-//! on the broker. docs/limits.md explains the mechanism and its guarantees.
+//! checks and the broker names it uses); `worker/limit_gate.rs` takes and gives back a
+//! worker's permits on the broker. docs/limits.md explains the mechanism and its guarantees.
 
 use std::{borrow::Cow, fmt, time::Duration};
 
 use sha2::{Digest, Sha256};
 
 use crate::{error::Error, serializer::Format};
-
-pub(crate) mod gate;
 
 /// The prefix of every broker object of a limit.
 pub const PREFIX: &str = "palermo.limit.";
