@@ -146,8 +146,13 @@ pub fn init_logging(format: LogFormat, default: &str) {
 
     use self::{lazy_fields::LazyJobFields, plain_fields::PlainFields};
 
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    // lapin logs every channel the broker closes as an ERROR of its own; Palermo reports
+    // those it did not expect where it handles them, and some it expects (the 404 of a
+    // passive check for a pause marker, docs/admin.md "Control"), so the default is without
+    // lapin's line. RUST_LOG still decides when it is set.
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(format!("{default},lapin::channel=off"))
+    });
     let layer = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     // The same layering as `tracing_subscriber::fmt().with_env_filter(filter)`.
     let registry = tracing_subscriber::registry();
