@@ -88,6 +88,11 @@ pub fn serialize_opt<S: Serializer>(ms: &Option<i64>, serializer: S) -> Result<S
     }
 }
 
+/// A duration as [`parse_duration`] reads it back: `90days`, `1h 30m`.
+pub fn format_duration(duration: Duration) -> String {
+    humantime::format_duration(duration).to_string()
+}
+
 /// Reads a duration: `500ms`, `90s`, `10m`, `1h30m`, `2d`, `1w`.
 pub fn parse_duration(text: &str) -> Result<Duration, TimeError> {
     let bad = |reason: String| TimeError::Duration {

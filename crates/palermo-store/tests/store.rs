@@ -298,6 +298,8 @@ fn beat(id: uuid::Uuid, seq: u64, sent_at: i64, counters: &[(&str, &str, u64, u6
             preview: "{}".into(),
         }],
         blocked: None,
+        timing_bounds_ms: Vec::new(),
+        timings: Vec::new(),
     }
 }
 

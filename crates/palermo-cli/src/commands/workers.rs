@@ -1,6 +1,7 @@
 //! `palermo workers`: every worker the heartbeats told about, alive first, with the jobs it is
 //! running. A worker is `gone` after three missed heartbeats, `stopped` after a clean stop;
-//! both stay listed for an hour.
+//! both stay listed for an hour. A worker the broker blocks in a resource alarm shows it in
+//! its status: `alive (blocked: low on disk)`.
 
 use palermo_store::time;
 
@@ -51,7 +52,10 @@ pub async fn run(settings: &Settings, args: Args) -> anyhow::Result<()> {
             .collect();
         table.row([
             w.identity.clone(),
-            w.status.clone(),
+            match &w.blocked {
+                Some(reason) => format!("{} (blocked: {reason})", w.status),
+                None => w.status.clone(),
+            },
             format!("{}/{}", w.running.len(), w.concurrency),
             w.processed.to_string(),
             w.failed.to_string(),

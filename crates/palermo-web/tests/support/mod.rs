@@ -97,6 +97,8 @@ pub async fn heartbeat(store: &Store, queue: &str) {
             failed: 3,
         }],
         blocked: None,
+        timing_bounds_ms: Vec::new(),
+        timings: Vec::new(),
         jobs: vec![RunningJob {
             id: "running-1".into(),
             name: "send_email".into(),

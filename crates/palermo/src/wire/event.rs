@@ -57,6 +57,48 @@ pub struct Heartbeat {
     /// readers that do not know the field ignore it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub blocked: Option<String>,
+    /// The upper bounds of the buckets of `timings`' histograms, ms, ascending; one more
+    /// bucket follows the last bound (longer than it). Added after version 1 shipped, with
+    /// `timings`: absent (and `timings` empty) from older workers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub timing_bounds_ms: Vec<u64>,
+    /// Cumulative run-time and wait histograms per queue and job, since the worker started.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub timings: Vec<Timing>,
+}
+
+/// The bucket bounds workers of this version use, ms (docs/wire-format.md): about ×2 to
+/// ×2.5 apart, from 1 ms to an hour. A percentile read from them is known to within its
+/// bucket.
+pub const TIMING_BOUNDS_MS: [u64; 20] = [
+    1, 2, 5, 10, 20, 50, 100, 200, 500, 1_000, 2_000, 5_000, 10_000, 30_000, 60_000, 120_000,
+    300_000, 600_000, 1_800_000, 3_600_000,
+];
+
+/// The histograms of one queue and job, cumulative since the worker started.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Timing {
+    /// The queue.
+    pub queue: String,
+    /// The job's wire name.
+    pub job: String,
+    /// How long each run took (every outcome), from the start of the job's function to
+    /// its end.
+    pub duration: Histogram,
+    /// How long each job waited: from when it was ready (enqueued, or due for a delayed,
+    /// retried or snoozed job) to the start of its run.
+    pub latency: Histogram,
+}
+
+/// A histogram over [`Heartbeat::timing_bounds_ms`]: bucket `i` counts the observations
+/// above bound `i - 1` and at most bound `i`; the last bucket those above every bound.
+/// Trailing empty buckets are left out.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Histogram {
+    /// Observations per bucket.
+    pub counts: Vec<u64>,
+    /// The sum of the observations of each bucket, µs.
+    pub sums_us: Vec<u64>,
 }
 
 /// Cumulative counts for one queue and job name.

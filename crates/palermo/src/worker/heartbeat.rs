@@ -30,7 +30,9 @@ use crate::{
     topology,
     wire::{
         self,
-        event::{Heartbeat, EVENT_TYPE, EVENT_VERSION, HEARTBEAT_KEY, OFFLINE_KEY},
+        event::{
+            Heartbeat, EVENT_TYPE, EVENT_VERSION, HEARTBEAT_KEY, OFFLINE_KEY, TIMING_BOUNDS_MS,
+        },
     },
 };
 
@@ -235,6 +237,7 @@ impl Sender {
             processed,
             failed,
             counters,
+            timings,
             jobs,
         } = self.shared.stats.snapshot();
         Heartbeat {
@@ -260,6 +263,12 @@ impl Sender {
             counters,
             jobs,
             blocked: self.shared.blocked.reason(),
+            timing_bounds_ms: if timings.is_empty() {
+                Vec::new()
+            } else {
+                TIMING_BOUNDS_MS.to_vec()
+            },
+            timings,
         }
     }
 }
