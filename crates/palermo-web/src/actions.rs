@@ -3,7 +3,10 @@
 //! nothing: if any id is unknown or was already retried or removed (by anyone), nothing
 //! changes and the answer says which and by whom.
 
-use palermo_store::{Filter, StoreError};
+use palermo_store::{
+    prunes::{Prune, Rule},
+    time, Filter, StoreError,
+};
 use tracing::info;
 
 use crate::{error::WebError, security::auth::Actor, state::App};
@@ -57,6 +60,27 @@ pub(crate) async fn purge(app: &App, queue: &str, actor: &Actor) -> Result<u32, 
             "the broker has no queue {queue:?}"
         ))),
     }
+}
+
+/// Deletes failures (open or resolved) that failed longer ago than `older_than` (`90d`),
+/// for good; the prune is recorded with `actor` and shown on the Failed page.
+pub(crate) async fn prune(app: &App, older_than: &str, actor: &Actor) -> Result<Prune, WebError> {
+    let age = time::parse_duration(older_than)
+        .map_err(|e| WebError::BadRequest(format!("older_than: {e}")))?;
+    if age.is_zero() {
+        return Err(WebError::BadRequest(
+            "older_than is 0, which would delete every failure; give an age such as 90d".into(),
+        ));
+    }
+    let now = time::now_ms();
+    let before = now.saturating_sub(i64::try_from(age.as_millis()).unwrap_or(i64::MAX));
+    let rule = format!("older than {}", time::format_duration(age));
+    let prune = app
+        .store()
+        .prune_failures(Rule::FailedBefore(before), &rule, &actor.0, now, true)
+        .await?;
+    info!(failures = prune.pruned, %rule, actor = %actor.0, "failures pruned from the dashboard");
+    Ok(prune)
 }
 
 /// The ids, without blanks and repeats; none at all is a 400.

@@ -60,6 +60,8 @@ pub(crate) struct WorkerLine {
     pub(crate) running: usize,
     /// `alive`, `stopped` or `gone`.
     pub(crate) status: String,
+    /// Why the broker blocks its connection (a resource alarm), when it does.
+    pub(crate) blocked: Option<String>,
 }
 
 impl WorkerLine {
@@ -78,6 +80,7 @@ impl WorkerLine {
             failed: row.failed,
             running: row.running.len(),
             status: text::cell(&row.status, 20),
+            blocked: row.blocked.as_deref().map(|reason| text::cell(reason, 80)),
         }
     }
 }
