@@ -10,11 +10,11 @@
 //! Percentiles are estimated from the bucket sums as Prometheus' `histogram_quantile` does:
 //! the bucket holding the rank is found exactly, and the value is interpolated linearly
 //! inside it. So a percentile is known to within its bucket (bounds ×2 to ×2.5 apart);
-//! in the last, unbounded bucket it reads as that bucket's lower bound ([`quantile`]).
+//! in the last, unbounded bucket it reads as that bucket's lower bound, 1 h ([`quantile`]).
 
 use std::collections::{BTreeMap, HashMap};
 
-use palermo::admin::wire::event::{Heartbeat, Histogram};
+use palermo::admin::wire::event::{Heartbeat, Histogram, TIMING_BOUNDS_MS};
 use serde::Serialize;
 use sqlx::{Any, Row, Transaction};
 
@@ -85,6 +85,9 @@ impl Percentiles {
 /// The `q` quantile (0 to 1) of `buckets`, sorted by bound, in ms: the bucket where the
 /// cumulative count reaches `q × total`, interpolated linearly between its lower and upper
 /// bound. In the unbounded bucket, its lower bound. `None` when empty.
+///
+/// Empty buckets are not stored, so a bucket's lower bound is the bound before its own in
+/// [`TIMING_BOUNDS_MS`] (or the bucket before it, for other bounds).
 pub fn quantile(buckets: &[BucketSum], q: f64) -> Option<f64> {
     let total: i64 = buckets.iter().map(|b| b.count).sum();
     if total <= 0 {
@@ -93,6 +96,13 @@ pub fn quantile(buckets: &[BucketSum], q: f64) -> Option<f64> {
     let rank = q.clamp(0.0, 1.0) * total as f64;
     let (mut below, mut lower) = (0i64, 0i64);
     for bucket in buckets.iter().filter(|b| b.count > 0) {
+        let standard = TIMING_BOUNDS_MS
+            .iter()
+            .map(|&b| i64::try_from(b).unwrap_or(i64::MAX))
+            .take_while(|&b| b < bucket.le_ms)
+            .last()
+            .unwrap_or(0);
+        lower = lower.max(standard);
         if (below + bucket.count) as f64 >= rank {
             if bucket.le_ms == UNBOUNDED {
                 return Some(lower as f64);
@@ -360,19 +370,21 @@ mod tests {
         assert_eq!(quantile(&buckets, 0.5), Some(10.0));
         assert_eq!(quantile(&buckets, 0.7), Some(15.0));
         assert_eq!(quantile(&buckets, 0.95), Some(35.0));
-        assert_eq!(quantile(&buckets, 0.25), Some(5.0));
+        // The lower bound of (5, 10] is 5, though the bucket below it is empty.
+        assert_eq!(quantile(&buckets, 0.25), Some(7.5));
         assert_eq!(quantile(&[], 0.5), None);
     }
 
     #[test]
     fn in_the_unbounded_bucket_a_quantile_is_its_lower_bound() {
         let buckets = [bucket(100, 1), bucket(UNBOUNDED, 9)];
-        assert_eq!(quantile(&buckets, 0.99), Some(100.0));
+        assert_eq!(quantile(&buckets, 0.99), Some(3_600_000.0));
+        assert_eq!(quantile(&buckets, 0.05), Some(75.0));
         let p = Percentiles::of(&[BucketSum {
             le_ms: 2,
             count: 4,
             sum_us: 6000,
         }]);
-        assert_eq!((p.count, p.mean_ms, p.p50_ms), (4, Some(1.5), Some(1.0)));
+        assert_eq!((p.count, p.mean_ms, p.p50_ms), (4, Some(1.5), Some(1.5)));
     }
 }

@@ -200,7 +200,7 @@ mod tests {
 
     #[test]
     fn duration_bars_scale_to_the_slowest_p95() {
-        let point = |start_ms, p50, p95| MinutePoint {
+        let point = |start_ms, p50: Option<f64>, p95: Option<f64>| MinutePoint {
             start_ms,
             runs: i64::from(p95.is_some()) * 4,
             p50_ms: p50,
