@@ -165,7 +165,7 @@ async fn prunes_by_age_and_by_count_delete_failures_and_are_recorded() {
         let prune = store
             .prune_failures(
                 Rule::FailedBefore(now - 90 * day - 1),
-                "older than 90days",
+                "older than 90d",
                 "ada",
                 now,
                 true,
@@ -226,7 +226,7 @@ async fn prunes_by_age_and_by_count_delete_failures_and_are_recorded() {
                     "beyond the newest 1".to_string(),
                     3
                 ),
-                ("ada".to_string(), "older than 90days".to_string(), 2),
+                ("ada".to_string(), "older than 90d".to_string(), 2),
             ]
         );
     })

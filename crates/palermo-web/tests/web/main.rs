@@ -6,5 +6,6 @@ mod support;
 
 mod actions;
 mod failed_list;
+mod metrics;
 mod pages;
 mod security;
