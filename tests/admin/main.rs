@@ -14,6 +14,7 @@ mod deployment;
 mod escaping;
 mod failures;
 mod many_admins;
+mod metrics;
 mod times;
 mod workers;
 
