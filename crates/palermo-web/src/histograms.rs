@@ -17,10 +17,13 @@ use prometheus_client::{
 
 type Labels = Vec<(String, String)>;
 
-/// One histogram per label set: buckets as (upper bound in seconds, count in that bucket
-/// alone), the sum in seconds, the count.
+/// One series: its labels, buckets as (upper bound in seconds, count in that bucket alone),
+/// the sum in seconds, the count.
+type Series = (Labels, Vec<(f64, u64)>, f64, u64);
+
+/// One histogram per label set.
 #[derive(Debug, Default)]
-pub(crate) struct Frozen(Vec<(Labels, Vec<(f64, u64)>, f64, u64)>);
+pub(crate) struct Frozen(Vec<Series>);
 
 impl Frozen {
     /// A histogram per group (`label` = the group's name), from the store's buckets.

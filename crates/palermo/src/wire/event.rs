@@ -156,3 +156,34 @@ pub enum EventError {
     #[error("unsupported event version {0} (this version reads {EVENT_VERSION})")]
     Version(u32),
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timings_are_optional_both_ways() {
+        // A heartbeat of a worker from before timings: read with none.
+        let old = br#"{"version":1,"event":"heartbeat","id":"6f1c0c1e-8a4e-4c5b-9d2a-1f0e2d3c4b5a",
+            "identity":"h:1:mail","host":"h","pid":1,"queues":["mail"],"concurrency":1,
+            "started_at":0,"sent_at":1,"seq":1,"interval_ms":5000,"processed":0,"failed":0}"#;
+        let beat = Heartbeat::parse(old).expect("an old heartbeat");
+        assert!(beat.timings.is_empty() && beat.timing_bounds_ms.is_empty());
+        // Without timings the fields are left out, so what old readers see is unchanged.
+        let json = serde_json::to_string(&beat).expect("json");
+        assert!(!json.contains("timing"), "{json}");
+        let mut with = beat;
+        with.timing_bounds_ms = TIMING_BOUNDS_MS.to_vec();
+        with.timings = vec![Timing {
+            queue: "mail".into(),
+            job: "send".into(),
+            duration: Histogram {
+                counts: vec![0, 2],
+                sums_us: vec![0, 3000],
+            },
+            latency: Histogram::default(),
+        }];
+        let json = serde_json::to_vec(&with).expect("json");
+        assert_eq!(Heartbeat::parse(&json).expect("read back"), with);
+    }
+}

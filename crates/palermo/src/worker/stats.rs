@@ -304,6 +304,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 mod tests {
     use super::*;
     use crate::Format;
+    use lapin::BasicProperties;
 
     fn meta(queue: &str, name: &str) -> JobMeta {
         JobMeta {
@@ -369,6 +370,51 @@ mod tests {
         let snapshot = stats.snapshot();
         assert_eq!((snapshot.processed, snapshot.failed), (8, 4));
         assert!(snapshot.jobs.is_empty(), "nothing in flight after the runs");
+    }
+
+    #[test]
+    fn runs_fill_the_duration_histogram_and_starts_the_wait_histogram() {
+        let stats = Stats::default();
+        let mut slot = stats.slot();
+        run(
+            &stats,
+            &mut slot,
+            &[("mail", "send", true), ("mail", "send", false)],
+        );
+        let timings = stats.snapshot().timings;
+        assert_eq!(timings.len(), 1);
+        // 3 ms runs: bucket (2, 5] ms, the third.
+        assert_eq!(timings[0].duration.counts, [0, 0, 2]);
+        assert_eq!(timings[0].duration.sums_us, [0, 0, 6000]);
+        // meta() says enqueued at 0: no wait known, none recorded.
+        assert!(timings[0].latency.counts.is_empty());
+    }
+
+    #[test]
+    fn a_job_waits_from_its_enqueue_or_from_when_it_was_due() {
+        let mut meta = meta("mail", "send");
+        meta.enqueued_at_ms = 10_000;
+        let plain = Delivery::mock(1, "".into(), "mail".into(), false, Vec::new());
+        assert_eq!(
+            waited(&plain, &meta, 10_250),
+            Some(std::time::Duration::from_millis(250))
+        );
+        let mut headers = lapin::types::FieldTable::default();
+        wire::put_int(&mut headers, header::NEXT_RUN_AT, 60_000);
+        let mut delayed = Delivery::mock(2, "".into(), "mail".into(), false, Vec::new());
+        delayed.properties = BasicProperties::default().with_headers(headers);
+        assert_eq!(
+            waited(&delayed, &meta, 60_040),
+            Some(std::time::Duration::from_millis(40)),
+            "a delayed job waits from its due time"
+        );
+        assert_eq!(
+            waited(&plain, &meta, 9_000),
+            Some(std::time::Duration::ZERO),
+            "clock skew"
+        );
+        meta.enqueued_at_ms = 0;
+        assert_eq!(waited(&plain, &meta, 9_000), None);
     }
 
     #[test]
