@@ -24,6 +24,7 @@ mod examples;
 mod least_privilege;
 mod log_format;
 mod malformed;
+mod metrics_browser;
 mod middleware;
 mod periodic;
 mod priority;

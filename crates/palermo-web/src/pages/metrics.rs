@@ -97,7 +97,7 @@ struct MetricsPage {
     base: Base,
     jobs: Vec<JobLine>,
     queues: Vec<LatencyLine>,
-    /// The histograms' bucket bounds, as text (`1 ms, 2 ms, …`).
+    /// The histograms' bucket bounds, as text (`1ms, 2ms, …, 1h`).
     bounds: String,
 }
 
@@ -116,7 +116,7 @@ pub(crate) async fn page(State(app): State<App>, root: Root) -> Result<Response,
         bounds: metrics
             .bucket_bounds_ms
             .iter()
-            .map(|&b| millis(Some(b as f64)))
+            .map(|&b| time::format_duration(std::time::Duration::from_millis(b)))
             .collect::<Vec<_>>()
             .join(", "),
     };
