@@ -226,13 +226,18 @@ pub(crate) async fn add_increments(tx: &mut Transaction<'_, Any>, beat: &Heartbe
     Ok(())
 }
 
+/// The largest count or sum taken from one event: far beyond any real one (35 years of
+/// µs), and small enough that adding it to a stored total cannot overflow a BIGINT, which
+/// would fail the transaction and return a malformed event to its queue for ever.
+const MAX_VALUE: u64 = 1 << 50;
+
 /// The non-empty buckets of `histogram` with their bounds; a bucket past the last bound is
 /// the unbounded one, and any further one (a malformed event) is left out.
 fn buckets<'a>(
     bounds: &'a [u64],
     histogram: &'a Histogram,
 ) -> impl Iterator<Item = BucketSum> + 'a {
-    let as_i64 = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+    let as_i64 = |n: u64| i64::try_from(n.min(MAX_VALUE)).unwrap_or(i64::MAX);
     histogram
         .counts
         .iter()
