@@ -1,7 +1,8 @@
 //! Per-job metrics and failure retention end to end: a real worker's run times and waits
 //! reach the real `palermo web`'s `/api/metrics` and `/metrics`; `palermo failed prune`
 //! deletes old failures and records who (and refuses a bad duration); the dashboard's
-//! retention policy prunes beyond its cap and says so.
+//! retention policy prunes beyond its cap and says so; `palermo workers` shows a blocked
+//! worker.
 
 use std::{sync::Arc, time::Duration};
 
@@ -171,4 +172,27 @@ async fn the_dashboards_retention_policy_prunes_beyond_its_cap_and_says_so() {
         "{}",
         stderr(&bad)
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn palermo_workers_says_when_the_broker_blocks_a_worker() {
+    let admin = Admin::new("sqlite", "blocked").await;
+    let store = palermo_store::Store::open(&admin.db.url)
+        .await
+        .expect("store");
+    let now = palermo_store::time::now_ms();
+    let beat = serde_json::json!({
+        "version": 1, "event": "heartbeat", "id": uuid::Uuid::new_v4(),
+        "identity": "web-1:7:mail", "host": "web-1", "pid": 7, "queues": ["mail"],
+        "concurrency": 2, "started_at": now - 1000, "sent_at": now, "seq": 1,
+        "interval_ms": 60_000, "processed": 0, "failed": 0, "blocked": "low on disk"
+    });
+    let beat = palermo::admin::wire::event::Heartbeat::parse(beat.to_string().as_bytes())
+        .expect("a heartbeat");
+    store.record_heartbeat(&beat).await.expect("record");
+    store.close().await;
+    let table = crate::admin_support::stdout(&admin.palermo(&["workers"]));
+    assert!(table.contains("alive (blocked: low on disk)"), "{table}");
+    let json = admin.json(&["workers"]);
+    assert_eq!(json[0]["blocked"], "low on disk", "{json}");
 }
