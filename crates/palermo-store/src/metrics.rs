@@ -15,7 +15,7 @@ use crate::{
     error::{Result, StoreError},
     series::MINUTE_MS,
     stats::Counts,
-    timings::{day_start, hour_start, Kind, Percentiles},
+    timings::{day_start, hour_start, By, Kind, Percentiles},
     Store,
 };
 
@@ -74,10 +74,10 @@ impl Store {
             tokio::try_join!(
                 self.runs_by_job(hour),
                 self.runs_by_job(day),
-                self.timing_buckets(Kind::Duration, "job", Some(hour)),
-                self.timing_buckets(Kind::Duration, "job", Some(day)),
-                self.timing_buckets(Kind::Latency, "queue", Some(hour)),
-                self.timing_buckets(Kind::Latency, "queue", Some(day)),
+                self.timing_buckets(Kind::Duration, By::Job, Some(hour)),
+                self.timing_buckets(Kind::Duration, By::Job, Some(day)),
+                self.timing_buckets(Kind::Latency, By::Queue, Some(hour)),
+                self.timing_buckets(Kind::Latency, By::Queue, Some(day)),
                 self.duration_minutes(now),
             )?;
         let names: BTreeSet<&String> = runs_day.keys().chain(duration_day.keys()).collect();

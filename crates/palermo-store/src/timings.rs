@@ -46,6 +46,15 @@ impl Kind {
     }
 }
 
+/// What [`Store::timing_buckets`] sums over: every queue of a job, or every job of a queue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum By {
+    /// Per job name.
+    Job,
+    /// Per queue.
+    Queue,
+}
+
 /// One bucket: its upper bound ([`UNBOUNDED`] for the last), observations and their sum.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct BucketSum {
@@ -251,22 +260,19 @@ fn buckets<'a>(
         })
 }
 
-/// The buckets of one histogram, summed over a group (a job, a queue) and a time range.
-pub(crate) type Grouped = BTreeMap<String, Vec<BucketSum>>;
-
 impl Store {
-    /// The buckets of `kind` summed per job (`group` = `job`) or per queue (`queue`), over the
-    /// minutes from `since` on; `since` = `None` reads the all-time totals.
+    /// The buckets of `kind` summed per job or per queue, over the minutes from `since` on;
+    /// `since` = `None` reads the all-time totals.
     pub async fn timing_buckets(
         &self,
         kind: Kind,
-        group: &str,
+        by: By,
         since: Option<i64>,
     ) -> Result<BTreeMap<String, Vec<BucketSum>>> {
         let doing = "reading job metrics";
-        let column = match group {
-            "queue" => "queue",
-            _ => "job",
+        let column = match by {
+            By::Job => "job",
+            By::Queue => "queue",
         };
         let (table, window) = match since {
             Some(_) => ("timing_minutes", "AND minute >= $2"),
@@ -284,7 +290,7 @@ impl Store {
             .fetch_all(&self.pool)
             .await
             .map_err(StoreError::query(doing))?;
-        let mut grouped = Grouped::new();
+        let mut grouped: BTreeMap<String, Vec<BucketSum>> = BTreeMap::new();
         for row in &rows {
             let read = || -> Result<_, sqlx::Error> {
                 Ok((

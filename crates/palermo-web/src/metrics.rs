@@ -12,7 +12,10 @@ use axum::{
     http::{header, StatusCode},
     response::{IntoResponse, Response},
 };
-use palermo_store::{time, timings::Kind};
+use palermo_store::{
+    time,
+    timings::{By, Kind},
+};
 use prometheus_client::{
     encoding::text::encode,
     metrics::{counter::Counter, family::Family, gauge::Gauge},
@@ -50,13 +53,13 @@ pub(crate) async fn metrics(State(app): State<App>) -> Result<Response, WebError
         Queues::load(&app),
         async {
             store
-                .timing_buckets(Kind::Duration, "job", None)
+                .timing_buckets(Kind::Duration, By::Job, None)
                 .await
                 .map_err(WebError::from)
         },
         async {
             store
-                .timing_buckets(Kind::Latency, "queue", None)
+                .timing_buckets(Kind::Latency, By::Queue, None)
                 .await
                 .map_err(WebError::from)
         },

@@ -5,7 +5,7 @@
 use palermo::admin::wire::event::{Histogram, Timing, TIMING_BOUNDS_MS};
 use palermo_store::{
     prunes::{Rule, RETENTION_ACTOR},
-    timings::{Kind, UNBOUNDED},
+    timings::{By, Kind, UNBOUNDED},
 };
 
 use super::{beat, each_backend, failure};
@@ -87,7 +87,7 @@ async fn histograms_add_up_exactly_into_percentiles_per_job_and_queue() {
         assert_eq!(queues, [("bulk", 1, Some(0.5)), ("mail", 20, Some(75.0))]);
 
         let totals = store
-            .timing_buckets(Kind::Duration, "job", None)
+            .timing_buckets(Kind::Duration, By::Job, None)
             .await
             .expect("totals");
         let buckets: Vec<_> = totals["send_email"]
@@ -112,7 +112,7 @@ async fn histograms_add_up_exactly_into_percentiles_per_job_and_queue() {
             "{metrics:?}"
         );
         let totals = store
-            .timing_buckets(Kind::Latency, "queue", None)
+            .timing_buckets(Kind::Latency, By::Queue, None)
             .await
             .expect("totals");
         assert_eq!(totals["mail"][0].count, 20);
