@@ -31,6 +31,7 @@ pub mod failures;
 pub mod filter;
 pub mod keyset;
 pub mod metrics;
+mod percentiles;
 pub mod prunes;
 pub mod queues;
 pub mod recorder;

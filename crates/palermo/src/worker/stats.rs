@@ -25,7 +25,7 @@ use std::{
 use lapin::message::Delivery;
 use uuid::Uuid;
 
-use super::timing::Histogram;
+use super::timing::{waited, Histogram};
 use crate::{
     registry::Names,
     wire::{
@@ -168,24 +168,6 @@ impl SlotStats {
     }
 }
 
-/// How long the job of `meta` waited to start at `now`: since it was enqueued, or since it
-/// was due when it went through the delay queues (a retry, a snooze, a scheduled job).
-/// `None` for a message that does not say when it was enqueued.
-fn waited(delivery: &Delivery, meta: &JobMeta, now: i64) -> Option<std::time::Duration> {
-    if meta.enqueued_at_ms <= 0 {
-        return None;
-    }
-    let due = wire::get_int(wire::headers(&delivery.properties), header::NEXT_RUN_AT)
-        .ok()
-        .flatten()
-        .unwrap_or(0);
-    let ready = meta.enqueued_at_ms.max(due);
-    // Clocks of different hosts: a start "before" the enqueue counts as no wait.
-    Some(std::time::Duration::from_millis(
-        u64::try_from(now - ready).unwrap_or(0),
-    ))
-}
-
 /// What [`Stats::snapshot`] returns.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Snapshot {
@@ -301,12 +283,11 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::Format;
-    use lapin::BasicProperties;
 
-    fn meta(queue: &str, name: &str) -> JobMeta {
+    pub(crate) fn meta(queue: &str, name: &str) -> JobMeta {
         JobMeta {
             id: Uuid::new_v4(),
             name: name.into(),
@@ -388,33 +369,6 @@ mod tests {
         assert_eq!(timings[0].duration.sums_us, [0, 0, 6000]);
         // meta() says enqueued at 0: no wait known, none recorded.
         assert!(timings[0].latency.counts.is_empty());
-    }
-
-    #[test]
-    fn a_job_waits_from_its_enqueue_or_from_when_it_was_due() {
-        let mut meta = meta("mail", "send");
-        meta.enqueued_at_ms = 10_000;
-        let plain = Delivery::mock(1, "".into(), "mail".into(), false, Vec::new());
-        assert_eq!(
-            waited(&plain, &meta, 10_250),
-            Some(std::time::Duration::from_millis(250))
-        );
-        let mut headers = lapin::types::FieldTable::default();
-        wire::put_int(&mut headers, header::NEXT_RUN_AT, 60_000);
-        let mut delayed = Delivery::mock(2, "".into(), "mail".into(), false, Vec::new());
-        delayed.properties = BasicProperties::default().with_headers(headers);
-        assert_eq!(
-            waited(&delayed, &meta, 60_040),
-            Some(std::time::Duration::from_millis(40)),
-            "a delayed job waits from its due time"
-        );
-        assert_eq!(
-            waited(&plain, &meta, 9_000),
-            Some(std::time::Duration::ZERO),
-            "clock skew"
-        );
-        meta.enqueued_at_ms = 0;
-        assert_eq!(waited(&plain, &meta, 9_000), None);
     }
 
     #[test]

@@ -6,14 +6,21 @@
 //! lock, no allocation, nothing shared with other queues and jobs. The buckets only grow,
 //! like the counters, so the recorder stores the difference from the last heartbeat it saw
 //! and a lost or repeated heartbeat changes no total. Percentiles are read from the bucket
-//! sums on the admin side (`palermo_store::timings`), known to within one bucket.
+//! sums on the admin side (`palermo_store::timings`), known to within one bucket. A job's
+//! wait is counted from when it was ready: enqueued, or due ([`waited`]).
 
 use std::{
     sync::atomic::{AtomicU64, Ordering},
     time::Duration,
 };
 
-use crate::wire::event::{self, TIMING_BOUNDS_MS};
+use lapin::message::Delivery;
+
+use crate::wire::{
+    self,
+    event::{self, TIMING_BOUNDS_MS},
+    header, JobMeta,
+};
 
 /// Buckets: one per bound, and one for everything longer.
 const BUCKETS: usize = TIMING_BOUNDS_MS.len() + 1;
@@ -61,9 +68,57 @@ impl Histogram {
     }
 }
 
+/// How long the job of `meta` waited to start at `now`: since it was enqueued, or since it
+/// was due when it went through the delay queues (a retry, a snooze, a scheduled job).
+/// `None` for a message that does not say when it was enqueued.
+pub(crate) fn waited(delivery: &Delivery, meta: &JobMeta, now: i64) -> Option<std::time::Duration> {
+    if meta.enqueued_at_ms <= 0 {
+        return None;
+    }
+    let due = wire::get_int(wire::headers(&delivery.properties), header::NEXT_RUN_AT)
+        .ok()
+        .flatten()
+        .unwrap_or(0);
+    let ready = meta.enqueued_at_ms.max(due);
+    // Clocks of different hosts: a start "before" the enqueue counts as no wait.
+    Some(std::time::Duration::from_millis(
+        u64::try_from(now - ready).unwrap_or(0),
+    ))
+}
+
 #[cfg(test)]
 mod tests {
+    use lapin::BasicProperties;
+
     use super::*;
+    use crate::worker::stats::tests::meta;
+
+    #[test]
+    fn a_job_waits_from_its_enqueue_or_from_when_it_was_due() {
+        let mut meta = meta("mail", "send");
+        meta.enqueued_at_ms = 10_000;
+        let plain = Delivery::mock(1, "".into(), "mail".into(), false, Vec::new());
+        assert_eq!(
+            waited(&plain, &meta, 10_250),
+            Some(std::time::Duration::from_millis(250))
+        );
+        let mut headers = lapin::types::FieldTable::default();
+        wire::put_int(&mut headers, header::NEXT_RUN_AT, 60_000);
+        let mut delayed = Delivery::mock(2, "".into(), "mail".into(), false, Vec::new());
+        delayed.properties = BasicProperties::default().with_headers(headers);
+        assert_eq!(
+            waited(&delayed, &meta, 60_040),
+            Some(std::time::Duration::from_millis(40)),
+            "a delayed job waits from its due time"
+        );
+        assert_eq!(
+            waited(&plain, &meta, 9_000),
+            Some(std::time::Duration::ZERO),
+            "clock skew"
+        );
+        meta.enqueued_at_ms = 0;
+        assert_eq!(waited(&plain, &meta, 9_000), None);
+    }
 
     #[test]
     fn observations_land_in_the_first_bucket_whose_bound_holds_them() {
