@@ -184,4 +184,12 @@ async fn a_worker_under_a_disk_alarm_stalls_without_losing_or_acking_twice_then_
         "a heartbeat reports the block ({} events)",
         events.len()
     );
+    // ... and the last one (the offline event) its end.
+    let last = events
+        .last()
+        .map(|(_, body)| serde_json::from_slice::<serde_json::Value>(body));
+    assert!(
+        matches!(&last, Some(Ok(v)) if v["blocked"].is_null()),
+        "the last event still reports a block: {last:?}"
+    );
 }

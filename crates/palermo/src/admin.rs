@@ -15,7 +15,7 @@ pub mod wire {
 
 /// The broker objects: the job exchange, job queues, the failed queue, the events exchange.
 pub mod topology {
-    pub use crate::topology::{
+    pub use crate::broker::topology::{
         declare_events, declare_exchange, declare_job_queue, declare_queue, inspect,
         validate_queue_name, QueueDepth, QueueType, EVENTS_EXCHANGE, EVENTS_QUEUE_MAX_LENGTH,
         EXCHANGE, FAILED_QUEUE,
@@ -25,7 +25,7 @@ pub mod topology {
 /// The delay queues of retries and scheduled jobs, and how many jobs wait in them;
 /// `declare` and `LEVELS` let a test watch the first level for the retries of one queue.
 pub mod delay {
-    pub use crate::delay::{
+    pub use crate::broker::delay::{
         declare, is_reserved, waiting, Kind, Layout, Waiting, LEVELS, MAX_DELAY,
     };
 }

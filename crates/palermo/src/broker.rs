@@ -1,8 +1,19 @@
 //! Connecting to RabbitMQ and publishing with a confirm: the two AMQP operations that the
 //! client and the worker share. Every connection Palermo opens goes through [`connect`], to
 //! one of the addresses of the list ([`addresses`]).
+//!
+//! The broker-side concerns that the client, the worker and the admin tools share live below
+//! this module: which objects exist and how they are declared ([`topology`]), priority
+//! queues ([`priority`]), the delay queues that hold retries and scheduled jobs ([`delay`]),
+//! and what a connection blocked by a broker alarm does ([`blocked`]). The client's
+//! connection handling is `client/session.rs`; the worker's repair of deleted objects is
+//! `worker/heal.rs`.
 
 mod addresses;
+pub(crate) mod blocked;
+pub(crate) mod delay;
+pub(crate) mod priority;
+pub(crate) mod topology;
 mod version;
 
 use lapin::{
@@ -13,7 +24,8 @@ use lapin::{
 pub use addresses::{redact, Addresses, NODE_TIMEOUT};
 pub use version::Version;
 
-use crate::{error::Error, topology::EXCHANGE};
+use crate::error::Error;
+use topology::EXCHANGE;
 
 /// The largest AMQP frame asked for when the URL sets no `frame_max`, in bytes: RabbitMQ's
 /// own default, so the frames are what they would be anyway.

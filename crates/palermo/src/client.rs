@@ -1,7 +1,7 @@
 //! Enqueueing jobs: the [`Client`], and how it publishes. Every enqueue (the calls are in
 //! `enqueue.rs`, their [`Options`] in `options.rs`) returns only once the broker has
 //! confirmed the message is stored: a returned id is a job that exists. A job to run later
-//! waits in the [`crate::delay`] queues, from where the broker moves it to its queue when it
+//! waits in the [`crate::broker::delay`] queues, from where the broker moves it to its queue when it
 //! is due.
 //!
 //! The client survives broker restarts: an enqueue that finds the connection down reconnects
@@ -16,27 +16,28 @@
 //! sent once more; one the broker nacks (a quorum queue between two leaders) is sent again
 //! on a new connection for a few seconds before [`Error::Nacked`] is returned.
 
-use std::{sync::Arc, time::Duration};
+use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
 
 use lapin::BasicProperties;
 
 use crate::{
+    broker::delay,
     broker::{self, Pending},
-    delay,
     error::Error,
     middleware,
     serializer::Format,
-    session::{Reconnect, Sessions},
 };
 pub use config::{ClientConfig, DEFAULT_PUBLISH_TIMEOUT};
 
 mod config;
 mod enqueue;
 mod options;
+mod session;
 mod unique;
 
 pub use enqueue::Enqueued;
 pub use options::Options;
+use session::{Reconnect, Sessions};
 
 /// A handle for enqueueing jobs; cheap to clone, safe to share between tasks. It holds one
 /// connection and one confirm-mode channel, made again when the broker connection drops.
@@ -80,7 +81,19 @@ pub struct Client {
 #[derive(Clone)]
 enum Backend {
     Broker(Arc<Sessions>),
-    Fake(crate::testing::Fake),
+    Fake(Arc<dyn Recorder>),
+}
+
+/// Where a fake client's messages go instead of the broker: [`crate::testing::Fake`]
+/// implements it (the client knows this trait, not the testing module, which uses the client).
+pub(crate) trait Recorder: Send + Sync {
+    /// Records a message the client publishes to `queue` (in inline mode, runs it).
+    fn record<'a>(
+        &'a self,
+        queue: &'a str,
+        body: &'a [u8],
+        properties: BasicProperties,
+    ) -> Pin<Box<dyn Future<Output = Result<(), Error>> + Send + 'a>>;
 }
 
 /// The pauses before each new send of a nacked enqueue: a quorum queue elects a new leader
@@ -134,7 +147,7 @@ impl Client {
     }
 
     /// A client recording into `fake` (see [`crate::testing::Fake::client`]).
-    pub(crate) fn fake(fake: crate::testing::Fake) -> Self {
+    pub(crate) fn fake(fake: Arc<dyn Recorder>) -> Self {
         Self::with_backend(Backend::Fake(fake), &ClientConfig::default())
     }
 

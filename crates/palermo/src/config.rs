@@ -1,10 +1,12 @@
 //! The worker's settings: one typed struct with documented defaults and a `validate()` whose
 //! errors say what to change. Environment variables and flags are read by the binaries only
-//! (see `worker/cli.rs`).
+//! (see `cli.rs`).
 
 use std::time::Duration;
 
-use crate::{delay, deployment::Deployment, error::Error, retry::Backoff, topology};
+use crate::{
+    broker::delay, broker::topology, deployment::Deployment, error::Error, retry::Backoff,
+};
 
 /// How a worker runs.
 #[derive(Clone, Debug)]

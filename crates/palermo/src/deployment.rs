@@ -10,7 +10,7 @@
 //! broker's refusal. Binaries read these settings from the same flags and environment
 //! variables (`palermo::cli::DeploymentArgs`, docs/guide.md).
 
-use crate::{broker::Addresses, error::Error, priority::Priorities, topology};
+use crate::{broker::priority::Priorities, broker::topology, broker::Addresses, error::Error};
 
 #[cfg(feature = "cli")]
 mod args;

@@ -2,6 +2,10 @@
 
 use std::time::Duration;
 
+mod outcome;
+
+pub use outcome::Outcome;
+
 /// Everything that can go wrong in a client or a worker.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -168,7 +172,7 @@ pub enum Error {
         /// The queue it was going to.
         queue: String,
         /// The middleware's reason.
-        reason: crate::middleware::Refused,
+        reason: Refused,
     },
     /// In [`crate::testing::Fake::inline`] mode, the job enqueued ran and failed for good.
     #[error("job {job:?} ran inline and failed: {outcome:?}")]
@@ -176,8 +180,21 @@ pub enum Error {
         /// The job's wire name.
         job: String,
         /// How its last run ended.
-        outcome: crate::middleware::Outcome,
+        outcome: Outcome,
     },
+}
+
+/// Why an [`crate::middleware::EnqueueMiddleware`] refused an enqueue
+/// ([`Error::Refused`]).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Refused(pub String);
+
+impl Refused {
+    /// A refusal with this reason.
+    pub fn new(reason: impl Into<String>) -> Self {
+        Self(reason.into())
+    }
 }
 
 /// What an `ACCESS_REFUSED` reply names, read from RabbitMQ's text (`access to queue 'mail'

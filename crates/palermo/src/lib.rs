@@ -40,27 +40,23 @@
 
 #![warn(missing_docs)]
 
-mod blocked;
 mod broker;
 mod client;
 mod config;
-mod delay;
 mod deployment;
 mod error;
-mod heal;
 mod job;
+#[cfg(test)]
+mod layering;
 pub mod middleware;
 mod periodic;
-mod priority;
 mod reconnect;
 mod registry;
 mod retry;
 mod serializer;
-mod session;
 pub mod shutdown;
 mod state;
 pub mod testing;
-mod topology;
 pub mod trace;
 mod unique;
 mod wire;
@@ -69,8 +65,10 @@ mod worker;
 pub mod admin;
 
 #[cfg(feature = "cli")]
-pub use worker::cli;
+pub mod cli;
 
+pub use broker::priority::Priorities;
+pub use broker::topology::QueueType;
 pub use client::{Client, ClientConfig, Enqueued, Options, DEFAULT_PUBLISH_TIMEOUT};
 pub use config::WorkerConfig;
 pub use deployment::Deployment;
@@ -78,12 +76,10 @@ pub use error::{Error, NameError, Refusal};
 pub use job::{Job, JobContext, JobError, JobResult};
 pub use palermo_macros::job;
 pub use periodic::{job_id as periodic_job_id, CatchUp, Periodic, MAX_CATCH_UP};
-pub use priority::Priorities;
 pub use registry::{Registration, Registry};
 pub use retry::Backoff;
 pub use serializer::{Format, SerializeError};
 pub use state::{MissingState, State, StateMap};
-pub use topology::QueueType;
 pub use worker::{Worker, WorkerBuilder};
 
 /// The default broker URL, used when neither `--amqp-url` nor `PALERMO_AMQP_URL` is given.

@@ -14,12 +14,8 @@
 //! reconnect in lockstep. Once the broker is back, a worker is consuming again within the
 //! cap (5 s) plus the time to connect.
 
-use std::{
-    pin::pin,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
-use futures_lite::StreamExt;
 use lapin::{
     protocol::{AMQPErrorKind, AMQPSoftError},
     Connection, ErrorKind,
@@ -43,9 +39,8 @@ pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(30);
 /// However close a bounded reconnect's deadline, its first attempt may take this long.
 pub const FIRST_ATTEMPT: Duration = Duration::from_secs(2);
 
-/// How often a connection's state is checked besides its error events, in case an event is
-/// missed.
-const POLL: Duration = Duration::from_millis(500);
+/// How often [`lost`] looks at a connection's state.
+const POLL: Duration = Duration::from_millis(100);
 
 /// Checks a reconnect backoff; the error says what to change.
 pub fn validate(backoff: &Backoff) -> Result<(), Error> {
@@ -183,16 +178,16 @@ where
 }
 
 /// Completes once `connection` is no longer usable (closed by the broker, reset, heartbeats
-/// missed). Cancel-safe.
+/// missed), within [`POLL`]. Cancel-safe.
+///
+/// It polls the state rather than listening to lapin's events: those are a queue, not a
+/// broadcast, so every event reaches only one of a connection's listeners, and
+/// `blocked::Blocked` listens to this one (a second listener made it miss blocked and
+/// unblocked notices at random).
 pub async fn lost(connection: &Connection) {
-    let mut events = pin!(connection.events_listener());
     let mut poll = tokio::time::interval(POLL);
     while connection.status().connected() {
-        tokio::select! {
-            // Any error event may be the connection's: look at its state again.
-            _ = events.next() => {}
-            _ = poll.tick() => {}
-        }
+        poll.tick().await;
     }
 }
 

@@ -10,7 +10,7 @@
 //!
 //! where `n` is the attempt that just failed (1 for the first run). With `jitter < 1` each
 //! delay is longer than the one before it until the cap. The delay queues count in whole
-//! seconds, so a delay is rounded up to the next second (see [`crate::delay`]).
+//! seconds, so a delay is rounded up to the next second (see [`crate::broker::delay`]).
 //!
 //! The defaults ([`DEFAULT_MAX_ATTEMPTS`] runs, [`Backoff::DEFAULT`]) spread the retries over
 //! about a day: enough to ride out a night-time outage of a dependency, short enough that a
@@ -97,11 +97,11 @@ impl Backoff {
                 self.max, self.base
             ));
         }
-        if self.max > crate::delay::MAX_DELAY {
+        if self.max > crate::broker::delay::MAX_DELAY {
             return Some(format!(
                 "the backoff max ({:?}) is longer than the longest delay the delay queues hold ({:?})",
                 self.max,
-                crate::delay::MAX_DELAY
+                crate::broker::delay::MAX_DELAY
             ));
         }
         if !(0.0..=1.0).contains(&self.jitter) {
@@ -124,8 +124,8 @@ impl Backoff {
         let capped = (self.base.as_secs_f64() * 2f64.powi(doublings)).min(self.max.as_secs_f64());
         let factor = 1.0 + self.jitter.clamp(0.0, 1.0) * r.clamp(0.0, 1.0);
         Duration::try_from_secs_f64(capped * factor)
-            .unwrap_or(crate::delay::MAX_DELAY)
-            .min(crate::delay::MAX_DELAY)
+            .unwrap_or(crate::broker::delay::MAX_DELAY)
+            .min(crate::broker::delay::MAX_DELAY)
     }
 }
 

@@ -209,7 +209,7 @@ mod tests {
             a,
             lock_name(&default_key("send_email", b"{}"), Duration::from_secs(60))
         );
-        assert!(crate::topology::validate_queue_name(&a).is_ok());
+        assert!(crate::broker::topology::validate_queue_name(&a).is_ok());
     }
 
     #[test]

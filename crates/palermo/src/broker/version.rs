@@ -1,5 +1,5 @@
 //! The broker's version, for the one setting that depends on it: priorities on quorum
-//! queues, which RabbitMQ orders from 4.0 on and 3.x refuses (`crate::priority`).
+//! queues, which RabbitMQ orders from 4.0 on and 3.x refuses (`crate::broker::priority`).
 //!
 //! RabbitMQ names its version in the `server-properties` of `connection.start`, the first
 //! frame of every AMQP connection. lapin reads that frame and drops it, so this opens a short

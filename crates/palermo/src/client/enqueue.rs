@@ -17,7 +17,7 @@ use super::{
     Backend, Client, RawJob,
 };
 use crate::{
-    delay,
+    broker::delay,
     error::Error,
     job::Job,
     serializer::Format,

@@ -1,6 +1,6 @@
 //! The options of one enqueue ([`Options`]: queue, when, priority, unique key, headers).
 //! Which queues are priority queues is the deployment's setting
-//! ([`crate::Deployment::priorities`]; [`crate::priority`] says why), not an option of one
+//! ([`crate::Deployment::priorities`]; [`crate::broker::priority`] says why), not an option of one
 //! enqueue.
 //!
 //! Why a value rather than a method per combination: the combinations (a delayed job on

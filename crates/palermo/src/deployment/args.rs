@@ -2,7 +2,7 @@
 //! into every binary: a worker (`palermo::cli`), the `palermo` admin command and its
 //! subcommands. A deployment sets the environment once and every process agrees.
 
-use crate::{priority::Priorities, topology};
+use crate::{broker::priority::Priorities, broker::topology};
 
 use super::Deployment;
 

@@ -3,8 +3,9 @@
 use lapin::{types::FieldTable, BasicProperties};
 
 use crate::{
+    error::{Error, Refused},
     trace::{TraceContext, TRACEPARENT},
-    wire, Error,
+    wire,
 };
 
 /// A hook on every enqueue of a [`crate::Client`] (given with
@@ -71,18 +72,6 @@ impl<'a> Enqueue<'a> {
     /// docs/wire-format.md): use another prefix for yours.
     pub fn set_header(&mut self, name: &str, value: &str) {
         wire::put_str(self.headers, name, value);
-    }
-}
-
-/// Why an [`EnqueueMiddleware`] refused an enqueue.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct Refused(pub String);
-
-impl Refused {
-    /// A refusal with this reason.
-    pub fn new(reason: impl Into<String>) -> Self {
-        Self(reason.into())
     }
 }
 

@@ -13,15 +13,14 @@
 //! report over the network) belongs in a task the hook spawns.
 
 mod enqueue;
-mod outcome;
 
 use std::{sync::Arc, time::Duration};
 
 use lapin::types::FieldTable;
 
+pub use crate::error::{Outcome, Refused};
 pub(crate) use enqueue::EnqueueStack;
-pub use enqueue::{Enqueue, EnqueueMiddleware, Refused};
-pub use outcome::Outcome;
+pub use enqueue::{Enqueue, EnqueueMiddleware};
 
 use crate::JobContext;
 

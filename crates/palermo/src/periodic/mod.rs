@@ -154,7 +154,7 @@ impl Periodic {
 
     /// Enqueues the ticks' jobs on `queue` instead of the job's default queue.
     pub fn queue(mut self, queue: &str) -> Result<Self, Error> {
-        crate::topology::validate_queue_name(queue)?;
+        crate::broker::topology::validate_queue_name(queue)?;
         self.queue = Some(queue.to_string());
         Ok(self)
     }

@@ -15,8 +15,8 @@ use serde::{Deserialize, Serialize};
 use super::Entry;
 use crate::{
     broker,
+    broker::topology::{self, QueueType},
     error::Error,
-    topology::{self, QueueType},
 };
 
 /// What the active scheduler last published.

@@ -42,6 +42,8 @@ mod drain;
 
 use std::{
     collections::VecDeque,
+    future::Future,
+    pin::Pin,
     sync::{Arc, Mutex, MutexGuard, PoisonError},
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
@@ -49,7 +51,7 @@ use std::{
 use lapin::BasicProperties;
 use uuid::Uuid;
 
-pub use crate::middleware::Outcome;
+pub use crate::error::Outcome;
 use crate::{
     config::WorkerConfig,
     middleware::{self, Middleware},
@@ -223,7 +225,7 @@ impl Fake {
 
     /// A client that records into this fake. Give it to the code under test.
     pub fn client(&self) -> Client {
-        Client::fake(self.clone())
+        Client::fake(Arc::new(self.clone()))
     }
 
     /// Gives the jobs a value of type `T` (one per type), which they take as `State<T>`,
@@ -338,7 +340,7 @@ impl Fake {
     }
 
     /// Records a message the fake client publishes; in inline mode, runs it.
-    pub(crate) async fn record(
+    async fn record_message(
         &self,
         queue: &str,
         body: &[u8],
@@ -368,6 +370,17 @@ impl Fake {
             self.run_inline(id).await?;
         }
         Ok(())
+    }
+}
+
+impl crate::client::Recorder for Fake {
+    fn record<'a>(
+        &'a self,
+        queue: &'a str,
+        body: &'a [u8],
+        properties: BasicProperties,
+    ) -> Pin<Box<dyn Future<Output = Result<(), Error>> + Send + 'a>> {
+        Box::pin(self.record_message(queue, body, properties))
     }
 }
 

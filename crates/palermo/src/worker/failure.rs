@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use super::Shared;
 use crate::{
-    delay,
+    broker::delay,
     error::Error,
     wire::{
         self,
@@ -71,7 +71,7 @@ pub(crate) async fn publish(
     if let Some(max) = max_attempts {
         wire::put_int(&mut headers, header::MAX_ATTEMPTS, max.into());
     }
-    crate::heal::publish_declaring(
+    crate::worker::heal::publish_declaring(
         channel,
         &shared.config.deployment.failed_queue,
         &shared.config.deployment,

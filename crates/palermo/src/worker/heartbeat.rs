@@ -26,8 +26,8 @@ use uuid::Uuid;
 use super::{link::Link, stats::Snapshot, Shared};
 use crate::{
     broker,
+    broker::topology,
     error::Error,
-    topology,
     wire::{
         self,
         event::{
@@ -76,11 +76,18 @@ pub(crate) async fn start(shared: Arc<Shared>, link: Link) -> Result<Heart, Erro
         let mut ticks = tokio::time::interval(sender.shared.config.heartbeat_interval);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut recheck = None;
+        let mut blocked = sender.shared.blocked.changes();
         loop {
             tokio::select! {
                 _ = &mut stopped => break,
                 _ = ticks.tick() => {
                     // Not waiting for the confirm: a lost heartbeat is replaced by the next.
+                    sender.beat().await;
+                    recheck = Some(tokio::time::Instant::now() + RECHECK);
+                }
+                // A block (or its end) is reported at once, not at the next tick: the beat
+                // composed now says why, and waits in lapin until the broker reads again.
+                Ok(()) = blocked.changed() => {
                     sender.beat().await;
                     recheck = Some(tokio::time::Instant::now() + RECHECK);
                 }

@@ -20,10 +20,10 @@ use tracing::{debug, info, warn};
 use super::Shared;
 use crate::{
     broker,
+    broker::topology,
     error::Error,
     reconnect::{self, Schedule},
     shutdown::Shutdown,
-    topology,
 };
 
 /// A connection and its generation (1 for the first, then one more per reconnect).

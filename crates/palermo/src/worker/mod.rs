@@ -9,18 +9,13 @@
 //!                                   └─ on stop: cancel consumers, wait ≤ shutdown_timeout
 //! ```
 
-#[cfg(feature = "cli")]
-pub mod cli;
 pub(crate) mod decide;
 mod execute;
 mod failure;
+mod heal;
 mod heartbeat;
-#[cfg(feature = "cli")]
-mod lazy_fields;
 mod link;
 mod panic;
-#[cfg(feature = "cli")]
-mod plain_fields;
 mod poison;
 mod recent;
 mod retrying;
@@ -59,13 +54,13 @@ pub(crate) struct Shared {
     /// Counters and in-flight jobs, for heartbeats.
     pub stats: stats::Stats,
     /// The delay queues retries and snoozes go through, declared at the first one.
-    pub delays: crate::delay::DelayQueues,
+    pub delays: crate::broker::delay::DelayQueues,
     /// Runs finished lately, to recognise a job delivered twice.
     pub recent: recent::Recent,
     /// Failed hand-overs: their shared backoff and log (`heal.rs`).
-    pub mender: crate::heal::Mender,
+    pub mender: crate::worker::heal::Mender,
     /// Why the broker blocks this worker's connection (a resource alarm), while it does.
-    pub blocked: crate::blocked::Blocked,
+    pub blocked: crate::broker::blocked::Blocked,
     /// Hooks around every run, in registration order.
     pub middleware: crate::middleware::Stack,
 }
@@ -134,7 +129,7 @@ impl Worker {
         let config = &self.shared.config;
         let deployment = &config.deployment;
         let (url, queue_type) = (&deployment.amqp_url, deployment.queue_type);
-        crate::priority::check_broker_at(url, queue_type, &deployment.priorities).await?;
+        crate::broker::priority::check_broker_at(url, queue_type, &deployment.priorities).await?;
         let connection = link::connect(&self.shared).await?;
         info!(
             worker = %self.shared.identity,
@@ -323,9 +318,10 @@ impl WorkerBuilder {
                 identity,
                 tag_prefix,
                 stats: stats::Stats::default(),
-                delays: crate::delay::DelayQueues::new(queue_type).with_priorities(priorities),
-                mender: crate::heal::Mender::default(),
-                blocked: crate::blocked::Blocked::default(),
+                delays: crate::broker::delay::DelayQueues::new(queue_type)
+                    .with_priorities(priorities),
+                mender: crate::worker::heal::Mender::default(),
+                blocked: crate::broker::blocked::Blocked::default(),
                 recent: recent::Recent::default(),
                 middleware: self.middleware,
             }),

@@ -19,7 +19,7 @@ use super::{
     Shared,
 };
 use crate::{
-    delay,
+    broker::delay,
     error::Error,
     wire::{self, header},
 };
@@ -93,7 +93,12 @@ pub(crate) async fn check(shared: &Shared, channel: &Channel, delivery: &Deliver
     let queue = delay::destination(routing_key).unwrap_or(routing_key);
     let properties = wire::republish::republished(&delivery.properties, headers);
     let deployment = &shared.config.deployment;
-    let republished =
-        crate::heal::publish_declaring(channel, queue, deployment, &delivery.data, properties);
+    let republished = crate::worker::heal::publish_declaring(
+        channel,
+        queue,
+        deployment,
+        &delivery.data,
+        properties,
+    );
     Verdict::Handled(republished.await)
 }

@@ -1,6 +1,6 @@
 //! Running a job again later: a retry after a failed attempt (the next attempt number, the
 //! failure recorded in its headers) or a snooze (the same attempt; not a failure), both
-//! published through the [`crate::delay`] queues.
+//! published through the [`crate::broker::delay`] queues.
 //!
 //! The worker never holds a delivery to wait: the job goes back to the broker, delayed, and
 //! the caller acks the original only once that publish is confirmed. A crash in between runs
@@ -17,7 +17,7 @@ use super::{
     Shared,
 };
 use crate::{
-    delay::{self, Kind},
+    broker::delay::{self, Kind},
     error::Error,
     wire::{self, header, republish, JobMeta},
 };

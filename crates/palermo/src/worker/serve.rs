@@ -23,7 +23,7 @@ use super::{
     slot::{Ended, Slot},
     Shared,
 };
-use crate::{broker, error::Error, shutdown::Shutdown, topology};
+use crate::{broker, broker::topology, error::Error, shutdown::Shutdown};
 
 /// A slot that ran this long starts its backoff over after its next failure.
 const RESET_AFTER: Duration = Duration::from_secs(60);

@@ -32,7 +32,7 @@ use lapin::{
 use tracing::{debug, error, warn};
 
 use super::{execute, stats::SlotStats, Shared};
-use crate::{delay, error::Error, reconnect, shutdown::Shutdown, wire};
+use crate::{broker::delay, error::Error, reconnect, shutdown::Shutdown, wire};
 
 /// A started slot: its consumers are registered.
 pub(crate) struct Slot {
@@ -67,7 +67,7 @@ impl Slot {
     ) -> Result<Self, Error> {
         let config = &shared.config;
         let global = config.queues.len() > 1
-            && config.deployment.queue_type == crate::topology::QueueType::Classic;
+            && config.deployment.queue_type == crate::broker::topology::QueueType::Classic;
         channel
             .basic_qos(config.prefetch, BasicQosOptions { global })
             .await

@@ -182,8 +182,8 @@ mod tests {
 
     use super::LazyJobFields;
     use crate::{
+        cli::plain_fields::{tests::Log, PlainFields},
         trace::{job_span, TraceContext},
-        worker::plain_fields::{tests::Log, PlainFields},
     };
 
     /// Jobs with and without a trace, silent ones, lines inside and around them, a nested

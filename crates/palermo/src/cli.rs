@@ -9,9 +9,15 @@ use std::{process::ExitCode, time::Duration};
 use clap::Parser;
 use tracing::{error, warn};
 
-use super::{Worker, WorkerBuilder};
 pub use crate::deployment::DeploymentArgs;
-use crate::{config::WorkerConfig, shutdown};
+use crate::{
+    config::WorkerConfig,
+    shutdown,
+    worker::{Worker, WorkerBuilder},
+};
+
+mod lazy_fields;
+mod plain_fields;
 
 /// `worker --queues mail,video --concurrency 4`
 #[derive(Debug, Clone, Parser)]
@@ -128,7 +134,7 @@ pub fn init_logging(format: LogFormat, default: &str) {
     use tracing_subscriber::util::SubscriberInitExt as _;
     use tracing_subscriber::{fmt::format::JsonFields, layer::SubscriberExt as _};
 
-    use super::{lazy_fields::LazyJobFields, plain_fields::PlainFields};
+    use self::{lazy_fields::LazyJobFields, plain_fields::PlainFields};
 
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));

@@ -22,15 +22,15 @@ use tokio::time::Instant;
 use tracing::{info, warn};
 
 use crate::{
-    blocked::Blocked,
+    broker::blocked::Blocked,
+    broker::delay::DelayQueues,
+    broker::priority::Priorities,
+    broker::topology::{self, QueueType},
     broker::{self, Addresses},
-    delay::DelayQueues,
     deployment::Deployment,
     error::Error,
-    priority::Priorities,
     reconnect::{self, Schedule},
     retry::Backoff,
-    topology::{self, QueueType},
 };
 
 /// How a client behaves while the broker is unreachable (from its
@@ -108,7 +108,7 @@ impl Session {
 pub(crate) struct Sessions {
     addresses: Addresses,
     pub queue_type: QueueType,
-    /// The priority queues ([`crate::priority`]), declared so by every session.
+    /// The priority queues ([`crate::broker::priority`]), declared so by every session.
     pub priorities: Priorities,
     current: RwLock<Arc<Session>>,
     reconnecting: tokio::sync::Mutex<()>,
@@ -124,7 +124,8 @@ impl Sessions {
         let addresses = Addresses::parse(&deployment.amqp_url)?;
         let (queue_type, priorities) = (deployment.queue_type, deployment.priorities.clone());
         // Priorities on quorum queues need a broker that orders them (RabbitMQ 4.0).
-        crate::priority::check_broker_at(&deployment.amqp_url, queue_type, &priorities).await?;
+        crate::broker::priority::check_broker_at(&deployment.amqp_url, queue_type, &priorities)
+            .await?;
         let session = Session::open(&addresses, queue_type, priorities.clone()).await?;
         let blocked = Blocked::default();
         blocked.follow(&session.connection, "client".into());

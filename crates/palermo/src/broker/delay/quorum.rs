@@ -25,8 +25,8 @@ use lapin::{
 
 use super::Layout;
 use crate::{
+    broker::topology::{self, QueueType},
     error::Error,
-    topology::{self, QueueType},
 };
 
 /// The most delayed jobs the orphans queue keeps; the oldest go first.

@@ -27,7 +27,7 @@ use std::{
 use lapin::{BasicProperties, Channel};
 use tracing::{error, info, warn};
 
-use crate::{broker, deployment::Deployment, error::Error, topology};
+use crate::{broker, broker::topology, deployment::Deployment, error::Error};
 
 /// The first hold before a job that could not be handed over is returned to its queue.
 const FIRST_HOLD: Duration = Duration::from_millis(500);

@@ -7,7 +7,7 @@
 //! and the CLI all declare job queues. So a deployment writes its priority queues once and
 //! gives the same list to each: [`crate::Deployment::priorities`], read from
 //! `--max-priority QUEUE=N` (`PALERMO_MAX_PRIORITY`) by every binary. When the broker refuses
-//! a declare for another value, the error names that setting ([`mismatch`]).
+//! a declare for another value, the error names that setting (`topology::declare_job_queue`).
 //!
 //! Quorum queues: both RabbitMQ 3.10 and 4.0 refuse `x-max-priority` on them
 //! (`PRECONDITION_FAILED - invalid arg`, checked by tests/priority.rs). 3.x delivers them in
@@ -20,21 +20,11 @@
 
 use std::collections::BTreeMap;
 
-use lapin::types::{AMQPValue, FieldTable};
-
-use crate::{broker::Version, error::Error, topology::QueueType};
-
-/// What a setting of `max_priority` must satisfy: 1 to 255 (RabbitMQ advises at most 10:
-/// each level of a classic priority queue costs an internal queue and some CPU). On quorum
-/// queues the broker must order them too ([`check_broker`]).
-pub fn validate(_queue_type: QueueType, max_priority: Option<u8>) -> Result<(), Error> {
-    match max_priority {
-        Some(0) => Err(Error::Config(
-            "max priority 0 makes no priority queue; leave it unset instead".into(),
-        )),
-        _ => Ok(()),
-    }
-}
+use crate::{
+    broker::topology::{self, QueueType},
+    broker::Version,
+    error::Error,
+};
 
 /// Whether `priorities` can work on the broker of `version` (`Err`: why it is unknown):
 /// on classic queues always, on quorum queues from RabbitMQ 4.0 on. The error says what to
@@ -95,11 +85,11 @@ impl Priorities {
         self.0.get(queue).copied()
     }
 
-    /// Checks every entry against `queue_type` ([`validate`]).
+    /// Checks every entry against `queue_type` ([`topology::validate_max_priority`]).
     pub fn validate(&self, queue_type: QueueType) -> Result<(), Error> {
         for (queue, max) in &self.0 {
-            crate::topology::validate_queue_name(queue)?;
-            validate(queue_type, Some(*max)).map_err(|e| match e {
+            topology::validate_queue_name(queue)?;
+            topology::validate_max_priority(queue_type, Some(*max)).map_err(|e| match e {
                 Error::Config(reason) => Error::Config(format!("priority queue {queue}: {reason}")),
                 e => e,
             })?;
@@ -126,37 +116,6 @@ impl FromIterator<(String, u8)> for Priorities {
     }
 }
 
-/// The `queue.declare` arguments of a job queue: its type and, when set on a classic queue,
-/// `x-max-priority` (a quorum queue refuses it: on 4.0 it orders by priority without it).
-pub fn job_queue_arguments(
-    queue_type: QueueType,
-    max_priority: Option<u8>,
-) -> Result<FieldTable, Error> {
-    validate(queue_type, max_priority)?;
-    let mut args = queue_type.arguments();
-    if let (Some(max), QueueType::Classic) = (max_priority, queue_type) {
-        args.insert("x-max-priority".into(), AMQPValue::ShortShortUInt(max));
-    }
-    Ok(args)
-}
-
-/// The broker's refusal to declare `queue` (`PRECONDITION_FAILED - inequivalent arg
-/// 'x-max-priority'`) as an error that names the setting to fix, or `None` when the refusal
-/// is about another argument (the queue type: [`crate::topology`]'s hint names that one).
-pub(crate) fn mismatch(queue: &str, max_priority: Option<u8>, error: &Error) -> Option<Error> {
-    let text = error.to_string();
-    if !text.contains("'x-max-priority'") {
-        return None;
-    }
-    let ours = max_priority.map_or("none".to_string(), |m| m.to_string());
-    Some(Error::Config(format!(
-        "queue {queue} exists with another x-max-priority than this process's max priority \
-         for it ({ours}); give every client, worker and admin command of the deployment the \
-         same priority queues (--max-priority {queue}=N or PALERMO_MAX_PRIORITY, \
-         Deployment::priorities), or delete the queue to change it ({text})"
-    )))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -176,21 +135,6 @@ mod tests {
     }
 
     #[test]
-    fn the_hint_names_the_argument_that_differs() {
-        let refused = |arg: &str| {
-            Error::Config(format!(
-                "PRECONDITION_FAILED - inequivalent arg '{arg}' for queue 'q' in vhost '/'"
-            ))
-        };
-        let hint = mismatch("q", Some(5), &refused("x-max-priority")).expect("priority");
-        assert!(hint.to_string().contains("--max-priority q=N"), "{hint}");
-        assert!(!hint.to_string().contains("--queue-type"), "{hint}");
-        assert!(mismatch("q", Some(5), &refused("x-queue-type")).is_none());
-        let hint = crate::topology::inequivalent("q", QueueType::Classic, refused("x-queue-type"));
-        assert!(hint.to_string().contains("--queue-type"), "{hint}");
-    }
-
-    #[test]
     fn quorum_queues_take_priorities_from_rabbitmq_4_on() {
         let priorities = Priorities::default().with("reports", 10);
         let version = |t| Version::parse(t).ok_or_else(|| t.to_string());
@@ -206,20 +150,5 @@ mod tests {
         assert!(check_broker(classic, &priorities, &version("3.10.8")).is_ok());
         let none = Priorities::default();
         assert!(check_broker(quorum, &none, &version("3.10.8")).is_ok());
-    }
-
-    #[test]
-    fn zero_is_refused_and_quorum_queues_get_no_max_priority() {
-        assert!(validate(QueueType::Quorum, None).is_ok());
-        assert!(validate(QueueType::Classic, Some(0)).is_err());
-        assert!(validate(QueueType::Quorum, Some(0)).is_err());
-        let args = job_queue_arguments(QueueType::Classic, Some(10)).expect("classic");
-        assert_eq!(
-            args.inner().get("x-max-priority"),
-            Some(&AMQPValue::ShortShortUInt(10))
-        );
-        let args = job_queue_arguments(QueueType::Quorum, Some(10)).expect("quorum");
-        assert_eq!(args.inner().get("x-max-priority"), None);
-        assert!(args.inner().contains_key("x-queue-type"));
     }
 }

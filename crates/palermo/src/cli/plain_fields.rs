@@ -113,7 +113,7 @@ pub(super) mod tests {
 
     /// A log written to memory.
     #[derive(Clone, Default)]
-    pub(in crate::worker) struct Log(Arc<Mutex<Vec<u8>>>);
+    pub(in crate::cli) struct Log(Arc<Mutex<Vec<u8>>>);
 
     impl std::io::Write for Log {
         fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
@@ -133,7 +133,7 @@ pub(super) mod tests {
     }
 
     impl Log {
-        pub(in crate::worker) fn text(&self) -> String {
+        pub(in crate::cli) fn text(&self) -> String {
             String::from_utf8_lossy(&self.0.lock().expect("log lock")).into_owned()
         }
     }

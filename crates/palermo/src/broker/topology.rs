@@ -1,9 +1,16 @@
-//! The broker objects Palermo uses, and the one place that declares them.
+//! The broker objects every Palermo process shares, and the one place that declares them:
+//! the `palermo` exchange, the job queues, the failed queue and the events exchange and queue.
 //!
 //! Every job goes through the durable direct exchange `palermo`, with the queue name as
 //! routing key. Publishers and workers both declare a queue and its binding before using it
 //! (declaring again with the same arguments is harmless), so no message is dropped because no
 //! worker has started yet.
+//!
+//! A queue that belongs to one feature is declared by that feature, next to the arguments
+//! only it knows, with [`QueueType`] and [`inequivalent`] from here: the delay queues
+//! (`broker/delay/`: a TTL and a dead-letter route per level; `delay/quorum.rs` on quorum
+//! queues), the scheduler's leader queue and its status queue (`periodic/leader.rs`,
+//! `periodic/status.rs`), and one queue per unique lock (`unique.rs`, with an expiry).
 
 use lapin::{
     options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions},
@@ -175,7 +182,7 @@ pub async fn declare_queue(
     declare_job_queue(channel, queue, queue_type, None).await
 }
 
-/// [`declare_queue`] with the deployment's `max_priority` ([`crate::priority`]): a priority
+/// [`declare_queue`] with the deployment's `max_priority` ([`crate::broker::priority`]): a priority
 /// queue when set. A queue that exists with another `x-max-priority` is an
 /// [`Error::Config`] that names the setting (the broker closes the channel).
 pub async fn declare_job_queue(
@@ -185,17 +192,15 @@ pub async fn declare_job_queue(
     max_priority: Option<u8>,
 ) -> Result<(), Error> {
     validate_queue_name(queue)?;
-    let arguments = crate::priority::job_queue_arguments(queue_type, max_priority)?;
+    let arguments = job_queue_arguments(queue_type, max_priority)?;
     channel
         .queue_declare(queue.into(), QueueDeclareOptions::durable(), arguments)
         .await
         .map_err(Error::broker("queue.declare"))
-        .map_err(
-            |e| match crate::priority::mismatch(queue, max_priority, &e) {
-                Some(priority) => priority,
-                None => inequivalent(queue, queue_type, e),
-            },
-        )?;
+        .map_err(|e| match mismatch(queue, max_priority, &e) {
+            Some(priority) => priority,
+            None => inequivalent(queue, queue_type, e),
+        })?;
     channel
         .queue_bind(
             queue.into(),
@@ -298,6 +303,55 @@ pub async fn inspect(
     }
 }
 
+/// What a setting of `max_priority` must satisfy: 1 to 255 (RabbitMQ advises at most 10:
+/// each level of a classic priority queue costs an internal queue and some CPU). On quorum
+/// queues the broker must order them too (`priority::check_broker`).
+pub fn validate_max_priority(
+    _queue_type: QueueType,
+    max_priority: Option<u8>,
+) -> Result<(), Error> {
+    match max_priority {
+        Some(0) => Err(Error::Config(
+            "max priority 0 makes no priority queue; leave it unset instead".into(),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// The `queue.declare` arguments of a job queue: its type and, when set on a classic queue,
+/// `x-max-priority` (a quorum queue refuses it: on 4.0 it orders by priority without it).
+pub fn job_queue_arguments(
+    queue_type: QueueType,
+    max_priority: Option<u8>,
+) -> Result<FieldTable, Error> {
+    validate_max_priority(queue_type, max_priority)?;
+    let mut args = queue_type.arguments();
+    if let (Some(max), QueueType::Classic) = (max_priority, queue_type) {
+        args.insert(
+            "x-max-priority".into(),
+            lapin::types::AMQPValue::ShortShortUInt(max),
+        );
+    }
+    Ok(args)
+}
+
+/// The broker's refusal to declare `queue` (`PRECONDITION_FAILED - inequivalent arg
+/// 'x-max-priority'`) as an error that names the setting to fix, or `None` when the refusal
+/// is about another argument (the queue type: [`inequivalent`] names that one).
+pub(crate) fn mismatch(queue: &str, max_priority: Option<u8>, error: &Error) -> Option<Error> {
+    let text = error.to_string();
+    if !text.contains("'x-max-priority'") {
+        return None;
+    }
+    let ours = max_priority.map_or("none".to_string(), |m| m.to_string());
+    Some(Error::Config(format!(
+        "queue {queue} exists with another x-max-priority than this process's max priority \
+         for it ({ours}); give every client, worker and admin command of the deployment the \
+         same priority queues (--max-priority {queue}=N or PALERMO_MAX_PRIORITY, \
+         Deployment::priorities), or delete the queue to change it ({text})"
+    )))
+}
+
 fn is_not_found(error: &lapin::Error) -> bool {
     matches!(
         error.kind(),
@@ -307,7 +361,39 @@ fn is_not_found(error: &lapin::Error) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::validate_queue_name;
+    use lapin::types::AMQPValue;
+
+    use super::*;
+
+    #[test]
+    fn the_hint_names_the_argument_that_differs() {
+        let refused = |arg: &str| {
+            Error::Config(format!(
+                "PRECONDITION_FAILED - inequivalent arg '{arg}' for queue 'q' in vhost '/'"
+            ))
+        };
+        let hint = mismatch("q", Some(5), &refused("x-max-priority")).expect("priority");
+        assert!(hint.to_string().contains("--max-priority q=N"), "{hint}");
+        assert!(!hint.to_string().contains("--queue-type"), "{hint}");
+        assert!(mismatch("q", Some(5), &refused("x-queue-type")).is_none());
+        let hint = inequivalent("q", QueueType::Classic, refused("x-queue-type"));
+        assert!(hint.to_string().contains("--queue-type"), "{hint}");
+    }
+
+    #[test]
+    fn zero_is_refused_and_quorum_queues_get_no_max_priority() {
+        assert!(validate_max_priority(QueueType::Quorum, None).is_ok());
+        assert!(validate_max_priority(QueueType::Classic, Some(0)).is_err());
+        assert!(validate_max_priority(QueueType::Quorum, Some(0)).is_err());
+        let args = job_queue_arguments(QueueType::Classic, Some(10)).expect("classic");
+        assert_eq!(
+            args.inner().get("x-max-priority"),
+            Some(&AMQPValue::ShortShortUInt(10))
+        );
+        let args = job_queue_arguments(QueueType::Quorum, Some(10)).expect("quorum");
+        assert_eq!(args.inner().get("x-max-priority"), None);
+        assert!(args.inner().contains_key("x-queue-type"));
+    }
 
     #[test]
     fn queue_types_parse() {

@@ -35,6 +35,11 @@ impl Blocked {
         self.reason.borrow().clone()
     }
 
+    /// A receiver that wakes at every change of the reason.
+    pub fn changes(&self) -> watch::Receiver<Option<String>> {
+        self.reason.subscribe()
+    }
+
     /// Completes once the connection is not blocked (at once if it is not).
     pub async fn unblocked(&self) {
         let mut receiver = self.reason.subscribe();
@@ -44,6 +49,9 @@ impl Blocked {
 
     /// Follows the blocked/unblocked notices of `connection` (a new one starts unblocked),
     /// logging each change once as `who`. The task ends with the connection.
+    ///
+    /// It must be the connection's only events listener: lapin hands each event to one
+    /// listener, not to all of them.
     pub fn follow(&self, connection: &Connection, who: String) {
         self.set(None, &who);
         let mut events = connection.events_listener();

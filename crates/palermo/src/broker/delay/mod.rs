@@ -40,8 +40,8 @@ use lapin::{
 };
 
 use crate::{
+    broker::topology::{self, QueueType},
     error::Error,
-    topology::{self, QueueType},
 };
 
 mod queues;

@@ -12,10 +12,10 @@ use tokio::sync::OnceCell;
 
 use super::{bind_queue, declare, routing_key, whole_seconds, Kind, Layout, LEVELS, MAX_DELAY};
 use crate::{
+    broker::priority::Priorities,
+    broker::topology::{self, QueueType},
     broker::{self, Pending},
     error::Error,
-    priority::Priorities,
-    topology::{self, QueueType},
 };
 
 /// The delay layout as one client or worker uses it: declared once, each job queue's delivery
@@ -24,7 +24,7 @@ use crate::{
 #[derive(Debug, Default)]
 pub struct DelayQueues {
     layout: Layout,
-    /// The priority queues (`crate::priority`), used when a destination queue is declared.
+    /// The priority queues (`crate::broker::priority`), used when a destination queue is declared.
     priorities: Priorities,
     declared: Mutex<Arc<Declared>>,
 }

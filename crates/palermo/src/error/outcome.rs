@@ -1,5 +1,7 @@
 //! How one run of a job ended, as middleware and [`crate::testing`] see it. The worker's
-//! decision (`worker/decide.rs`) makes it; this module only describes it.
+//! decision (`worker/decide.rs`) makes it; this module only describes it. It lives under
+//! `error` because [`crate::Error::InlineJobFailed`] carries one and `error.rs` depends on
+//! nothing else in the crate; users name it `palermo::middleware::Outcome`.
 
 use std::time::Duration;
 
