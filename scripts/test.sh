@@ -78,7 +78,7 @@ stage "disruptive tests"
 at_exit 'scripts/broker.sh'   # whatever happens, leave the broker running
 # Those that restart the broker, raise an alarm or delete what every test shares run one at
 # a time; those that only kill processes of their own run two at a time, beside each other.
-OWN_PROCESSES="disruptive_admin:: disruptive_poison:: disruptive_scheduler:: disruptive_unique::"
+OWN_PROCESSES="disruptive_admin:: disruptive_limits:: disruptive_poison:: disruptive_scheduler:: disruptive_unique::"
 # shellcheck disable=SC2046 # one --skip per word
 flock -x "$LOCK" cargo test --workspace --test disruptive -- --ignored --test-threads=1 \
   $(printf -- '--skip %s ' $OWN_PROCESSES)
@@ -88,7 +88,7 @@ stage "cluster tests (three-node RabbitMQ clusters on 5681-5683: failover on 3.1
 # Whatever happens, take the cluster down and leave the main broker running.
 at_exit 'flock -x /tmp/palermo-cluster.lock sh -c "scripts/cluster.sh down; PALERMO_CLUSTER_RABBITMQ=4.0 scripts/cluster.sh down"'
 # --nocapture: the failover times and the chaos line belong in the CI log.
-cargo test --workspace --test cluster -- cluster_failover:: --ignored --test-threads=1 --nocapture
+cargo test --workspace --test cluster -- cluster_failover:: cluster_control:: --ignored --test-threads=1 --nocapture
 # The chaos test runs on a RabbitMQ 4.0 cluster (from scripts/rabbitmq4.sh's root, which the
 # matrix stage made): there neither it nor the plain-lapin baseline lost a job in 20 runs
 # each, so any loss fails CI. On 3.10.8 about one run in three loses a job the broker itself

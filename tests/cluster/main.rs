@@ -8,4 +8,5 @@ mod support;
 
 mod cluster_broker_chaos;
 mod cluster_chaos;
+mod cluster_control;
 mod cluster_failover;

@@ -7,6 +7,8 @@
 //!   succeeds.
 //! - A failure whose arguments and error hold HTML and a `<script>` shows them as text on the
 //!   list and the detail page, and runs nothing.
+//! - Pause on a queue's page (and the confirmation) stops its worker: enqueued jobs wait, the
+//!   page shows them ready and the queue paused; Resume runs them.
 //! - Screenshots of the overview, the Failed page (also phone-sized in dark mode) and the
 //!   probe's page go to `target/screenshots/`, for a person to look at.
 
@@ -52,6 +54,13 @@ async fn browser_charge(order: u64, runs: State<Arc<Runs>>) -> anyhow::Result<()
 #[palermo::job(max_attempts = 1)]
 async fn browser_probe(html: String) -> anyhow::Result<()> {
     anyhow::bail!("rejected {html}")
+}
+
+/// Counts its runs: the jobs of the paused queue.
+#[palermo::job(max_attempts = 1)]
+async fn browser_counted(runs: State<Arc<Runs>>) -> anyhow::Result<()> {
+    runs.count.fetch_add(1, Ordering::SeqCst);
+    Ok(())
 }
 
 /// Markup that would run or show up as markup if a page forgot to escape it.
@@ -147,6 +156,71 @@ async fn retry_from_the_failed_page_and_no_script_from_a_message() {
     worker.stop().await;
     assert!(dashboard.stop(WAIT).success());
     store.close().await;
+    client.close().await.expect("close the client");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pause_a_queue_from_its_page_and_resume_it() {
+    if !browser_support::available() {
+        return;
+    }
+    let admin = Admin::new("sqlite", "browserpause").await;
+    let rig = &admin.rig;
+    let queue = rig.queue.clone();
+    let exchange = support::unique("control");
+    let mut config = admin.worker_config(&[&queue]);
+    config.deployment.control_exchange = exchange.clone();
+    rig.owned().exchange(&exchange);
+    rig.owned()
+        .exchange(&palermo::control::pause_marker(&config.deployment, &queue));
+    let runs = Arc::new(Runs::default());
+    let worker = RunningWorker::start_with(Worker::builder(config).state(runs.clone()));
+    rig.wait_consuming().await;
+    let dashboard = Dashboard::start(&admin, &["--control-exchange", &exchange]);
+    let browser = Browser::start(1280, 1000, &[]).await;
+    let page = format!("{}/queues/{queue}", dashboard.url);
+
+    open(&browser, &page, "#pause-button").await;
+    click(&browser, "#pause-button").await;
+    let question = browser
+        .text("#confirm-dialog[open] #confirm-message", WAIT)
+        .await;
+    assert!(
+        question.contains("Pause queue"),
+        "the confirmation says {question:?}"
+    );
+    click(&browser, "#confirm-dialog[open] #confirm-yes").await;
+    browser.element("#queue-paused", WAIT).await;
+    let notice = browser.text("#notice", WAIT).await;
+    assert!(notice.contains("Paused"), "the page says {notice:?}");
+    eventually(WAIT, "no consumer", || async {
+        rig.consumers(&queue).await == 0
+    })
+    .await;
+    let client = support::client().await;
+    for _ in 0..2 {
+        client
+            .enqueue_with(BrowserCounted {}, Options::new().queue(&queue))
+            .await
+            .expect("enqueue");
+    }
+    open(&browser, &page, "#resume-button").await;
+    let ready = browser.text("[data-stat=ready] .value", WAIT).await;
+    assert_eq!(ready, "2", "the jobs wait in the paused queue");
+    assert_eq!(runs.count.load(Ordering::SeqCst), 0);
+    let screenshot = browser.screenshot("queue-paused").await;
+
+    click(&browser, "#resume-button").await;
+    click(&browser, "#confirm-dialog[open] #confirm-yes").await;
+    browser.element("#pause-button", WAIT).await;
+    eventually(WAIT, "the waiting jobs ran after the resume", || async {
+        runs.count.load(Ordering::SeqCst) == 2
+    })
+    .await;
+    println!("screenshot: {}", screenshot.display());
+    browser.close().await;
+    worker.stop().await;
+    assert!(dashboard.stop(WAIT).success());
     client.close().await.expect("close the client");
 }
 

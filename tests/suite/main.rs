@@ -18,10 +18,12 @@ mod support;
 mod web_support;
 
 mod addresses;
+mod control;
 mod core;
 mod dashboard_browser;
 mod examples;
 mod least_privilege;
+mod limits;
 mod log_format;
 mod malformed;
 mod metrics_browser;

@@ -135,6 +135,16 @@ fn the_worker_refuses_bad_start_up_input_with_a_clear_message() {
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("prefetch is 0"), "{err}");
 
+    let (code, err) = run_to_end(
+        &["--queues", "a", "--limit", "record_span:concurrency=0"],
+        &url,
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("--limit") && err.contains("concurrency is 0; it must be from 1 to 1000"),
+        "{err}"
+    );
+
     let (code, err) = run_to_end(&["--queues", "a"], "not a url");
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("invalid AMQP URL"), "{err}");

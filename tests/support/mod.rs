@@ -16,6 +16,7 @@ pub mod chaos;
 pub mod cleanup;
 pub mod cluster;
 pub mod delay;
+pub mod limits;
 pub mod policy;
 pub mod process;
 pub mod python;

@@ -38,6 +38,29 @@ async fn record_id(path: String, work_ms: u64, ctx: palermo::JobContext) -> anyh
     Ok(())
 }
 
+/// Appends `<start> <end> <key>` (ms since the epoch) to the file at `path` after working
+/// `ms` milliseconds: the record of the limits tests (tests/suite/limits.rs), which give its
+/// limits with `--limit record_span:...`. One `O_APPEND` write per run.
+#[palermo::job(queue = "test", max_attempts = 1)]
+async fn record_span(path: String, ms: u64, key: String) -> anyhow::Result<()> {
+    use std::io::Write;
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or(0)
+    };
+    let start = now();
+    tokio::time::sleep(Duration::from_millis(ms)).await;
+    let line = format!("{start} {} {key}\n", now());
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
+    file.write_all(line.as_bytes())?;
+    Ok(())
+}
+
 /// Kills the whole worker process, as a job with a fatal bug would.
 #[palermo::job(queue = "test")]
 async fn abort_now(why: String) -> anyhow::Result<()> {

@@ -164,10 +164,11 @@ impl Bench {
         concurrency: usize,
         expect: u64,
     ) -> anyhow::Result<WorkerProcess> {
-        self.spawn_worker_with(side, queue, concurrency, 1, expect)
+        self.spawn_worker_with(side, queue, concurrency, 1, expect, None)
     }
 
-    /// [`Bench::spawn_worker`] with `prefetch` deliveries per slot or channel.
+    /// [`Bench::spawn_worker`] with `prefetch` deliveries per slot or channel and, for
+    /// Palermo, a `--limit` (docs/limits.md).
     pub fn spawn_worker_with(
         &self,
         side: Side,
@@ -175,6 +176,7 @@ impl Bench {
         concurrency: usize,
         prefetch: u16,
         expect: u64,
+        limit: Option<&str>,
     ) -> anyhow::Result<WorkerProcess> {
         let exe = std::env::current_exe().context("finding this executable")?;
         let mut args: Vec<String> = match side {
@@ -208,6 +210,9 @@ impl Bench {
         }
         if prefetch != 1 {
             args.extend(["--prefetch".into(), prefetch.to_string()]);
+        }
+        if let (Side::Palermo, Some(limit)) = (side, limit) {
+            args.extend(["--limit".into(), limit.to_string()]);
         }
         if side == Side::RawGlobal {
             args.push("--global-qos".into());

@@ -92,43 +92,60 @@ pub async fn measure_sleep(bench: &Bench, rep: usize, report: &mut Report) -> an
 
 /// What one drain runs.
 #[derive(Clone, Copy)]
-struct Load {
-    jobs: u64,
-    concurrency: usize,
-    prefetch: u16,
+pub struct Load {
+    pub jobs: u64,
+    pub concurrency: usize,
+    pub prefetch: u16,
     /// Each job sleeps this long; `None` for the no-op.
-    nap_ms: Option<u64>,
+    pub nap_ms: Option<u64>,
+    /// A Palermo worker's `--limit JOB:SETTINGS`, named after the drain's queue.
+    pub limit: Option<&'static str>,
 }
 
 impl Load {
-    fn noop(jobs: u64, concurrency: usize) -> Self {
+    pub fn noop(jobs: u64, concurrency: usize) -> Self {
         Self {
             jobs,
             concurrency,
             prefetch: 1,
             nap_ms: None,
+            limit: None,
         }
     }
 }
 
-struct DrainRun {
-    rate: f64,
+pub struct DrainRun {
+    pub rate: f64,
     idle_rss_mb: f64,
     peak_rss_mb: f64,
     cpu_s: f64,
 }
 
-async fn drain_once(bench: &Bench, side: Side, load: Load, rep: usize) -> anyhow::Result<DrainRun> {
+pub async fn drain_once(
+    bench: &Bench,
+    side: Side,
+    load: Load,
+    rep: usize,
+) -> anyhow::Result<DrainRun> {
     let (n, concurrency) = (load.jobs, load.concurrency);
     let nap = load.nap_ms.map_or(String::new(), |ms| format!("-nap{ms}"));
+    let limited = if load.limit.is_some() { "-limit" } else { "" };
     let queue = bench
         .queue(&format!(
-            "drain-{}-c{concurrency}-p{}{nap}-r{rep}",
+            "drain-{}-c{concurrency}-p{}{nap}{limited}-r{rep}",
             side.name(),
             load.prefetch
         ))
         .await?;
-    let mut worker = bench.spawn_worker_with(side, &queue, concurrency, load.prefetch, n)?;
+    let limit = load.limit.map(|limit| format!("{limit},name={queue}"));
+    let mut worker = bench.spawn_worker_with(
+        side,
+        &queue,
+        concurrency,
+        load.prefetch,
+        n,
+        limit.as_deref(),
+    )?;
     bench
         .wait_for_consumers(&mut worker, &queue, concurrency as u32)
         .await?;
@@ -154,6 +171,11 @@ async fn drain_once(bench: &Bench, side: Side, load: Load, rep: usize) -> anyhow
     let after = worker.usage()?;
     worker.stop().await?;
     bench.delete(&queue).await?;
+    if limit.is_some_and(|limit| limit.contains("rate=")) {
+        bench
+            .delete(&palermo::LimitNames::of(&queue, None).rate())
+            .await?;
+    }
     Ok(DrainRun {
         rate: n as f64 / elapsed.as_secs_f64(),
         idle_rss_mb: idle.rss_mb,

@@ -20,6 +20,7 @@ mod drain;
 mod enqueue;
 mod jobs;
 mod latency;
+mod limits;
 mod nodes;
 mod raw;
 mod report;
@@ -68,6 +69,7 @@ enum Group {
     Scale,
     Sleep,
     Latency,
+    Limits,
 }
 
 fn main() -> ExitCode {
@@ -158,6 +160,10 @@ async fn measure(bench: &Bench, args: &Args) -> anyhow::Result<Report> {
         if wanted(Group::Latency) {
             progress("latency");
             latency::measure(bench, rep, &mut report).await?;
+        }
+        if wanted(Group::Limits) {
+            progress("limits");
+            limits::measure(bench, rep, &mut report).await?;
         }
     }
     Ok(report)

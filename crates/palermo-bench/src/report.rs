@@ -31,11 +31,14 @@ pub enum Metric {
     RssDraining,
     Cpu1,
     Cpu4,
+    LimitRegistered,
+    LimitConcurrency4,
+    LimitRate,
 }
 
 impl Metric {
     /// Every row, in table order.
-    pub const ALL: [Metric; 19] = [
+    pub const ALL: [Metric; 22] = [
         Metric::EnqueueOne,
         Metric::EnqueueMany,
         Metric::Drain1,
@@ -55,6 +58,9 @@ impl Metric {
         Metric::RssDraining,
         Metric::Cpu1,
         Metric::Cpu4,
+        Metric::LimitRegistered,
+        Metric::LimitConcurrency4,
+        Metric::LimitRate,
     ];
 
     /// The row's label: what Palermo does, against what raw lapin does, in which unit.
@@ -79,6 +85,9 @@ impl Metric {
             Metric::RssDraining => "worker peak RSS draining, concurrency 4 (MB)",
             Metric::Cpu1 => "worker CPU s per 10,000 jobs, concurrency 1",
             Metric::Cpu4 => "worker CPU s per 10,000 jobs, concurrency 4",
+            Metric::LimitRegistered => "drain no-op, concurrency 4, a limited job registered (not drained) vs 4 channels (jobs/s)",
+            Metric::LimitConcurrency4 => "drain no-op with concurrency = 4, at concurrency 4 vs 4 channels (jobs/s)",
+            Metric::LimitRate => "drain no-op with rate = \"200/s\", concurrency 4 (jobs/s)",
         }
     }
 
@@ -91,6 +100,8 @@ impl Metric {
             Metric::Sleep1 => "ideal 200 (1 / 5 ms)",
             Metric::Sleep16 => "ideal 3200 (16 / 5 ms)",
             Metric::Sleep64 => "ideal 12800 (64 / 5 ms), broker-bound",
+            Metric::LimitRegistered => "≥ 0.95 × the plain drain's ratio",
+            Metric::LimitRate => "ideal 200",
             _ => "",
         }
     }

@@ -5,6 +5,7 @@
 //! the function, and its registration, so a worker binary finds every job linked into it.
 //! Arguments of type `State<T>` or `JobContext` are filled in by the worker, not serialized.
 
+mod limit;
 mod periodic;
 
 use proc_macro::TokenStream;
@@ -21,7 +22,10 @@ use syn::{
 /// `backoff = "5s"` (the first retry's delay, doubling up to the default cap of 6 h) or
 /// `backoff = "5s..10m"` (first delay..cap). A periodic job (no arguments, or all `Default`):
 /// `cron = "0 */5 * * * *"` (seconds first) or `every = "30s"`, with `tz = "Europe/Rome"`
-/// (default UTC) and `catch_up = "all" | "latest" | "none"` (default latest).
+/// (default UTC) and `catch_up = "all" | "latest" | "none"` (default latest). Fleet-wide
+/// limits (docs/limits.md): `concurrency = 3`, `rate = "10/s"` (`"600/min"`, `"5/h"`,
+/// `"3/10s"`), `key = "account_id"` (per value of that argument), `limit = "name"` (shared
+/// by the jobs that name it; default the job's name).
 #[proc_macro_attribute]
 pub fn job(attr: TokenStream, item: TokenStream) -> TokenStream {
     match expand(attr.into(), item) {
@@ -44,6 +48,8 @@ struct Options {
     priority: Option<u8>,
     /// `cron`, `every`, `tz`, `catch_up`: a periodic job.
     periodic: periodic::Periodic,
+    /// `concurrency`, `rate`, `key`, `limit`: fleet-wide limits.
+    limit: limit::Limit,
 }
 
 fn expand(
@@ -54,6 +60,7 @@ fn expand(
     let function: ItemFn = syn::parse(item)?;
     check_signature(&function.sig)?;
     let arguments = Arguments::of(&function.sig)?;
+    options.limit.check_key(&arguments.field_names)?;
     Ok(generate(&function, options, arguments))
 }
 
@@ -166,6 +173,7 @@ fn generate(function: &ItemFn, options: Options, arguments: Arguments) -> proc_m
     );
     let [max_attempts, timeout, backoff, format] = option_constants(&options);
     let uniqueness = unique_and_priority_constants(&options);
+    let limit = options.limit.constant();
     let (default_derive, periodic) = periodic::items(&options.periodic, &struct_name);
     let wire_name = options.name.unwrap_or_else(|| fn_name.to_string());
     let queue = options.queue;
@@ -195,6 +203,7 @@ fn generate(function: &ItemFn, options: Options, arguments: Arguments) -> proc_m
             const BACKOFF: ::core::option::Option<::palermo::Backoff> = #backoff;
             const FORMAT: ::core::option::Option<::palermo::Format> = #format;
             #uniqueness
+            #limit
 
             async fn run(self, __ctx: ::palermo::JobContext) -> ::palermo::JobResult {
                 let Self { #(#field_names,)* } = self;
@@ -236,6 +245,7 @@ fn parse_options(attr: proc_macro2::TokenStream) -> syn::Result<Options> {
         unique_ms: None,
         priority: None,
         periodic: periodic::Periodic::default(),
+        limit: limit::Limit::default(),
     };
     let metas = Punctuated::<Meta, Token![,]>::parse_terminated.parse2(attr)?;
     for meta in metas {
@@ -281,6 +291,7 @@ fn parse_options(attr: proc_macro2::TokenStream) -> syn::Result<Options> {
             "unique" => options.unique_ms = Some(parse_unique(&nv.value)?),
             "priority" => options.priority = Some(parse_priority(&nv.value)?),
             "cron" | "every" | "tz" | "catch_up" => periodic::parse(&mut options.periodic, &key, &nv.value)?,
+            "concurrency" | "rate" | "key" | "limit" => options.limit.parse(&key, &nv.value)?,
             "serializer" => {
                 let (text, span) = string(&nv.value)?;
                 options.serializer = Some(match text.as_str() {
@@ -292,7 +303,7 @@ fn parse_options(attr: proc_macro2::TokenStream) -> syn::Result<Options> {
             _ => {
                 return Err(syn::Error::new(
                     nv.path.span(),
-                    format!("unknown #[job] option `{key}`; the options are queue, name, max_attempts, timeout, backoff, serializer, unique, priority, cron, every, tz, catch_up"),
+                    format!("unknown #[job] option `{key}`; the options are queue, name, max_attempts, timeout, backoff, serializer, unique, priority, cron, every, tz, catch_up, concurrency, rate, key, limit"),
                 ))
             }
         }

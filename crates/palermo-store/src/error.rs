@@ -38,6 +38,17 @@ pub enum StoreError {
     /// Some of the failures asked for cannot be acted on; nothing was done.
     #[error("{}", rejected_message(.0))]
     Rejected(Vec<Rejection>),
+    /// A worker id that no alive worker has; `known` lists the ids that would do.
+    #[error("no alive worker has the id {id:?}; alive workers: {}", known_list(.known))]
+    UnknownWorker { id: String, known: Vec<String> },
+}
+
+fn known_list(known: &[String]) -> String {
+    if known.is_empty() {
+        "none".into()
+    } else {
+        known.join(", ")
+    }
 }
 
 /// Why one failure id cannot be retried or removed.

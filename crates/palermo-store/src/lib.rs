@@ -25,6 +25,7 @@
 
 pub mod actions;
 mod claim;
+pub mod control;
 pub mod error;
 pub mod facets;
 pub mod failures;

@@ -15,12 +15,9 @@ use std::{
 
 use futures_util::{stream, StreamExt};
 use lapin::{options::QueuePurgeOptions, Connection};
-use palermo::{
-    admin::{
-        delay::{self, Layout},
-        topology,
-    },
-    QueueType,
+use palermo::admin::{
+    delay::{self, Layout},
+    topology,
 };
 use serde::Serialize;
 use tokio::sync::Mutex;
@@ -50,6 +47,8 @@ pub struct QueueRow {
     pub consumers: Option<u32>,
     /// Open failures of jobs from this queue.
     pub failed: i64,
+    /// Whether an operator paused it (its pause marker exists; docs/admin.md, "Control").
+    pub paused: bool,
 }
 
 /// Every known queue and the delay queues' contents.
@@ -69,15 +68,15 @@ pub struct QueuesReport {
 }
 
 /// Every queue the alive workers serve, every queue with open failures, the failed queue
-/// and `extra` (invalid names left out); and the delay queues' contents (of `queue_type`'s
-/// layout). Used by `palermo queues` and the dashboard.
+/// and `extra` (invalid names left out), with their pause state; and the delay queues'
+/// contents (of the deployment's layout). Used by `palermo queues` and the dashboard.
 pub async fn report(
     connection: &Connection,
     store: &Store,
-    failed_queue: &str,
-    queue_type: QueueType,
+    deployment: &palermo::Deployment,
     extra: &[String],
 ) -> Result<QueuesReport> {
+    let (failed_queue, queue_type) = (&deployment.failed_queue, deployment.queue_type);
     let workers = store.workers().await?;
     let failed: BTreeMap<String, i64> = store.failed_per_queue().await?.into_iter().collect();
     let mut names: BTreeSet<String> = extra.iter().cloned().collect();
@@ -91,6 +90,8 @@ pub async fn report(
     names.extend(failed.keys().cloned());
     names.insert(failed_queue.to_string());
     names.retain(|name| topology::validate_queue_name(name).is_ok());
+    let listed: Vec<String> = names.iter().cloned().collect();
+    let paused = palermo::control::paused(connection, deployment, &listed).await?;
 
     let depths = stream::iter(names)
         .map(|queue| async move {
@@ -110,6 +111,7 @@ pub async fn report(
             unacked: unacked.get(&queue).copied().unwrap_or(0),
             consumers: depth.map(|d| d.consumers),
             failed: failed.get(&queue).copied().unwrap_or(0),
+            paused: paused.contains(&queue),
             queue,
         });
     }
@@ -157,8 +159,13 @@ impl BrokerAdmin {
         &self.deployment.failed_queue
     }
 
+    /// The deployment it acts on.
+    pub fn deployment(&self) -> &palermo::Deployment {
+        &self.deployment
+    }
+
     /// The open connection, or a new one if there is none or it dropped.
-    async fn connection(&self) -> Result<Arc<Connection>> {
+    pub async fn connection(&self) -> Result<Arc<Connection>> {
         let mut held = self.connection.lock().await;
         if let Some(connection) = held.as_ref().filter(|c| c.status().connected()) {
             return Ok(connection.clone());
@@ -179,8 +186,7 @@ impl BrokerAdmin {
     /// [`report`] over this connection.
     pub async fn queues(&self, store: &Store, extra: &[String]) -> Result<QueuesReport> {
         let connection = self.connection().await?;
-        let (failed, queue_type) = (&self.deployment.failed_queue, self.deployment.queue_type);
-        report(&connection, store, failed, queue_type, extra).await
+        report(&connection, store, &self.deployment, extra).await
     }
 
     /// One queue; `None` when neither the broker nor the store knows it.
@@ -205,6 +211,8 @@ impl BrokerAdmin {
         if depth.is_none() && failed == 0 {
             return Ok(None);
         }
+        let queues = [name.to_string()];
+        let paused = palermo::control::paused(&connection, &self.deployment, &queues).await?;
         Ok(Some(QueueRow {
             queue: name.to_string(),
             exists: depth.is_some(),
@@ -212,6 +220,7 @@ impl BrokerAdmin {
             unacked: u32::try_from(unacked).unwrap_or(u32::MAX),
             consumers: depth.map(|d| d.consumers),
             failed,
+            paused: !paused.is_empty(),
         }))
     }
 

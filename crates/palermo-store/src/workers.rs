@@ -40,6 +40,10 @@ pub struct WorkerRow {
     pub status: String,
     #[serde(serialize_with = "time::serialize_opt")]
     pub ended_at: Option<i64>,
+    /// What it applied of the operators' commands: `running`, `quiet` or `stopping`.
+    pub state: String,
+    /// Its queues that are paused.
+    pub paused: Vec<String>,
     /// Why the broker blocked the worker's connection at its last heartbeat (a resource
     /// alarm: `low on disk`, `low on memory`); `None` when it was not blocked.
     pub blocked: Option<String>,
@@ -62,23 +66,26 @@ struct WorkerRecord {
     running: String,
     status: String,
     ended_at: Option<i64>,
+    state: String,
+    paused: String,
     blocked: Option<String>,
 }
 
 impl From<WorkerRecord> for WorkerRow {
     fn from(record: WorkerRecord) -> Self {
         let running: Vec<RunningJob> = serde_json::from_str(&record.running).unwrap_or_default();
+        let list = |text: &str| {
+            text.split(',')
+                .filter(|q| !q.is_empty())
+                .map(String::from)
+                .collect()
+        };
         WorkerRow {
             id: record.id,
             identity: record.identity,
             host: record.host,
             pid: record.pid,
-            queues: record
-                .queues
-                .split(',')
-                .filter(|q| !q.is_empty())
-                .map(String::from)
-                .collect(),
+            queues: list(&record.queues),
             concurrency: record.concurrency,
             started_at: record.started_at,
             last_seen_at: record.last_seen_at,
@@ -88,6 +95,8 @@ impl From<WorkerRecord> for WorkerRow {
             running: running.into_iter().map(InFlight::from).collect(),
             status: record.status,
             ended_at: record.ended_at,
+            state: record.state,
+            paused: list(&record.paused),
             blocked: record.blocked,
         }
     }
@@ -135,13 +144,14 @@ impl Store {
         sqlx::query(
             "INSERT INTO workers (id, identity, host, pid, queues, concurrency, started_at, \
              last_seen_at, interval_ms, seq, processed, failed, running, status, ended_at, \
-             blocked) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) \
+             state, paused, blocked) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, \
+             $17, $18) \
              ON CONFLICT (id) DO UPDATE SET last_seen_at = excluded.last_seen_at, \
              interval_ms = excluded.interval_ms, seq = excluded.seq, \
              processed = excluded.processed, failed = excluded.failed, \
              running = excluded.running, status = excluded.status, ended_at = excluded.ended_at, \
-             blocked = excluded.blocked \
+             state = excluded.state, paused = excluded.paused, blocked = excluded.blocked \
              WHERE workers.seq < excluded.seq",
         )
         .bind(beat.id.to_string())
@@ -159,6 +169,8 @@ impl Store {
         .bind(running)
         .bind(if offline { "stopped" } else { "alive" })
         .bind(offline.then_some(beat.sent_at))
+        .bind(beat.state.as_deref().unwrap_or("running"))
+        .bind(beat.paused.join(","))
         .bind(beat.blocked.as_deref().filter(|_| !offline))
         .execute(&mut *tx)
         .await
@@ -214,7 +226,8 @@ impl Store {
         let doing = "listing workers";
         let rows = sqlx::query(
             "SELECT id, identity, host, pid, queues, concurrency, started_at, last_seen_at, \
-             interval_ms, processed, failed, running, status, ended_at, blocked FROM workers \
+             interval_ms, processed, failed, running, status, ended_at, state, paused, \
+             blocked FROM workers \
              ORDER BY CASE status WHEN 'alive' THEN 0 ELSE 1 END, last_seen_at DESC, identity",
         )
         .fetch_all(&self.pool)

@@ -3,7 +3,9 @@
 //! nothing: if any id is unknown or was already retried or removed (by anyone), nothing
 //! changes and the answer says which and by whom.
 
+use palermo::control::Command;
 use palermo_store::{
+    control,
     prunes::{Prune, Rule},
     time, Filter, StoreError,
 };
@@ -81,6 +83,61 @@ pub(crate) async fn prune(app: &App, older_than: &str, actor: &Actor) -> Result<
         .await?;
     info!(failures = prune.pruned, %rule, actor = %actor.0, "failures pruned from the dashboard");
     Ok(prune)
+}
+
+/// Pauses (`pause`) or resumes the job queue `queue` for every worker, now and after
+/// restarts (docs/admin.md, "Control"). A queue neither the broker nor the store knows is a
+/// 404; the failed queue is refused (no worker consumes it).
+pub(crate) async fn pause(
+    app: &App,
+    queue: &str,
+    pause: bool,
+    actor: &Actor,
+) -> Result<(), WebError> {
+    if queue == app.config().deployment.failed_queue {
+        return Err(WebError::BadRequest(
+            "the failed queue is not consumed by workers; there is nothing to pause".into(),
+        ));
+    }
+    if app.broker().queue(app.store(), queue).await?.is_none() {
+        return Err(WebError::NotFound(format!(
+            "no queue {queue:?} on the broker or in the failures"
+        )));
+    }
+    let broker = app.broker();
+    let connection = broker.connection().await?;
+    let (deployment, store) = (broker.deployment(), app.store());
+    if pause {
+        control::pause(&connection, deployment, store, queue, &actor.0).await?;
+    } else {
+        control::resume(&connection, deployment, store, queue, &actor.0).await?;
+    }
+    info!(%queue, paused = pause, actor = %actor.0, "queue paused or resumed from the dashboard");
+    Ok(())
+}
+
+/// Quiets or stops the alive worker `id` (its run id or identity); returns the run ids told.
+/// An unknown id is a 404 that lists the alive workers.
+pub(crate) async fn command_worker(
+    app: &App,
+    id: &str,
+    command: &Command,
+    actor: &Actor,
+) -> Result<Vec<String>, WebError> {
+    let broker = app.broker();
+    let connection = broker.connection().await?;
+    let workers = control::Workers::One(id);
+    let told = control::command_workers(
+        &connection,
+        broker.deployment(),
+        app.store(),
+        workers,
+        command,
+        &actor.0,
+    )
+    .await?;
+    info!(worker = %id, ?command, actor = %actor.0, "worker command sent from the dashboard");
+    Ok(told.into_iter().map(|w| w.id).collect())
 }
 
 /// The ids, without blanks and repeats; none at all is a 400.

@@ -7,6 +7,7 @@ use axum::{
     extract::{Path, Query, State},
     Json,
 };
+use palermo::control::Command;
 use palermo_store::{
     facets::Facets, keyset::KeysetPage, metrics::Metrics, prunes::Prune, queues::QueueRow,
     series::Series, stats::Stats, time, FailureDetail,
@@ -67,6 +68,47 @@ pub(crate) async fn purge(
 ) -> ApiResult<Value> {
     let purged = actions::purge(&app, &name, &actor).await?;
     Ok(Json(json!({"queue": name, "purged": purged})))
+}
+
+/// `POST /api/queues/{name}/pause`: `{"queue": NAME, "paused": true}`.
+pub(crate) async fn pause(
+    State(app): State<App>,
+    actor: Actor,
+    Path(name): Path<String>,
+) -> ApiResult<Value> {
+    actions::pause(&app, &name, true, &actor).await?;
+    Ok(Json(json!({"queue": name, "paused": true})))
+}
+
+/// `POST /api/queues/{name}/resume`: `{"queue": NAME, "paused": false}`.
+pub(crate) async fn resume(
+    State(app): State<App>,
+    actor: Actor,
+    Path(name): Path<String>,
+) -> ApiResult<Value> {
+    actions::pause(&app, &name, false, &actor).await?;
+    Ok(Json(json!({"queue": name, "paused": false})))
+}
+
+/// `POST /api/workers/{id}/quiet`: `{"command": "quiet", "workers": [ID]}`; 404 with the
+/// alive workers for an unknown id.
+pub(crate) async fn quiet(
+    State(app): State<App>,
+    actor: Actor,
+    Path(id): Path<String>,
+) -> ApiResult<Value> {
+    let told = actions::command_worker(&app, &id, &Command::Quiet, &actor).await?;
+    Ok(Json(json!({"command": "quiet", "workers": told})))
+}
+
+/// `POST /api/workers/{id}/stop`: `{"command": "stop", "workers": [ID]}`.
+pub(crate) async fn stop(
+    State(app): State<App>,
+    actor: Actor,
+    Path(id): Path<String>,
+) -> ApiResult<Value> {
+    let told = actions::command_worker(&app, &id, &Command::Stop, &actor).await?;
+    Ok(Json(json!({"command": "stop", "workers": told})))
 }
 
 /// `GET /api/workers`: the workers and the jobs running now.

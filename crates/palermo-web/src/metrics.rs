@@ -175,6 +175,11 @@ fn register_queues(registry: &mut Registry, queues: &Queues) {
     let Some(report) = &queues.report else { return };
     let ready = Family::<Labels, Gauge>::default();
     let consumers = Family::<Labels, Gauge>::default();
+    let paused = Family::<Labels, Gauge>::default();
+    for q in &report.queues {
+        let l = labels(&[("queue", &q.queue)]);
+        paused.get_or_create(&l).set(i64::from(q.paused));
+    }
     for q in report.queues.iter().filter(|q| q.exists) {
         let l = labels(&[("queue", &q.queue)]);
         ready.get_or_create(&l).set(i64::from(q.ready.unwrap_or(0)));
@@ -187,6 +192,11 @@ fn register_queues(registry: &mut Registry, queues: &Queues) {
         "palermo_queue_consumers",
         "Consumers on each queue",
         consumers,
+    );
+    registry.register(
+        "palermo_queue_paused",
+        "1 when an operator paused the queue (docs/admin.md, Control)",
+        paused,
     );
     let delayed = Family::<Labels, Gauge>::default();
     let as_i64 = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);

@@ -75,6 +75,15 @@ pub struct WorkerArgs {
     /// Also run the scheduler of periodic jobs; any number of workers may, one is active.
     #[arg(long)]
     pub scheduler: bool,
+    /// A fleet-wide limit of a job, replacing the job's own (repeat for several jobs):
+    /// JOB:concurrency=N,rate=N/s,key=ARG,name=NAME, e.g. charge:rate=10/s,key=account_id
+    /// (docs/limits.md). Every worker running the job must be given the same.
+    #[arg(long = "limit", value_name = "JOB:SETTINGS", value_parser = parse_limit)]
+    pub limits: Vec<(String, crate::Limit)>,
+}
+
+fn parse_limit(text: &str) -> Result<(String, crate::Limit), String> {
+    crate::Limit::parse_flag(text).map_err(|e| e.to_string())
 }
 
 impl WorkerArgs {
@@ -103,6 +112,7 @@ impl WorkerArgs {
                 jitter: crate::reconnect::DEFAULT_BACKOFF.jitter,
             },
             scheduler: self.scheduler,
+            limits: self.limits.iter().cloned().collect(),
         }
     }
 }

@@ -2,10 +2,11 @@
 //! errors say what to change. Environment variables and flags are read by the binaries only
 //! (see `cli.rs`).
 
-use std::time::Duration;
+use std::{collections::BTreeMap, time::Duration};
 
 use crate::{
-    broker::delay, broker::topology, deployment::Deployment, error::Error, retry::Backoff,
+    broker::delay, broker::topology, deployment::Deployment, error::Error, limits::Limit,
+    retry::Backoff,
 };
 
 /// How a worker runs.
@@ -60,6 +61,11 @@ pub struct WorkerConfig {
     /// Whether this worker also runs the scheduler of periodic jobs (`--scheduler`). Any
     /// number of workers may; one at a time is active (docs/scheduling.md). Defaults to false.
     pub scheduler: bool,
+    /// Fleet-wide concurrency and rate limits by job name (`--limit`), for jobs defined
+    /// elsewhere (another language) or to change a `#[job]`'s own: a limit here replaces
+    /// the job's. Every worker running a job must be given the same (docs/limits.md).
+    /// Defaults to none.
+    pub limits: BTreeMap<String, Limit>,
 }
 
 impl Default for WorkerConfig {
@@ -77,6 +83,7 @@ impl Default for WorkerConfig {
             heartbeat_interval: Duration::from_secs(5),
             reconnect: crate::reconnect::DEFAULT_BACKOFF,
             scheduler: false,
+            limits: BTreeMap::new(),
         }
     }
 }
@@ -169,6 +176,9 @@ impl WorkerConfig {
             ));
         }
         self.backoff.validate()?;
+        for (job, limit) in &self.limits {
+            limit.validate(job)?;
+        }
         crate::reconnect::validate(&self.reconnect)
     }
 }
@@ -219,6 +229,13 @@ mod tests {
         config.deployment.amqp_url = "amqp://a,,amqp://b".into();
         let err = config.validate().expect_err("empty address");
         assert!(err.to_string().contains("address 2 of 3"), "{err}");
+        let mut config = WorkerConfig::new(["mail"]);
+        config.limits.insert("send".into(), Limit::NONE);
+        let err = config.validate().expect_err("an empty limit");
+        assert!(
+            err.to_string().contains("neither a concurrency nor a rate"),
+            "{err}"
+        );
         let err = WorkerConfig::new([topology::SCHEDULER_QUEUE])
             .validate()
             .expect_err("the scheduler queue");

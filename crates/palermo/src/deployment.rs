@@ -59,6 +59,11 @@ pub struct Deployment {
     /// (docs/scheduling.md); `palermo schedules` reads it. `--scheduler-queue`,
     /// `PALERMO_SCHEDULER_QUEUE`. Defaults to `palermo.scheduler`.
     pub scheduler_queue: String,
+    /// The topic exchange operators' commands (pause, resume, quiet, stop, cancel) reach the
+    /// workers through; the name also prefixes the pause markers and the cancellations stream
+    /// (docs/admin.md, "Control"). `--control-exchange`, `PALERMO_CONTROL_EXCHANGE`.
+    /// Defaults to [`topology::CONTROL_EXCHANGE`].
+    pub control_exchange: String,
 }
 
 impl Default for Deployment {
@@ -70,6 +75,7 @@ impl Default for Deployment {
             failed_queue: topology::FAILED_QUEUE.to_string(),
             events_exchange: topology::EVENTS_EXCHANGE.to_string(),
             scheduler_queue: topology::SCHEDULER_QUEUE.to_string(),
+            control_exchange: topology::CONTROL_EXCHANGE.to_string(),
         }
     }
 }
@@ -90,6 +96,7 @@ impl Deployment {
             ("--failed-queue", &self.failed_queue),
             ("--events-exchange", &self.events_exchange),
             ("--scheduler-queue", &self.scheduler_queue),
+            ("--control-exchange", &self.control_exchange),
         ];
         for (i, (flag, name)) in names.iter().enumerate() {
             topology::validate_queue_name(name)

@@ -37,6 +37,10 @@ pub trait Job: Serialize + DeserializeOwned + Send + 'static {
     /// The priority a job is published with, 0 (the default) to 255; it takes effect only
     /// on a queue declared with `x-max-priority`. Defaults to `None`.
     const PRIORITY: Option<u8> = None;
+    /// Fleet-wide concurrency and rate limits (`#[job(concurrency = 3)]`,
+    /// `#[job(rate = "10/s", key = "account_id")]`, docs/limits.md). Defaults to
+    /// [`crate::Limit::NONE`].
+    const LIMIT: crate::Limit = crate::Limit::NONE;
 
     /// Runs the job.
     fn run(self, ctx: JobContext) -> impl Future<Output = JobResult> + Send;

@@ -43,11 +43,13 @@
 mod broker;
 mod client;
 mod config;
+pub mod control;
 mod deployment;
 mod error;
 mod job;
 #[cfg(test)]
 mod layering;
+mod limits;
 pub mod middleware;
 mod periodic;
 mod reconnect;
@@ -74,6 +76,7 @@ pub use config::WorkerConfig;
 pub use deployment::Deployment;
 pub use error::{Error, NameError, Refusal};
 pub use job::{Job, JobContext, JobError, JobResult};
+pub use limits::{Limit, Names as LimitNames, Rate};
 pub use palermo_macros::job;
 pub use periodic::{job_id as periodic_job_id, CatchUp, Periodic, MAX_CATCH_UP};
 pub use registry::{Registration, Registry};

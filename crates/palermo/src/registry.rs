@@ -28,6 +28,8 @@ pub struct Registration {
     pub timeout: Option<Duration>,
     /// `Job::BACKOFF`.
     pub backoff: Option<crate::retry::Backoff>,
+    /// `Job::LIMIT`.
+    pub limit: crate::Limit,
     /// Where the job is defined, for error messages.
     pub location: &'static str,
     /// Decodes the body; on success returns the run, ready to await.
@@ -43,6 +45,7 @@ impl Registration {
             max_attempts: J::MAX_ATTEMPTS,
             timeout: J::TIMEOUT,
             backoff: J::BACKOFF,
+            limit: J::LIMIT,
             location,
             decode: decode_and_run::<J>,
         }

@@ -16,7 +16,10 @@ use palermo_store::queues::QueueRow;
 use crate::{admin::Settings, output::Table};
 
 #[derive(Debug, clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct Args {
+    #[command(subcommand)]
+    action: Option<Action>,
     /// Queues to show besides the known ones (the failed queue is always shown).
     queues: Vec<String>,
     /// Print JSON instead of a table.
@@ -24,16 +27,40 @@ pub struct Args {
     json: bool,
 }
 
+/// What can be done to a queue (docs/admin.md, "Control").
+#[derive(Debug, clap::Subcommand)]
+enum Action {
+    /// Pause a queue for every worker, now and after restarts: within 3 s no worker consumes
+    /// it (running jobs finish); enqueues are still accepted and wait.
+    Pause(Target),
+    /// Resume a paused queue: its workers consume it again within 3 s.
+    Resume(Target),
+}
+
+#[derive(Debug, clap::Args)]
+struct Target {
+    /// The job queue.
+    name: String,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
 pub async fn run(settings: &Settings, args: Args) -> anyhow::Result<()> {
+    match args.action {
+        Some(Action::Pause(target)) => return act(settings, target, true).await,
+        Some(Action::Resume(target)) => return act(settings, target, false).await,
+        None => {}
+    }
     for name in &args.queues {
         topology::validate_queue_name(name).map_err(anyhow::Error::msg)?;
     }
     let recorder = settings.recorder().await?;
+    let deployment = settings.deployment();
     let report = palermo_store::queues::report(
         recorder.connection(),
         recorder.store(),
-        &settings.deployment.failed_queue,
-        settings.deployment.queue_type,
+        &deployment,
         &args.queues,
     )
     .await?;
@@ -54,13 +81,14 @@ pub async fn run(settings: &Settings, args: Args) -> anyhow::Result<()> {
             unacked: 0,
             consumers: Some(0),
             failed: 0,
+            paused: false,
         });
     }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(());
     }
-    let mut table = Table::new(["QUEUE", "READY", "UNACKED", "CONSUMERS", "FAILED"]);
+    let mut table = Table::new(["QUEUE", "STATE", "READY", "UNACKED", "CONSUMERS", "FAILED"]);
     for row in &rows {
         let show = |n: Option<u32>| n.map_or_else(|| "-".to_string(), |n| n.to_string());
         let queue = if row.exists {
@@ -70,6 +98,7 @@ pub async fn run(settings: &Settings, args: Args) -> anyhow::Result<()> {
         };
         table.row([
             queue,
+            if row.paused { "paused" } else { "-" }.to_string(),
             show(row.ready),
             row.unacked.to_string(),
             show(row.consumers),
@@ -77,5 +106,31 @@ pub async fn run(settings: &Settings, args: Args) -> anyhow::Result<()> {
         ]);
     }
     print!("{table}");
+    Ok(())
+}
+
+/// Pauses (`pause`) or resumes the queue, recording the actor.
+async fn act(settings: &Settings, target: Target, pause: bool) -> anyhow::Result<()> {
+    topology::validate_queue_name(&target.name).map_err(anyhow::Error::msg)?;
+    // A valid queue name is plain ASCII: safe to print as it is.
+    let recorder = settings.connect_recorder().await?;
+    let (connection, store) = (recorder.connection(), recorder.store());
+    let (deployment, actor) = (settings.deployment(), crate::admin::actor());
+    let name = &target.name;
+    if pause {
+        palermo_store::control::pause(connection, &deployment, store, name, &actor).await?;
+    } else {
+        palermo_store::control::resume(connection, &deployment, store, name, &actor).await?;
+    }
+    if target.json {
+        println!("{}", serde_json::json!({"queue": name, "paused": pause}));
+    } else if pause {
+        println!(
+            "paused {}: workers stop consuming it within 3 s (running jobs finish); new jobs wait in it",
+            name
+        );
+    } else {
+        println!("resumed {}: workers consume it again within 3 s", name);
+    }
     Ok(())
 }

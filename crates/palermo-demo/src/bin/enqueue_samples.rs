@@ -77,6 +77,19 @@ async fn main() -> anyhow::Result<()> {
         .enqueue_with(urgent, Options::new().priority(9))
         .await?;
     println!("reports: 5 routine (priority 1) and 1 urgent (priority 9) on the priority queue");
+    // Jobs due minutes from now: with `palermo queues pause mail` they wait in the queue when
+    // they come due, and run at `palermo queues resume mail` (docs/admin.md, "Control").
+    for minutes in [2, 5, 10] {
+        let reminder = SendEmail {
+            to: "ada@example.com".into(),
+            subject: format!("Reminder due in {minutes} minutes"),
+        };
+        let delay = std::time::Duration::from_secs(60 * minutes);
+        client
+            .enqueue_with(reminder, Options::new().delay(delay))
+            .await?;
+    }
+    println!("scheduled: 3 reminder emails due in 2, 5 and 10 minutes");
     client.close().await?;
     Ok(())
 }

@@ -1,5 +1,5 @@
 //! The pages' forms: retry and remove selected failures, retry and remove all matching a
-//! filter, prune old failures, purge a queue. Each is a POST (the cross-origin check ran before it), asks for a
+//! filter, prune old failures, purge, pause and resume a queue, quiet and stop a worker. Each is a POST (the cross-origin check ran before it), asks for a
 //! confirmation first, then redirects back (303) with a notice.
 //!
 //! The confirmation: the page's script opens a dialog and submits with `confirmed=1`.
@@ -13,6 +13,7 @@ use axum::{
     http::{header, StatusCode},
     response::{IntoResponse, Response},
 };
+use palermo::control::Command;
 use palermo_store::time;
 
 use super::{render, Base};
@@ -269,4 +270,139 @@ pub(crate) async fn purge(
     let purged = actions::purge(&app, &name, &actor).await?;
     let back = format!("queues/{}", crate::links::segment(&name));
     Ok(done(&root, &back, "purged", u64::from(purged)))
+}
+
+/// `POST /queues/{name}/pause`.
+pub(crate) async fn pause(
+    state: State<App>,
+    root: Root,
+    actor: Actor,
+    path: Path<String>,
+    body: Bytes,
+) -> Result<Response, WebError> {
+    pause_or_resume(state, root, actor, path, body, true).await
+}
+
+/// `POST /queues/{name}/resume`.
+pub(crate) async fn resume(
+    state: State<App>,
+    root: Root,
+    actor: Actor,
+    path: Path<String>,
+    body: Bytes,
+) -> Result<Response, WebError> {
+    pause_or_resume(state, root, actor, path, body, false).await
+}
+
+async fn pause_or_resume(
+    State(app): State<App>,
+    root: Root,
+    actor: Actor,
+    Path(name): Path<String>,
+    body: Bytes,
+    pause: bool,
+) -> Result<Response, WebError> {
+    let fields = Fields::parse(&body);
+    let queue = crate::links::segment(&name);
+    let (verb, path) = if pause {
+        ("pause", "pause")
+    } else {
+        ("resume", "resume")
+    };
+    if !fields.confirmed() {
+        let consequence = if pause {
+            "Within 3 s no worker takes its jobs (running ones finish); new jobs wait in it, also across restarts, until it is resumed."
+        } else {
+            "Its workers take its jobs again within 3 s."
+        };
+        let message = format!(
+            "{} queue {}? {consequence}",
+            capitalized(verb),
+            text::cell(&name, 200)
+        );
+        return confirm(
+            &app,
+            &root,
+            &format!("queues/{queue}/{path}"),
+            message,
+            &fields,
+        );
+    }
+    actions::pause(&app, &name, pause, &actor).await?;
+    let back = fields.return_to(&format!("queues/{queue}"));
+    Ok(done(
+        &root,
+        &back,
+        if pause { "paused" } else { "resumed" },
+        1,
+    ))
+}
+
+/// `POST /workers/{id}/quiet`.
+pub(crate) async fn quiet(
+    state: State<App>,
+    root: Root,
+    actor: Actor,
+    path: Path<String>,
+    body: Bytes,
+) -> Result<Response, WebError> {
+    command_worker(state, root, actor, path, body, Command::Quiet).await
+}
+
+/// `POST /workers/{id}/stop`.
+pub(crate) async fn stop(
+    state: State<App>,
+    root: Root,
+    actor: Actor,
+    path: Path<String>,
+    body: Bytes,
+) -> Result<Response, WebError> {
+    command_worker(state, root, actor, path, body, Command::Stop).await
+}
+
+async fn command_worker(
+    State(app): State<App>,
+    root: Root,
+    actor: Actor,
+    Path(id): Path<String>,
+    body: Bytes,
+    command: Command,
+) -> Result<Response, WebError> {
+    let fields = Fields::parse(&body);
+    let (verb, consequence, done_word) = match command {
+        Command::Stop => (
+            "stop",
+            "It finishes its running jobs (within its shutdown timeout) and exits.",
+            "stopped",
+        ),
+        _ => (
+            "quiet",
+            "It takes no new jobs, finishes the running ones and stays connected.",
+            "quieted",
+        ),
+    };
+    if !fields.confirmed() {
+        let message = format!(
+            "{} worker {}? {consequence}",
+            capitalized(verb),
+            text::cell(&id, 200)
+        );
+        let action = format!("workers/{}/{verb}", crate::links::segment(&id));
+        return confirm(&app, &root, &action, message, &fields);
+    }
+    let told = actions::command_worker(&app, &id, &command, &actor).await?;
+    Ok(done(
+        &root,
+        &fields.return_to("workers"),
+        done_word,
+        told.len() as u64,
+    ))
+}
+
+fn capitalized(verb: &str) -> String {
+    let mut chars = verb.chars();
+    chars
+        .next()
+        .map(|c| c.to_uppercase().chain(chars).collect())
+        .unwrap_or_default()
 }

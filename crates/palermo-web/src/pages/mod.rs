@@ -98,6 +98,16 @@ impl Done {
             "retried" => format!("Retried {n} failure{plural}: the jobs are back in their queues."),
             "removed" => format!("Removed {n} failure{plural}."),
             "purged" => format!("Purged {n} message{plural} from the queue."),
+            "paused" => {
+                "Paused: within 3 s no worker takes its jobs; they wait in the queue.".into()
+            }
+            "resumed" => "Resumed: its workers take its jobs again within 3 s.".into(),
+            "quieted" => {
+                format!("Quiet sent to {n} worker{plural}: no new jobs, running ones finish.")
+            }
+            "stopped" => {
+                format!("Stop sent to {n} worker{plural}: running jobs finish, then it exits.")
+            }
             "pruned" => format!("Pruned {n} old failure{plural}."),
             _ => return None,
         };

@@ -6,6 +6,8 @@ use axum::{
     response::{IntoResponse, Response},
 };
 
+use palermo_store::time;
+
 use super::{render, rows::QueueLine, Base, Done};
 use crate::{
     data::{Delayed, Queues},
@@ -57,6 +59,11 @@ struct QueuePage {
     purge_action: String,
     can_purge: bool,
     ready: u32,
+    /// `NAME/pause` or `NAME/resume` (encoded), for the pause form.
+    control_action: String,
+    can_pause: bool,
+    /// The newest pauses and resumes: when, what, who.
+    history: Vec<(String, String, String)>,
 }
 
 /// `GET /queues/{name}`.
@@ -78,7 +85,24 @@ pub(crate) async fn show(
         })?;
     let failed_queue = &app.config().deployment.failed_queue;
     let queue = QueueLine::new(&row, failed_queue);
+    let history = app
+        .store()
+        .control_actions(&row.queue)
+        .await?
+        .into_iter()
+        .map(|a| {
+            (
+                time::short(a.at),
+                text::cell(&a.action, 20),
+                text::cell(&a.actor, 200),
+            )
+        })
+        .collect();
+    let verb = if row.paused { "resume" } else { "pause" };
     let page = QueuePage {
+        control_action: format!("{}/{verb}", crate::links::segment(&name)),
+        can_pause: !queue.is_failed_queue && !app.config().read_only,
+        history,
         base: Base::new(&app, &root, format!("Queue {}", queue.name), "queues")
             .live()
             .notice(&done),

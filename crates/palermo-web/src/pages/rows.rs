@@ -24,6 +24,8 @@ pub(crate) struct QueueLine {
     pub(crate) failed: i64,
     /// Whether it is the failed queue (not purged from here).
     pub(crate) is_failed_queue: bool,
+    /// Whether an operator paused it.
+    pub(crate) paused: bool,
 }
 
 impl QueueLine {
@@ -39,6 +41,7 @@ impl QueueLine {
             consumers: show(row.consumers),
             failed: row.failed,
             is_failed_queue: row.queue == failed_queue,
+            paused: row.paused,
         }
     }
 }
@@ -60,6 +63,12 @@ pub(crate) struct WorkerLine {
     pub(crate) running: usize,
     /// `alive`, `stopped` or `gone`.
     pub(crate) status: String,
+    /// `running`, `quiet` or `stopping` (what it applied of the operators' commands).
+    pub(crate) state: String,
+    /// Its paused queues, comma-separated; empty when none.
+    pub(crate) paused: String,
+    /// `workers/ID`, encoded, for the quiet and stop forms.
+    pub(crate) link: String,
     /// Why the broker blocks its connection (a resource alarm), when it does.
     pub(crate) blocked: Option<String>,
 }
@@ -80,6 +89,9 @@ impl WorkerLine {
             failed: row.failed,
             running: row.running.len(),
             status: text::cell(&row.status, 20),
+            state: text::cell(&row.state, 20),
+            paused: text::cell(&row.paused.join(", "), 200),
+            link: format!("workers/{}", crate::links::segment(&row.id)),
             blocked: row.blocked.as_deref().map(|reason| text::cell(reason, 80)),
         }
     }

@@ -97,6 +97,8 @@ pub async fn heartbeat(store: &Store, queue: &str) {
             failed: 3,
         }],
         blocked: None,
+        state: None,
+        paused: Vec::new(),
         timing_bounds_ms: Vec::new(),
         timings: Vec::new(),
         jobs: vec![RunningJob {

@@ -5,6 +5,7 @@
 mod support;
 
 mod actions;
+mod control;
 mod failed_list;
 mod metrics;
 mod pages;

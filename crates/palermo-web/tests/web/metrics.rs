@@ -55,6 +55,8 @@ fn beat(queue: &str, job: &str, blocked: Option<&str>) -> Heartbeat {
         }],
         jobs: Vec::new(),
         blocked: blocked.map(String::from),
+        state: None,
+        paused: Vec::new(),
         timing_bounds_ms: TIMING_BOUNDS_MS.to_vec(),
         timings: vec![Timing {
             queue: queue.into(),

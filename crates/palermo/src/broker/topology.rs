@@ -31,6 +31,8 @@ pub const SCHEDULER_QUEUE: &str = "palermo.scheduler";
 /// `worker.heartbeat`, `worker.offline`). A durable queue of the same name, bound with `#`,
 /// keeps them until the admin side's recorder reads them.
 pub const EVENTS_EXCHANGE: &str = "palermo.events";
+/// The default topic exchange of operators' commands (`crate::control`).
+pub const CONTROL_EXCHANGE: &str = "palermo.control";
 /// The most events the events queue keeps when no recorder reads it; the oldest go first.
 /// Heartbeats carry cumulative counters, so dropping old ones loses no count.
 pub const EVENTS_QUEUE_MAX_LENGTH: i64 = 10_000;
@@ -352,7 +354,7 @@ pub(crate) fn mismatch(queue: &str, max_priority: Option<u8>, error: &Error) -> 
     )))
 }
 
-fn is_not_found(error: &lapin::Error) -> bool {
+pub(crate) fn is_not_found(error: &lapin::Error) -> bool {
     matches!(
         error.kind(),
         lapin::ErrorKind::ProtocolError(e) if e.get_id() == 404

@@ -61,6 +61,10 @@ pub struct DeploymentArgs {
     #[arg(long, global = true,
         help_heading = HEADING, env = "PALERMO_SCHEDULER_QUEUE", default_value = topology::SCHEDULER_QUEUE)]
     pub scheduler_queue: String,
+    /// Topic exchange operators' commands (pause, quiet, stop, cancel) reach workers through.
+    #[arg(long, global = true,
+        help_heading = HEADING, env = "PALERMO_CONTROL_EXCHANGE", default_value = topology::CONTROL_EXCHANGE)]
+    pub control_exchange: String,
 }
 
 impl DeploymentArgs {
@@ -73,6 +77,7 @@ impl DeploymentArgs {
             failed_queue: self.failed_queue.clone(),
             events_exchange: self.events_exchange.clone(),
             scheduler_queue: self.scheduler_queue.clone(),
+            control_exchange: self.control_exchange.clone(),
         }
     }
 }
@@ -92,9 +97,10 @@ mod tests {
     #[test]
     fn the_defaults_are_the_deployments() {
         let variables = ["AMQP_URL", "QUEUE_TYPE", "MAX_PRIORITY", "FAILED_QUEUE"];
-        let variables = variables
-            .into_iter()
-            .chain(["EVENTS_EXCHANGE", "SCHEDULER_QUEUE"]);
+        let variables =
+            variables
+                .into_iter()
+                .chain(["EVENTS_EXCHANGE", "SCHEDULER_QUEUE", "CONTROL_EXCHANGE"]);
         if variables
             .into_iter()
             .any(|v| std::env::var_os(format!("PALERMO_{v}")).is_some())

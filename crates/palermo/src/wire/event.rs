@@ -57,6 +57,13 @@ pub struct Heartbeat {
     /// readers that do not know the field ignore it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub blocked: Option<String>,
+    /// What the worker applied of the operators' commands: `running`, `quiet` (takes no new
+    /// jobs) or `stopping`. Added after version 1 shipped: absent means running.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    /// Its queues that are paused (docs/admin.md, "Control"). Absent means none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub paused: Vec<String>,
     /// The upper bounds of the buckets of `timings`' histograms, ms, ascending; one more
     /// bucket follows the last bound (longer than it). Added after version 1 shipped, with
     /// `timings`: absent (and `timings` empty) from older workers.

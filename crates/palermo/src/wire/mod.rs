@@ -89,6 +89,9 @@ pub mod header {
     pub const SCHEDULED_FOR: &str = "x-palermo-scheduled-for";
     /// How many times the job snoozed (snoozes use no attempt).
     pub const SNOOZES: &str = "x-palermo-snoozes";
+    /// On a job waiting in the delay queues because its limit was reached: the limit's name
+    /// (docs/limits.md). Not a failure; the attempt number is unchanged.
+    pub const WAITING_FOR: &str = "x-palermo-waiting-for";
     /// On the failed queue: why no retry follows (`attempts_exhausted`, `fail_now`,
     /// `not_retryable`).
     pub const GAVE_UP: &str = "x-palermo-gave-up";

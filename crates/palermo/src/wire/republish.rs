@@ -21,6 +21,7 @@ const REQUEUE_DROPS: &[&str] = &[
     header::ERROR_HISTORY,
     header::NEXT_RUN_AT,
     header::SNOOZES,
+    header::WAITING_FOR,
     header::GAVE_UP,
     header::REDELIVERIES,
     header::HEADERS_CUT,

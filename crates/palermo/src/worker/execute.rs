@@ -16,7 +16,7 @@ use lapin::{
     options::{BasicAckOptions, BasicNackOptions},
     Channel,
 };
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::{
     decide::{self, Decision, Ran, Retries},
@@ -27,6 +27,10 @@ use super::{
 };
 use crate::{
     error::Error,
+    limits::{
+        gate::{self, Acquired, Opener, Permit},
+        Limit,
+    },
     registry::{Names, Registration},
     wire::{self, JobMeta},
 };
@@ -39,6 +43,7 @@ pub(crate) async fn execute(
     channel: &Channel,
     delivery: &Delivery,
     slot: &mut SlotStats,
+    limits: &mut Opener,
 ) {
     if let poison::Verdict::Handled(result) = poison::check(shared, channel, delivery).await {
         settle(shared, channel, delivery, result).await;
@@ -61,6 +66,25 @@ pub(crate) async fn execute(
             registration,
             run_key,
         } => {
+            // A limited job first takes its permit, or waits (docs/limits.md); an unlimited
+            // one pays one empty-map check.
+            let permit = match shared.limits.of(&meta.name) {
+                None => None,
+                Some(limit) => match take_permit(shared, limits, limit, &meta, delivery).await {
+                    Ok(permit) => Some(permit),
+                    Err(waiting_for) => {
+                        let (delay, waiting_for) =
+                            (crate::limits::WAIT, Some(waiting_for.as_str()));
+                        let waited =
+                            retrying::snooze(shared, channel, delivery, &meta, delay, waiting_for);
+                        let handed_over = waited.await;
+                        settle(shared, channel, delivery, handed_over).await;
+                        // Not a run: dropped uncounted, it only leaves the in-flight list.
+                        drop(running);
+                        return;
+                    }
+                },
+            };
             let job = decide::Job {
                 meta: &meta,
                 registration,
@@ -70,6 +94,9 @@ pub(crate) async fn execute(
                 state: shared.state.clone(),
             };
             let ran = decide::run(job, &Retries::of(&shared.config), &shared.middleware).await;
+            if let Some(permit) = permit {
+                gate::release(&shared.limits, limits, permit).await;
+            }
             let done = matches!(ran.decision, Decision::Succeeded);
             if done {
                 shared.recent.insert(run_key);
@@ -134,7 +161,7 @@ async fn carry_out(
         Decision::Succeeded => return Ok(()),
         Decision::Snooze { delay } => {
             info!(job.id = %meta.id, job.name = %meta.name, queue = %meta.queue, attempt = meta.attempt, ?delay, "job snoozed");
-            return retrying::snooze(shared, channel, delivery, meta, delay).await;
+            return retrying::snooze(shared, channel, delivery, meta, delay, None).await;
         }
         Decision::Retry { failure, next } => {
             warn!(
@@ -166,6 +193,30 @@ async fn carry_out(
         }
     };
     failure::publish(shared, channel, delivery, &failure, gave_up, max).await
+}
+
+/// Takes the permit `limit` requires to run `meta`'s job now; `Err` names the limit it must
+/// wait for (reached, or the broker could not say: it waits rather than overrun).
+async fn take_permit(
+    shared: &Shared,
+    limits: &mut Opener,
+    limit: &Limit,
+    meta: &JobMeta,
+    delivery: &Delivery,
+) -> Result<Permit, String> {
+    let acquired = gate::acquire(&shared.limits, limits, limit, meta, &delivery.data);
+    match acquired.await {
+        Ok(Acquired::Run(permit)) => Ok(permit),
+        Ok(Acquired::Wait(name)) => {
+            debug!(job.id = %meta.id, job.name = %meta.name, limit = %name, "limit reached; the job waits");
+            Err(name)
+        }
+        Err(e) => {
+            let name = limit.name_for(&meta.name).to_string();
+            warn!(job.id = %meta.id, job.name = %meta.name, limit = %name, error = %e, "cannot take the job's limit; it waits");
+            Err(name)
+        }
+    }
 }
 
 async fn ack(delivery: &Delivery) {

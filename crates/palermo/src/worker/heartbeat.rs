@@ -21,7 +21,6 @@ use std::{sync::Arc, time::Duration};
 use lapin::{options::BasicPublishOptions, BasicProperties, Channel, PublisherConfirm};
 use tokio::{sync::oneshot, task::JoinHandle};
 use tracing::{debug, warn};
-use uuid::Uuid;
 
 use super::{link::Link, stats::Snapshot, Shared};
 use crate::{
@@ -54,7 +53,6 @@ struct Sender {
     /// The channel on the worker's connection; `None` after it died, until the next beat
     /// opens one on the current connection.
     channel: Option<Channel>,
-    id: Uuid,
     started_at: i64,
     seq: u64,
 }
@@ -67,7 +65,6 @@ pub(crate) async fn start(shared: Arc<Shared>, link: Link) -> Result<Heart, Erro
         shared,
         link,
         channel: Some(channel),
-        id: Uuid::new_v4(),
         started_at: wire::now_ms(),
         seq: 0,
     };
@@ -76,10 +73,16 @@ pub(crate) async fn start(shared: Arc<Shared>, link: Link) -> Result<Heart, Erro
         let mut ticks = tokio::time::interval(sender.shared.config.heartbeat_interval);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut recheck = None;
+        let mut control = sender.shared.control.subscribe();
         let mut blocked = sender.shared.blocked.changes();
         loop {
             tokio::select! {
                 _ = &mut stopped => break,
+                // What the worker applied of a command shows within a second, not a beat.
+                Ok(()) = control.changed() => {
+                    sender.beat().await;
+                    recheck = Some(tokio::time::Instant::now() + RECHECK);
+                }
                 _ = ticks.tick() => {
                     // Not waiting for the confirm: a lost heartbeat is replaced by the next.
                     sender.beat().await;
@@ -247,6 +250,7 @@ impl Sender {
             timings,
             jobs,
         } = self.shared.stats.snapshot();
+        let applied = self.shared.control.applied();
         Heartbeat {
             version: EVENT_VERSION,
             event: if key == OFFLINE_KEY {
@@ -255,7 +259,7 @@ impl Sender {
                 "heartbeat"
             }
             .into(),
-            id: self.id,
+            id: self.shared.run_id,
             identity: self.shared.identity.clone(),
             host: gethostname::gethostname().to_string_lossy().into_owned(),
             pid: std::process::id(),
@@ -270,6 +274,8 @@ impl Sender {
             counters,
             jobs,
             blocked: self.shared.blocked.reason(),
+            state: Some(applied.mode.as_str().to_string()),
+            paused: applied.paused.into_iter().collect(),
             timing_bounds_ms: if timings.is_empty() {
                 Vec::new()
             } else {

@@ -123,8 +123,8 @@ impl Keeper {
     }
 }
 
-/// Connects and declares the exchange, the failed queue and the worker's queues (harmless
-/// when they exist, essential when the broker lost them).
+/// Connects, declares the exchange, the failed queue and the worker's queues (harmless
+/// when they exist, essential when the broker lost them), and reads their pause markers.
 pub(crate) async fn connect(shared: &Shared) -> Result<Connection, Error> {
     let config = &shared.config;
     let connection = broker::connect(&config.deployment.amqp_url, &shared.identity).await?;
@@ -150,7 +150,8 @@ pub(crate) async fn connect(shared: &Shared) -> Result<Connection, Error> {
         if let Err(e) = channel.close(200, "declared".into()).await {
             debug!(error = %e, "closing the declaring channel failed");
         }
-        Ok::<_, Error>(())
+        // Before any slot consumes on this connection: a pause holds from the first delivery.
+        super::control::read_markers(shared, &connection).await
     };
     match declared.await {
         Ok(()) => Ok(connection),

@@ -9,6 +9,7 @@
 //!                                   └─ on stop: cancel consumers, wait ≤ shutdown_timeout
 //! ```
 
+mod control;
 pub(crate) mod decide;
 mod execute;
 mod failure;
@@ -63,6 +64,12 @@ pub(crate) struct Shared {
     pub blocked: crate::broker::blocked::Blocked,
     /// Hooks around every run, in registration order.
     pub middleware: crate::middleware::Stack,
+    /// The jobs' fleet-wide limits and the slots this worker holds (docs/limits.md).
+    pub limits: crate::limits::gate::Limits,
+    /// This run of the worker: its heartbeats' `id` and its control routing key.
+    pub run_id: uuid::Uuid,
+    /// What it applied of the operators' commands (paused queues, quiet, stopping).
+    pub control: control::Control,
 }
 
 /// Builds a [`Worker`]: the configuration, the application state jobs may ask for.
@@ -115,6 +122,12 @@ impl Worker {
         }
     }
 
+    /// This run's id: its heartbeats' `id`, `palermo workers --json`'s `id`, and the key
+    /// operators' commands are routed to it by (docs/admin.md, "Control").
+    pub fn id(&self) -> uuid::Uuid {
+        self.shared.run_id
+    }
+
     /// `hostname:pid:queues`, the worker's identity in failures, logs and heartbeats.
     pub fn identity(&self) -> &str {
         &self.shared.identity
@@ -126,6 +139,27 @@ impl Worker {
     /// after losing the broker, for as long as it takes (see [`WorkerConfig::reconnect`]).
     pub async fn run(self, shutdown: Shutdown) -> Result<(), Error> {
         panic::install_hook();
+        // The worker's own stop: the caller's, or a `stop` command (`control.rs`).
+        let (stop, inner) = shutdown::channel();
+        let stop = Arc::new(stop);
+        let forward = {
+            let (stop, shared, mut outer) = (stop.clone(), self.shared.clone(), shutdown);
+            tokio::spawn(async move {
+                outer.requested().await;
+                shared.control.stopping();
+                stop.stop();
+            })
+        };
+        let result = self.run_until(inner, stop).await;
+        forward.abort();
+        result
+    }
+
+    async fn run_until(
+        self,
+        shutdown: Shutdown,
+        stop: Arc<shutdown::Trigger>,
+    ) -> Result<(), Error> {
         let config = &self.shared.config;
         let deployment = &config.deployment;
         let (url, queue_type) = (&deployment.amqp_url, deployment.queue_type);
@@ -136,16 +170,25 @@ impl Worker {
             queues = ?config.queues,
             concurrency = config.concurrency,
             jobs = ?self.shared.registry.names(),
+            limits = ?self.shared.limits.all(),
             "worker started"
         );
 
         let (keeper, link) = link::Keeper::new(self.shared.clone(), connection);
+        let listener = tokio::spawn(control::listen(
+            self.shared.clone(),
+            link.clone(),
+            stop,
+            shutdown.clone(),
+        ));
         let started = async {
             let heart = heartbeat::start(self.shared.clone(), link.clone()).await?;
             let mut slots = JoinSet::new();
             for number in 0..config.concurrency {
-                let channel = broker::confirm_channel(&keeper.connection()).await?;
-                let slot = slot::Slot::start(self.shared.clone(), channel, number).await?;
+                let connection = keeper.connection();
+                let channel = broker::confirm_channel(&connection).await?;
+                let slot = slot::Slot::start(self.shared.clone(), channel, connection, number);
+                let slot = slot.await?;
                 let (shared, link) = (self.shared.clone(), link.clone());
                 slots.spawn(serve::serve(shared, link, number, slot, shutdown.clone()));
             }
@@ -154,6 +197,7 @@ impl Worker {
         let (heart, mut slots) = match started.await {
             Ok(started) => started,
             Err(e) => {
+                listener.abort();
                 link::close(&keeper.connection(), "worker failed to start").await;
                 return Err(e);
             }
@@ -168,6 +212,7 @@ impl Worker {
                 warn!(error = %e, "the scheduler ended abnormally");
             }
         }
+        listener.abort();
         heart.stop(result.is_ok()).await;
         stop_keeper.stop();
         match keeper.await {
@@ -309,6 +354,7 @@ impl WorkerBuilder {
         let identity = format!("{host}:{pid}:{}", self.config.queues.join(","));
         let tag_prefix = format!("palermo:{host}:{pid}");
         let queue_type = self.config.deployment.queue_type;
+        let limits = crate::limits::gate::Limits::new(&registry, &self.config.limits);
         let priorities = self.config.deployment.priorities.clone();
         Ok(Worker {
             shared: Arc::new(Shared {
@@ -324,6 +370,9 @@ impl WorkerBuilder {
                 blocked: crate::broker::blocked::Blocked::default(),
                 recent: recent::Recent::default(),
                 middleware: self.middleware,
+                limits,
+                run_id: uuid::Uuid::new_v4(),
+                control: control::Control::default(),
             }),
             schedules: self.schedules,
         })

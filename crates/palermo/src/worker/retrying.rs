@@ -48,14 +48,16 @@ pub(crate) async fn retry(
 }
 
 /// Publishes `delivery` to run again after `delay` with the same attempt number, counting the
-/// snooze in `x-palermo-snoozes`; waits for the confirm. Delays beyond
-/// [`delay::MAX_DELAY`] are shortened to it.
+/// snooze in `x-palermo-snoozes` and naming the limit it waits for, if any, in
+/// `x-palermo-waiting-for`; waits for the confirm. Delays beyond [`delay::MAX_DELAY`] are
+/// shortened to it.
 pub(crate) async fn snooze(
     shared: &Shared,
     channel: &Channel,
     delivery: &Delivery,
     meta: &JobMeta,
     delay: Duration,
+    waiting_for: Option<&str>,
 ) -> Result<(), Error> {
     let delay = if delay > delay::MAX_DELAY {
         warn!(
@@ -66,7 +68,12 @@ pub(crate) async fn snooze(
     } else {
         delay
     };
-    let mut headers = republish::without(wire::headers(&delivery.properties), &[]);
+    let mut headers =
+        republish::without(wire::headers(&delivery.properties), &[header::WAITING_FOR]);
+    if let Some(limit) = waiting_for {
+        let limit = lapin::types::AMQPValue::LongString(limit.into());
+        headers.insert(header::WAITING_FOR.into(), limit);
+    }
     let snoozes = wire::get_int(&headers, header::SNOOZES)
         .ok()
         .flatten()

@@ -93,12 +93,15 @@ pub(crate) async fn serve(
         };
 
         let started = Instant::now();
-        let ended = slot.run(shutdown.clone()).await;
+        let ended = run_until_changed(&shared, slot, &shutdown).await;
         if started.elapsed() > RESET_AFTER {
             failures = 0;
         }
         match ended {
-            Ended::Stopped => return Ok(()),
+            Ended::Stopped if shutdown.is_requested() => return Ok(()),
+            // A queue was paused or resumed, or the worker quieted: start over at once on
+            // the same connection, consuming what it should now.
+            Ended::Stopped => {}
             Ended::Lost(e) if !linked.connection.status().connected() => {
                 debug!(slot = number, error = %e, "the slot's connection is gone; waiting for the worker to reconnect");
                 dead = linked.generation;
@@ -123,6 +126,27 @@ pub(crate) async fn serve(
     }
 }
 
+/// Runs `slot` until the worker stops or the queues it should consume change (a pause, a
+/// resume, quiet): then, as at a stop, its consumers are cancelled at once, the running job
+/// finishes and is acked, and the slot returns [`Ended::Stopped`].
+async fn run_until_changed(shared: &Shared, slot: Slot, shutdown: &Shutdown) -> Ended {
+    let (trigger, local) = crate::shutdown::channel();
+    let consumed = slot.consumed().to_vec();
+    let mut control = shared.control.subscribe();
+    let mut stop = shutdown.clone();
+    let queues = shared.config.queues.clone();
+    let watcher = tokio::spawn(async move {
+        tokio::select! {
+            () = stop.requested() => {}
+            _ = control.wait_for(|applied| applied.consumed(&queues) != consumed) => {}
+        }
+        trigger.stop();
+    });
+    let ended = slot.run(local).await;
+    watcher.abort();
+    ended
+}
+
 /// Opens a channel on `linked`, declares the worker's queues (one may have been deleted)
 /// and starts consuming.
 async fn start(shared: &Arc<Shared>, linked: &Linked, number: usize) -> Result<Slot, Error> {
@@ -140,7 +164,7 @@ async fn start(shared: &Arc<Shared>, linked: &Linked, number: usize) -> Result<S
         let max_priority = shared.config.deployment.priorities.of(queue);
         topology::declare_job_queue(&channel, queue, queue_type, max_priority).await?;
     }
-    Slot::start(shared.clone(), channel, number).await
+    Slot::start(shared.clone(), channel, linked.connection.clone(), number).await
 }
 
 /// Sleeps `delay`; `true` when a stop was requested meanwhile.

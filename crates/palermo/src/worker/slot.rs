@@ -32,19 +32,25 @@ use lapin::{
 use tracing::{debug, error, warn};
 
 use super::{execute, stats::SlotStats, Shared};
-use crate::{broker::delay, error::Error, reconnect, shutdown::Shutdown, wire};
+use crate::{
+    broker::delay, error::Error, limits::gate::Opener, reconnect, shutdown::Shutdown, wire,
+};
 
 /// A started slot: its consumers are registered.
 pub(crate) struct Slot {
     shared: Arc<Shared>,
     channel: Channel,
     tags: Vec<ShortString>,
+    /// The positions in the worker's queues of those it consumes (not paused).
+    consumed: Vec<usize>,
     deliveries: Deliveries,
     /// A delivery that arrived while a job ran; with a prefetch above 1, the others wait
     /// in their consumer.
     held: Option<Delivery>,
     /// This slot's share of the worker's stats.
     stats: SlotStats,
+    /// Its channel for limits, opened when a limited job first needs it.
+    limits: Opener,
 }
 
 /// Why [`Slot::run`] returned.
@@ -59,12 +65,15 @@ pub(crate) enum Ended {
 }
 
 impl Slot {
-    /// Sets the prefetch limit and consumes every queue of the worker.
+    /// Sets the prefetch limit and consumes every queue of the worker that is not paused
+    /// (none while it is quiet: the slot then waits for its stop).
     pub async fn start(
         shared: Arc<Shared>,
         channel: Channel,
+        connection: Arc<lapin::Connection>,
         number: usize,
     ) -> Result<Self, Error> {
+        let consumed = shared.control.applied().consumed(&shared.config.queues);
         let config = &shared.config;
         let global = config.queues.len() > 1
             && config.deployment.queue_type == crate::broker::topology::QueueType::Classic;
@@ -74,7 +83,8 @@ impl Slot {
             .map_err(Error::broker("basic.qos"))?;
         let mut tags = Vec::new();
         let mut consumers = Vec::new();
-        for (index, queue) in shared.config.queues.iter().enumerate() {
+        for &index in &consumed {
+            let queue = &shared.config.queues[index];
             let tag = consumer_tag(&shared.tag_prefix, number, index);
             let consumer = channel
                 .basic_consume(
@@ -93,9 +103,16 @@ impl Slot {
             shared,
             channel,
             tags,
+            consumed,
             deliveries: Deliveries { consumers, next: 0 },
             held: None,
+            limits: Opener::new(connection),
         })
+    }
+
+    /// The positions in the worker's queues of those the slot consumes.
+    pub fn consumed(&self) -> &[usize] {
+        &self.consumed
     }
 
     /// Runs jobs until a stop is requested (then finishes the running one) or the channel
@@ -172,7 +189,13 @@ impl Slot {
     /// still runs to its end; its message is already back in the queue).
     async fn execute_watching(&mut self, delivery: Delivery, shutdown: &Shutdown) -> Option<Ended> {
         let started = Instant::now();
-        let run = execute::execute(&self.shared, &self.channel, &delivery, &mut self.stats);
+        let run = execute::execute(
+            &self.shared,
+            &self.channel,
+            &delivery,
+            &mut self.stats,
+            &mut self.limits,
+        );
         tokio::pin!(run);
         let (mut lost, mut watching) = (None, true);
         loop {
@@ -207,6 +230,9 @@ impl Slot {
 
     /// After a stop, returns deliveries that arrived but were not started to the queue.
     async fn hand_back_unstarted(&mut self) {
+        if self.deliveries.consumers.is_empty() {
+            return;
+        }
         let wait = std::time::Duration::from_secs(2);
         loop {
             let delivery = match self.held.take() {
@@ -302,7 +328,8 @@ struct Deliveries {
 }
 
 impl Deliveries {
-    /// The next delivery of any consumer; `None` once a consumer was cancelled.
+    /// The next delivery of any consumer; `None` once a consumer was cancelled; never, with
+    /// no consumer.
     /// Cancel-safe: a delivery is taken only when it is returned.
     async fn next(&mut self) -> Option<Result<Delivery, lapin::Error>> {
         std::future::poll_fn(|cx| self.poll_next(cx)).await
@@ -321,10 +348,8 @@ impl Deliveries {
                 Poll::Pending => tried += 1,
             }
         }
-        if self.consumers.is_empty() {
-            Poll::Ready(None)
-        } else {
-            Poll::Pending
-        }
+        // With no consumer (every queue paused, or quiet) there is nothing to wait for but
+        // the slot's stop.
+        Poll::Pending
     }
 }

@@ -1,0 +1,223 @@
+//! The control plane on the broker: how operators' commands reach workers, and where the
+//! state that must outlive a worker is kept. Workers still speak only AMQP.
+//!
+//! - **Live commands** go to a durable topic exchange ([`EXCHANGE`], named in
+//!   [`crate::Deployment::control_exchange`]). Every worker binds an exclusive, auto-delete
+//!   queue of its own to its routing key ([`worker_key`], from the run id in its heartbeats)
+//!   and to [`BROADCAST_KEY`]. Celery's remote control works the same way; its weakness, that
+//!   a worker started later never hears an earlier command, is why pauses are not only
+//!   broadcast:
+//! - **A pause is a marker the broker keeps in its metadata**: a durable exchange
+//!   ([`pause_marker`]) declared on pause and deleted on resume. A worker looks for the
+//!   markers of its queues (passive declares) when it connects and after every reconnect,
+//!   before its slots consume, so a pause holds across worker and broker restarts; exchanges
+//!   are cluster metadata, so it also holds when a node of a cluster dies. The broadcast only
+//!   makes running workers act at once.
+//!
+//! The admin side ([`pause`], [`resume`], [`send`]) declares the marker first and publishes
+//! the command after, with a confirm; a worker reads the markers after its command queue is
+//! bound, so whichever it sees last is the newest state.
+
+use std::collections::BTreeSet;
+
+use lapin::{
+    options::{ExchangeDeclareOptions, ExchangeDeleteOptions},
+    types::FieldTable,
+    BasicProperties, Channel, Connection, ExchangeKind,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    broker::{self, topology},
+    error::Error,
+    wire, Deployment,
+};
+
+/// The default control exchange.
+pub const EXCHANGE: &str = topology::CONTROL_EXCHANGE;
+/// The routing key every worker listens to besides its own.
+pub const BROADCAST_KEY: &str = "all";
+/// The AMQP `type` of command messages.
+pub const COMMAND_TYPE: &str = "palermo.command";
+
+/// The routing key of one run of a worker (its heartbeats' `id`).
+pub fn worker_key(run_id: &str) -> String {
+    format!("worker.{run_id}")
+}
+
+/// The exchange whose existence means that `queue` is paused.
+pub fn pause_marker(deployment: &Deployment, queue: &str) -> String {
+    format!("{}.paused.{queue}", deployment.control_exchange)
+}
+
+/// What an operator tells workers (JSON, `{"command": "pause", "queue": "mail"}`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "command", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Command {
+    /// Stop consuming `queue` (running jobs finish); the marker says so to later workers.
+    Pause {
+        /// The job queue.
+        queue: String,
+    },
+    /// Consume `queue` again.
+    Resume {
+        /// The job queue.
+        queue: String,
+    },
+    /// Take no new jobs, finish the running ones, stay connected.
+    Quiet,
+    /// The same graceful stop as SIGTERM.
+    Stop,
+}
+
+/// Declares the control exchange (topic, durable).
+pub async fn declare(channel: &Channel, deployment: &Deployment) -> Result<(), Error> {
+    let name = &deployment.control_exchange;
+    topology::declare_durable_exchange(channel, name, ExchangeKind::Topic, FieldTable::default())
+        .await
+}
+
+/// Which of `queues` are paused: those whose marker exists. One passive declare per queue,
+/// each on a throwaway channel (the broker closes the channel of a passive declare that finds
+/// nothing).
+pub async fn paused(
+    connection: &Connection,
+    deployment: &Deployment,
+    queues: &[String],
+) -> Result<BTreeSet<String>, Error> {
+    let mut paused = BTreeSet::new();
+    for queue in queues {
+        let channel = connection
+            .create_channel()
+            .await
+            .map_err(Error::broker("channel.open"))?;
+        let marker = topology::short_name("exchange name", &pause_marker(deployment, queue))?;
+        let passive = ExchangeDeclareOptions {
+            passive: true,
+            ..Default::default()
+        };
+        match channel
+            .exchange_declare(marker, ExchangeKind::Fanout, passive, FieldTable::default())
+            .await
+        {
+            Ok(()) => {
+                paused.insert(queue.clone());
+                let _ = channel.close(200, "looked".into()).await;
+            }
+            Err(e) if topology::is_not_found(&e) => {}
+            Err(e) => return Err(Error::broker("exchange.declare (passive)")(e)),
+        }
+    }
+    Ok(paused)
+}
+
+/// Pauses `queue` for every worker, now and later: declares its marker, then broadcasts.
+pub async fn pause(
+    connection: &Connection,
+    deployment: &Deployment,
+    queue: &str,
+) -> Result<(), Error> {
+    topology::validate_queue_name(queue)?;
+    let channel = broker::confirm_channel(connection).await?;
+    let marker = pause_marker(deployment, queue);
+    let internal = ExchangeDeclareOptions {
+        durable: true,
+        internal: true,
+        ..Default::default()
+    };
+    channel
+        .exchange_declare(
+            topology::short_name("exchange name", &marker)?,
+            ExchangeKind::Fanout,
+            internal,
+            FieldTable::default(),
+        )
+        .await
+        .map_err(Error::broker("exchange.declare"))?;
+    let command = Command::Pause {
+        queue: queue.to_string(),
+    };
+    publish(&channel, deployment, BROADCAST_KEY, &command).await
+}
+
+/// Resumes `queue`: deletes its marker, then broadcasts.
+pub async fn resume(
+    connection: &Connection,
+    deployment: &Deployment,
+    queue: &str,
+) -> Result<(), Error> {
+    topology::validate_queue_name(queue)?;
+    let channel = broker::confirm_channel(connection).await?;
+    let marker = topology::short_name("exchange name", &pause_marker(deployment, queue))?;
+    channel
+        .exchange_delete(marker, ExchangeDeleteOptions::default())
+        .await
+        .map_err(Error::broker("exchange.delete"))?;
+    let command = Command::Resume {
+        queue: queue.to_string(),
+    };
+    publish(&channel, deployment, BROADCAST_KEY, &command).await
+}
+
+/// Sends `command` to the workers listening to `key` ([`worker_key`] or [`BROADCAST_KEY`]),
+/// waiting for the broker's confirm.
+pub async fn send(
+    connection: &Connection,
+    deployment: &Deployment,
+    key: &str,
+    command: &Command,
+) -> Result<(), Error> {
+    let channel = broker::confirm_channel(connection).await?;
+    publish(&channel, deployment, key, command).await
+}
+
+async fn publish(
+    channel: &Channel,
+    deployment: &Deployment,
+    key: &str,
+    command: &Command,
+) -> Result<(), Error> {
+    declare(channel, deployment).await?;
+    let body = serde_json::to_vec(command).map_err(Error::EventSerialize)?;
+    let properties = BasicProperties::default()
+        .with_content_type("application/json".into())
+        .with_type(COMMAND_TYPE.into())
+        .with_app_id(wire::APP_ID.into());
+    // Not mandatory: with no worker running, nobody has to hear it (a pause is in its marker).
+    let confirm = channel
+        .basic_publish(
+            deployment.control_exchange.as_str().into(),
+            topology::short_name("routing key", key)?,
+            lapin::options::BasicPublishOptions::default(),
+            &body,
+            properties,
+        )
+        .await
+        .map_err(Error::broker("basic.publish"))?;
+    let confirmation = confirm.await.map_err(Error::broker("publisher confirm"))?;
+    let _ = channel.close(200, "sent".into()).await;
+    if confirmation.is_nack() {
+        return Err(Error::Nacked {
+            queue: deployment.control_exchange.clone(),
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_are_tagged_json() {
+        let pause = Command::Pause {
+            queue: "mail".into(),
+        };
+        let json = serde_json::to_string(&pause).expect("json");
+        assert_eq!(json, r#"{"command":"pause","queue":"mail"}"#);
+        assert_eq!(serde_json::from_str::<Command>(&json).ok(), Some(pause));
+        let stop: Command = serde_json::from_str(r#"{"command":"stop"}"#).expect("stop");
+        assert_eq!(stop, Command::Stop);
+    }
+}
