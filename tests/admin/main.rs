@@ -15,6 +15,7 @@ mod deployment;
 mod escaping;
 mod failures;
 mod many_admins;
+mod metrics;
 mod times;
 mod workers;
 

@@ -26,6 +26,7 @@ mod least_privilege;
 mod limits;
 mod log_format;
 mod malformed;
+mod metrics_browser;
 mod middleware;
 mod periodic;
 mod priority;

@@ -43,15 +43,25 @@ impl Settings {
         Ok(recorder)
     }
 
-    /// Opens the store and connects a recorder to the broker, recording nothing yet.
-    pub async fn connect_recorder(&self) -> anyhow::Result<Recorder> {
+    /// Opens the store and connects a recorder to the broker, recording nothing yet;
+    /// `adjust` changes its settings (the dashboard's retention flags).
+    pub async fn connect_recorder_with(
+        &self,
+        adjust: impl FnOnce(&mut RecorderConfig),
+    ) -> anyhow::Result<Recorder> {
         let store = self.store().await?;
-        let config = RecorderConfig {
+        let mut config = RecorderConfig {
             deployment: self.deployment(),
             crash_after_commit: self.crash_after_commit,
             ..RecorderConfig::default()
         };
+        adjust(&mut config);
         Ok(Recorder::connect(store, config).await?)
+    }
+
+    /// [`Settings::connect_recorder_with`] the default settings.
+    pub async fn connect_recorder(&self) -> anyhow::Result<Recorder> {
+        self.connect_recorder_with(|_| {}).await
     }
 }
 

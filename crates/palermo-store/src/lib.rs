@@ -10,7 +10,10 @@
 //! - [`failures`], [`filter`], [`actions`]: the failures table, its filters, retry and
 //!   removal marks with their history; `claim.rs`: one admin's retry or removal of a
 //!   failure at a time, when several share the store.
-//! - [`workers`], [`stats`]: workers from heartbeats; per-minute throughput.
+//! - [`workers`], [`stats`], [`timings`]: workers from heartbeats; per-minute throughput
+//!   and run-time and wait histograms; [`metrics`]: their percentiles per job and queue.
+//! - [`prunes`]: deleting old failures, by hand or by the recorder's retention policy,
+//!   and the record of every prune.
 //! - [`recorder`]: consumes the failed and events queues into the store (acks after commit).
 //! - [`requeue`]: retrying a failure = publish (confirmed), then mark retried.
 //! - For the dashboard: [`keyset`] (paging without OFFSET), [`series`] (throughput charts),
@@ -28,6 +31,9 @@ pub mod facets;
 pub mod failures;
 pub mod filter;
 pub mod keyset;
+pub mod metrics;
+mod percentiles;
+pub mod prunes;
 pub mod queues;
 pub mod recorder;
 pub mod requeue;
@@ -38,6 +44,7 @@ pub mod stats;
 pub mod store;
 pub mod text;
 pub mod time;
+pub mod timings;
 pub mod workers;
 
 pub use error::{Rejection, StoreError};

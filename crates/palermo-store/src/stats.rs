@@ -223,13 +223,20 @@ impl Store {
         read().map_err(StoreError::query(doing))
     }
 
-    /// Deletes minute buckets older than `before` (the totals keep their counts).
+    /// Deletes minute buckets of counters and histograms older than `before` (the totals
+    /// keep their counts); returns how many counter minutes.
     pub async fn prune_stats(&self, before: i64) -> Result<u64> {
-        let result = sqlx::query("DELETE FROM stats_minutes WHERE minute < $1")
-            .bind(before)
-            .execute(&self.pool)
-            .await
-            .map_err(StoreError::query("pruning statistics"))?;
-        Ok(result.rows_affected())
+        let mut pruned = 0;
+        for table in ["stats_minutes", "timing_minutes"] {
+            let result = sqlx::query(&format!("DELETE FROM {table} WHERE minute < $1"))
+                .bind(before)
+                .execute(&self.pool)
+                .await
+                .map_err(StoreError::query("pruning statistics"))?;
+            if table == "stats_minutes" {
+                pruned = result.rows_affected();
+            }
+        }
+        Ok(pruned)
     }
 }

@@ -52,6 +52,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../migrations/sqlite/0003_control.sql"),
         include_str!("../migrations/postgres/0003_control.sql"),
     ),
+    (
+        4,
+        "metrics and prunes",
+        include_str!("../migrations/sqlite/0004_metrics_and_prunes.sql"),
+        include_str!("../migrations/postgres/0004_metrics_and_prunes.sql"),
+    ),
 ];
 
 /// The admin database: failures, workers and statistics.

@@ -88,6 +88,24 @@ pub fn serialize_opt<S: Serializer>(ms: &Option<i64>, serializer: S) -> Result<S
     }
 }
 
+/// A duration in the largest unit that holds it exactly, as [`parse_duration`] reads it
+/// back: `90d`, `36h`, `90m`, `45s`, `500ms`.
+pub fn format_duration(duration: Duration) -> String {
+    let ms = duration.as_millis();
+    let units = [
+        (86_400_000, "d"),
+        (3_600_000, "h"),
+        (60_000, "m"),
+        (1000, "s"),
+    ];
+    for (size, unit) in units {
+        if ms >= size && ms % size == 0 {
+            return format!("{}{unit}", ms / size);
+        }
+    }
+    format!("{ms}ms")
+}
+
 /// Reads a duration: `500ms`, `90s`, `10m`, `1h30m`, `2d`, `1w`.
 pub fn parse_duration(text: &str) -> Result<Duration, TimeError> {
     let bad = |reason: String| TimeError::Duration {
@@ -217,6 +235,15 @@ mod tests {
         assert_eq!(duration(3_723_000), "1h 2m");
         assert_eq!(duration(45_000), "45s");
         assert_eq!(duration(2 * DAY_MS + 4 * 3_600_000 + 1), "2d 4h");
+    }
+
+    #[test]
+    fn a_rule_duration_reads_back_as_itself() {
+        for text in ["90d", "36h", "90m", "45s", "500ms"] {
+            let parsed = parse_duration(text).expect(text);
+            assert_eq!(format_duration(parsed), text);
+        }
+        assert_eq!(format_duration(Duration::from_secs(7 * 86_400)), "7d");
     }
 
     #[test]

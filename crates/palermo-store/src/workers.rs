@@ -44,6 +44,9 @@ pub struct WorkerRow {
     pub state: String,
     /// Its queues that are paused.
     pub paused: Vec<String>,
+    /// Why the broker blocked the worker's connection at its last heartbeat (a resource
+    /// alarm: `low on disk`, `low on memory`); `None` when it was not blocked.
+    pub blocked: Option<String>,
 }
 
 /// A row of the workers table as stored: queues comma-separated, running jobs as JSON.
@@ -65,6 +68,7 @@ struct WorkerRecord {
     ended_at: Option<i64>,
     state: String,
     paused: String,
+    blocked: Option<String>,
 }
 
 impl From<WorkerRecord> for WorkerRow {
@@ -93,6 +97,7 @@ impl From<WorkerRecord> for WorkerRow {
             ended_at: record.ended_at,
             state: record.state,
             paused: list(&record.paused),
+            blocked: record.blocked,
         }
     }
 }
@@ -139,14 +144,14 @@ impl Store {
         sqlx::query(
             "INSERT INTO workers (id, identity, host, pid, queues, concurrency, started_at, \
              last_seen_at, interval_ms, seq, processed, failed, running, status, ended_at, \
-             state, paused) \
+             state, paused, blocked) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, \
-             $17) \
+             $17, $18) \
              ON CONFLICT (id) DO UPDATE SET last_seen_at = excluded.last_seen_at, \
              interval_ms = excluded.interval_ms, seq = excluded.seq, \
              processed = excluded.processed, failed = excluded.failed, \
              running = excluded.running, status = excluded.status, ended_at = excluded.ended_at, \
-             state = excluded.state, paused = excluded.paused \
+             state = excluded.state, paused = excluded.paused, blocked = excluded.blocked \
              WHERE workers.seq < excluded.seq",
         )
         .bind(beat.id.to_string())
@@ -166,10 +171,12 @@ impl Store {
         .bind(offline.then_some(beat.sent_at))
         .bind(beat.state.as_deref().unwrap_or("running"))
         .bind(beat.paused.join(","))
+        .bind(beat.blocked.as_deref().filter(|_| !offline))
         .execute(&mut *tx)
         .await
         .map_err(StoreError::query(doing))?;
         crate::stats::add_increments(&mut tx, beat).await?;
+        crate::timings::add_increments(&mut tx, beat).await?;
         tx.commit().await.map_err(StoreError::query(doing))
     }
 
@@ -177,7 +184,7 @@ impl Store {
     /// intervals old at `now`; returns how many.
     pub async fn mark_gone(&self, now: i64, missed: u32) -> Result<u64> {
         let result = sqlx::query(
-            "UPDATE workers SET status = 'gone', ended_at = $1, running = '[]' \
+            "UPDATE workers SET status = 'gone', ended_at = $1, running = '[]', blocked = NULL \
              WHERE status = 'alive' AND last_seen_at + $2 * interval_ms < $1",
         )
         .bind(now)
@@ -192,14 +199,17 @@ impl Store {
     pub async fn prune_workers(&self, before: i64) -> Result<u64> {
         let doing = "pruning workers";
         let mut tx = self.pool.begin().await.map_err(StoreError::query(doing))?;
-        sqlx::query(
-            "DELETE FROM worker_counters WHERE worker_id IN \
-             (SELECT id FROM workers WHERE status <> 'alive' AND last_seen_at < $1)",
-        )
-        .bind(before)
-        .execute(&mut *tx)
-        .await
-        .map_err(StoreError::query(doing))?;
+        for table in ["worker_counters", "worker_timings"] {
+            let sql = format!(
+                "DELETE FROM {table} WHERE worker_id IN \
+                 (SELECT id FROM workers WHERE status <> 'alive' AND last_seen_at < $1)"
+            );
+            sqlx::query(&sql)
+                .bind(before)
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::query(doing))?;
+        }
         let deleted =
             sqlx::query("DELETE FROM workers WHERE status <> 'alive' AND last_seen_at < $1")
                 .bind(before)
@@ -216,8 +226,8 @@ impl Store {
         let doing = "listing workers";
         let rows = sqlx::query(
             "SELECT id, identity, host, pid, queues, concurrency, started_at, last_seen_at, \
-             interval_ms, processed, failed, running, status, ended_at, state, paused \
-             FROM workers \
+             interval_ms, processed, failed, running, status, ended_at, state, paused, \
+             blocked FROM workers \
              ORDER BY CASE status WHEN 'alive' THEN 0 ELSE 1 END, last_seen_at DESC, identity",
         )
         .fetch_all(&self.pool)

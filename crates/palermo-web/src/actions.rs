@@ -4,7 +4,11 @@
 //! changes and the answer says which and by whom.
 
 use palermo::control::Command;
-use palermo_store::{control, Filter, StoreError};
+use palermo_store::{
+    control,
+    prunes::{Prune, Rule},
+    time, Filter, StoreError,
+};
 use tracing::info;
 
 use crate::{error::WebError, security::auth::Actor, state::App};
@@ -58,6 +62,27 @@ pub(crate) async fn purge(app: &App, queue: &str, actor: &Actor) -> Result<u32, 
             "the broker has no queue {queue:?}"
         ))),
     }
+}
+
+/// Deletes failures (open or resolved) that failed longer ago than `older_than` (`90d`),
+/// for good; the prune is recorded with `actor` and shown on the Failed page.
+pub(crate) async fn prune(app: &App, older_than: &str, actor: &Actor) -> Result<Prune, WebError> {
+    let age = time::parse_duration(older_than)
+        .map_err(|e| WebError::BadRequest(format!("older_than: {e}")))?;
+    if age.is_zero() {
+        return Err(WebError::BadRequest(
+            "older_than is 0, which would delete every failure; give an age such as 90d".into(),
+        ));
+    }
+    let now = time::now_ms();
+    let before = now.saturating_sub(i64::try_from(age.as_millis()).unwrap_or(i64::MAX));
+    let rule = format!("older than {}", time::format_duration(age));
+    let prune = app
+        .store()
+        .prune_failures(Rule::FailedBefore(before), &rule, &actor.0, now, true)
+        .await?;
+    info!(failures = prune.pruned, %rule, actor = %actor.0, "failures pruned from the dashboard");
+    Ok(prune)
 }
 
 /// Pauses (`pause`) or resumes the job queue `queue` for every worker, now and after

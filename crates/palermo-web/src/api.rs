@@ -9,8 +9,8 @@ use axum::{
 };
 use palermo::control::Command;
 use palermo_store::{
-    facets::Facets, keyset::KeysetPage, queues::QueueRow, series::Series, stats::Stats, time,
-    FailureDetail,
+    facets::Facets, keyset::KeysetPage, metrics::Metrics, prunes::Prune, queues::QueueRow,
+    series::Series, stats::Stats, time, FailureDetail,
 };
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -200,4 +200,36 @@ pub(crate) async fn remove_all(
 ) -> ApiResult<Value> {
     let removed = actions::remove_all(&app, &query.filter(time::now_ms())?, &actor).await?;
     Ok(Json(json!({ "removed": removed })))
+}
+
+/// `GET /api/metrics`: per job, runs, failures and run-time percentiles over the last hour
+/// and day with the last hour's minutes; per queue, the wait to start.
+pub(crate) async fn metrics(State(app): State<App>) -> ApiResult<Metrics> {
+    Ok(Json(app.store().metrics(time::now_ms()).await?))
+}
+
+/// The body of `POST /api/failed/prune`.
+#[derive(Debug, Deserialize)]
+pub(crate) struct PruneBody {
+    /// A duration: `90d`, `12w`.
+    older_than: String,
+}
+
+/// `POST /api/failed/prune` `{"older_than": "90d"}`: the recorded prune
+/// (`{"id", "at", "actor", "rule", "pruned"}`).
+pub(crate) async fn prune(
+    State(app): State<App>,
+    actor: Actor,
+    Json(body): Json<PruneBody>,
+) -> ApiResult<Prune> {
+    Ok(Json(actions::prune(&app, &body.older_than, &actor).await?))
+}
+
+/// `GET /api/failed/prunes?limit=`: the latest prunes of failures, newest first.
+pub(crate) async fn prunes(
+    State(app): State<App>,
+    Query(limit): Query<Limit>,
+) -> ApiResult<Vec<Prune>> {
+    let limit = limit.limit.unwrap_or(PAGE_SIZE).clamp(1, 1000);
+    Ok(Json(app.store().prunes(limit).await?))
 }

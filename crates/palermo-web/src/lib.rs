@@ -1,7 +1,7 @@
 //! # palermo-web: the dashboard
 //!
 //! What an operator keeps open all day: queues, workers and what they run, failures with
-//! retry and remove, throughput charts; the same as a JSON API under `/api`, Prometheus
+//! retry, remove and prune, throughput charts, per-job run times and waits (Metrics); the same as a JSON API under `/api`, Prometheus
 //! metrics under `/metrics`, and `/health` for load balancers.
 //!
 //! ```no_run
@@ -37,6 +37,7 @@ mod chart;
 mod config;
 mod data;
 mod error;
+mod histograms;
 mod links;
 mod metrics;
 mod pages;
@@ -102,7 +103,7 @@ pub fn router(config: WebConfig) -> Router {
 
 /// The HTML pages and their forms.
 fn pages_and_actions() -> Router<App> {
-    use pages::{actions, failed, failure, overview, queues, workers};
+    use pages::{actions, failed, failure, metrics, overview, queues, workers};
     Router::new()
         .route("/", get(overview::page))
         .route("/queues", get(queues::list))
@@ -114,7 +115,8 @@ fn pages_and_actions() -> Router<App> {
         .route("/workers/{id}/quiet", post(actions::quiet))
         .route("/workers/{id}/stop", post(actions::stop))
         .route("/failed", get(failed::page))
-        // GET: one failure; POST: retry, remove, retry-all, remove-all.
+        .route("/job-metrics", get(metrics::page))
+        // GET: one failure; POST: retry, remove, retry-all, remove-all, prune.
         .route("/failed/{id}", get(failure::page).post(actions::failures))
 }
 
@@ -138,6 +140,9 @@ fn api() -> Router<App> {
         .route("/failed/remove", post(api::remove))
         .route("/failed/retry-all", post(api::retry_all))
         .route("/failed/remove-all", post(api::remove_all))
+        .route("/failed/prune", post(api::prune))
+        .route("/failed/prunes", get(api::prunes))
+        .route("/metrics", get(api::metrics))
         .route("/failed/{id}", get(api::failure))
         .fallback(|| async { error::ApiError(WebError::NotFound("no such API route".into())) })
 }

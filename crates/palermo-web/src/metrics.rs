@@ -5,23 +5,27 @@
 //! a fresh registry from them: counters from the all-time totals (they only grow, as
 //! Prometheus expects, except when totals are reset by hand), gauges from the current state.
 //! When the broker cannot be reached the queue gauges are left out and `palermo_broker_up`
-//! is 0.
+//! is 0. Run-time and wait histograms: `histograms.rs`.
 
 use axum::{
     extract::State,
     http::{header, StatusCode},
     response::{IntoResponse, Response},
 };
-use palermo_store::time;
+use palermo_store::{
+    time,
+    timings::{By, Kind},
+};
 use prometheus_client::{
     encoding::text::encode,
     metrics::{counter::Counter, family::Family, gauge::Gauge},
-    registry::Registry,
+    registry::{Registry, Unit},
 };
 
 use crate::{
     data::{Queues, Workers},
     error::WebError,
+    histograms::Frozen,
     state::App,
 };
 
@@ -42,13 +46,37 @@ fn count(n: i64) -> u64 {
 pub(crate) async fn metrics(State(app): State<App>) -> Result<Response, WebError> {
     let now = time::now_ms();
     let store = app.store();
-    let (stats, unresolved, workers, queues) = tokio::try_join!(
+    let (stats, unresolved, workers, queues, durations, latencies) = tokio::try_join!(
         async { store.stats(now).await.map_err(WebError::from) },
         async { store.failed_per_queue().await.map_err(WebError::from) },
         Workers::load(&app, now),
         Queues::load(&app),
+        async {
+            store
+                .timing_buckets(Kind::Duration, By::Job, None)
+                .await
+                .map_err(WebError::from)
+        },
+        async {
+            store
+                .timing_buckets(Kind::Latency, By::Queue, None)
+                .await
+                .map_err(WebError::from)
+        },
     )?;
     let mut registry = Registry::default();
+    registry.register_with_unit(
+        "palermo_job_duration",
+        "Run time of jobs (every outcome), by job name, from the workers' histograms",
+        Unit::Seconds,
+        Frozen::from_groups("job", &durations),
+    );
+    registry.register_with_unit(
+        "palermo_queue_latency",
+        "Wait of jobs from enqueue (or due time) to the start of their run, by queue",
+        Unit::Seconds,
+        Frozen::from_groups("queue", &latencies),
+    );
 
     let processed = Family::<Labels, Counter>::default();
     let failed = Family::<Labels, Counter>::default();
@@ -95,6 +123,19 @@ pub(crate) async fn metrics(State(app): State<App>) -> Result<Response, WebError
         "palermo_workers",
         "Workers known from heartbeats, by status",
         by_status,
+    );
+    let blocked = Gauge::<i64>::default();
+    blocked.set(
+        workers
+            .workers
+            .iter()
+            .filter(|w| w.status == "alive" && w.blocked.is_some())
+            .count() as i64,
+    );
+    registry.register(
+        "palermo_workers_blocked",
+        "Alive workers whose connection the broker blocks (a resource alarm), as of their last heartbeat",
+        blocked,
     );
 
     let running = Family::<Labels, Gauge>::default();

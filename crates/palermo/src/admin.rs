@@ -55,3 +55,9 @@ pub mod reconnect {
 pub mod unique {
     pub use crate::unique::{default_key, lock_name, HEADER, LOCK_PREFIX, MIN_TTL};
 }
+
+/// The histogram workers record run times and waits into (docs/wire-format.md), for tools
+/// that measure its cost (`palermo-bench --example histogram_cost`).
+pub mod timing {
+    pub use crate::worker::timing::Histogram;
+}

@@ -1,10 +1,11 @@
-//! `palermo failed list|show|retry|remove`: the failures recorded from the failed queue.
+//! `palermo failed list|show|retry|remove|prune`: the failures recorded from the failed queue.
 //!
 //! Ids are failure ids (one per trip to the failed queue), as `failed list` prints them.
 //! `retry` and `remove` act on all the ids given or on none: an unknown, already retried or
 //! removed id is reported and nothing changes (exit 1). A retry publishes the job back to its
 //! original queue and waits for the broker's confirm before marking it retried, so a crash in
-//! between leaves at worst a duplicate, never a lost job (docs/admin.md).
+//! between leaves at worst a duplicate, never a lost job (docs/admin.md). `prune` deletes old
+//! failures for good and records who did it (the dashboard shows it).
 
 use anyhow::bail;
 use palermo_store::{time, FailureDetail, Filter, Page, Requeuer};
@@ -49,6 +50,16 @@ enum Command {
     Retry(Act),
     /// Remove failures from the list without running them.
     Remove(Act),
+    /// Delete failures (open or resolved) that failed longer ago than --older-than, for good;
+    /// the prune is recorded with who did it.
+    Prune {
+        /// How old a failure must be to go: 90d, 12w, 36h.
+        #[arg(long, value_name = "DURATION", value_parser = time::parse_duration)]
+        older_than: std::time::Duration,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -114,7 +125,40 @@ pub async fn run(settings: &Settings, args: Args) -> anyhow::Result<()> {
         Command::Show { id, json } => show(settings, &id, json).await,
         Command::Retry(act) => retry(settings, &act).await,
         Command::Remove(act) => remove(settings, &act).await,
+        Command::Prune { older_than, json } => prune(settings, older_than, json).await,
     }
+}
+
+/// `failed prune --older-than D`: delete failures that failed before now − D, recorded.
+async fn prune(
+    settings: &Settings,
+    older_than: std::time::Duration,
+    json: bool,
+) -> anyhow::Result<()> {
+    if older_than.is_zero() {
+        bail!("--older-than 0 would delete every failure; give an age such as 90d");
+    }
+    let recorder = settings.recorder().await?;
+    let now = time::now_ms();
+    let age = i64::try_from(older_than.as_millis()).unwrap_or(i64::MAX);
+    let rule = format!("older than {}", time::format_duration(older_than));
+    let prune = recorder
+        .store()
+        .prune_failures(
+            palermo_store::prunes::Rule::FailedBefore(now.saturating_sub(age)),
+            &rule,
+            &admin::actor(),
+            now,
+            true,
+        )
+        .await?;
+    if json {
+        println!("{}", serde_json::to_string(&prune)?);
+    } else {
+        let plural = if prune.pruned == 1 { "" } else { "s" };
+        println!("pruned {} failure{plural} {rule}", prune.pruned);
+    }
+    Ok(())
 }
 
 /// `failed list`: one page of open failures, newest first.

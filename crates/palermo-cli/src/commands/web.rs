@@ -59,6 +59,15 @@ pub struct Args {
     /// Defaults to off: such a bind is refused.
     #[arg(long)]
     insecure_no_auth: bool,
+    /// The recorder's failure retention by age: failures (open or resolved) that failed longer
+    /// ago than this (90d, 12w) are deleted for good, and each prune is shown on the Failed
+    /// page. Defaults to none: failures stay until retried or removed.
+    #[arg(long, value_name = "DURATION", value_parser = palermo_store::time::parse_duration)]
+    failure_max_age: Option<Duration>,
+    /// The recorder's failure retention by count: only the newest N failures are kept, and
+    /// each prune is shown on the Failed page. Defaults to none: no cap.
+    #[arg(long, value_name = "N")]
+    failure_max_count: Option<u64>,
 }
 
 pub async fn run(settings: &Settings, args: Args) -> anyhow::Result<()> {
@@ -76,7 +85,12 @@ pub async fn run(settings: &Settings, args: Args) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", args.bind))?;
     let local = listener.local_addr().context("reading the bound address")?;
-    let recorder = settings.connect_recorder().await?;
+    let recorder = settings
+        .connect_recorder_with(|config| {
+            config.failure_max_age = args.failure_max_age;
+            config.failure_max_count = args.failure_max_count;
+        })
+        .await?;
 
     // Until here a signal ends the process at once (nothing to finish); from here on it stops
     // it gracefully, also when it arrives the moment the URL is out.

@@ -5,6 +5,9 @@
 //!
 //! `palermo workers quiet ID|--all` and `stop ID|--all` send those commands (docs/admin.md,
 //! "Control"); ID is a worker's id (`--json` shows it) or its identity.
+//!
+//! A worker the broker blocks in a resource alarm shows it in its status:
+//! `alive (blocked: low on disk)`.
 
 use palermo::control::Command;
 use palermo_store::{control, time};
@@ -120,7 +123,10 @@ async fn list(settings: &Settings, json: bool) -> anyhow::Result<()> {
             .collect();
         table.row([
             w.identity.clone(),
-            w.status.clone(),
+            match &w.blocked {
+                Some(reason) => format!("{} (blocked: {reason})", w.status),
+                None => w.status.clone(),
+            },
             state(w),
             format!("{}/{}", w.running.len(), w.concurrency),
             w.processed.to_string(),

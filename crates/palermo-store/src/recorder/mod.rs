@@ -8,7 +8,9 @@
 //!   table and the statistics. Events are acked after their transaction too; one that cannot
 //!   be read is logged and dropped (the next heartbeat replaces it).
 //! - Upkeep: workers silent for [`RecorderConfig::missed_heartbeats`] intervals are marked
-//!   gone; old workers, resolved failures and minute statistics are pruned.
+//!   gone; old workers, resolved failures and minute statistics are pruned; and, when asked
+//!   for, old failures by the retention policy ([`RecorderConfig::failure_max_age`],
+//!   [`RecorderConfig::failure_max_count`]), each such prune recorded (`crate::prunes`).
 //!
 //! [`Recorder::drain`] records what is queued now and returns: every CLI command does that
 //! before it reads, so the CLI works without a dashboard. [`Recorder::run`] keeps consuming
@@ -51,6 +53,12 @@ pub struct RecorderConfig {
     pub resolved_retention: Duration,
     /// How long minute statistics are kept (totals are kept for ever). Defaults to 7 days.
     pub stats_retention: Duration,
+    /// Failures, open or resolved, that failed longer ago than this are deleted for good (and
+    /// the prune recorded). Defaults to `None`: a failure stays until retried or removed.
+    pub failure_max_age: Option<Duration>,
+    /// At most this many failures, open or resolved, are kept: older ones beyond the newest
+    /// N are deleted for good (and the prune recorded). Defaults to `None`: no cap.
+    pub failure_max_count: Option<u64>,
     /// How often [`Recorder::run`] marks gone workers and prunes. Defaults to 1 s.
     pub maintenance_interval: Duration,
     /// Messages recorded per transaction when draining, and the prefetch of
@@ -74,6 +82,8 @@ impl Default for RecorderConfig {
             prune_workers_after: Duration::from_secs(3600),
             resolved_retention: Duration::from_secs(7 * 86_400),
             stats_retention: Duration::from_secs(7 * 86_400),
+            failure_max_age: None,
+            failure_max_count: None,
             maintenance_interval: Duration::from_secs(1),
             batch: 200,
             reconnect: reconnect::DEFAULT_BACKOFF,
@@ -99,6 +109,18 @@ impl RecorderConfig {
         }
         if self.batch == 0 {
             return invalid("batch is 0; give at least 1 (the default is 200)".into());
+        }
+        if self.failure_max_age.is_some_and(|age| age.is_zero()) {
+            return invalid(
+                "failure_max_age is zero, which would delete every failure; give an age such as 90 days, or none to keep failures"
+                    .into(),
+            );
+        }
+        if self.failure_max_count == Some(0) {
+            return invalid(
+                "failure_max_count is 0, which would delete every failure; give at least 1, or none for no cap"
+                    .into(),
+            );
         }
         reconnect::validate(&self.reconnect).map_err(StoreError::Broker)
     }
@@ -201,6 +223,36 @@ impl Recorder {
         self.store
             .prune_stats(now.saturating_sub(ms(self.config.stats_retention)))
             .await?;
+        self.apply_retention(now).await
+    }
+
+    /// The failure retention policy, when one is set: each prune that deleted something is
+    /// recorded and logged.
+    async fn apply_retention(&self, now: i64) -> Result<()> {
+        use crate::prunes::{Rule, RETENTION_ACTOR};
+        let mut rules = Vec::new();
+        if let Some(age) = self.config.failure_max_age {
+            let before = now.saturating_sub(i64::try_from(age.as_millis()).unwrap_or(i64::MAX));
+            rules.push((
+                Rule::FailedBefore(before),
+                format!("older than {}", time::format_duration(age)),
+            ));
+        }
+        if let Some(keep) = self.config.failure_max_count {
+            rules.push((
+                Rule::BeyondNewest(keep),
+                format!("beyond the newest {keep}"),
+            ));
+        }
+        for (rule, text) in rules {
+            let prune = self
+                .store
+                .prune_failures(rule, &text, RETENTION_ACTOR, now, false)
+                .await?;
+            if prune.pruned > 0 {
+                warn!(failures = prune.pruned, rule = %text, "failures pruned by the retention policy");
+            }
+        }
         Ok(())
     }
 
@@ -308,6 +360,11 @@ mod tests {
         );
         bad(|c| c.missed_heartbeats = 0, "missed_heartbeats is 0");
         bad(|c| c.batch = 0, "batch is 0");
+        bad(
+            |c| c.failure_max_age = Some(Duration::ZERO),
+            "failure_max_age is zero",
+        );
+        bad(|c| c.failure_max_count = Some(0), "failure_max_count is 0");
         bad(
             |c| c.deployment.failed_queue = "amq.failed".into(),
             "--failed-queue",

@@ -1,5 +1,5 @@
 //! The pages' forms: retry and remove selected failures, retry and remove all matching a
-//! filter, purge, pause and resume a queue, quiet and stop a worker. Each is a POST (the cross-origin check ran before it), asks for a
+//! filter, prune old failures, purge, pause and resume a queue, quiet and stop a worker. Each is a POST (the cross-origin check ran before it), asks for a
 //! confirmation first, then redirects back (303) with a notice.
 //!
 //! The confirmation: the page's script opens a dialog and submits with `confirmed=1`.
@@ -160,8 +160,9 @@ pub(crate) async fn failures(
         "remove" => selected(state, root, actor, body, Act::Remove).await,
         "retry-all" => all(state, root, actor, body, Act::Retry).await,
         "remove-all" => all(state, root, actor, body, Act::Remove).await,
+        "prune" => prune(state, root, actor, body).await,
         _ => Err(WebError::NotFound(format!(
-            "no action {:?}: use retry, remove, retry-all or remove-all",
+            "no action {:?}: use retry, remove, retry-all, remove-all or prune",
             text::cell(&action, 40)
         ))),
     }
@@ -222,6 +223,31 @@ async fn all(
         Act::Remove => actions::remove_all(&app, &filter, &actor).await?,
     };
     Ok(done(&root, &query.link(), act.done(), n))
+}
+
+/// `POST /failed/prune` (field `older_than`): delete old failures, recorded.
+async fn prune(
+    State(app): State<App>,
+    root: Root,
+    actor: Actor,
+    body: Bytes,
+) -> Result<Response, WebError> {
+    let fields = Fields::parse(&body);
+    let older_than = fields.one("older_than").unwrap_or("").trim().to_string();
+    if !fields.confirmed() {
+        let message = format!(
+            "Delete every failure, open or resolved, older than {}? This cannot be undone; the prune is recorded.",
+            text::cell(&older_than, 40)
+        );
+        return confirm(&app, &root, "failed/prune", message, &fields);
+    }
+    let prune = actions::prune(&app, &older_than, &actor).await?;
+    Ok(done(
+        &root,
+        "failed",
+        "pruned",
+        u64::try_from(prune.pruned).unwrap_or(0),
+    ))
 }
 
 /// `POST /queues/{name}/purge`.

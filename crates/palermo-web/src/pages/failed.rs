@@ -1,7 +1,8 @@
 //! The Failed page: open failures, newest first, 25 a page by key (see
 //! `palermo_store::keyset`), filtered by queue, job, error kind, text and time; checkboxes
 //! with Retry and Remove for the selected rows, and Retry all / Remove all for the current
-//! filter behind a confirmation that says how many.
+//! filter behind a confirmation that says how many; the latest prunes of old failures (who,
+//! when, which rule, how many) and a form to prune.
 
 use askama::Template;
 use axum::{
@@ -80,6 +81,32 @@ struct FailedPage {
     queues: Counted,
     jobs: Counted,
     kinds: Counted,
+    /// The latest prunes of failures, newest first: none is silent.
+    prunes: Vec<PruneLine>,
+}
+
+/// How many of the latest prunes the page lists.
+const PRUNES_SHOWN: u32 = 5;
+
+/// A prune of failures, as the page lists it.
+pub(crate) struct PruneLine {
+    pub(crate) at: String,
+    pub(crate) ago: String,
+    pub(crate) pruned: i64,
+    pub(crate) rule: String,
+    pub(crate) actor: String,
+}
+
+impl PruneLine {
+    fn new(prune: &palermo_store::prunes::Prune, now: i64) -> PruneLine {
+        PruneLine {
+            at: time::short(prune.at),
+            ago: format!("{} ago", time::ago(prune.at, now)),
+            pruned: prune.pruned,
+            rule: text::cell(&prune.rule, 80),
+            actor: text::cell(&prune.actor, 120),
+        }
+    }
 }
 
 /// `GET /failed`.
@@ -93,9 +120,10 @@ pub(crate) async fn page(
     let filter = query.filter(now)?;
     let position = query.position()?;
     let store = app.store();
-    let (found, facets) = tokio::try_join!(
+    let (found, facets, prunes) = tokio::try_join!(
         store.failures_page(&filter, &position, PAGE_SIZE),
-        store.failure_facets()
+        store.failure_facets(),
+        store.prunes(PRUNES_SHOWN)
     )?;
     let at = |cursor: &palermo_store::keyset::Cursor, key: &str| {
         let mut link = query.filter_only();
@@ -126,6 +154,7 @@ pub(crate) async fn page(
         queues: visible(facets.queues),
         jobs: visible(facets.jobs),
         kinds: visible(facets.error_kinds),
+        prunes: prunes.iter().map(|p| PruneLine::new(p, now)).collect(),
         query,
     };
     Ok(render(&page)?.into_response())

@@ -7,6 +7,7 @@
 pub(crate) mod actions;
 pub(crate) mod failed;
 pub(crate) mod failure;
+pub(crate) mod metrics;
 pub(crate) mod overview;
 pub(crate) mod queues;
 pub(crate) mod rows;
@@ -32,7 +33,8 @@ pub(crate) struct Base {
     pub(crate) env_name: Option<String>,
     pub(crate) read_only: bool,
     pub(crate) title: String,
-    /// The navigation entry to mark current: `overview`, `queues`, `workers`, `failed`.
+    /// The navigation entry to mark current: `overview`, `queues`, `workers`, `failed`,
+    /// `metrics`.
     pub(crate) nav: &'static str,
     /// Whether the page offers live refresh.
     pub(crate) live: bool,
@@ -106,6 +108,7 @@ impl Done {
             "stopped" => {
                 format!("Stop sent to {n} worker{plural}: running jobs finish, then it exits.")
             }
+            "pruned" => format!("Pruned {n} old failure{plural}."),
             _ => return None,
         };
         Some(what)

@@ -69,6 +69,8 @@ pub(crate) struct WorkerLine {
     pub(crate) paused: String,
     /// `workers/ID`, encoded, for the quiet and stop forms.
     pub(crate) link: String,
+    /// Why the broker blocks its connection (a resource alarm), when it does.
+    pub(crate) blocked: Option<String>,
 }
 
 impl WorkerLine {
@@ -90,6 +92,7 @@ impl WorkerLine {
             state: text::cell(&row.state, 20),
             paused: text::cell(&row.paused.join(", "), 200),
             link: format!("workers/{}", crate::links::segment(&row.id)),
+            blocked: row.blocked.as_deref().map(|reason| text::cell(reason, 80)),
         }
     }
 }

@@ -99,6 +99,8 @@ pub async fn heartbeat(store: &Store, queue: &str) {
         blocked: None,
         state: None,
         paused: Vec::new(),
+        timing_bounds_ms: Vec::new(),
+        timings: Vec::new(),
         jobs: vec![RunningJob {
             id: "running-1".into(),
             name: "send_email".into(),

@@ -7,5 +7,6 @@ mod support;
 mod actions;
 mod control;
 mod failed_list;
+mod metrics;
 mod pages;
 mod security;

@@ -64,6 +64,48 @@ pub struct Heartbeat {
     /// Its queues that are paused (docs/admin.md, "Control"). Absent means none.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub paused: Vec<String>,
+    /// The upper bounds of the buckets of `timings`' histograms, ms, ascending; one more
+    /// bucket follows the last bound (longer than it). Added after version 1 shipped, with
+    /// `timings`: absent (and `timings` empty) from older workers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub timing_bounds_ms: Vec<u64>,
+    /// Cumulative run-time and wait histograms per queue and job, since the worker started.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub timings: Vec<Timing>,
+}
+
+/// The bucket bounds workers of this version use, ms (docs/wire-format.md): about ×2 to
+/// ×2.5 apart, from 1 ms to an hour. A percentile read from them is known to within its
+/// bucket.
+pub const TIMING_BOUNDS_MS: [u64; 20] = [
+    1, 2, 5, 10, 20, 50, 100, 200, 500, 1_000, 2_000, 5_000, 10_000, 30_000, 60_000, 120_000,
+    300_000, 600_000, 1_800_000, 3_600_000,
+];
+
+/// The histograms of one queue and job, cumulative since the worker started.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Timing {
+    /// The queue.
+    pub queue: String,
+    /// The job's wire name.
+    pub job: String,
+    /// How long each run took (every outcome), from the start of the job's function to
+    /// its end.
+    pub duration: Histogram,
+    /// How long each job waited: from when it was ready (enqueued, or due for a delayed,
+    /// retried or snoozed job) to the start of its run.
+    pub latency: Histogram,
+}
+
+/// A histogram over [`Heartbeat::timing_bounds_ms`]: bucket `i` counts the observations
+/// above bound `i - 1` and at most bound `i`; the last bucket those above every bound.
+/// Trailing empty buckets are left out.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Histogram {
+    /// Observations per bucket.
+    pub counts: Vec<u64>,
+    /// The sum of the observations of each bucket, µs.
+    pub sums_us: Vec<u64>,
 }
 
 /// Cumulative counts for one queue and job name.
@@ -120,4 +162,35 @@ pub enum EventError {
     /// A worker event of another version.
     #[error("unsupported event version {0} (this version reads {EVENT_VERSION})")]
     Version(u32),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timings_are_optional_both_ways() {
+        // A heartbeat of a worker from before timings: read with none.
+        let old = br#"{"version":1,"event":"heartbeat","id":"6f1c0c1e-8a4e-4c5b-9d2a-1f0e2d3c4b5a",
+            "identity":"h:1:mail","host":"h","pid":1,"queues":["mail"],"concurrency":1,
+            "started_at":0,"sent_at":1,"seq":1,"interval_ms":5000,"processed":0,"failed":0}"#;
+        let beat = Heartbeat::parse(old).expect("an old heartbeat");
+        assert!(beat.timings.is_empty() && beat.timing_bounds_ms.is_empty());
+        // Without timings the fields are left out, so what old readers see is unchanged.
+        let json = serde_json::to_string(&beat).expect("json");
+        assert!(!json.contains("timing"), "{json}");
+        let mut with = beat;
+        with.timing_bounds_ms = TIMING_BOUNDS_MS.to_vec();
+        with.timings = vec![Timing {
+            queue: "mail".into(),
+            job: "send".into(),
+            duration: Histogram {
+                counts: vec![0, 2],
+                sums_us: vec![0, 3000],
+            },
+            latency: Histogram::default(),
+        }];
+        let json = serde_json::to_vec(&with).expect("json");
+        assert_eq!(Heartbeat::parse(&json).expect("read back"), with);
+    }
 }

@@ -51,12 +51,13 @@ pub(crate) async fn execute(
     let meta = JobMeta::parse(&delivery.properties);
     let (running, names) = slot.started(&shared.stats, delivery, meta.as_ref().ok());
     // `done`: the job's work is over and its unique key (if any) free once acked.
-    let (succeeded, done, handed_over) = match admit(shared, delivery, meta) {
-        Admission::AlreadyRan => (true, true, Ok(())),
+    // `took`: how long the job's function ran, for the duration histogram.
+    let (succeeded, done, handed_over, took) = match admit(shared, delivery, meta) {
+        Admission::AlreadyRan => (true, true, Ok(()), None),
         Admission::Rejected(failure) => {
             let gave_up = GaveUp::NotRetryable;
             let published = failure::publish(shared, channel, delivery, &failure, gave_up, None);
-            (false, false, published.await)
+            (false, false, published.await, None)
         }
         Admission::Run {
             meta,
@@ -99,8 +100,9 @@ pub(crate) async fn execute(
                 shared.recent.insert(run_key);
             }
             let succeeded = ran.decision.is_ok();
+            let took = ran.elapsed;
             let handed_over = carry_out(shared, channel, delivery, &meta, ran).await;
-            (succeeded, done, handed_over)
+            (succeeded, done, handed_over, Some(took))
         }
     };
     let acked = handed_over.is_ok();
@@ -110,7 +112,7 @@ pub(crate) async fn execute(
     }
     // Counted once the ack is on its way: the counters are for heartbeats, the ack is what
     // lets the broker send the slot its next job.
-    running.finished(succeeded);
+    running.finished(succeeded, took);
 }
 
 /// Acks `delivery` once whatever replaces it is confirmed (`Ok`); otherwise returns it to

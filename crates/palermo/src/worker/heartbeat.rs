@@ -29,7 +29,9 @@ use crate::{
     error::Error,
     wire::{
         self,
-        event::{Heartbeat, EVENT_TYPE, EVENT_VERSION, HEARTBEAT_KEY, OFFLINE_KEY},
+        event::{
+            Heartbeat, EVENT_TYPE, EVENT_VERSION, HEARTBEAT_KEY, OFFLINE_KEY, TIMING_BOUNDS_MS,
+        },
     },
 };
 
@@ -245,6 +247,7 @@ impl Sender {
             processed,
             failed,
             counters,
+            timings,
             jobs,
         } = self.shared.stats.snapshot();
         let applied = self.shared.control.applied();
@@ -273,6 +276,12 @@ impl Sender {
             blocked: self.shared.blocked.reason(),
             state: Some(applied.mode.as_str().to_string()),
             paused: applied.paused.into_iter().collect(),
+            timing_bounds_ms: if timings.is_empty() {
+                Vec::new()
+            } else {
+                TIMING_BOUNDS_MS.to_vec()
+            },
+            timings,
         }
     }
 }

@@ -24,6 +24,7 @@ mod retrying;
 mod serve;
 mod slot;
 mod stats;
+pub(crate) mod timing;
 
 use std::sync::Arc;
 

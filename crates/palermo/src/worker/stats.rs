@@ -10,6 +10,9 @@
 //! changes no total. "Processed" counts every finished run whatever its outcome (as in
 //! Sidekiq and Resque); "failed" counts the runs that ended in an error, a panic, a timeout or
 //! a rejected message, including those that will be retried.
+//!
+//! Beside its counters each queue and job has two histograms (`timing.rs`): how long its runs
+//! took and how long its jobs waited to start; the heartbeat carries them as `timings`.
 
 use std::{
     collections::BTreeMap,
@@ -22,11 +25,12 @@ use std::{
 use lapin::message::Delivery;
 use uuid::Uuid;
 
+use super::timing::{waited, Histogram};
 use crate::{
     registry::Names,
     wire::{
         self,
-        event::{Counter, RunningJob},
+        event::{Counter, RunningJob, Timing},
         header, JobMeta,
     },
 };
@@ -71,11 +75,14 @@ impl InFlight {
     }
 }
 
-/// The runs of one job from one queue: finished (processed), and of them failed.
+/// The runs of one job from one queue: finished (processed), and of them failed; how long
+/// they took and how long they waited.
 #[derive(Debug, Default)]
 pub(crate) struct Counts {
     processed: AtomicU64,
     failed: AtomicU64,
+    duration: Histogram,
+    latency: Histogram,
 }
 
 /// One slot's share of the stats ([`Stats::slot`]): the job it runs now (a slot runs one at
@@ -102,11 +109,15 @@ impl SlotStats {
         let (job, counts, names) = match meta {
             Some(meta) => {
                 let (names, counts) = self.job(stats, meta);
+                let now = wire::now_ms();
+                if let Some(waited) = waited(delivery, meta, now) {
+                    counts.latency.record(waited);
+                }
                 let job = InFlight {
                     id: Ok(meta.id),
                     name: names.name.clone(),
                     queue: names.queue.clone(),
-                    started_at: wire::now_ms(),
+                    started_at: now,
                     preview: meta.preview.clone(),
                 };
                 (job, counts, Some(names))
@@ -163,6 +174,7 @@ pub(crate) struct Snapshot {
     pub processed: u64,
     pub failed: u64,
     pub counters: Vec<Counter>,
+    pub timings: Vec<Timing>,
     pub jobs: Vec<RunningJob>,
 }
 
@@ -201,27 +213,36 @@ impl Stats {
         }
     }
 
-    /// The counters and the jobs running now.
+    /// The counters, the histograms and the jobs running now.
     pub fn snapshot(&self) -> Snapshot {
-        let counters = lock(&self.per_job)
-            .iter()
-            .flat_map(|(queue, jobs)| {
+        let (mut counters, mut timings) = (Vec::new(), Vec::new());
+        for (queue, jobs) in lock(&self.per_job).iter() {
+            for (job, counts) in jobs {
                 // Made when a slot first met the job: counted once a run of it finished.
-                jobs.iter().filter_map(|(job, counts)| {
-                    let processed = counts.processed.load(Ordering::Relaxed);
-                    (processed > 0).then(|| Counter {
+                let processed = counts.processed.load(Ordering::Relaxed);
+                if processed > 0 {
+                    counters.push(Counter {
                         queue: queue.clone(),
                         job: job.clone(),
                         processed,
                         failed: counts.failed.load(Ordering::Relaxed),
-                    })
-                })
-            })
-            .collect();
+                    });
+                }
+                if processed > 0 || counts.latency.count() > 0 {
+                    timings.push(Timing {
+                        queue: queue.clone(),
+                        job: job.clone(),
+                        duration: counts.duration.snapshot(),
+                        latency: counts.latency.snapshot(),
+                    });
+                }
+            }
+        }
         Snapshot {
             processed: self.processed.load(Ordering::Relaxed),
             failed: self.failed.load(Ordering::Relaxed),
             counters,
+            timings,
             jobs: lock(&self.slots)
                 .iter()
                 .filter_map(Weak::upgrade)
@@ -232,8 +253,13 @@ impl Stats {
 }
 
 impl Running<'_> {
-    /// Counts the run: processed, and failed unless `succeeded`.
-    pub fn finished(self, succeeded: bool) {
+    /// Counts the run: processed, and failed unless `succeeded`; `took` is how long the
+    /// job's function ran (`None` when it did not run: a rejected message, a job already
+    /// run).
+    pub fn finished(self, succeeded: bool, took: Option<std::time::Duration>) {
+        if let Some(took) = took {
+            self.counts.duration.record(took);
+        }
         let failed = u64::from(!succeeded);
         self.counts.processed.fetch_add(1, Ordering::Relaxed);
         self.counts.failed.fetch_add(failed, Ordering::Relaxed);
@@ -257,11 +283,11 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::Format;
 
-    fn meta(queue: &str, name: &str) -> JobMeta {
+    pub(crate) fn meta(queue: &str, name: &str) -> JobMeta {
         JobMeta {
             id: Uuid::new_v4(),
             name: name.into(),
@@ -284,7 +310,7 @@ mod tests {
             let jobs = stats.snapshot().jobs;
             assert_eq!(jobs.len(), 1, "in flight while it runs");
             assert_eq!((&*jobs[0].queue, &*jobs[0].name), (queue, name));
-            running.finished(succeeded);
+            running.finished(succeeded, Some(std::time::Duration::from_millis(3)));
         }
     }
 
@@ -325,6 +351,24 @@ mod tests {
         let snapshot = stats.snapshot();
         assert_eq!((snapshot.processed, snapshot.failed), (8, 4));
         assert!(snapshot.jobs.is_empty(), "nothing in flight after the runs");
+    }
+
+    #[test]
+    fn runs_fill_the_duration_histogram_and_starts_the_wait_histogram() {
+        let stats = Stats::default();
+        let mut slot = stats.slot();
+        run(
+            &stats,
+            &mut slot,
+            &[("mail", "send", true), ("mail", "send", false)],
+        );
+        let timings = stats.snapshot().timings;
+        assert_eq!(timings.len(), 1);
+        // 3 ms runs: bucket (2, 5] ms, the third.
+        assert_eq!(timings[0].duration.counts, [0, 0, 2]);
+        assert_eq!(timings[0].duration.sums_us, [0, 0, 6000]);
+        // meta() says enqueued at 0: no wait known, none recorded.
+        assert!(timings[0].latency.counts.is_empty());
     }
 
     #[test]
