@@ -36,17 +36,9 @@ scripts/python.sh     # examples/python and its test (tests/suite/python_produce
 
 stage "cargo fmt --check"
 cargo fmt --all -- --check
-# Clippy checks every crate again (check builds share nothing with the test build), minutes
-# of CPU that the broker stages below leave idle: it runs niced in the background, in a target
-# dir of its own (cargo holds a target dir's lock while tests run), and the run waits for it
-# at the end.
-CLIPPY="cargo clippy --workspace --all-targets"
-mkdir -p target
-CARGO_TARGET_DIR=target/clippy nice -n 19 sh -c \
-  "$CLIPPY -- -D warnings && $CLIPPY --features palermo/opentelemetry -- -D warnings" \
-  > target/clippy.log 2>&1 &
-clippy=$!
-at_exit 'pkill -P "$clippy" 2>/dev/null; kill "$clippy" 2>/dev/null || true'
+stage "cargo clippy"
+cargo clippy --workspace --all-targets -- -D warnings
+cargo clippy --workspace --all-targets --features palermo/opentelemetry -- -D warnings
 stage "cargo package (the five published crates)"
 # Each must package: a version on every path dependency, its metadata, and the files it
 # compiles in (web/ and migrations/ reach the crates through symlinks that cargo follows).
@@ -96,8 +88,6 @@ cargo test --workspace --test cluster -- cluster_failover:: cluster_control:: --
 # cluster"); run it there by hand: cargo test --test cluster -- cluster_chaos:: --ignored --nocapture
 PALERMO_CLUSTER_RABBITMQ=4.0 \
   cargo test --workspace --test cluster -- cluster_chaos:: --ignored --test-threads=1 --nocapture
-stage "cargo clippy (started in the background after fmt)"
-wait "$clippy" || { cat target/clippy.log; exit 1; }
 stage "demo smoke run"
 # `cargo test` built the demo's binaries; its own `cargo build -p ...` would resolve other features.
 PALERMO_DEMO_BUILT=1 flock -s "$LOCK" scripts/demo.sh --smoke
