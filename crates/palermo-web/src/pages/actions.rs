@@ -304,11 +304,7 @@ async fn pause_or_resume(
 ) -> Result<Response, WebError> {
     let fields = Fields::parse(&body);
     let queue = crate::links::segment(&name);
-    let (verb, path) = if pause {
-        ("pause", "pause")
-    } else {
-        ("resume", "resume")
-    };
+    let verb = if pause { "pause" } else { "resume" };
     if !fields.confirmed() {
         let consequence = if pause {
             "Within 3 s no worker takes its jobs (running ones finish); new jobs wait in it, also across restarts, until it is resumed."
@@ -323,7 +319,7 @@ async fn pause_or_resume(
         return confirm(
             &app,
             &root,
-            &format!("queues/{queue}/{path}"),
+            &format!("queues/{queue}/{verb}"),
             message,
             &fields,
         );
