@@ -43,28 +43,23 @@ pub enum Workers<'a> {
     All,
 }
 
-/// Pauses `queue` for every worker, present and future, and records it.
-pub async fn pause(
+/// Pauses (`paused`) `queue` for every worker, present and future, or resumes it, and
+/// records the action.
+pub async fn set_paused(
     connection: &Connection,
     deployment: &Deployment,
     store: &Store,
     queue: &str,
+    paused: bool,
     actor: &str,
 ) -> Result<()> {
-    control::pause(connection, deployment, queue).await?;
-    store.record_control("pause", queue, actor).await
-}
-
-/// Resumes `queue` and records it.
-pub async fn resume(
-    connection: &Connection,
-    deployment: &Deployment,
-    store: &Store,
-    queue: &str,
-    actor: &str,
-) -> Result<()> {
-    control::resume(connection, deployment, queue).await?;
-    store.record_control("resume", queue, actor).await
+    if paused {
+        control::pause(connection, deployment, queue).await?;
+    } else {
+        control::resume(connection, deployment, queue).await?;
+    }
+    let action = if paused { "pause" } else { "resume" };
+    store.record_control(action, queue, actor).await
 }
 
 /// Sends `command` (quiet or stop) to `workers`, among the alive ones the store knows, and

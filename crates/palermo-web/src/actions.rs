@@ -107,11 +107,7 @@ pub(crate) async fn pause(
     let broker = app.broker();
     let connection = broker.connection().await?;
     let (deployment, store) = (broker.deployment(), app.store());
-    if pause {
-        control::pause(&connection, deployment, store, queue, &actor.0).await?;
-    } else {
-        control::resume(&connection, deployment, store, queue, &actor.0).await?;
-    }
+    control::set_paused(&connection, deployment, store, queue, pause, &actor.0).await?;
     info!(%queue, paused = pause, actor = %actor.0, "queue paused or resumed from the dashboard");
     Ok(())
 }

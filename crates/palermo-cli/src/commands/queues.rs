@@ -117,11 +117,7 @@ async fn act(settings: &Settings, target: Target, pause: bool) -> anyhow::Result
     let (connection, store) = (recorder.connection(), recorder.store());
     let (deployment, actor) = (settings.deployment(), crate::admin::actor());
     let name = &target.name;
-    if pause {
-        palermo_store::control::pause(connection, &deployment, store, name, &actor).await?;
-    } else {
-        palermo_store::control::resume(connection, &deployment, store, name, &actor).await?;
-    }
+    palermo_store::control::set_paused(connection, &deployment, store, name, pause, &actor).await?;
     if target.json {
         println!("{}", serde_json::json!({"queue": name, "paused": pause}));
     } else if pause {
