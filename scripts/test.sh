@@ -37,8 +37,9 @@ scripts/python.sh     # examples/python and its test (tests/suite/python_produce
 stage "cargo fmt --check"
 cargo fmt --all -- --check
 stage "cargo clippy"
+# One pass: --all-targets builds the tests, whose dev-dependencies turn the optional
+# OpenTelemetry bridge on (Cargo.toml), so its code is linted too.
 cargo clippy --workspace --all-targets -- -D warnings
-cargo clippy --workspace --all-targets --features palermo/opentelemetry -- -D warnings
 stage "cargo package (the five published crates)"
 # Each must package: a version on every path dependency, its metadata, and the files it
 # compiles in (web/ and migrations/ reach the crates through symlinks that cargo follows).
@@ -62,8 +63,6 @@ flock -s "$LOCK" cargo test --workspace -- --skip job_macro_misuse_fails_to_comp
 wait "$compile_fail" || { cat target/compile-fail.log; exit 1; }
 # A test that measures the process (its memory) is #[ignore]d in the parallel run: alone here.
 flock -s "$LOCK" cargo test --workspace --test suite -- --ignored
-stage "the OpenTelemetry bridge (an optional feature)"
-cargo test --workspace --features palermo/opentelemetry --lib -- trace
 stage "the broker matrix: 3.10 and 4.0, classic and quorum queues"
 flock -s "$LOCK" scripts/matrix.sh
 stage "disruptive tests"
