@@ -18,6 +18,7 @@ mod support;
 mod web_support;
 
 mod addresses;
+mod cancel;
 mod control;
 mod core;
 mod dashboard_browser;

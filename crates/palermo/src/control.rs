@@ -17,6 +17,12 @@
 //! The admin side ([`pause`], [`resume`], [`send`]) declares the marker first and publishes
 //! the command after, with a confirm; a worker reads the markers after its command queue is
 //! bound, so whichever it sees last is the newest state.
+//!
+//! - **A cancellation is an entry in a stream** ([`cancellations`]): the broker keeps it for a
+//!   retention window, and every worker reads the whole stream when it connects, so a job
+//!   cancelled before its worker started is not run either.
+
+pub mod cancellations;
 
 use std::collections::BTreeSet;
 

@@ -6,10 +6,13 @@
 //! - a snooze → publish it again, delayed, same attempt → ack;
 //! - a retry → publish it, delayed by its backoff, as the next attempt → ack;
 //! - failed for good, or a message that cannot run at all → publish it to the failed queue
-//!   → ack.
+//!   → ack;
+//! - cancelled by an operator (before it started, or while it ran) → ack (`cancel.rs`).
 //!
 //! Every publish is confirmed before the ack; when it cannot be, the delivery goes back to
 //! the broker unacked, so nothing is lost.
+
+use std::sync::Arc;
 
 use lapin::{
     message::Delivery,
@@ -28,6 +31,7 @@ use super::{
 };
 use crate::{
     error::Error,
+    job::CancelSignal,
     limits::Limit,
     registry::{Names, Registration},
     wire::{self, JobMeta},
@@ -49,7 +53,9 @@ pub(crate) async fn execute(
     }
     // Parsed once here; the stats and the run share it, and its names.
     let meta = JobMeta::parse(&delivery.properties);
-    let (running, names) = slot.started(&shared.stats, delivery, meta.as_ref().ok());
+    // In flight with its signal before the cancelled ids are checked (`cancel.rs`).
+    let cancel = Arc::new(CancelSignal::default());
+    let (running, names) = slot.started(&shared.stats, delivery, meta.as_ref().ok(), &cancel);
     // `done`: the job's work is over and its unique key (if any) free once acked.
     // `took`: how long the job's function ran, for the duration histogram.
     let (succeeded, done, handed_over, took) = match admit(shared, delivery, meta) {
@@ -64,10 +70,15 @@ pub(crate) async fn execute(
             registration,
             run_key,
         } => {
+            if let Some((by, at)) = shared.cancels.check(&meta.id) {
+                cancel.raise(&by, at);
+            }
             // A limited job first takes its permit, or waits (docs/limits.md); an unlimited
             // one pays one empty-map check.
             let permit = match shared.limits.of(&meta.name) {
                 None => None,
+                // A cancelled job takes no permit: it does not run.
+                Some(_) if cancel.is_raised() => None,
                 Some(limit) => match take_permit(shared, limits, limit, &meta, delivery).await {
                     Ok(permit) => Some(permit),
                     Err(waiting_for) => {
@@ -90,13 +101,17 @@ pub(crate) async fn execute(
                 headers: Some(wire::headers(&delivery.properties)),
                 names: names.unwrap_or_else(|| Names::of(&meta)),
                 state: shared.state.clone(),
+                cancel,
             };
             let ran = decide::run(job, &Retries::of(&shared.config), &shared.middleware).await;
             if let Some(permit) = permit {
                 gate::release(&shared.limits, limits, permit).await;
             }
-            let done = matches!(ran.decision, Decision::Succeeded);
-            if done {
+            let done = matches!(
+                ran.decision,
+                Decision::Succeeded | Decision::Cancelled { .. }
+            );
+            if matches!(ran.decision, Decision::Succeeded) {
                 shared.recent.insert(run_key);
             }
             let succeeded = ran.decision.is_ok();
@@ -157,6 +172,14 @@ async fn carry_out(
 ) -> Result<(), Error> {
     let (failure, gave_up, max) = match ran.decision {
         Decision::Succeeded => return Ok(()),
+        Decision::Cancelled { by, at, ran: true } => {
+            info!(job.id = %meta.id, job.name = %meta.name, queue = %meta.queue, attempt = meta.attempt, cancelled_by = %by, cancelled_at = at, elapsed = ?ran.elapsed, "running job cancelled; acking it");
+            return Ok(());
+        }
+        Decision::Cancelled { by, at, ran: false } => {
+            info!(job.id = %meta.id, job.name = %meta.name, queue = %meta.queue, attempt = meta.attempt, cancelled_by = %by, cancelled_at = at, "cancelled job not run; acking it");
+            return Ok(());
+        }
         Decision::Snooze { delay } => {
             info!(job.id = %meta.id, job.name = %meta.name, queue = %meta.queue, attempt = meta.attempt, ?delay, "job snoozed");
             return retrying::snooze(shared, channel, delivery, meta, delay, None).await;
