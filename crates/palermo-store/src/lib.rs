@@ -24,6 +24,7 @@
 //! docs/admin.md is the user guide: schema, recorder, retry ordering, CLI.
 
 pub mod actions;
+pub mod cancel;
 mod claim;
 pub mod control;
 pub mod error;

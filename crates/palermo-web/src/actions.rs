@@ -5,7 +5,8 @@
 
 use palermo::control::Command;
 use palermo_store::{
-    control,
+    cancel, control,
+    error::Rejection,
     prunes::{Prune, Rule},
     time, Filter, StoreError,
 };
@@ -134,6 +135,46 @@ pub(crate) async fn command_worker(
     .await?;
     info!(worker = %id, ?command, actor = %actor.0, "worker command sent from the dashboard");
     Ok(told.into_iter().map(|w| w.id).collect())
+}
+
+/// Cancels job `id` (docs/admin.md, "Control"): a running or retried job is cancelled; an id
+/// that is not a UUID, or that nobody knows (neither running nor in the failures), is a 404
+/// unless `even_unknown` (a queued or delayed job cannot be seen from here); a finished or
+/// already cancelled job is a 409 that says so. Nothing is published for a refused id.
+pub(crate) async fn cancel_job(
+    app: &App,
+    id: &str,
+    even_unknown: bool,
+    actor: &Actor,
+) -> Result<cancel::Cancelled, WebError> {
+    let job = uuid::Uuid::parse_str(id.trim())
+        .map_err(|_| WebError::NotFound(format!("no job {id:?}: a job id is a UUID")))?;
+    let broker = app.broker();
+    let connection = broker.connection().await?;
+    let answers = cancel::cancel_jobs(
+        &connection,
+        broker.deployment(),
+        app.store(),
+        &[job],
+        even_unknown,
+        &actor.0,
+    )
+    .await?;
+    let answer = answers
+        .into_iter()
+        .next()
+        .ok_or_else(|| WebError::Internal("no answer for the job".into()))?;
+    if !answer.cancelled {
+        return Err(match answer.known {
+            cancel::Known::Unknown => WebError::NotFound(format!("job {job}: {}", answer.message)),
+            _ => WebError::Stale(vec![Rejection {
+                id: job.to_string(),
+                reason: answer.message,
+            }]),
+        });
+    }
+    info!(job.id = %job, actor = %actor.0, "job cancelled from the dashboard");
+    Ok(answer)
 }
 
 /// The ids, without blanks and repeats; none at all is a 400.

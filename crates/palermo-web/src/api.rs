@@ -111,6 +111,28 @@ pub(crate) async fn stop(
     Ok(Json(json!({"command": "stop", "workers": told})))
 }
 
+/// Options of `POST /api/jobs/{id}/cancel`.
+#[derive(Debug, Deserialize)]
+pub(crate) struct CancelOptions {
+    /// Cancel an id nobody knows (a queued or delayed job) instead of a 404. Defaults to
+    /// false.
+    #[serde(default)]
+    even_unknown: bool,
+}
+
+/// `POST /api/jobs/{id}/cancel[?even_unknown=true]`: `{"id", "cancelled": true, "status",
+/// "message"}`; 404 for an id nobody knows (without `even_unknown`), 409 for a finished or
+/// already cancelled job.
+pub(crate) async fn cancel(
+    State(app): State<App>,
+    actor: Actor,
+    Path(id): Path<String>,
+    Query(options): Query<CancelOptions>,
+) -> ApiResult<palermo_store::cancel::Cancelled> {
+    let answer = actions::cancel_job(&app, &id, options.even_unknown, &actor).await?;
+    Ok(Json(answer))
+}
+
 /// `GET /api/workers`: the workers and the jobs running now.
 pub(crate) async fn workers(State(app): State<App>) -> ApiResult<Workers> {
     Ok(Json(Workers::load(&app, time::now_ms()).await?))

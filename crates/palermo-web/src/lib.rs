@@ -114,6 +114,7 @@ fn pages_and_actions() -> Router<App> {
         .route("/workers", get(workers::page))
         .route("/workers/{id}/quiet", post(actions::quiet))
         .route("/workers/{id}/stop", post(actions::stop))
+        .route("/jobs/{id}/cancel", post(actions::cancel))
         .route("/failed", get(failed::page))
         .route("/job-metrics", get(metrics::page))
         // GET: one failure; POST: retry, remove, retry-all, remove-all, prune.
@@ -134,6 +135,7 @@ fn api() -> Router<App> {
         .route("/workers", get(api::workers))
         .route("/workers/{id}/quiet", post(api::quiet))
         .route("/workers/{id}/stop", post(api::stop))
+        .route("/jobs/{id}/cancel", post(api::cancel))
         .route("/failed", get(api::failed))
         .route("/failed/facets", get(api::facets))
         .route("/failed/retry", post(api::retry))

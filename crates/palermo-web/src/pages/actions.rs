@@ -395,6 +395,28 @@ async fn command_worker(
     ))
 }
 
+/// `POST /jobs/{id}/cancel`: cancels a running job (the Busy table's Cancel button).
+pub(crate) async fn cancel(
+    State(app): State<App>,
+    root: Root,
+    actor: Actor,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Response, WebError> {
+    let fields = Fields::parse(&body);
+    if !fields.confirmed() {
+        let message = format!(
+            "Cancel job {}? A running job is told to stop and dropped after its worker's grace \
+             period; it is not retried.",
+            text::cell(&id, 200)
+        );
+        let action = format!("jobs/{}/cancel", crate::links::segment(&id));
+        return confirm(&app, &root, &action, message, &fields);
+    }
+    actions::cancel_job(&app, &id, false, &actor).await?;
+    Ok(done(&root, &fields.return_to("workers"), "cancelled", 1))
+}
+
 fn capitalized(verb: &str) -> String {
     let mut chars = verb.chars();
     chars

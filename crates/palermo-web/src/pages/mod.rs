@@ -109,6 +109,7 @@ impl Done {
                 format!("Stop sent to {n} worker{plural}: running jobs finish, then it exits.")
             }
             "pruned" => format!("Pruned {n} old failure{plural}."),
+            "cancelled" => "Cancelled: the job is told to stop and will not run again.".into(),
             _ => return None,
         };
         Some(what)

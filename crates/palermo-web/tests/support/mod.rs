@@ -74,6 +74,11 @@ pub fn failure(
 
 /// Records a heartbeat of a worker serving `queue`, running one job.
 pub async fn heartbeat(store: &Store, queue: &str) {
+    heartbeat_running(store, queue, "running-1").await
+}
+
+/// [`heartbeat`] of a worker running the job `job_id`.
+pub async fn heartbeat_running(store: &Store, queue: &str, job_id: &str) {
     let now = chrono::Utc::now().timestamp_millis();
     let beat = Heartbeat {
         version: 1,
@@ -102,7 +107,7 @@ pub async fn heartbeat(store: &Store, queue: &str) {
         timing_bounds_ms: Vec::new(),
         timings: Vec::new(),
         jobs: vec![RunningJob {
-            id: "running-1".into(),
+            id: job_id.into(),
             name: "send_email".into(),
             queue: queue.into(),
             started_at: now - 7000,
