@@ -104,3 +104,90 @@ async fn pause_quiet_and_stop_from_the_command_line() {
         .expect("task");
     assert!(ended.is_ok(), "{ended:?}");
 }
+
+/// `palermo jobs cancel` with the test's control exchange; the exit code and the JSON.
+fn cancel(admin: &Admin, control: &str, ids: &[&str]) -> (Option<i32>, Value) {
+    let mut args = vec!["jobs", "cancel"];
+    args.extend_from_slice(ids);
+    args.push("--json");
+    let out = palermo(admin, control, &args);
+    let json = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    (out.status.code(), json)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_cancel_tells_running_jobs_and_says_what_it_knew_of_each_id() {
+    let admin = Admin::new("sqlite", "cancelcli").await;
+    let rig = &admin.rig;
+    let queue = rig.queue.clone();
+    let exchange = unique("control");
+    let mut config = admin.worker_config(&[&queue]);
+    config.deployment.control_exchange = exchange.clone();
+    config.cancel_grace = std::time::Duration::from_millis(300);
+    rig.owned().exchange(&exchange);
+    rig.owned()
+        .queue(&control::cancellations::stream_name(&config.deployment));
+    let seen = Arc::new(Seen::default());
+    rig.start(Worker::builder(config).state(seen.clone()));
+    rig.wait_consuming().await;
+
+    let failed = rig.enqueue(crate::AlwaysFails { n: 1 }).await.to_string();
+    rig.wait_failed(1).await;
+    let running = rig.enqueue(crate::Sleepy { ms: 60_000 }).await.to_string();
+    eventually(WAIT, "the heartbeats show the job running", || async {
+        let workers = json(&admin, &exchange, &["workers"]);
+        workers.to_string().contains(&running)
+    })
+    .await;
+    let unknown = uuid::Uuid::new_v4().to_string();
+
+    let (code, answers) = cancel(&admin, &exchange, &[&running, &failed, &unknown]);
+    assert_eq!(code, Some(1), "the failed job is refused: {answers}");
+    let statuses: Vec<(&str, bool)> = answers
+        .as_array()
+        .map(|all| {
+            all.iter()
+                .map(|a| (a["status"].as_str().unwrap_or(""), a["cancelled"] == true))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(
+        statuses,
+        [("running", true), ("finished", false), ("unknown", true)],
+        "{answers}"
+    );
+    // The job does not listen: it is dropped after the grace period, acked, not failed.
+    eventually(
+        WAIT,
+        "the cancelled run is gone from the heartbeats",
+        || async {
+            !json(&admin, &exchange, &["workers"])
+                .to_string()
+                .contains(&running)
+        },
+    )
+    .await;
+    assert_eq!(seen.succeeded.load(std::sync::atomic::Ordering::SeqCst), 0);
+    assert_eq!(rig.ready(&queue).await, 0);
+    let list = json(&admin, &exchange, &["failed", "list"]);
+    assert_eq!(
+        crate::failure_rows(&list).len(),
+        1,
+        "cancelled is not failed"
+    );
+
+    let (code, again) = cancel(&admin, &exchange, &[&running]);
+    assert_eq!(code, Some(1), "{again}");
+    assert_eq!(again[0]["status"], "already_cancelled", "{again}");
+    let other = uuid::Uuid::new_v4().to_string();
+    let (code, answers) = cancel(&admin, &exchange, &[&other]);
+    assert_eq!(
+        code,
+        Some(2),
+        "an unknown id is cancelled with its own code: {answers}"
+    );
+    let out = palermo(&admin, &exchange, &["jobs", "cancel", "not-a-job"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("is not a job id"), "{}", stderr(&out));
+    rig.stop().await;
+}
