@@ -43,8 +43,10 @@ pub enum Outcome {
         /// Whether it runs again (attempts remain).
         retry: bool,
     },
-    /// An operator cancelled the job while it ran (`palermo jobs cancel`): it returned, or
-    /// was dropped after the cancel grace period. Not a failure; it does not run again.
+    /// An operator cancelled the job (`palermo jobs cancel`): while it ran (it returned, or
+    /// was dropped after the cancel grace period), or before it started (then it did not
+    /// run; a worker's middleware does not see that case, [`crate::testing`]'s runs do).
+    /// Not a failure; it does not run again.
     Cancelled {
         /// Who cancelled it.
         by: String,
