@@ -129,8 +129,14 @@ pub(crate) async fn run(job: Job<'_>, retries: &Retries, middleware: &middleware
         cancel,
     } = job;
     let timeout = registration.timeout.unwrap_or(retries.job_timeout);
-    if let Some(cancelled) = Ran::cancelled(&cancel, false, Duration::ZERO, timeout) {
-        return cancelled;
+    if cancel.is_raised() {
+        let decision = Decision::cancelled(&cancel, false);
+        let elapsed = Duration::ZERO;
+        return Ran {
+            decision,
+            elapsed,
+            timeout,
+        };
     }
     let ctx = registration.context(meta, names, retries.max_attempts, state, cancel.clone());
     let code = match (registration.decode)(meta.format, body, ctx.clone()) {
@@ -182,25 +188,20 @@ pub(crate) async fn run(job: Job<'_>, retries: &Retries, middleware: &middleware
     let result = trace::in_job(&ctx, traceparent, guarded).await;
     let elapsed = started.elapsed();
     let backoff = registration.backoff.unwrap_or(retries.backoff);
-    // Cancelled while it ran: whatever it returned, it was told to stop.
-    let ran = match Ran::cancelled(&cancel, true, elapsed, timeout) {
-        Some(cancelled) => cancelled,
-        None => {
-            let decision = match result {
-                Some(Ok(ran)) => decide(ran, meta.attempt, ctx.max_attempts, &backoff),
-                // Only a raised signal drops the run: `cancelled` above took that case.
-                Some(Err(_)) | None => {
-                    let failure =
-                        Failure::new(FailureKind::Timeout, format!("timed out after {timeout:?}"));
-                    after_failure(failure, false, meta.attempt, ctx.max_attempts, &backoff)
-                }
-            };
-            Ran {
-                decision,
-                elapsed,
-                timeout,
-            }
+    let decision = match result {
+        // Cancelled while it ran (or dropped, `None`): whatever it returned, it was told.
+        _ if cancel.is_raised() => Decision::cancelled(&cancel, true),
+        Some(Ok(ran)) => decide(ran, meta.attempt, ctx.max_attempts, &backoff),
+        Some(Err(_)) | None => {
+            let failure =
+                Failure::new(FailureKind::Timeout, format!("timed out after {timeout:?}"));
+            after_failure(failure, false, meta.attempt, ctx.max_attempts, &backoff)
         }
+    };
+    let ran = Ran {
+        decision,
+        elapsed,
+        timeout,
     };
     if hooked {
         middleware.after(&info, &ran.outcome(), elapsed);
@@ -275,6 +276,12 @@ fn after_failure(
 }
 
 impl Decision {
+    /// The decision for a job whose `cancel` signal is raised; `ran`: it started.
+    fn cancelled(cancel: &CancelSignal, ran: bool) -> Decision {
+        let (by, at) = cancel.by().cloned().unwrap_or_default();
+        Decision::Cancelled { by, at, ran }
+    }
+
     /// Whether the run did not fail: it succeeded, snoozed or was cancelled.
     pub fn is_ok(&self) -> bool {
         matches!(
@@ -285,24 +292,6 @@ impl Decision {
 }
 
 impl Ran {
-    /// The run of a job whose `cancel` signal is raised: cancelled, after `elapsed`.
-    fn cancelled(
-        cancel: &CancelSignal,
-        ran: bool,
-        elapsed: Duration,
-        timeout: Duration,
-    ) -> Option<Ran> {
-        if !cancel.is_raised() {
-            return None;
-        }
-        let (by, at) = cancel.by().cloned().unwrap_or_default();
-        Some(Ran {
-            decision: Decision::Cancelled { by, at, ran },
-            elapsed,
-            timeout,
-        })
-    }
-
     /// A message that cannot run at all (malformed, unknown job, undecodable).
     pub fn rejected(failure: Failure, retries: &Retries) -> Self {
         let decision = Decision::Fail {
