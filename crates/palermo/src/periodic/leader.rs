@@ -13,6 +13,10 @@
 //! acks the one it held and receives messages until its own new token comes back, merging
 //! any extra tokens (two schedulers that started on an empty queue both published one) on
 //! the way: at most one token survives.
+//!
+//! Before it enqueues a due schedule's ticks the leader looks for the schedule's pause
+//! marker (`control::schedule_pause_marker`, a passive declare): a paused schedule's ticks
+//! are skipped (recorded as handled in the token, not enqueued, not kept for later).
 
 use std::time::Duration;
 
@@ -31,6 +35,7 @@ use super::{job_id, token::State, Entry};
 use crate::{
     broker,
     client::{Client, ClientConfig, Enqueued},
+    control,
     deployment::Deployment,
     error::Error,
     shutdown::Shutdown,
@@ -107,6 +112,7 @@ async fn follow_then_lead(
     let mut leader = Leader {
         state: State::read(&first.data),
         held: first,
+        connection,
         channel,
         consumer,
         settings,
@@ -176,6 +182,8 @@ async fn next(consumer: &mut Consumer, queue: &str) -> Result<Delivery, Error> {
 struct Leader<'a> {
     state: State,
     held: Delivery,
+    /// The session's connection, for the pause markers' throwaway channels.
+    connection: &'a Connection,
     channel: Channel,
     consumer: Consumer,
     settings: &'a Settings,
@@ -190,7 +198,12 @@ impl Leader<'_> {
         self.state.leader = self.settings.identity.clone();
         self.state.written_ms = Utc::now().timestamp_millis();
         publish(&self.channel, self.settings.queue(), &self.state, &id).await?;
-        let table = super::status::table(&self.settings.identity, self.entries, |n| self.last(n));
+        let ran = |n: &str| {
+            let ms = self.state.ran.get(n)?;
+            Some(DateTime::from_timestamp_millis(*ms))
+        };
+        let table =
+            super::status::table(&self.settings.identity, self.entries, |n| self.last(n), ran);
         let (queue, queue_type) = (self.settings.queue(), self.settings.deployment.queue_type);
         super::status::publish(&self.channel, queue, queue_type, &table).await?;
         self.held
@@ -229,9 +242,18 @@ impl Leader<'_> {
         for entry in self.entries {
             let name = entry.periodic.name();
             if let Some(last) = self.last(name) {
-                for tick in entry.periodic.missed(last, now) {
-                    info!(schedule = name, %tick, "enqueueing a missed tick");
-                    self.enqueue(entry, tick, client).await?;
+                let missed = entry.periodic.missed(last, now);
+                if !missed.is_empty() && self.paused(name).await? {
+                    info!(
+                        schedule = name,
+                        missed = missed.len(),
+                        "missed ticks skipped: the schedule is paused"
+                    );
+                } else {
+                    for tick in missed {
+                        info!(schedule = name, %tick, "enqueueing a missed tick");
+                        self.enqueue(entry, tick, client).await?;
+                    }
                 }
             }
             let last = self.last(name).map_or(now, |last| last.max(now));
@@ -267,11 +289,22 @@ impl Leader<'_> {
             let now = Utc::now();
             for entry in self.entries {
                 let name = entry.periodic.name();
-                while let Some(tick) = self
-                    .last(name)
-                    .and_then(|last| entry.periodic.next_after(last))
-                    .filter(|tick| *tick <= now)
-                {
+                let due = |leader: &Self| {
+                    leader
+                        .last(name)
+                        .and_then(|last| entry.periodic.next_after(last))
+                        .filter(|tick| *tick <= now)
+                };
+                if due(self).is_some() && self.paused(name).await? {
+                    while let Some(tick) = due(self) {
+                        info!(schedule = name, %tick, "tick skipped: the schedule is paused");
+                        self.state
+                            .last
+                            .insert(name.to_string(), tick.timestamp_millis());
+                    }
+                    continue;
+                }
+                while let Some(tick) = due(self) {
                     self.enqueue(entry, tick, client).await?;
                 }
             }
@@ -293,6 +326,17 @@ impl Leader<'_> {
             .await
             .map_err(Error::broker("queue.declare (passive)"))?;
         Ok(())
+    }
+
+    /// Whether schedule `name` is paused now (its marker exists). A name too long for a
+    /// marker cannot have been paused.
+    async fn paused(&self, name: &str) -> Result<bool, Error> {
+        let names = [name.to_string()];
+        match control::paused_schedules(self.connection, &self.settings.deployment, &names).await {
+            Ok(paused) => Ok(!paused.is_empty()),
+            Err(Error::InvalidName(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     fn last(&self, name: &str) -> Option<DateTime<Utc>> {
@@ -322,6 +366,9 @@ impl Leader<'_> {
         }
         self.state
             .last
+            .insert(name.to_string(), tick.timestamp_millis());
+        self.state
+            .ran
             .insert(name.to_string(), tick.timestamp_millis());
         Ok(())
     }
