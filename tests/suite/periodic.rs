@@ -164,14 +164,20 @@ async fn status_row(setup: &Setup) -> schedules::ScheduleRow {
     let connection = &setup.rig.connection;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
-        let status = schedules::read(connection, &setup.election).await.ok().flatten();
+        let status = schedules::read(connection, &setup.election)
+            .await
+            .ok()
+            .flatten();
         let row = status
             .and_then(|s| s.schedules.into_iter().find(|r| r.name == setup.schedule))
             .filter(|r| r.last_run.is_some());
         if let Some(row) = row {
             return row;
         }
-        assert!(tokio::time::Instant::now() < deadline, "no status row that ran");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no status row that ran"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -206,11 +212,18 @@ async fn a_paused_schedule_skips_its_ticks_until_resumed() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let during = rig.ready(&setup.ticks).await;
     tokio::time::sleep(Duration::from_secs(4)).await;
-    assert_eq!(rig.ready(&setup.ticks).await, during, "no tick while paused");
+    assert_eq!(
+        rig.ready(&setup.ticks).await,
+        during,
+        "no tick while paused"
+    );
     let row = status_row(&setup).await;
     let last = row.last_run.expect("last run");
     assert!(last <= paused_at.timestamp_millis() + 1000, "{row:?}");
-    assert!(row.next_run.expect("next") > paused_at.timestamp_millis() + 4000, "{row:?}");
+    assert!(
+        row.next_run.expect("next") > paused_at.timestamp_millis() + 4000,
+        "{row:?}"
+    );
     set_paused(&setup, false).await;
     let resumed_at = Utc::now();
     eventually(Duration::from_secs(5), "ticks again", || async {
@@ -223,7 +236,10 @@ async fn a_paused_schedule_skips_its_ticks_until_resumed() {
     let skipped = (paused_at.timestamp() + 2)..resumed_at.timestamp();
     for (second, n) in &counts {
         assert_eq!(*n, 1, "tick {second} once");
-        assert!(!skipped.contains(second), "tick {second} was paused: {counts:?}");
+        assert!(
+            !skipped.contains(second),
+            "tick {second} was paused: {counts:?}"
+        );
     }
 }
 
@@ -247,13 +263,24 @@ async fn a_new_scheduler_honours_the_pause() {
     setup.start_scheduler(CatchUp::All);
     // The new scheduler is active once it publishes its table.
     let connection = &rig.connection;
-    eventually(Duration::from_secs(10), "the new scheduler's table", || async {
-        let status = schedules::read(connection, &setup.election).await.ok().flatten();
-        status.is_some_and(|s| s.written_at > stopped_at.timestamp_millis() + 2000)
-    })
+    eventually(
+        Duration::from_secs(10),
+        "the new scheduler's table",
+        || async {
+            let status = schedules::read(connection, &setup.election)
+                .await
+                .ok()
+                .flatten();
+            status.is_some_and(|s| s.written_at > stopped_at.timestamp_millis() + 2000)
+        },
+    )
     .await;
     tokio::time::sleep(Duration::from_secs(3)).await;
-    assert_eq!(rig.ready(&setup.ticks).await, before, "the new leader skipped");
+    assert_eq!(
+        rig.ready(&setup.ticks).await,
+        before,
+        "the new leader skipped"
+    );
     set_paused(&setup, false).await;
     let resumed_at = Utc::now();
     eventually(Duration::from_secs(5), "ticks after the resume", || async {
@@ -266,7 +293,10 @@ async fn a_new_scheduler_honours_the_pause() {
     let skipped = (stopped_at.timestamp() + 1)..resumed_at.timestamp();
     for (second, n) in &counts {
         assert_eq!(*n, 1, "tick {second} once");
-        assert!(!skipped.contains(second), "tick {second} was paused: {counts:?}");
+        assert!(
+            !skipped.contains(second),
+            "tick {second} was paused: {counts:?}"
+        );
     }
 }
 
@@ -280,18 +310,24 @@ async fn run_now_enqueues_one_extra_run() {
     setup.start_scheduler(CatchUp::Latest);
     let row = status_row(&setup).await;
     assert_eq!(row.format.as_deref(), Some("json"));
-    assert_eq!(row.args.as_deref(), Some("{}"), "the unit struct's arguments");
+    assert_eq!(
+        row.args.as_deref(),
+        Some("{}"),
+        "the unit struct's arguments"
+    );
     let deployment = rig.config().deployment;
-    let enqueued = schedules::run_now(&deployment, &row).await.expect("run now");
+    let enqueued = schedules::run_now(&deployment, &row)
+        .await
+        .expect("run now");
     let palermo::Enqueued::New(id) = enqueued else {
         panic!("not unique, so enqueued: {enqueued:?}")
     };
     tokio::time::sleep(Duration::from_secs(3)).await;
     rig.stop().await;
     let messages = rig.drain(&setup.ticks).await;
-    let (extra, ticks): (Vec<_>, Vec<_>) = messages.into_iter().partition(|(p, _)| {
-        p.message_id().as_ref().map(|m| m.to_string()) == Some(id.to_string())
-    });
+    let (extra, ticks): (Vec<_>, Vec<_>) = messages
+        .into_iter()
+        .partition(|(p, _)| p.message_id().as_ref().map(|m| m.to_string()) == Some(id.to_string()));
     assert_eq!(extra.len(), 1, "exactly one extra run");
     assert_eq!(extra[0].1, b"{}".to_vec(), "the schedule's arguments");
     let counts = ticks_of(&ticks, &setup.schedule, from, Utc::now());

@@ -126,7 +126,9 @@ impl Side {
         }
         let _ = channel
             .exchange_delete(
-                control::schedule_pause_marker(&self.deployment, &self.schedule).as_str().into(),
+                control::schedule_pause_marker(&self.deployment, &self.schedule)
+                    .as_str()
+                    .into(),
                 ExchangeDeleteOptions::default(),
             )
             .await;
@@ -143,7 +145,10 @@ async fn run_pause_and_resume_a_schedule_behind_a_confirmation() {
     let page = send(&router, get("/schedules")).await;
     assert_eq!(page.status, StatusCode::OK, "{}", page.body);
     assert!(page.body.contains(&name), "{}", page.body);
-    assert!(page.body.contains("host-a:42:default"), "the active scheduler");
+    assert!(
+        page.body.contains("host-a:42:default"),
+        "the active scheduler"
+    );
     assert!(page.body.contains("0 0 3 * * *") && page.body.contains("nightly_report"));
     assert!(
         page.body.contains("&#60;b&#62;today") && !page.body.contains("<b>today"),
@@ -151,7 +156,10 @@ async fn run_pause_and_resume_a_schedule_behind_a_confirmation() {
         page.body
     );
     assert!(page.body.contains("run-button") && page.body.contains("pause-button"));
-    assert!(page.body.contains(r#"aria-current="page">Schedules"#), "the nav link");
+    assert!(
+        page.body.contains(r#"aria-current="page">Schedules"#),
+        "the nav link"
+    );
 
     // Run now: asked first, then exactly one run on the schedule's queue.
     let ask = send(&router, post_form(&format!("/schedules/{name}/run"), "")).await;
@@ -206,7 +214,10 @@ async fn run_pause_and_resume_a_schedule_behind_a_confirmation() {
     )));
     let resumed = send(
         &router,
-        post_json(&format!("/api/schedules/{name}/resume"), serde_json::json!({})),
+        post_json(
+            &format!("/api/schedules/{name}/resume"),
+            serde_json::json!({}),
+        ),
     )
     .await;
     assert_eq!(resumed.status, StatusCode::OK, "{}", resumed.body);
@@ -221,11 +232,20 @@ async fn run_pause_and_resume_a_schedule_behind_a_confirmation() {
         .collect();
     assert_eq!(
         audit,
-        ["schedule-resume", "schedule-pause", "schedule-run", "schedule-run"],
+        [
+            "schedule-resume",
+            "schedule-pause",
+            "schedule-run",
+            "schedule-run"
+        ],
         "newest first"
     );
     assert!(
-        store.control_actions(&name).await.expect("queue actions").is_empty(),
+        store
+            .control_actions(&name)
+            .await
+            .expect("queue actions")
+            .is_empty(),
         "a queue of the same name shows none of them"
     );
 
@@ -234,11 +254,18 @@ async fn run_pause_and_resume_a_schedule_behind_a_confirmation() {
     for verb in ["run", "pause", "resume"] {
         let missing = send(
             &router,
-            post_json(&format!("/api/schedules/{unknown}/{verb}"), serde_json::json!({})),
+            post_json(
+                &format!("/api/schedules/{unknown}/{verb}"),
+                serde_json::json!({}),
+            ),
         )
         .await;
         assert_eq!(missing.status, StatusCode::NOT_FOUND, "{}", missing.body);
-        assert!(missing.body.contains(&name), "lists the known: {}", missing.body);
+        assert!(
+            missing.body.contains(&name),
+            "lists the known: {}",
+            missing.body
+        );
         let form = send(
             &router,
             post_form(&format!("/schedules/{unknown}/{verb}"), "confirmed=1"),
@@ -303,7 +330,12 @@ async fn schedule_actions_need_login_same_origin_and_a_writable_dashboard() {
         assert!(!page.body.contains(button), "{button} in read-only mode");
     }
     let api = send(&read_only, get("/api/schedules")).await;
-    assert_eq!(api.status, StatusCode::OK, "reading stays open: {}", api.body);
+    assert_eq!(
+        api.status,
+        StatusCode::OK,
+        "reading stays open: {}",
+        api.body
+    );
 
     side.clean_up().await;
     store.close().await;
