@@ -18,10 +18,12 @@
 //! the command after, with a confirm; a worker reads the markers after its command queue is
 //! bound, so whichever it sees last is the newest state.
 //!
-//! - **A paused schedule** (periodic jobs) is a marker too ([`schedule_pause_marker`]), and
-//!   nothing else: the active scheduler looks for the marker of each schedule that is due
-//!   before it enqueues the tick, so there is nobody to tell, and a scheduler that takes over
-//!   (a failover, a restart) honours it from its first tick.
+//! - **A paused schedule** (periodic jobs) is a marker too ([`schedule_pause_marker`]),
+//!   followed by a [`ScheduleCommand`] to [`SCHEDULER_KEY`], which only the active scheduler
+//!   listens to. The scheduler reads the markers when it takes over (after binding its
+//!   command queue, as a worker does) and follows the commands after that, so a scheduler
+//!   that takes over (a failover, a restart) honours a pause from its first tick, and no
+//!   check runs per tick.
 
 use std::collections::BTreeSet;
 
@@ -58,6 +60,27 @@ pub fn pause_marker(deployment: &Deployment, queue: &str) -> String {
 /// The exchange whose existence means that schedule `name` is paused.
 pub fn schedule_pause_marker(deployment: &Deployment, name: &str) -> String {
     format!("{}.schedule-paused.{name}", deployment.control_exchange)
+}
+
+/// The routing key the active scheduler listens to (schedule pauses and resumes).
+pub const SCHEDULER_KEY: &str = "scheduler";
+
+/// What an operator tells the active scheduler (JSON,
+/// `{"command": "pause_schedule", "schedule": "nightly"}`); the marker says so to later ones.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "command", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ScheduleCommand {
+    /// Skip the schedule's ticks.
+    PauseSchedule {
+        /// The schedule's name.
+        schedule: String,
+    },
+    /// Enqueue its ticks again.
+    ResumeSchedule {
+        /// The schedule's name.
+        schedule: String,
+    },
 }
 
 /// What an operator tells workers (JSON, `{"command": "pause", "queue": "mail"}`).
@@ -123,7 +146,10 @@ async fn marked(
             .create_channel()
             .await
             .map_err(Error::broker("channel.open"))?;
-        let marker = topology::short_name("exchange name", &marker(name))?;
+        // A name too long for a marker cannot have been paused (its pause was refused).
+        let Ok(marker) = topology::short_name("exchange name", &marker(name)) else {
+            continue;
+        };
         let passive = ExchangeDeclareOptions {
             passive: true,
             ..Default::default()
@@ -171,26 +197,25 @@ async fn delete_marker(channel: &Channel, marker: &str) -> Result<(), Error> {
 }
 
 /// Pauses (`paused`) or resumes schedule `name` for every scheduler, now and after failovers
-/// and restarts: declares or deletes its marker (confirmed by the broker's reply). A paused
-/// schedule's ticks are skipped, not kept for later.
+/// and restarts: declares or deletes its marker, then tells the active scheduler (confirmed).
+/// A paused schedule's ticks are skipped, not kept for later.
 pub async fn set_schedule_paused(
     connection: &Connection,
     deployment: &Deployment,
     name: &str,
     paused: bool,
 ) -> Result<(), Error> {
-    let channel = connection
-        .create_channel()
-        .await
-        .map_err(Error::broker("channel.open"))?;
+    let channel = broker::confirm_channel(connection).await?;
     let marker = schedule_pause_marker(deployment, name);
-    let result = if paused {
-        declare_marker(&channel, &marker).await
+    let schedule = name.to_string();
+    let command = if paused {
+        declare_marker(&channel, &marker).await?;
+        ScheduleCommand::PauseSchedule { schedule }
     } else {
-        delete_marker(&channel, &marker).await
+        delete_marker(&channel, &marker).await?;
+        ScheduleCommand::ResumeSchedule { schedule }
     };
-    let _ = channel.close(200, "done".into()).await;
-    result
+    publish(&channel, deployment, SCHEDULER_KEY, &command).await
 }
 
 /// Pauses `queue` for every worker, now and later: declares its marker, then broadcasts.
@@ -239,7 +264,7 @@ async fn publish(
     channel: &Channel,
     deployment: &Deployment,
     key: &str,
-    command: &Command,
+    command: &impl Serialize,
 ) -> Result<(), Error> {
     declare(channel, deployment).await?;
     let body = serde_json::to_vec(command).map_err(Error::EventSerialize)?;
@@ -282,5 +307,10 @@ mod tests {
         assert_eq!(serde_json::from_str::<Command>(&json).ok(), Some(pause));
         let stop: Command = serde_json::from_str(r#"{"command":"stop"}"#).expect("stop");
         assert_eq!(stop, Command::Stop);
+        let pause = ScheduleCommand::PauseSchedule {
+            schedule: "nightly".into(),
+        };
+        let json = serde_json::to_string(&pause).expect("json");
+        assert_eq!(json, r#"{"command":"pause_schedule","schedule":"nightly"}"#);
     }
 }

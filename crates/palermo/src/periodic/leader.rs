@@ -14,9 +14,9 @@
 //! any extra tokens (two schedulers that started on an empty queue both published one) on
 //! the way: at most one token survives.
 //!
-//! Before it enqueues a due schedule's ticks the leader looks for the schedule's pause
-//! marker (`control::schedule_pause_marker`, a passive declare): a paused schedule's ticks
-//! are skipped (recorded as handled in the token, not enqueued, not kept for later).
+//! A paused schedule's ticks are skipped: recorded as handled in the token, not enqueued,
+//! not kept for later. The leader learns which are paused from the broker when it takes
+//! over and from operators' commands after that (`pauses.rs`).
 
 use std::time::Duration;
 
@@ -31,11 +31,10 @@ use lapin::{
 use tracing::{info, warn};
 use uuid::Uuid;
 
-use super::{job_id, token::State, Entry};
+use super::{job_id, pauses::Pauses, token::State, Entry};
 use crate::{
     broker,
     client::{Client, ClientConfig, Enqueued},
-    control,
     deployment::Deployment,
     error::Error,
     shutdown::Shutdown,
@@ -109,10 +108,15 @@ async fn follow_then_lead(
     };
     info!(scheduler = %settings.identity, schedules = entries.len(), "scheduler active");
     let client = Client::connect_with(&ClientConfig::new(settings.deployment.clone())).await?;
+    let names: Vec<String> = entries
+        .iter()
+        .map(|e| e.periodic.name().to_string())
+        .collect();
+    let pauses = Pauses::subscribe(connection, &settings.deployment, &names).await?;
     let mut leader = Leader {
         state: State::read(&first.data),
         held: first,
-        connection,
+        pauses,
         channel,
         consumer,
         settings,
@@ -182,8 +186,8 @@ async fn next(consumer: &mut Consumer, queue: &str) -> Result<Delivery, Error> {
 struct Leader<'a> {
     state: State,
     held: Delivery,
-    /// The session's connection, for the pause markers' throwaway channels.
-    connection: &'a Connection,
+    /// Which schedules are paused.
+    pauses: Pauses,
     channel: Channel,
     consumer: Consumer,
     settings: &'a Settings,
@@ -243,7 +247,7 @@ impl Leader<'_> {
             let name = entry.periodic.name();
             if let Some(last) = self.last(name) {
                 let missed = entry.periodic.missed(last, now);
-                if !missed.is_empty() && self.paused(name).await? {
+                if !missed.is_empty() && self.pauses.is_paused(name) {
                     info!(
                         schedule = name,
                         missed = missed.len(),
@@ -282,6 +286,10 @@ impl Leader<'_> {
                     warn!(event = ?lost.map(|d| d.map(|_| ())), "the scheduler's consumer ended");
                     return Err(Error::ConsumerCancelled { queue: self.settings.queue().to_string() });
                 }
+                changed = self.pauses.next() => {
+                    changed?;
+                    continue;
+                }
                 () = tokio::time::sleep(wait) => {}
                 () = shutdown.requested() => return Ok(()),
             }
@@ -295,7 +303,7 @@ impl Leader<'_> {
                         .and_then(|last| entry.periodic.next_after(last))
                         .filter(|tick| *tick <= now)
                 };
-                if due(self).is_some() && self.paused(name).await? {
+                if due(self).is_some() && self.pauses.is_paused(name) {
                     while let Some(tick) = due(self) {
                         info!(schedule = name, %tick, "tick skipped: the schedule is paused");
                         self.state
@@ -326,17 +334,6 @@ impl Leader<'_> {
             .await
             .map_err(Error::broker("queue.declare (passive)"))?;
         Ok(())
-    }
-
-    /// Whether schedule `name` is paused now (its marker exists). A name too long for a
-    /// marker cannot have been paused.
-    async fn paused(&self, name: &str) -> Result<bool, Error> {
-        let names = [name.to_string()];
-        match control::paused_schedules(self.connection, &self.settings.deployment, &names).await {
-            Ok(paused) => Ok(!paused.is_empty()),
-            Err(Error::InvalidName(_)) => Ok(false),
-            Err(e) => Err(e),
-        }
     }
 
     fn last(&self, name: &str) -> Option<DateTime<Utc>> {

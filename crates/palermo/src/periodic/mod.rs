@@ -9,6 +9,7 @@
 
 mod leader;
 pub(crate) mod now;
+mod pauses;
 pub(crate) mod status;
 mod token;
 
