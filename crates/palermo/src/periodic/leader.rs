@@ -28,7 +28,7 @@ use lapin::{
     types::{AMQPValue, FieldTable},
     BasicProperties, Channel, Connection, Consumer,
 };
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 use uuid::Uuid;
 
 use super::{job_id, pauses::Pauses, token::State, Entry};
@@ -305,7 +305,7 @@ impl Leader<'_> {
                 };
                 if due(self).is_some() && self.pauses.is_paused(name) {
                     while let Some(tick) = due(self) {
-                        info!(schedule = name, %tick, "tick skipped: the schedule is paused");
+                        debug!(schedule = name, %tick, "tick skipped: the schedule is paused");
                         self.state
                             .last
                             .insert(name.to_string(), tick.timestamp_millis());
