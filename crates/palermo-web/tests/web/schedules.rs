@@ -341,3 +341,31 @@ async fn schedule_actions_need_login_same_origin_and_a_writable_dashboard() {
     store.close().await;
     db.remove().await;
 }
+
+/// Before any scheduler was active there is no table: the page says so, the API answers
+/// `null`, and an action names no known schedule (404).
+#[tokio::test]
+async fn without_a_scheduler_the_page_says_so() {
+    let (store, db) = store("sqlite").await;
+    let deployment = palermo::Deployment {
+        control_exchange: unique("control"),
+        scheduler_queue: unique("no-scheduler"),
+        ..palermo::Deployment::new(amqp_url())
+    };
+    let router = palermo_web::router(config_of(&store, deployment));
+    let page = send(&router, get("/schedules")).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(page.body.contains(r#"id="no-scheduler""#), "{}", page.body);
+    let api = send(&router, get("/api/schedules")).await;
+    assert_eq!(api.status, StatusCode::OK, "{}", api.body);
+    assert!(api.json()["status"].is_null(), "{}", api.body);
+    let run = send(
+        &router,
+        post_json("/api/schedules/nightly/run", serde_json::json!({})),
+    )
+    .await;
+    assert_eq!(run.status, StatusCode::NOT_FOUND, "{}", run.body);
+    assert!(run.body.contains("known schedules: none"), "{}", run.body);
+    store.close().await;
+    db.remove().await;
+}
