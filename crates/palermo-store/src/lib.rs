@@ -39,6 +39,7 @@ pub mod recorder;
 pub mod requeue;
 #[doc(hidden)]
 pub mod sample;
+pub mod schedules;
 pub mod series;
 pub mod stats;
 pub mod store;

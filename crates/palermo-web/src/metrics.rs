@@ -151,6 +151,9 @@ pub(crate) async fn metrics(State(app): State<App>) -> Result<Response, WebError
     );
 
     register_queues(&mut registry, &queues);
+    if queues.report.is_some() {
+        register_schedules(&mut registry, &app).await;
+    }
     let mut body = String::new();
     encode(&mut body, &registry)
         .map_err(|e| WebError::Internal(format!("encoding the metrics failed: {e}")))?;
@@ -162,6 +165,36 @@ pub(crate) async fn metrics(State(app): State<App>) -> Result<Response, WebError
         body,
     )
         .into_response())
+}
+
+/// Per schedule: paused or not, and its last run as a Unix timestamp (absent before its
+/// first run). Left out when the scheduler's table cannot be read.
+async fn register_schedules(registry: &mut Registry, app: &App) {
+    let broker = app.broker();
+    let loaded = match broker.connection().await {
+        Ok(connection) => palermo_store::schedules::load(&connection, broker.deployment()).await,
+        Err(e) => Err(e),
+    };
+    let Ok(Some(loaded)) = loaded else { return };
+    let paused = Family::<Labels, Gauge>::default();
+    let last_run = Family::<Labels, Gauge>::default();
+    for s in &loaded.schedules {
+        let l = labels(&[("schedule", &s.row.name)]);
+        paused.get_or_create(&l).set(i64::from(s.paused));
+        if let Some(ms) = s.row.last_run {
+            last_run.get_or_create(&l).set(ms.div_euclid(1000));
+        }
+    }
+    registry.register(
+        "palermo_schedule_paused",
+        "1 when an operator paused the schedule: its ticks are skipped (docs/admin.md, Control)",
+        paused,
+    );
+    registry.register(
+        "palermo_schedule_last_run_timestamp_seconds",
+        "When the active scheduler last enqueued the schedule's tick, Unix seconds",
+        last_run,
+    );
 }
 
 fn register_queues(registry: &mut Registry, queues: &Queues) {
