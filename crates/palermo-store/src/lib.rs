@@ -31,6 +31,7 @@ pub mod facets;
 pub mod failures;
 pub mod filter;
 pub mod keyset;
+pub mod limits;
 pub mod metrics;
 mod percentiles;
 pub mod prunes;

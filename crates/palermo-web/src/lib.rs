@@ -103,7 +103,7 @@ pub fn router(config: WebConfig) -> Router {
 
 /// The HTML pages and their forms.
 fn pages_and_actions() -> Router<App> {
-    use pages::{actions, failed, failure, metrics, overview, queues, workers};
+    use pages::{actions, failed, failure, limits, metrics, overview, queues, workers};
     Router::new()
         .route("/", get(overview::page))
         .route("/queues", get(queues::list))
@@ -112,6 +112,7 @@ fn pages_and_actions() -> Router<App> {
         .route("/queues/{name}/pause", post(actions::pause))
         .route("/queues/{name}/resume", post(actions::resume))
         .route("/workers", get(workers::page))
+        .route("/limits", get(limits::page))
         .route("/workers/{id}/quiet", post(actions::quiet))
         .route("/workers/{id}/stop", post(actions::stop))
         .route("/failed", get(failed::page))
@@ -132,6 +133,7 @@ fn api() -> Router<App> {
         .route("/queues/{name}/pause", post(api::pause))
         .route("/queues/{name}/resume", post(api::resume))
         .route("/workers", get(api::workers))
+        .route("/limits", get(api::limits))
         .route("/workers/{id}/quiet", post(api::quiet))
         .route("/workers/{id}/stop", post(api::stop))
         .route("/failed", get(api::failed))

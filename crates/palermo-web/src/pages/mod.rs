@@ -7,6 +7,7 @@
 pub(crate) mod actions;
 pub(crate) mod failed;
 pub(crate) mod failure;
+pub(crate) mod limits;
 pub(crate) mod metrics;
 pub(crate) mod overview;
 pub(crate) mod queues;
@@ -33,8 +34,8 @@ pub(crate) struct Base {
     pub(crate) env_name: Option<String>,
     pub(crate) read_only: bool,
     pub(crate) title: String,
-    /// The navigation entry to mark current: `overview`, `queues`, `workers`, `failed`,
-    /// `metrics`.
+    /// The navigation entry to mark current: `overview`, `queues`, `workers`, `limits`,
+    /// `failed`, `metrics`.
     pub(crate) nav: &'static str,
     /// Whether the page offers live refresh.
     pub(crate) live: bool,
