@@ -110,13 +110,17 @@ async fn the_cli_api_page_and_metrics_show_slots_in_use_and_jobs_waiting() {
         .await
         .expect("enqueue the ticks");
 
+    let enqueued = Instant::now();
     let rows = until(
         "palermo limits: 2 slots in use, 5 + 2 jobs waiting",
         names,
         || admin.json(&["limits"]),
     )
     .await;
-    println!("palermo limits --json: {rows}");
+    println!(
+        "palermo limits --json, {:?} after the enqueue: {rows}",
+        enqueued.elapsed()
+    );
     let concurrency = row(&rows, &hold);
     assert_eq!(concurrency["limit"], hold.as_str(), "{rows}");
     assert_eq!(concurrency["value"], 2);
