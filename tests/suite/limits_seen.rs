@@ -88,6 +88,7 @@ async fn the_cli_api_page_and_metrics_show_slots_in_use_and_jobs_waiting() {
         concurrency,
         rate,
         key: None,
+        key_fn: None,
         name: Some(name.to_string().into()),
     };
     config

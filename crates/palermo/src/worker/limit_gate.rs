@@ -31,7 +31,7 @@ use super::limit_tally::{Kind, Tally};
 use crate::{
     broker,
     error::Error,
-    limits::{key_value, Limit, Names, KEY_EXPIRY_EXTRA, RATE_SLACK},
+    limits::{Limit, Names, KEY_EXPIRY_EXTRA, RATE_SLACK},
     registry::Registry,
     wire::JobMeta,
 };
@@ -198,8 +198,7 @@ async fn try_acquire(
     body: &[u8],
 ) -> Result<Acquired, (Error, Kind)> {
     let name = limit.name_for(&meta.name);
-    let key = (limit.key.as_ref())
-        .map(|arg| key_value(meta.format, body, arg).unwrap_or_else(|| "null".into()));
+    let key = limit.key_of(meta.format, body);
     let names = Names::of(name, key.as_deref());
     let mut permit = Permit {
         slot: None,

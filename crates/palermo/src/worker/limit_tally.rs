@@ -96,7 +96,7 @@ impl Tally {
                     kind: kind.as_str().to_string(),
                     value,
                     window_ms,
-                    key: limit.key.as_deref().map(String::from),
+                    key: limit.per(),
                     held,
                     waited: waited.map_or(0, |ids| ids.len() as u64),
                 });
@@ -118,6 +118,7 @@ mod tests {
             concurrency: Some(2),
             rate: Some(Rate::parse("10/s").expect("rate")),
             key: Some("account".into()),
+            key_fn: None,
             name: Some("pay".into()),
         };
         let limits = [("charge", &limit)];
