@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 
 use crate::{
     actions,
-    data::{Overview, Queues, Workers},
+    data::{Limits, Overview, Queues, Workers},
     error::{ApiError, WebError},
     pages::failed::PAGE_SIZE,
     query::FailedQuery,
@@ -161,6 +161,11 @@ pub(crate) async fn stop(
 /// `GET /api/workers`: the workers and the jobs running now.
 pub(crate) async fn workers(State(app): State<App>) -> ApiResult<Workers> {
     Ok(Json(Workers::load(&app, time::now_ms()).await?))
+}
+
+/// `GET /api/limits`: the alive workers' limits, in use and waiting.
+pub(crate) async fn limits(State(app): State<App>) -> ApiResult<Limits> {
+    Ok(Json(Limits::load(&app).await?))
 }
 
 /// Paging of `GET /api/failed`, besides the filter.

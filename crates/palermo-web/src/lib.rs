@@ -103,7 +103,7 @@ pub fn router(config: WebConfig) -> Router {
 
 /// The HTML pages and their forms.
 fn pages_and_actions() -> Router<App> {
-    use pages::{actions, failed, failure, metrics, overview, queues, schedules, workers};
+    use pages::{actions, failed, failure, limits, metrics, overview, queues, schedules, workers};
     Router::new()
         .route("/", get(overview::page))
         .route("/queues", get(queues::list))
@@ -114,6 +114,7 @@ fn pages_and_actions() -> Router<App> {
         .route("/schedules", get(schedules::page))
         .route("/schedules/{name}/{action}", post(actions::schedule))
         .route("/workers", get(workers::page))
+        .route("/limits", get(limits::page))
         .route("/workers/{id}/quiet", post(actions::quiet))
         .route("/workers/{id}/stop", post(actions::stop))
         .route("/failed", get(failed::page))
@@ -138,6 +139,7 @@ fn api() -> Router<App> {
         .route("/schedules/{name}/pause", post(api::pause_schedule))
         .route("/schedules/{name}/resume", post(api::resume_schedule))
         .route("/workers", get(api::workers))
+        .route("/limits", get(api::limits))
         .route("/workers/{id}/quiet", post(api::quiet))
         .route("/workers/{id}/stop", post(api::stop))
         .route("/failed", get(api::failed))

@@ -2,6 +2,7 @@
 
 pub mod enqueue;
 pub mod failed;
+pub mod limits;
 pub mod migrate;
 pub mod queues;
 pub mod schedules;

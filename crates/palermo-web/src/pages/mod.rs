@@ -7,6 +7,7 @@
 pub(crate) mod actions;
 pub(crate) mod failed;
 pub(crate) mod failure;
+pub(crate) mod limits;
 pub(crate) mod metrics;
 pub(crate) mod overview;
 pub(crate) mod queues;
@@ -35,7 +36,7 @@ pub(crate) struct Base {
     pub(crate) read_only: bool,
     pub(crate) title: String,
     /// The navigation entry to mark current: `overview`, `queues`, `workers`, `schedules`,
-    /// `failed`, `metrics`.
+    /// `limits`, `failed`, `metrics`.
     pub(crate) nav: &'static str,
     /// Whether the page offers live refresh.
     pub(crate) live: bool,

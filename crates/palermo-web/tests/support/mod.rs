@@ -101,6 +101,7 @@ pub async fn heartbeat(store: &Store, queue: &str) {
         paused: Vec::new(),
         timing_bounds_ms: Vec::new(),
         timings: Vec::new(),
+        limits: Vec::new(),
         jobs: vec![RunningJob {
             id: "running-1".into(),
             name: "send_email".into(),

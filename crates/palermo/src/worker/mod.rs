@@ -16,6 +16,7 @@ mod failure;
 mod heal;
 mod heartbeat;
 mod limit_gate;
+mod limit_tally;
 mod link;
 mod panic;
 mod poison;
