@@ -338,6 +338,7 @@ async fn record_start(
         .await
         .map_err(Error::broker("queue.declare (rate limit)"))?;
     let id = meta.id.to_string();
+    let asked = Instant::now();
     let sent = broker::publish_via(
         &channel,
         "",
@@ -347,6 +348,13 @@ async fn record_start(
         BasicProperties::default(),
     );
     match sent.await?.confirmed().await {
+        // A confirm slower than the slack could let this start fall less than the window
+        // after a start recorded R records earlier (docs/limits.md): the record stays and
+        // counts, but the job waits as if refused, an under-run and never an over-run.
+        Ok(()) if asked.elapsed() > RATE_SLACK => {
+            tracing::debug!(queue = %queue, took = ?asked.elapsed(), "rate record confirmed later than the slack; waiting");
+            Ok(false)
+        }
         Ok(()) => Ok(true),
         Err(Error::Nacked { .. }) => Ok(false),
         Err(e) => Err(e),
