@@ -36,10 +36,17 @@ scripts/python.sh     # examples/python and its test (tests/suite/python_produce
 
 stage "cargo fmt --check"
 cargo fmt --all -- --check
-stage "cargo clippy"
-# One pass: --all-targets builds the tests, whose dev-dependencies turn the optional
-# OpenTelemetry bridge on (Cargo.toml), so its code is linted too.
-cargo clippy --workspace --all-targets -- -D warnings
+# Clippy lints the workspace's crates while they compile for the tests: clippy-driver is the
+# workspace's rustc wrapper (as under `cargo clippy`, but building code) with `-D warnings`
+# (cargo clippy's own way of handing it arguments). One build instead of a `cargo clippy`
+# check of every crate and then a test build of them all, minutes on two cores; `cargo test`
+# builds every target `cargo clippy --all-targets` checks (there are no benches). Every cargo
+# command below runs with it, so none rebuilds what another built; the test builds turn the
+# optional OpenTelemetry bridge on (the root package's dev-dependency), so it is linted too.
+# crates/palermo/tests/compile_fail.rs takes both out for trybuild's own build.
+RUSTC_WORKSPACE_WRAPPER=$(rustup which clippy-driver 2>/dev/null || command -v clippy-driver)
+export RUSTC_WORKSPACE_WRAPPER
+export CLIPPY_ARGS="-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__"
 stage "cargo package (the five published crates)"
 # Each must package: a version on every path dependency, its metadata, and the files it
 # compiles in (web/ and migrations/ reach the crates through symlinks that cargo follows).
@@ -49,7 +56,7 @@ stage "cargo package (the five published crates)"
 # dependencies resolve to each other's .crate files).
 cargo package --locked --allow-dirty --no-verify \
   -p palermo -p palermo-macros -p palermo-store -p palermo-web -p palermo-cli
-stage "cargo test"
+stage "cargo test (linted by clippy as it compiles)"
 # The tests run the `palermo` this build makes (crates/palermo-cli has a test, so `cargo test`
 # builds its binary); left to themselves they build it with `cargo build -p palermo-cli`,
 # which resolves other features (see above). The demo runs its binaries too.
@@ -75,11 +82,11 @@ flock -x "$LOCK" cargo test --workspace --test disruptive -- --ignored --test-th
   $(printf -- '--skip %s ' $OWN_PROCESSES)
 # shellcheck disable=SC2086 # one filter per word
 flock -s "$LOCK" cargo test --workspace --test disruptive -- --ignored $OWN_PROCESSES
-stage "cluster tests (three-node RabbitMQ clusters on 5681-5683: failover on 3.10, chaos on 4.0)"
+stage "cluster tests (three-node RabbitMQ clusters on 5681-5683: failover, control and limits on 3.10, chaos on 4.0)"
 # Whatever happens, take the cluster down and leave the main broker running.
 at_exit 'flock -x /tmp/palermo-cluster.lock sh -c "scripts/cluster.sh down; PALERMO_CLUSTER_RABBITMQ=4.0 scripts/cluster.sh down"'
 # --nocapture: the failover times and the chaos line belong in the CI log.
-cargo test --workspace --test cluster -- cluster_failover:: cluster_control:: --ignored --test-threads=1 --nocapture
+cargo test --workspace --test cluster -- cluster_failover:: cluster_control:: cluster_limits:: --ignored --test-threads=1 --nocapture
 # The chaos test runs on a RabbitMQ 4.0 cluster (from scripts/rabbitmq4.sh's root, which the
 # matrix stage made): there neither it nor the plain-lapin baseline lost a job in 20 runs
 # each, so any loss fails CI. On 3.10.8 about one run in three loses a job the broker itself

@@ -191,3 +191,99 @@ async fn jobs_cancel_tells_running_jobs_and_says_what_it_knew_of_each_id() {
     assert!(stderr(&out).contains("is not a job id"), "{}", stderr(&out));
     rig.stop().await;
 }
+
+/// `palermo ARGS` with the test's control exchange and scheduler queue.
+fn scheduling(admin: &Admin, control: &str, election: &str, args: &[&str]) -> Output {
+    let mut command = admin.command(args);
+    command.env("PALERMO_CONTROL_EXCHANGE", control);
+    command.env("PALERMO_SCHEDULER_QUEUE", election);
+    command.output().expect("run palermo")
+}
+
+/// `palermo schedules run|pause|resume NAME`: the listing shows the pause, a paused
+/// schedule's ticks stop and come back on resume, Run now enqueues one run with the
+/// schedule's arguments, and an unknown name is refused (exit 1) with the known names.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_pause_and_resume_a_schedule_from_the_command_line() {
+    let admin = Admin::new("sqlite", "schedcli").await;
+    let rig = &admin.rig;
+    let (exchange, election) = (unique("control"), rig.another_queue("scheduler"));
+    let ticks = rig.another_queue("ticks");
+    let name = unique("every-second");
+    let mut config = admin.worker_config(&[&rig.queue]);
+    config.scheduler = true;
+    config.deployment.control_exchange = exchange.clone();
+    config.deployment.scheduler_queue = election.clone();
+    rig.track(&[&palermo::admin::schedules::status_queue(&election)]);
+    rig.owned()
+        .exchange(&control::schedule_pause_marker(&config.deployment, &name));
+    let every = palermo::Periodic::every(&name, "1s").and_then(|p| p.queue(&ticks));
+    let worker = Worker::builder(config)
+        .state(Arc::new(Seen::default()))
+        .periodic(every.expect("schedule"), crate::Charge { order: 7 })
+        .build()
+        .expect("worker");
+    let (trigger, stop) = shutdown::channel();
+    let running = tokio::spawn(worker.run(stop));
+    let run = |args: &[&str]| scheduling(&admin, &exchange, &election, args);
+    let listed = |run: &dyn Fn(&[&str]) -> Output| {
+        let out = run(&["schedules", "--json"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let all: Value = serde_json::from_slice(&out.stdout).expect("json");
+        let mine = all["schedules"]
+            .as_array()
+            .and_then(|s| s.iter().find(|r| r["name"] == name.as_str()).cloned());
+        mine.unwrap_or(Value::Null)
+    };
+    eventually(WAIT, "the schedule ran", || async {
+        listed(&run)["last_run"].is_i64()
+    })
+    .await;
+    assert_eq!(listed(&run)["paused"], false);
+
+    let out = run(&["schedules", "pause", &name, "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let answer: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(answer["paused"], true);
+    assert_eq!(listed(&run)["paused"], true);
+    let table = stdout(&run(&["schedules"]));
+    assert!(table.contains("paused"), "{table}");
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let during = rig.ready(&ticks).await;
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    assert_eq!(rig.ready(&ticks).await, during, "no tick while paused");
+
+    let out = run(&["schedules", "run", &name, "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let answer: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(answer["enqueued"], true, "{answer}");
+    assert_eq!(
+        rig.ready(&ticks).await,
+        during + 1,
+        "one run, paused or not"
+    );
+
+    let out = run(&["schedules", "resume", &name]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("resumed"), "{}", stdout(&out));
+    eventually(WAIT, "ticks again", || async {
+        rig.ready(&ticks).await >= during + 3
+    })
+    .await;
+
+    let nobody = run(&["schedules", "pause", "nobody"]);
+    assert_eq!(nobody.status.code(), Some(1));
+    assert!(stderr(&nobody).contains(&name), "{}", stderr(&nobody));
+    let nobody = run(&["schedules", "run", "nobody"]);
+    assert_eq!(nobody.status.code(), Some(1));
+
+    let messages = rig.drain(&ticks).await;
+    let run_now: Vec<_> = messages
+        .iter()
+        .filter(|(_, body)| body.as_slice() == br#"{"order":7}"#)
+        .collect();
+    assert_eq!(run_now.len(), messages.len(), "every run has the arguments");
+    trigger.stop();
+    let ended = tokio::time::timeout(WAIT, running).await.expect("stops");
+    assert!(ended.expect("task").is_ok());
+}

@@ -25,6 +25,7 @@ mod dashboard_browser;
 mod examples;
 mod least_privilege;
 mod limits;
+mod limits_seen;
 mod log_format;
 mod malformed;
 mod metrics_browser;

@@ -35,6 +35,8 @@ enum Command {
     Jobs(commands::jobs::Args),
     /// Workers from their heartbeats: alive, stopped or gone, and what each is running.
     Workers(commands::workers::Args),
+    /// Fleet-wide limits of the alive workers' jobs: setting, in use, jobs waiting.
+    Limits(commands::limits::Args),
     /// Periodic jobs: their next and last run, and the active scheduler (from RabbitMQ).
     Schedules(commands::schedules::Args),
     /// Processed and failed job counts: all time and the last hour.
@@ -68,6 +70,7 @@ fn main() -> ExitCode {
             Command::Failed(args) => commands::failed::run(settings, args).await,
             Command::Jobs(args) => commands::jobs::run(settings, args).await,
             Command::Workers(args) => commands::workers::run(settings, args).await,
+            Command::Limits(args) => commands::limits::run(settings, args).await,
             Command::Schedules(args) => commands::schedules::run(settings, args).await,
             Command::Stats(args) => commands::stats::run(settings, args).await,
             Command::Migrate(args) => commands::migrate::run(settings, args).await,

@@ -3,12 +3,12 @@
 //! nothing: if any id is unknown or was already retried or removed (by anyone), nothing
 //! changes and the answer says which and by whom.
 
-use palermo::control::Command;
+use palermo::{control::Command, Enqueued};
 use palermo_store::{
     cancel, control,
     error::Rejection,
     prunes::{Prune, Rule},
-    time, Filter, StoreError,
+    schedules, time, Filter, StoreError,
 };
 use tracing::info;
 
@@ -175,6 +175,38 @@ pub(crate) async fn cancel_job(
     }
     info!(job.id = %job, actor = %actor.0, "job cancelled from the dashboard");
     Ok(answer)
+}
+
+/// Pauses (`pause`) or resumes schedule `name` for every scheduler, now and after failovers
+/// (docs/admin.md, "Control"). A name the active scheduler's table lacks is a 404 that lists
+/// the known ones.
+pub(crate) async fn pause_schedule(
+    app: &App,
+    name: &str,
+    pause: bool,
+    actor: &Actor,
+) -> Result<(), WebError> {
+    let broker = app.broker();
+    let connection = broker.connection().await?;
+    let (deployment, store) = (broker.deployment(), app.store());
+    schedules::set_paused(&connection, deployment, store, name, pause, &actor.0).await?;
+    info!(schedule = %name, paused = pause, actor = %actor.0, "schedule paused or resumed from the dashboard");
+    Ok(())
+}
+
+/// Enqueues one run of schedule `name`'s job now; its next tick is not moved. A unique job
+/// whose lock is held is not enqueued ([`Enqueued::Duplicate`]). Unknown names: a 404.
+pub(crate) async fn run_schedule(
+    app: &App,
+    name: &str,
+    actor: &Actor,
+) -> Result<Enqueued, WebError> {
+    let broker = app.broker();
+    let connection = broker.connection().await?;
+    let (deployment, store) = (broker.deployment(), app.store());
+    let enqueued = schedules::run_now(&connection, deployment, store, name, &actor.0).await?;
+    info!(schedule = %name, ?enqueued, actor = %actor.0, "schedule run now from the dashboard");
+    Ok(enqueued)
 }
 
 /// The ids, without blanks and repeats; none at all is a 400.

@@ -3,6 +3,7 @@
 pub mod enqueue;
 pub mod failed;
 pub mod jobs;
+pub mod limits;
 pub mod migrate;
 pub mod queues;
 pub mod schedules;

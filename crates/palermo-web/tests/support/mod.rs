@@ -106,6 +106,7 @@ pub async fn heartbeat_running(store: &Store, queue: &str, job_id: &str) {
         paused: Vec::new(),
         timing_bounds_ms: Vec::new(),
         timings: Vec::new(),
+        limits: Vec::new(),
         jobs: vec![RunningJob {
             id: job_id.into(),
             name: "send_email".into(),

@@ -228,7 +228,7 @@ async fn take_permit(
     let acquired = gate::acquire(&shared.limits, limits, limit, meta, &delivery.data);
     match acquired.await {
         Ok(Acquired::Run(permit)) => Ok(permit),
-        Ok(Acquired::Wait(name)) => {
+        Ok(Acquired::Wait(name, _)) => {
             debug!(job.id = %meta.id, job.name = %meta.name, limit = %name, "limit reached; the job waits");
             Err(name)
         }

@@ -17,6 +17,7 @@ mod failure;
 mod heal;
 mod heartbeat;
 mod limit_gate;
+mod limit_tally;
 mod link;
 mod panic;
 mod poison;
