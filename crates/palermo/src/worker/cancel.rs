@@ -110,59 +110,28 @@ impl Cancels {
 }
 
 /// Reads the retained stream on `connection` into the worker's memory, up to a sync marker
-/// it publishes first; the listener goes on from there.
+/// it publishes first; the listener goes on from there. Right after a broker restart the
+/// stream may not be back yet (`NOT_FOUND`: its home node "is down or inaccessible" while it
+/// recovers): that is tried again every [`RETRY`] within [`CATCH_UP_TIMEOUT`].
 pub(crate) async fn catch_up(shared: &Shared, connection: &Connection) -> Result<(), Error> {
-    let read = async {
-        let channel = broker::confirm_channel(connection).await?;
-        let stream = cancellations::declare(&channel, &shared.config.deployment).await?;
-        let mut consumer = consume(
-            shared,
-            &channel,
-            &stream,
-            AMQPValue::LongString("first".into()),
-        )
-        .await?;
-        let marker = Uuid::new_v4().to_string();
-        let properties = BasicProperties::default()
-            .with_type(SYNC_TYPE.into())
-            .with_message_id(marker.as_str().into())
-            .with_app_id(wire::APP_ID.into());
-        broker::publish_via(&channel, "", &stream, &stream, b"{}", properties)
-            .await?
-            .confirmed()
-            .await?;
-        let mut learned = 0usize;
-        while let Some(delivery) = consumer.next().await {
-            let delivery = delivery.map_err(Error::broker("basic.consume (cancellations)"))?;
-            let properties = &delivery.properties;
-            let is_marker = properties.kind().as_ref().map(|k| k.as_str()) == Some(SYNC_TYPE)
-                && properties.message_id().as_ref().map(|m| m.as_str()) == Some(marker.as_str());
-            if is_marker {
-                if let Some(offset) = offset_of(&delivery) {
-                    shared
-                        .cancels
-                        .next_offset
-                        .store(offset + 1, Ordering::SeqCst);
-                }
-                let _ = channel.close(200, "caught up".into()).await;
-                return Ok(learned);
+    let deadline = tokio::time::Instant::now() + CATCH_UP_TIMEOUT;
+    let learned = loop {
+        match tokio::time::timeout_at(deadline, read_to_marker(shared, connection)).await {
+            Ok(Ok(learned)) => break learned,
+            Ok(Err(e))
+                if e.is_missing_object() && tokio::time::Instant::now() + RETRY < deadline =>
+            {
+                debug!(error = %e, "the cancellations stream is not back yet; trying again");
+                tokio::time::sleep(RETRY).await;
             }
-            if learn(shared, &delivery) {
-                learned += 1;
+            Ok(Err(e)) => return Err(e),
+            Err(_) => {
+                return Err(Error::Config(format!(
+                    "reading the cancellations stream took longer than {CATCH_UP_TIMEOUT:?}"
+                )))
             }
-            ack(&delivery).await;
         }
-        Err(Error::Config(
-            "the cancellations stream ended before this worker's sync marker".into(),
-        ))
     };
-    let learned = tokio::time::timeout(CATCH_UP_TIMEOUT, read)
-        .await
-        .map_err(|_| {
-            Error::Config(format!(
-                "reading the cancellations stream took longer than {CATCH_UP_TIMEOUT:?}"
-            ))
-        })??;
     if learned > 0 {
         info!(
             cancelled = learned,
@@ -170,6 +139,52 @@ pub(crate) async fn catch_up(shared: &Shared, connection: &Connection) -> Result
         );
     }
     Ok(())
+}
+
+/// One try of [`catch_up`]: the number of cancellations learned.
+async fn read_to_marker(shared: &Shared, connection: &Connection) -> Result<usize, Error> {
+    let channel = broker::confirm_channel(connection).await?;
+    let stream = cancellations::declare(&channel, &shared.config.deployment).await?;
+    let mut consumer = consume(
+        shared,
+        &channel,
+        &stream,
+        AMQPValue::LongString("first".into()),
+    )
+    .await?;
+    let marker = Uuid::new_v4().to_string();
+    let properties = BasicProperties::default()
+        .with_type(SYNC_TYPE.into())
+        .with_message_id(marker.as_str().into())
+        .with_app_id(wire::APP_ID.into());
+    broker::publish_via(&channel, "", &stream, &stream, b"{}", properties)
+        .await?
+        .confirmed()
+        .await?;
+    let mut learned = 0usize;
+    while let Some(delivery) = consumer.next().await {
+        let delivery = delivery.map_err(Error::broker("basic.consume (cancellations)"))?;
+        let properties = &delivery.properties;
+        let is_marker = properties.kind().as_ref().map(|k| k.as_str()) == Some(SYNC_TYPE)
+            && properties.message_id().as_ref().map(|m| m.as_str()) == Some(marker.as_str());
+        if is_marker {
+            if let Some(offset) = offset_of(&delivery) {
+                shared
+                    .cancels
+                    .next_offset
+                    .store(offset + 1, Ordering::SeqCst);
+            }
+            let _ = channel.close(200, "caught up".into()).await;
+            return Ok(learned);
+        }
+        if learn(shared, &delivery) {
+            learned += 1;
+        }
+        ack(&delivery).await;
+    }
+    Err(Error::Config(
+        "the cancellations stream ended before this worker's sync marker".into(),
+    ))
 }
 
 /// Listens for cancellations from after the last sync marker until the task is aborted,
