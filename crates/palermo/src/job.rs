@@ -182,12 +182,22 @@ pub struct JobContext {
     /// The attempt after which it goes to the failed queue.
     pub max_attempts: u32,
     pub(crate) state: Arc<StateMap>,
+    /// A batch callback's outcome, read from its message ([`JobContext::batch`]).
+    pub(crate) batch: Option<Arc<crate::wire::batch::Outcome>>,
 }
 
 impl JobContext {
     /// The state of type `T` the worker was given with [`crate::WorkerBuilder::state`].
     pub fn state<T: Send + Sync + 'static>(&self) -> Result<crate::State<T>, JobError> {
         self.state.get::<T>().map_err(JobError::fail_now)
+    }
+
+    /// In a batch's callback (docs/workflows.md, "Batches"): the batch's id, description and
+    /// counts when the callback fired, and the failed members' ids (the first 1,000).
+    /// `None` in any other
+    /// job. The recorder writes them into the callback's message, so a worker needs no store.
+    pub fn batch(&self) -> Option<&crate::BatchOutcome> {
+        self.batch.as_deref()
     }
 
     /// A context for calling a job's function directly, in a unit test of the job.
@@ -199,6 +209,7 @@ impl JobContext {
             attempt: 1,
             max_attempts: 1,
             state: Arc::new(state),
+            batch: None,
         }
     }
 }

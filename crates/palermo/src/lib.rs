@@ -71,10 +71,11 @@ pub mod cli;
 
 pub use broker::priority::Priorities;
 pub use broker::topology::QueueType;
-pub use client::{Client, ClientConfig, Enqueued, Options, DEFAULT_PUBLISH_TIMEOUT};
+pub use client::{BatchBuilder, Client, ClientConfig, Enqueued, Options, DEFAULT_PUBLISH_TIMEOUT};
 pub use config::WorkerConfig;
 pub use deployment::Deployment;
 pub use error::{Error, NameError, Refusal};
+pub use wire::batch::Outcome as BatchOutcome;
 pub use job::{Job, JobContext, JobError, JobResult};
 pub use limits::{Limit, Names as LimitNames, Rate};
 pub use palermo_macros::job;

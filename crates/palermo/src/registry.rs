@@ -91,6 +91,7 @@ impl Registration {
                 .or(self.max_attempts)
                 .unwrap_or(default_max_attempts),
             state,
+            batch: None,
         }
     }
 }
