@@ -132,20 +132,36 @@ impl BatchBuilder<'_> {
 
     /// The job that runs once, when every member succeeded (a member retried from the
     /// failed list and then succeeding counts: the callback runs then).
-    pub fn on_success<J: Job>(mut self, job: J) -> Self {
-        self.on_success = self.callback(job);
+    pub fn on_success<J: Job>(self, job: J) -> Self {
+        self.on_success_in(job, J::QUEUE)
+    }
+
+    /// [`BatchBuilder::on_success`] on another queue than the job's.
+    pub fn on_success_in<J: Job>(mut self, job: J, queue: &str) -> Self {
+        self.on_success = self.callback(job, queue);
         self
     }
 
     /// The job that runs once, when every member finished: succeeded or failed for good.
-    pub fn on_complete<J: Job>(mut self, job: J) -> Self {
-        self.on_complete = self.callback(job);
+    pub fn on_complete<J: Job>(self, job: J) -> Self {
+        self.on_complete_in(job, J::QUEUE)
+    }
+
+    /// [`BatchBuilder::on_complete`] on another queue than the job's.
+    pub fn on_complete_in<J: Job>(mut self, job: J, queue: &str) -> Self {
+        self.on_complete = self.callback(job, queue);
         self
     }
 
     /// Adds one member (of any job type); [`BatchBuilder::enqueue`] adds more.
-    pub fn add<J: Job>(mut self, job: J) -> Self {
-        match self.member(&job) {
+    pub fn add<J: Job>(self, job: J) -> Self {
+        self.add_with(job, Options::new())
+    }
+
+    /// Adds one member with [`Options`] (another queue, a delay, a priority). A unique key
+    /// is not taken for a member: a member is always enqueued.
+    pub fn add_with<J: Job>(mut self, job: J, options: Options) -> Self {
+        match self.member(&job, &options) {
             Ok(message) => self.members.push(message),
             Err(e) => self.error = self.error.or(Some(e)),
         }
@@ -215,13 +231,14 @@ impl BatchBuilder<'_> {
         Ok(batch)
     }
 
-    fn member<J: Job>(&self, job: &J) -> Result<Message, Error> {
-        let (meta, body) = self.client.encode(J::QUEUE, job)?;
-        self.client.message(meta, body, &Options::new(), None)
+    fn member<J: Job>(&self, job: &J, options: &Options) -> Result<Message, Error> {
+        let queue = options.queue.as_deref().unwrap_or(J::QUEUE);
+        let (meta, body) = self.client.encode(queue, job)?;
+        self.client.message(meta, body, options, None)
     }
 
-    fn callback<J: Job>(&mut self, job: J) -> Option<RawJob> {
-        match self.client.encode(J::QUEUE, &job) {
+    fn callback<J: Job>(&mut self, job: J, queue: &str) -> Option<RawJob> {
+        match self.client.encode(queue, &job) {
             Ok((meta, body)) => Some(RawJob {
                 name: meta.name,
                 queue: meta.queue,
