@@ -363,5 +363,7 @@ async fn heartbeats_make_workers_and_exact_statistics() {
 }
 
 /// Run-time and wait histograms, blocked workers, prunes: `store/metrics.rs`.
+#[path = "store/batches.rs"]
+mod batches;
 #[path = "store/metrics.rs"]
 mod metrics;
