@@ -30,6 +30,11 @@ pub const FAILED: i64 = 1;
 /// Succeeded.
 pub const SUCCEEDED: i64 = 2;
 
+/// How long the broker lock each callback publish takes lives (a lock queue per callback,
+/// `batch:<id>:<success|complete>`): a second publish of the callback within this time is
+/// dropped. One constant for every recorder, because the TTL is part of the lock's name.
+pub const CALLBACK_LOCK: std::time::Duration = std::time::Duration::from_secs(86_400);
+
 /// Rows per multi-row insert (4 parameters each: well under SQLite's limit).
 const INSERT_ROWS: usize = 250;
 

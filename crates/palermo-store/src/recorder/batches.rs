@@ -70,7 +70,7 @@ impl Recorder {
             .batch_due(batch, now, now.saturating_sub(lease))
             .await?;
         for firing in due {
-            let lock = self.config.batch_callback_lock;
+            let lock = batches::CALLBACK_LOCK;
             let fired = self
                 .client
                 .fire_batch_callback(firing.kind, &firing.callback, &firing.outcome, lock)

@@ -69,11 +69,9 @@ pub struct RecorderConfig {
     pub batch_retention: Duration,
     /// A callback a recorder took to publish but did not mark fired within this time (it
     /// died in between) is taken and published again by the next upkeep; the broker lock
-    /// of [`RecorderConfig::batch_callback_lock`] drops that second copy. Defaults to 30 s.
+    /// each callback publish takes ([`crate::batches::CALLBACK_LOCK`]) drops that second
+    /// copy. Defaults to 30 s; at most 1 hour.
     pub batch_firing_lease: Duration,
-    /// How long the broker lock taken by each callback publish lives (a lock queue per
-    /// callback). Defaults to 1 day.
-    pub batch_callback_lock: Duration,
     /// How often [`Recorder::run`] marks gone workers and prunes. Defaults to 1 s.
     pub maintenance_interval: Duration,
     /// Messages recorded per transaction when draining, and the prefetch of
@@ -105,7 +103,6 @@ impl Default for RecorderConfig {
             failure_max_count: None,
             batch_retention: Duration::from_secs(7 * 86_400),
             batch_firing_lease: Duration::from_secs(30),
-            batch_callback_lock: Duration::from_secs(86_400),
             maintenance_interval: Duration::from_secs(1),
             batch: 200,
             reconnect: reconnect::DEFAULT_BACKOFF,
@@ -130,9 +127,9 @@ impl RecorderConfig {
                     .into(),
             );
         }
-        if self.batch_callback_lock < self.batch_firing_lease {
+        if self.batch_firing_lease.is_zero() || self.batch_firing_lease > Duration::from_secs(3600) {
             return invalid(
-                "batch_callback_lock is shorter than batch_firing_lease; a callback published again after the lease would run twice: make the lock longer (the default is 1 day)"
+                "batch_firing_lease must be between 1 ms and 1 hour (far below the callbacks' 1-day lock, which drops a second publish); the default is 30 s"
                     .into(),
             );
         }

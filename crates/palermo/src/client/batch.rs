@@ -177,6 +177,12 @@ impl BatchBuilder<'_> {
         for job in jobs {
             self = self.add(job);
         }
+        self.enqueue_added().await
+    }
+
+    /// Enqueues the batch of the members added with [`BatchBuilder::add`] and
+    /// [`BatchBuilder::add_with`] (of several job types).
+    pub async fn enqueue_added(self) -> Result<Uuid, Error> {
         if let Some(e) = self.error {
             return Err(e);
         }
