@@ -69,7 +69,7 @@ async fn batch_callback(
 }
 
 /// A recorder of `admin`'s deployment on its store, running until the returned trigger
-/// drops, its upkeep five times a second and its firing lease `lease`.
+/// stops, its upkeep five times a second and its firing lease `lease`.
 async fn recorder(
     admin: &Admin,
     config: &palermo::WorkerConfig,
@@ -93,6 +93,12 @@ fn recorder_config(config: &palermo::WorkerConfig, lease: Duration) -> RecorderC
         batch_firing_lease: lease,
         ..RecorderConfig::default()
     }
+}
+
+/// A client of the test's deployment: batch events go to its events exchange's batches
+/// queue, which the test's recorders read.
+async fn client(config: &palermo::WorkerConfig) -> palermo::Client {
+    crate::support::client_with(palermo::ClientConfig::new(config.deployment.clone())).await
 }
 
 /// Tracks what a batch leaves on the broker: its events queue and its callbacks' locks.
@@ -134,8 +140,8 @@ async fn callbacks_fire_once_with_two_workers_and_two_recorders() {
         ];
         let members = 200u64;
         let on = |n: u64| Options::new().queue(if n % 2 == 0 { &rig.queue } else { &other });
-        let mut builder = rig
-            .client()
+        let client = client(&config).await;
+        let mut builder = client
             .batch()
             .description("two queues")
             .on_success_in(BatchCallback { kind: "success".into() }, &rig.queue)
@@ -176,7 +182,7 @@ async fn callbacks_fire_once_with_two_workers_and_two_recorders() {
             .expect("the batch is listed");
         assert_eq!(row["description"], "two queues", "{row}");
         for (trigger, task) in recorders {
-            drop(trigger);
+            trigger.stop();
             task.await.expect("recorder task");
         }
         for worker in workers {
@@ -186,10 +192,10 @@ async fn callbacks_fire_once_with_two_workers_and_two_recorders() {
 }
 
 /// A batch of six members on the rig's queue, member 5 failing while `seen.fail` is set.
-async fn six(admin: &Admin, description: &str) -> Uuid {
+async fn six(admin: &Admin, config: &palermo::WorkerConfig, description: &str) -> Uuid {
     let rig = &admin.rig;
-    let mut builder = rig
-        .client()
+    let client = client(config).await;
+    let mut builder = client
         .batch()
         .description(description)
         .on_success_in(BatchCallback { kind: "success".into() }, &rig.queue)
@@ -199,6 +205,7 @@ async fn six(admin: &Admin, description: &str) -> Uuid {
     }
     let batch = builder.enqueue_added().await.expect("batch");
     track_batch(admin, batch);
+    client.close().await.expect("close");
     batch
 }
 
@@ -213,7 +220,7 @@ async fn a_failed_member_fires_on_complete_then_on_success_once_retried() {
         seen.fail.store(true, Ordering::SeqCst);
         let worker = RunningWorker::start_with(Worker::builder(config.clone()).state(seen.clone()));
         let (trigger, task) = recorder(&admin, &config, Duration::from_secs(30)).await;
-        let batch = six(&admin, "one fails").await;
+        let batch = six(&admin, &config, "one fails").await;
         eventually(WAIT, "on_complete ran", || async {
             !seen.runs("complete").is_empty()
         })
@@ -245,7 +252,7 @@ async fn a_failed_member_fires_on_complete_then_on_success_once_retried() {
         assert_eq!(seen.runs("complete").len(), 1, "{backend}: on_complete ran once");
         let shown = batch_json(&admin, batch);
         assert_eq!(shown["success_state"], "fired", "{shown}");
-        drop(trigger);
+        trigger.stop();
         task.await.expect("recorder");
         worker.stop().await;
     }
@@ -260,7 +267,7 @@ async fn a_recorder_dying_between_publish_and_mark_does_not_run_a_callback_twice
         rig.track(&[&config.deployment.batches_queue()]);
         let seen = Arc::new(BatchSeen::default());
         let worker = RunningWorker::start_with(Worker::builder(config.clone()).state(seen.clone()));
-        let batch = six(&admin, "crash").await;
+        let batch = six(&admin, &config, "crash").await;
         eventually(WAIT, "the members ran", || async {
             seen.ran.load(Ordering::SeqCst) == 6
         })
@@ -283,7 +290,7 @@ async fn a_recorder_dying_between_publish_and_mark_does_not_run_a_callback_twice
         tokio::time::sleep(Duration::from_secs(1)).await;
         assert_eq!(seen.runs("success").len(), 1, "{backend}");
         assert_eq!(seen.runs("complete").len(), 1, "{backend}");
-        drop(trigger);
+        trigger.stop();
         task.await.expect("recorder");
         worker.stop().await;
     }

@@ -97,9 +97,11 @@ impl Client {
         };
         let mut meta = self.raw_meta(&job)?;
         meta.id = callback.id;
+        let mut message = self.message(meta, job.body, &Options::new(), None)?;
+        let mut headers = wire::headers(&message.properties).clone();
         let outcome_json = serde_json::to_string(outcome).unwrap_or_default();
-        let options = Options::new().header(wire_batch::OUTCOME_HEADER, outcome_json);
-        let message = self.message(meta, job.body, &options, None)?;
+        wire::put_str(&mut headers, wire_batch::OUTCOME_HEADER, &outcome_json);
+        message.properties = message.properties.with_headers(headers);
         if let Backend::Broker(sessions) = &self.backend {
             unique::validate_ttl(lock_ttl)?;
             let key = format!("batch:{}:{kind}", outcome.id);
