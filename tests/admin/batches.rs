@@ -48,7 +48,7 @@ impl BatchSeen {
 #[palermo::job(max_attempts = 1)]
 async fn batch_member(n: u64, seen: State<Arc<BatchSeen>>) -> anyhow::Result<()> {
     seen.ran.fetch_add(1, Ordering::SeqCst);
-    if n % 5 == 0 && seen.fail.load(Ordering::SeqCst) {
+    if n.is_multiple_of(5) && seen.fail.load(Ordering::SeqCst) {
         anyhow::bail!("member {n} fails");
     }
     Ok(())
@@ -139,15 +139,31 @@ async fn callbacks_fire_once_with_two_workers_and_two_recorders() {
             recorder(&admin, &config, lease).await,
         ];
         let members = 200u64;
-        let on = |n: u64| Options::new().queue(if n % 2 == 0 { &rig.queue } else { &other });
+        let on = |n: u64| {
+            Options::new().queue(if n.is_multiple_of(2) {
+                &rig.queue
+            } else {
+                &other
+            })
+        };
         let client = client(&config).await;
         let mut builder = client
             .batch()
             .description("two queues")
-            .on_success_in(BatchCallback { kind: "success".into() }, &rig.queue)
-            .on_complete_in(BatchCallback { kind: "complete".into() }, &other);
+            .on_success_in(
+                BatchCallback {
+                    kind: "success".into(),
+                },
+                &rig.queue,
+            )
+            .on_complete_in(
+                BatchCallback {
+                    kind: "complete".into(),
+                },
+                &other,
+            );
         for n in 1..=members {
-            builder = builder.add_with(BatchMember { n }, on(n));
+            builder = builder.member_with(BatchMember { n }, on(n));
         }
         let batch = builder.enqueue_added().await.expect("batch");
         track_batch(&admin, batch);
@@ -167,7 +183,10 @@ async fn callbacks_fire_once_with_two_workers_and_two_recorders() {
             let outcome = runs[0].clone().expect("ctx.batch() in a callback");
             assert_eq!(outcome.id, batch);
             assert_eq!(outcome.description, "two queues");
-            assert_eq!((outcome.total, outcome.succeeded, outcome.failed), (members, members, 0));
+            assert_eq!(
+                (outcome.total, outcome.succeeded, outcome.failed),
+                (members, members, 0)
+            );
         }
         assert_eq!(shown["total"], members, "{shown}");
         assert_eq!(shown["succeeded"], members, "{shown}");
@@ -198,10 +217,20 @@ async fn six(admin: &Admin, config: &palermo::WorkerConfig, description: &str) -
     let mut builder = client
         .batch()
         .description(description)
-        .on_success_in(BatchCallback { kind: "success".into() }, &rig.queue)
-        .on_complete_in(BatchCallback { kind: "complete".into() }, &rig.queue);
+        .on_success_in(
+            BatchCallback {
+                kind: "success".into(),
+            },
+            &rig.queue,
+        )
+        .on_complete_in(
+            BatchCallback {
+                kind: "complete".into(),
+            },
+            &rig.queue,
+        );
     for n in 1..=6 {
-        builder = builder.add_with(BatchMember { n }, Options::new().queue(&rig.queue));
+        builder = builder.member_with(BatchMember { n }, Options::new().queue(&rig.queue));
     }
     let batch = builder.enqueue_added().await.expect("batch");
     track_batch(admin, batch);
@@ -229,12 +258,23 @@ async fn a_failed_member_fires_on_complete_then_on_success_once_retried() {
         let complete = seen.runs("complete");
         assert_eq!(complete.len(), 1, "{backend}");
         let outcome = complete[0].clone().expect("ctx.batch()");
-        assert_eq!((outcome.total, outcome.succeeded, outcome.failed), (6, 5, 1), "{backend}");
-        assert!(seen.runs("success").is_empty(), "{backend}: a member failed");
+        assert_eq!(
+            (outcome.total, outcome.succeeded, outcome.failed),
+            (6, 5, 1),
+            "{backend}"
+        );
+        assert!(
+            seen.runs("success").is_empty(),
+            "{backend}: a member failed"
+        );
         let shown = batch_json(&admin, batch);
         assert_eq!(shown["success_state"], "pending", "{shown}");
         assert_eq!(shown["complete_state"], "fired", "{shown}");
-        assert_eq!(shown["failed_ids"], serde_json::json!([outcome.failed_ids[0].to_string()]), "{shown}");
+        assert_eq!(
+            shown["failed_ids"],
+            serde_json::json!([outcome.failed_ids[0].to_string()]),
+            "{shown}"
+        );
 
         // Retried from the failed list, it succeeds: on_success runs now, once.
         seen.fail.store(false, Ordering::SeqCst);
@@ -249,7 +289,11 @@ async fn a_failed_member_fires_on_complete_then_on_success_once_retried() {
         assert_eq!(success.len(), 1, "{backend}");
         let outcome = success[0].clone().expect("ctx.batch()");
         assert_eq!((outcome.succeeded, outcome.failed), (6, 0), "{backend}");
-        assert_eq!(seen.runs("complete").len(), 1, "{backend}: on_complete ran once");
+        assert_eq!(
+            seen.runs("complete").len(),
+            1,
+            "{backend}: on_complete ran once"
+        );
         let shown = batch_json(&admin, batch);
         assert_eq!(shown["success_state"], "fired", "{shown}");
         trigger.stop();
@@ -276,7 +320,11 @@ async fn a_recorder_dying_between_publish_and_mark_does_not_run_a_callback_twice
         let crashed = admin.palermo(&["batches", "--crash-after-callback"]);
         assert_eq!(crashed.status.code(), Some(70), "{}", stderr(&crashed));
         eventually(WAIT, "the published callback ran", || async {
-            seen.callbacks.lock().unwrap_or_else(|p| p.into_inner()).len() == 1
+            seen.callbacks
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .len()
+                == 1
         })
         .await;
         // Another recorder takes the claim again after the lease and publishes again: the

@@ -75,7 +75,6 @@ pub use client::{BatchBuilder, Client, ClientConfig, Enqueued, Options, DEFAULT_
 pub use config::WorkerConfig;
 pub use deployment::Deployment;
 pub use error::{Error, NameError, Refusal};
-pub use wire::batch::Outcome as BatchOutcome;
 pub use job::{Job, JobContext, JobError, JobResult};
 pub use limits::{Limit, Names as LimitNames, Rate};
 pub use palermo_macros::job;
@@ -84,6 +83,7 @@ pub use registry::{Registration, Registry};
 pub use retry::Backoff;
 pub use serializer::{Format, SerializeError};
 pub use state::{MissingState, State, StateMap};
+pub use wire::batch::Outcome as BatchOutcome;
 pub use worker::{Worker, WorkerBuilder};
 
 /// The default broker URL, used when neither `--amqp-url` nor `PALERMO_AMQP_URL` is given.

@@ -65,8 +65,14 @@ pub async fn run(settings: &Settings, args: Args) -> anyhow::Result<()> {
             "members      {} total, {} pending, {} succeeded, {} failed",
             b.total, b.pending, b.succeeded, b.failed
         );
-        println!("on_success   {}", callback(&b.success_state, &b.success_job_id));
-        println!("on_complete  {}", callback(&b.complete_state, &b.complete_job_id));
+        println!(
+            "on_success   {}",
+            callback(&b.success_state, &b.success_job_id)
+        );
+        println!(
+            "on_complete  {}",
+            callback(&b.complete_state, &b.complete_job_id)
+        );
         for id in &detail.failed_ids {
             println!("failed       {id}  (palermo failed list --search {id})");
         }

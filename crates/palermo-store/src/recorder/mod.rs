@@ -127,7 +127,8 @@ impl RecorderConfig {
                     .into(),
             );
         }
-        if self.batch_firing_lease.is_zero() || self.batch_firing_lease > Duration::from_secs(3600) {
+        if self.batch_firing_lease.is_zero() || self.batch_firing_lease > Duration::from_secs(3600)
+        {
             return invalid(
                 "batch_firing_lease must be between 1 ms and 1 hour (far below the callbacks' 1-day lock, which drops a second publish); the default is 30 s"
                     .into(),
@@ -365,7 +366,9 @@ impl Recorder {
 
     fn crash_after_publish(&self) {
         if self.config.crash_after_callback {
-            warn!("crash_after_callback is set: exiting between the callback's publish and its mark");
+            warn!(
+                "crash_after_callback is set: exiting between the callback's publish and its mark"
+            );
             std::process::exit(70);
         }
     }

@@ -56,33 +56,84 @@ async fn events_count_once_in_any_order_and_states_only_move_up() {
         let members: Vec<Uuid> = (0..3).map(|_| Uuid::new_v4()).collect();
         let id = |i: usize| members[i].to_string();
         // A member's outcome before its batch's opened event, and twice.
-        store.batch_member_done(batch, &id(0), SUCCEEDED, 5).await.expect("done");
-        store.batch_member_done(batch, &id(0), SUCCEEDED, 6).await.expect("again");
+        store
+            .batch_member_done(batch, &id(0), SUCCEEDED, 5)
+            .await
+            .expect("done");
+        store
+            .batch_member_done(batch, &id(0), SUCCEEDED, 6)
+            .await
+            .expect("again");
         assert!(due(&store, batch, 10).await.is_empty(), "no batch yet");
-        store.batch_opened(&opened(batch, &members), 7).await.expect("opened");
+        store
+            .batch_opened(&opened(batch, &members), 7)
+            .await
+            .expect("opened");
         // The opened event redelivered: nothing changes.
-        store.batch_opened(&opened(batch, &members), 8).await.expect("opened again");
-        let row = store.batch(&batch.to_string()).await.expect("read").expect("known");
-        assert_eq!((row.batch.total, row.batch.succeeded, row.batch.pending), (3, 1, 2));
-        store.batch_member_done(batch, &id(1), FAILED, 9).await.expect("failed");
-        assert!(due(&store, batch, 10).await.is_empty(), "one member pending");
-        store.batch_member_done(batch, &id(2), SUCCEEDED, 11).await.expect("last");
-        assert_eq!(due(&store, batch, 12).await, ["complete"], "not all succeeded");
+        store
+            .batch_opened(&opened(batch, &members), 8)
+            .await
+            .expect("opened again");
+        let row = store
+            .batch(&batch.to_string())
+            .await
+            .expect("read")
+            .expect("known");
+        assert_eq!(
+            (row.batch.total, row.batch.succeeded, row.batch.pending),
+            (3, 1, 2)
+        );
+        store
+            .batch_member_done(batch, &id(1), FAILED, 9)
+            .await
+            .expect("failed");
+        assert!(
+            due(&store, batch, 10).await.is_empty(),
+            "one member pending"
+        );
+        store
+            .batch_member_done(batch, &id(2), SUCCEEDED, 11)
+            .await
+            .expect("last");
+        assert_eq!(
+            due(&store, batch, 12).await,
+            ["complete"],
+            "not all succeeded"
+        );
         assert!(due(&store, batch, 13).await.is_empty(), "claimed once");
-        store.batch_fired(&batch.to_string(), "complete", 14).await.expect("fired");
+        store
+            .batch_fired(&batch.to_string(), "complete", 14)
+            .await
+            .expect("fired");
         // A success replayed for a member that succeeded changes nothing; a late failure
         // of a member that succeeded does not take it back.
-        store.batch_member_done(batch, &id(2), FAILED, 15).await.expect("late failure");
+        store
+            .batch_member_done(batch, &id(2), FAILED, 15)
+            .await
+            .expect("late failure");
         assert!(due(&store, batch, 16).await.is_empty());
         // The failed member retried and succeeding: on_success now, once.
-        store.batch_member_done(batch, &id(1), SUCCEEDED, 17).await.expect("retried");
+        store
+            .batch_member_done(batch, &id(1), SUCCEEDED, 17)
+            .await
+            .expect("retried");
         assert_eq!(due(&store, batch, 18).await, ["success"]);
         assert!(due(&store, batch, 19).await.is_empty());
-        store.batch_fired(&batch.to_string(), "success", 20).await.expect("fired");
-        let detail = store.batch(&batch.to_string()).await.expect("read").expect("known");
+        store
+            .batch_fired(&batch.to_string(), "success", 20)
+            .await
+            .expect("fired");
+        let detail = store
+            .batch(&batch.to_string())
+            .await
+            .expect("read")
+            .expect("known");
         let b = &detail.batch;
         assert_eq!((b.succeeded, b.failed, b.pending), (3, 0, 0));
-        assert_eq!((b.success_state.as_str(), b.complete_state.as_str()), ("fired", "fired"));
+        assert_eq!(
+            (b.success_state.as_str(), b.complete_state.as_str()),
+            ("fired", "fired")
+        );
         assert!(store.batches_waiting().await.expect("waiting").is_empty());
     })
     .await;
@@ -93,14 +144,25 @@ async fn racing_claims_win_once_and_a_dead_claim_is_taken_again_after_the_lease(
     each_backend(|store| async move {
         let batch = Uuid::new_v4();
         let members: Vec<Uuid> = (0..2).map(|_| Uuid::new_v4()).collect();
-        store.batch_opened(&opened(batch, &members), 1).await.expect("opened");
+        store
+            .batch_opened(&opened(batch, &members), 1)
+            .await
+            .expect("opened");
         for m in &members {
-            store.batch_member_done(batch, &m.to_string(), SUCCEEDED, 2).await.expect("done");
+            store
+                .batch_member_done(batch, &m.to_string(), SUCCEEDED, 2)
+                .await
+                .expect("done");
         }
         // Eight claimers at once, as recorders finishing the last two members would be.
         let claims = (0..8).map(|_| {
             let store = store.clone();
-            async move { store.batch_due(&batch.to_string(), 10, 0).await.expect("due") }
+            async move {
+                store
+                    .batch_due(&batch.to_string(), 10, 0)
+                    .await
+                    .expect("due")
+            }
         });
         let handles: Vec<_> = claims.map(tokio::spawn).collect();
         let mut won = Vec::new();
@@ -111,19 +173,47 @@ async fn racing_claims_win_once_and_a_dead_claim_is_taken_again_after_the_lease(
         kinds.sort_unstable();
         assert_eq!(kinds, ["complete", "success"], "each callback claimed once");
         let outcome = &won[0].outcome;
-        assert_eq!((outcome.total, outcome.succeeded, outcome.failed), (2, 2, 0));
+        assert_eq!(
+            (outcome.total, outcome.succeeded, outcome.failed),
+            (2, 2, 0)
+        );
         // The winner "died" before marking: within the lease nobody takes it again, after
         // it the next check does.
-        assert!(store.batch_due(&batch.to_string(), 20, 5).await.expect("due").is_empty());
-        let again = store.batch_due(&batch.to_string(), 40, 30).await.expect("due");
+        assert!(store
+            .batch_due(&batch.to_string(), 20, 5)
+            .await
+            .expect("due")
+            .is_empty());
+        let again = store
+            .batch_due(&batch.to_string(), 40, 30)
+            .await
+            .expect("due");
         assert_eq!(again.len(), 2, "taken again after the lease");
-        assert_eq!(again[0].callback.id, won.iter().find(|f| f.kind == again[0].kind).expect("same").callback.id);
+        assert_eq!(
+            again[0].callback.id,
+            won.iter()
+                .find(|f| f.kind == again[0].kind)
+                .expect("same")
+                .callback
+                .id
+        );
         for f in &again {
-            store.batch_fired(&batch.to_string(), f.kind, 41).await.expect("fired");
+            store
+                .batch_fired(&batch.to_string(), f.kind, 41)
+                .await
+                .expect("fired");
         }
-        assert_eq!(store.prune_batches(5).await.expect("prune"), 0, "finished at 10, kept");
+        assert_eq!(
+            store.prune_batches(5).await.expect("prune"),
+            0,
+            "finished at 10, kept"
+        );
         assert_eq!(store.prune_batches(11).await.expect("prune"), 1);
-        assert!(store.batch(&batch.to_string()).await.expect("read").is_none());
+        assert!(store
+            .batch(&batch.to_string())
+            .await
+            .expect("read")
+            .is_none());
     })
     .await;
 }

@@ -156,14 +156,14 @@ impl BatchBuilder<'_> {
     }
 
     /// Adds one member (of any job type); [`BatchBuilder::enqueue`] adds more.
-    pub fn add<J: Job>(self, job: J) -> Self {
-        self.add_with(job, Options::new())
+    pub fn member<J: Job>(self, job: J) -> Self {
+        self.member_with(job, Options::new())
     }
 
     /// Adds one member with [`Options`] (another queue, a delay, a priority). A unique key
     /// is not taken for a member: a member is always enqueued.
-    pub fn add_with<J: Job>(mut self, job: J, options: Options) -> Self {
-        match self.member(&job, &options) {
+    pub fn member_with<J: Job>(mut self, job: J, options: Options) -> Self {
+        match self.encode_member(&job, &options) {
             Ok(message) => self.members.push(message),
             Err(e) => self.error = self.error.or(Some(e)),
         }
@@ -177,13 +177,13 @@ impl BatchBuilder<'_> {
         jobs: impl IntoIterator<Item = J>,
     ) -> Result<Uuid, Error> {
         for job in jobs {
-            self = self.add(job);
+            self = self.member(job);
         }
         self.enqueue_added().await
     }
 
-    /// Enqueues the batch of the members added with [`BatchBuilder::add`] and
-    /// [`BatchBuilder::add_with`] (of several job types).
+    /// Enqueues the batch of the members added with [`BatchBuilder::member`] and
+    /// [`BatchBuilder::member_with`] (of several job types).
     pub async fn enqueue_added(self) -> Result<Uuid, Error> {
         if let Some(e) = self.error {
             return Err(e);
@@ -201,7 +201,7 @@ impl BatchBuilder<'_> {
                 ids.chunks(wire_batch::CHUNK).collect()
             };
             for chunk in chunks {
-                let event = Event::Opened(Opened {
+                let event = Event::Opened(Box::new(Opened {
                     version: wire_batch::EVENT_VERSION,
                     batch,
                     description: self.description.clone(),
@@ -210,7 +210,7 @@ impl BatchBuilder<'_> {
                     members: chunk.to_vec(),
                     on_success: on_success.clone(),
                     on_complete: on_complete.clone(),
-                });
+                }));
                 let (body, properties) = event.message();
                 client
                     .send_confirmed(&client.batches_queue, None, &body, properties)
@@ -239,7 +239,7 @@ impl BatchBuilder<'_> {
         Ok(batch)
     }
 
-    fn member<J: Job>(&self, job: &J, options: &Options) -> Result<Message, Error> {
+    fn encode_member<J: Job>(&self, job: &J, options: &Options) -> Result<Message, Error> {
         let queue = options.queue.as_deref().unwrap_or(J::QUEUE);
         let (meta, body) = self.client.encode(queue, job)?;
         self.client.message(meta, body, options, None)

@@ -37,7 +37,7 @@ pub const FAILED_IDS_MAX: usize = 1_000;
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
     /// A batch was opened (one chunk of its members).
-    Opened(Opened),
+    Opened(Box<Opened>),
     /// A member finished.
     MemberDone(MemberDone),
 }
@@ -168,7 +168,10 @@ mod tests {
             at: 1,
         });
         let (body, properties) = done.message();
-        assert_eq!(properties.kind().as_ref().map(|k| k.as_str()), Some(EVENT_TYPE));
+        assert_eq!(
+            properties.kind().as_ref().map(|k| k.as_str()),
+            Some(EVENT_TYPE)
+        );
         assert_eq!(Event::parse(&body).expect("reads back"), done);
         let json = String::from_utf8(body).expect("json");
         assert!(json.contains(r#""event":"member_done""#), "{json}");

@@ -117,7 +117,9 @@ pub(crate) async fn run(job: Job<'_>, retries: &Retries, middleware: &middleware
     } = job;
     let timeout = registration.timeout.unwrap_or(retries.job_timeout);
     let mut ctx = registration.context(meta, names, retries.max_attempts, state);
-    ctx.batch = headers.and_then(crate::wire::batch::outcome_of).map(Arc::new);
+    ctx.batch = headers
+        .and_then(crate::wire::batch::outcome_of)
+        .map(Arc::new);
     let code = match (registration.decode)(meta.format, body, ctx.clone()) {
         Ok(code) => code,
         Err(reason) => {
