@@ -429,6 +429,10 @@ mod tests {
         bad(|c| c.missed_heartbeats = 0, "missed_heartbeats is 0");
         bad(|c| c.batch = 0, "batch is 0");
         bad(
+            |c| c.batch_firing_lease = Duration::ZERO,
+            "batch_firing_lease must be between",
+        );
+        bad(
             |c| c.failure_max_age = Some(Duration::ZERO),
             "failure_max_age is zero",
         );
