@@ -217,3 +217,37 @@ async fn racing_claims_win_once_and_a_dead_claim_is_taken_again_after_the_lease(
     })
     .await;
 }
+
+/// The store's cost per member (a measurement, not a timed test): opening a batch of 20,000
+/// members, then each member's outcome with the check that follows it, as the recorder does.
+/// `cargo test --workspace --test store -- --ignored measure_batch --nocapture`
+#[tokio::test]
+#[ignore = "a measurement; prints the store's per-member cost"]
+async fn measure_batch_member_cost() {
+    each_backend(|store| async move {
+        let n = 20_000;
+        let batch = Uuid::new_v4();
+        let members: Vec<Uuid> = (0..n).map(|_| Uuid::new_v4()).collect();
+        let started = std::time::Instant::now();
+        for chunk in members.chunks(5_000) {
+            let mut event = opened(batch, chunk);
+            event.total = n as u64;
+            store.batch_opened(&event, 1).await.expect("opened");
+        }
+        let opened_in = started.elapsed();
+        let started = std::time::Instant::now();
+        let mut fired = 0;
+        for m in &members {
+            store.batch_member_done(batch, &m.to_string(), SUCCEEDED, 2).await.expect("done");
+            fired += store.batch_due(&batch.to_string(), 3, 0).await.expect("due").len();
+        }
+        let done_in = started.elapsed();
+        assert_eq!(fired, 2);
+        println!(
+            "{:?}: opened {n} members in {opened_in:?}; {n} outcomes with their checks in {done_in:?} ({:.0} µs per member)",
+            store.backend(),
+            done_in.as_micros() as f64 / n as f64
+        );
+    })
+    .await;
+}
