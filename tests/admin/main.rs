@@ -10,6 +10,7 @@ mod support;
 #[path = "../web_support/mod.rs"]
 mod web_support;
 
+mod batches;
 mod control;
 mod deployment;
 mod escaping;

@@ -71,10 +71,12 @@ impl Broker {
         self.owned.adopt(&other.owned);
     }
 
-    /// A unique events exchange name (its queue has the same name), both deleted later.
+    /// A unique events exchange name (its queue has the same name), both deleted later, with
+    /// the batches queue named after it (which every recorder declares).
     pub fn events_exchange(&self) -> String {
         let events = unique("events");
         self.owned.queue(&events);
+        self.owned.queue(&format!("{events}.batches"));
         self.owned.exchange(&events);
         events
     }

@@ -20,6 +20,9 @@ pub struct Settings {
     /// Test hook: abort between recording a failure and acking it.
     #[arg(long, global = true, hide = true)]
     pub crash_after_commit: bool,
+    /// Test hook: abort between publishing a batch callback and marking it fired.
+    #[arg(long, global = true, hide = true)]
+    pub crash_after_callback: bool,
 }
 
 impl Settings {
@@ -53,6 +56,7 @@ impl Settings {
         let mut config = RecorderConfig {
             deployment: self.deployment(),
             crash_after_commit: self.crash_after_commit,
+            crash_after_callback: self.crash_after_callback,
             ..RecorderConfig::default()
         };
         adjust(&mut config);

@@ -39,6 +39,8 @@ enum Command {
     Limits(commands::limits::Args),
     /// Periodic jobs: their next and last run, and the active scheduler (from RabbitMQ).
     Schedules(commands::schedules::Args),
+    /// Batches: progress, callbacks and failed members (docs/workflows.md).
+    Batches(commands::batches::Args),
     /// Processed and failed job counts: all time and the last hour.
     Stats(commands::stats::Args),
     /// Apply the admin database's pending migrations.
@@ -72,6 +74,7 @@ fn main() -> ExitCode {
             Command::Workers(args) => commands::workers::run(settings, args).await,
             Command::Limits(args) => commands::limits::run(settings, args).await,
             Command::Schedules(args) => commands::schedules::run(settings, args).await,
+            Command::Batches(args) => commands::batches::run(settings, args).await,
             Command::Stats(args) => commands::stats::run(settings, args).await,
             Command::Migrate(args) => commands::migrate::run(settings, args).await,
             Command::Web(args) => commands::web::run(settings, args).await,

@@ -15,6 +15,8 @@
 //!   [`limits`]: the alive workers' fleet-wide limits, in use and waiting.
 //! - [`prunes`]: deleting old failures, by hand or by the recorder's retention policy,
 //!   and the record of every prune.
+//! - [`batches`]: batches and their members from the batch events; which recorder fires
+//!   each callback.
 //! - [`recorder`]: consumes the failed and events queues into the store (acks after commit).
 //! - [`requeue`]: retrying a failure = publish (confirmed), then mark retried.
 //! - For the dashboard: [`keyset`] (paging without OFFSET), [`series`] (throughput charts),
@@ -25,6 +27,7 @@
 //! docs/admin.md is the user guide: schema, recorder, retry ordering, CLI.
 
 pub mod actions;
+pub mod batches;
 pub mod cancel;
 mod claim;
 pub mod control;

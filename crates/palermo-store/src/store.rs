@@ -64,6 +64,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../migrations/sqlite/0005_limits.sql"),
         include_str!("../migrations/postgres/0005_limits.sql"),
     ),
+    (
+        8,
+        "batches",
+        include_str!("../migrations/sqlite/0008_batches.sql"),
+        include_str!("../migrations/postgres/0008_batches.sql"),
+    ),
 ];
 
 /// The admin database: failures, workers and statistics.

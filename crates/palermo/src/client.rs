@@ -29,12 +29,14 @@ use crate::{
 };
 pub use config::{ClientConfig, DEFAULT_PUBLISH_TIMEOUT};
 
+mod batch;
 mod config;
 mod enqueue;
 mod options;
 mod session;
 mod unique;
 
+pub use batch::BatchBuilder;
 pub use enqueue::Enqueued;
 pub use options::Options;
 use session::{Reconnect, Sessions};
@@ -75,6 +77,8 @@ pub struct Client {
     reconnect: Reconnect,
     publish_timeout: Duration,
     middleware: middleware::EnqueueStack,
+    /// Where batch events go ([`crate::Deployment::batches_queue`]).
+    batches_queue: String,
 }
 
 /// Where enqueued jobs go.
@@ -161,6 +165,7 @@ impl Client {
             },
             publish_timeout: config.publish_timeout,
             middleware: middleware::EnqueueStack::default(),
+            batches_queue: config.deployment.batches_queue(),
         }
     }
 

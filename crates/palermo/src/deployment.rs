@@ -89,6 +89,12 @@ impl Deployment {
         }
     }
 
+    /// The durable queue batch events go to (docs/workflows.md, "Batches"): the events
+    /// exchange's name plus `.batches`, so each deployment has its own.
+    pub fn batches_queue(&self) -> String {
+        format!("{}.batches", self.events_exchange)
+    }
+
     /// Checks the settings; the error names the flag to change.
     pub fn validate(&self) -> Result<(), Error> {
         Addresses::parse(&self.amqp_url)?;

@@ -191,6 +191,8 @@ pub struct JobContext {
     pub(crate) state: Arc<StateMap>,
     /// Raised when an operator cancels the job (docs/admin.md, "Control").
     pub(crate) cancel: Arc<CancelSignal>,
+    /// A batch callback's outcome, read from its message ([`JobContext::batch`]).
+    pub(crate) batch: Option<Arc<crate::wire::batch::Outcome>>,
 }
 
 impl JobContext {
@@ -229,6 +231,14 @@ impl JobContext {
         self.cancel.raised().await
     }
 
+    /// In a batch's callback (docs/workflows.md, "Batches"): the batch's id, description and
+    /// counts when the callback fired, and the failed members' ids (the first 1,000).
+    /// `None` in any other
+    /// job. The recorder writes them into the callback's message, so a worker needs no store.
+    pub fn batch(&self) -> Option<&crate::BatchOutcome> {
+        self.batch.as_deref()
+    }
+
     /// A context for calling a job's function directly, in a unit test of the job.
     pub fn for_test(name: &str, state: StateMap) -> Self {
         Self {
@@ -238,6 +248,7 @@ impl JobContext {
             attempt: 1,
             max_attempts: 1,
             state: Arc::new(state),
+            batch: None,
             cancel: Arc::default(),
         }
     }

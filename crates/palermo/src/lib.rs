@@ -71,7 +71,7 @@ pub mod cli;
 
 pub use broker::priority::Priorities;
 pub use broker::topology::QueueType;
-pub use client::{Client, ClientConfig, Enqueued, Options, DEFAULT_PUBLISH_TIMEOUT};
+pub use client::{BatchBuilder, Client, ClientConfig, Enqueued, Options, DEFAULT_PUBLISH_TIMEOUT};
 pub use config::WorkerConfig;
 pub use deployment::Deployment;
 pub use error::{Error, NameError, Refusal};
@@ -83,6 +83,7 @@ pub use registry::{Registration, Registry};
 pub use retry::Backoff;
 pub use serializer::{Format, SerializeError};
 pub use state::{MissingState, State, StateMap};
+pub use wire::batch::Outcome as BatchOutcome;
 pub use worker::{Worker, WorkerBuilder};
 
 /// The default broker URL, used when neither `--amqp-url` nor `PALERMO_AMQP_URL` is given.

@@ -93,6 +93,7 @@ impl Registration {
                 .unwrap_or(default_max_attempts),
             state,
             cancel,
+            batch: None,
         }
     }
 }

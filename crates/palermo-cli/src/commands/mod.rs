@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+pub mod batches;
 pub mod enqueue;
 pub mod failed;
 pub mod jobs;

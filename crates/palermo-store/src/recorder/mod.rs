@@ -7,6 +7,10 @@
 //! - Heartbeats and offline events, from the events queue (`palermo.events`) into the workers
 //!   table and the statistics. Events are acked after their transaction too; one that cannot
 //!   be read is logged and dropped (the next heartbeat replaces it).
+//! - Batch events, from the batches queue ([`palermo::Deployment::batches_queue`]), and the
+//!   failures of batch members, into the batches tables; a batch that finished has its
+//!   callbacks published by exactly one recorder (`crate::batches`). Finished batches are
+//!   pruned after [`RecorderConfig::batch_retention`].
 //! - Upkeep: workers silent for [`RecorderConfig::missed_heartbeats`] intervals are marked
 //!   gone; old workers, resolved failures and minute statistics are pruned; and, when asked
 //!   for, old failures by the retention policy ([`RecorderConfig::failure_max_age`],
@@ -19,6 +23,7 @@
 //! [`RecorderConfig::reconnect`] backoff, declares its queues again and goes on; what it had
 //! not acked is redelivered and recorded once (inserts are idempotent).
 
+mod batches;
 pub mod message;
 mod run;
 
@@ -59,6 +64,14 @@ pub struct RecorderConfig {
     /// At most this many failures, open or resolved, are kept: older ones beyond the newest
     /// N are deleted for good (and the prune recorded). Defaults to `None`: no cap.
     pub failure_max_count: Option<u64>,
+    /// Finished batches whose callbacks fired are deleted, with their members, this long
+    /// after they finished. Defaults to 7 days.
+    pub batch_retention: Duration,
+    /// A callback a recorder took to publish but did not mark fired within this time (it
+    /// died in between) is taken and published again by the next upkeep; the broker lock
+    /// each callback publish takes ([`crate::batches::CALLBACK_LOCK`]) drops that second
+    /// copy. Defaults to 30 s; at most 1 hour.
+    pub batch_firing_lease: Duration,
     /// How often [`Recorder::run`] marks gone workers and prunes. Defaults to 1 s.
     pub maintenance_interval: Duration,
     /// Messages recorded per transaction when draining, and the prefetch of
@@ -72,6 +85,10 @@ pub struct RecorderConfig {
     /// ack, as a crash would.
     #[doc(hidden)]
     pub crash_after_commit: bool,
+    /// Test hook: end the process (exit code 70) right after publishing a batch callback,
+    /// before marking it fired.
+    #[doc(hidden)]
+    pub crash_after_callback: bool,
 }
 
 impl Default for RecorderConfig {
@@ -84,10 +101,13 @@ impl Default for RecorderConfig {
             stats_retention: Duration::from_secs(7 * 86_400),
             failure_max_age: None,
             failure_max_count: None,
+            batch_retention: Duration::from_secs(7 * 86_400),
+            batch_firing_lease: Duration::from_secs(30),
             maintenance_interval: Duration::from_secs(1),
             batch: 200,
             reconnect: reconnect::DEFAULT_BACKOFF,
             crash_after_commit: false,
+            crash_after_callback: false,
         }
     }
 }
@@ -104,6 +124,13 @@ impl RecorderConfig {
         if self.maintenance_interval.is_zero() {
             return invalid(
                 "maintenance_interval is zero; give a positive interval such as 1 s (the default)"
+                    .into(),
+            );
+        }
+        if self.batch_firing_lease.is_zero() || self.batch_firing_lease > Duration::from_secs(3600)
+        {
+            return invalid(
+                "batch_firing_lease must be between 1 ms and 1 hour (far below the callbacks' 1-day lock, which drops a second publish); the default is 30 s"
                     .into(),
             );
         }
@@ -135,6 +162,8 @@ pub struct Drained {
     pub new_failures: u64,
     /// Events taken from the events queue (unreadable ones included).
     pub events: u64,
+    /// Batch events taken from the batches queue (unreadable ones included).
+    pub batch_events: u64,
 }
 
 /// Records into a [`Store`] from one broker connection.
@@ -143,6 +172,8 @@ pub struct Recorder {
     config: RecorderConfig,
     connection: Connection,
     channel: Channel,
+    /// Publishes batch callbacks.
+    client: palermo::Client,
 }
 
 impl Recorder {
@@ -151,11 +182,14 @@ impl Recorder {
     pub async fn connect(store: Store, config: RecorderConfig) -> Result<Recorder> {
         config.validate()?;
         let (connection, channel) = open(&config).await?;
+        let client_config = palermo::ClientConfig::new(config.deployment.clone());
+        let client = palermo::Client::connect_with(&client_config).await?;
         Ok(Recorder {
             store,
             config,
             connection,
             channel,
+            client,
         })
     }
 
@@ -180,6 +214,9 @@ impl Recorder {
                 .map(|d| message::failure(&d.properties, &d.data))
                 .collect();
             drained.new_failures += self.store.insert_failures(&failures).await?;
+            for delivery in &batch {
+                self.record_batch_failure(delivery).await?;
+            }
             self.committed();
             ack_up_to(last).await?;
             drained.failures += batch.len() as u64;
@@ -193,8 +230,18 @@ impl Recorder {
             ack_up_to(last).await?;
             drained.events += batch.len() as u64;
         }
+        let batches_queue = self.config.deployment.batches_queue();
+        loop {
+            let batch = self.get_batch(&batches_queue).await?;
+            let Some(last) = batch.last() else { break };
+            for delivery in &batch {
+                self.record_batch_event(delivery).await?;
+            }
+            ack_up_to(last).await?;
+            drained.batch_events += batch.len() as u64;
+        }
         self.maintain().await?;
-        if drained.failures > 0 || drained.events > 0 {
+        if drained.failures > 0 || drained.events > 0 || drained.batch_events > 0 {
             debug!(?drained, "drained the failed and events queues");
         }
         Ok(drained)
@@ -223,6 +270,16 @@ impl Recorder {
         self.store
             .prune_stats(now.saturating_sub(ms(self.config.stats_retention)))
             .await?;
+        for batch in self.store.batches_waiting().await? {
+            self.fire_due(&batch).await?;
+        }
+        let pruned = self
+            .store
+            .prune_batches(now.saturating_sub(ms(self.config.batch_retention)))
+            .await?;
+        if pruned > 0 {
+            debug!(batches = pruned, "finished batches pruned");
+        }
         self.apply_retention(now).await
     }
 
@@ -307,6 +364,15 @@ impl Recorder {
         current
     }
 
+    fn crash_after_publish(&self) {
+        if self.config.crash_after_callback {
+            warn!(
+                "crash_after_callback is set: exiting between the callback's publish and its mark"
+            );
+            std::process::exit(70);
+        }
+    }
+
     fn committed(&self) {
         if self.config.crash_after_commit {
             warn!("crash_after_commit is set: exiting between the commit and the ack");
@@ -324,6 +390,8 @@ async fn open(config: &RecorderConfig) -> Result<(Connection, Channel)> {
     topology::declare_exchange(&channel).await?;
     topology::declare_queue(&channel, &deployment.failed_queue, deployment.queue_type).await?;
     topology::declare_events(&channel, &deployment.events_exchange, deployment.queue_type).await?;
+    let batches = deployment.batches_queue();
+    topology::declare_queue(&channel, &batches, deployment.queue_type).await?;
     Ok((connection, channel))
 }
 
@@ -360,6 +428,10 @@ mod tests {
         );
         bad(|c| c.missed_heartbeats = 0, "missed_heartbeats is 0");
         bad(|c| c.batch = 0, "batch is 0");
+        bad(
+            |c| c.batch_firing_lease = Duration::ZERO,
+            "batch_firing_lease must be between",
+        );
         bad(
             |c| c.failure_max_age = Some(Duration::ZERO),
             "failure_max_age is zero",

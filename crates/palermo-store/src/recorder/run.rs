@@ -75,6 +75,8 @@ impl Recorder {
         let mut failed = consume(&channel, &self.config.deployment.failed_queue, "failed").await?;
         let mut events =
             consume(&channel, &self.config.deployment.events_exchange, "events").await?;
+        let batches_queue = self.config.deployment.batches_queue();
+        let mut batches = consume(&channel, &batches_queue, "batches").await?;
         let mut upkeep = tokio::time::interval(self.config.maintenance_interval);
         info!(failed_queue = %self.config.deployment.failed_queue, events = %self.config.deployment.events_exchange, "recorder running");
         let result = loop {
@@ -98,6 +100,15 @@ impl Recorder {
                     Some(Err(e)) => break Err(broker("basic.consume")(e)),
                     None => break Err(cancelled(&self.config.deployment.events_exchange)),
                 },
+                delivery = batches.next() => match delivery {
+                    Some(Ok(delivery)) => {
+                        if let Err(e) = self.record_batch(&delivery).await {
+                            break Err(e);
+                        }
+                    }
+                    Some(Err(e)) => break Err(broker("basic.consume")(e)),
+                    None => break Err(cancelled(&batches_queue)),
+                },
                 _ = upkeep.tick() => {
                     if let Err(e) = self.maintain().await {
                         warn!(error = %e, "recorder upkeep failed; trying again at the next tick");
@@ -118,10 +129,20 @@ impl Recorder {
             .insert_failures(std::slice::from_ref(&failure))
             .await
         {
-            Ok(_) => {
-                self.committed();
-                ack(delivery).await
-            }
+            Ok(_) => match self.record_batch_failure(delivery).await {
+                Ok(()) => {
+                    self.committed();
+                    ack(delivery).await
+                }
+                Err(e) => give_back(delivery, e).await,
+            },
+            Err(e) => give_back(delivery, e).await,
+        }
+    }
+
+    async fn record_batch(&self, delivery: &Delivery) -> Result<()> {
+        match self.record_batch_event(delivery).await {
+            Ok(()) => ack(delivery).await,
             Err(e) => give_back(delivery, e).await,
         }
     }

@@ -255,7 +255,7 @@ impl Client {
 
     /// The message of a job with `options` applied: its priority, headers, due time and
     /// lock.
-    fn message(
+    pub(super) fn message(
         &self,
         mut meta: JobMeta,
         body: Vec<u8>,
@@ -307,7 +307,7 @@ impl Client {
     /// Serializes `job` in its format, with its metadata for `queue`. A fake client also
     /// decodes it back, as a worker would: an argument that does not round-trip fails here,
     /// in the test.
-    fn encode<J: Job>(&self, queue: &str, job: &J) -> Result<(JobMeta, Vec<u8>), Error> {
+    pub(super) fn encode<J: Job>(&self, queue: &str, job: &J) -> Result<(JobMeta, Vec<u8>), Error> {
         let format = J::FORMAT.unwrap_or(self.format);
         let error = |source| Error::Serialize {
             job: J::NAME.to_string(),
@@ -323,7 +323,7 @@ impl Client {
     }
 
     /// The metadata of a raw job; its body must decode in its format (for the preview).
-    fn raw_meta(&self, job: &RawJob) -> Result<JobMeta, Error> {
+    pub(super) fn raw_meta(&self, job: &RawJob) -> Result<JobMeta, Error> {
         let preview = job
             .format
             .to_json_value(&job.body)

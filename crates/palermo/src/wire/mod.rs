@@ -16,6 +16,7 @@ use uuid::Uuid;
 
 use crate::serializer::Format;
 
+pub mod batch;
 pub mod event;
 pub mod failure;
 mod fit;

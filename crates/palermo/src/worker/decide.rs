@@ -138,7 +138,10 @@ pub(crate) async fn run(job: Job<'_>, retries: &Retries, middleware: &middleware
             timeout,
         };
     }
-    let ctx = registration.context(meta, names, retries.max_attempts, state, cancel.clone());
+    let mut ctx = registration.context(meta, names, retries.max_attempts, state, cancel.clone());
+    ctx.batch = headers
+        .and_then(crate::wire::batch::outcome_of)
+        .map(Arc::new);
     let code = match (registration.decode)(meta.format, body, ctx.clone()) {
         Ok(code) => code,
         Err(reason) => {

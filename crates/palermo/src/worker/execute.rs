@@ -120,6 +120,11 @@ pub(crate) async fn execute(
             (succeeded, done, handed_over, Some(took))
         }
     };
+    // A batch member that succeeded is reported before its ack (worker/batch.rs).
+    let handed_over = match handed_over {
+        Ok(()) if done => super::batch::succeeded(shared, channel, delivery).await,
+        other => other,
+    };
     let acked = handed_over.is_ok();
     settle(shared, channel, delivery, handed_over).await;
     if done && acked {

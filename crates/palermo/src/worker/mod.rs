@@ -9,6 +9,7 @@
 //!                                   └─ on stop: cancel consumers, wait ≤ shutdown_timeout
 //! ```
 
+mod batch;
 mod cancel;
 mod control;
 pub(crate) mod decide;
