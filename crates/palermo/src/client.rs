@@ -29,12 +29,14 @@ use crate::{
 };
 pub use config::{ClientConfig, DEFAULT_PUBLISH_TIMEOUT};
 
+mod chain;
 mod config;
 mod enqueue;
 mod options;
 mod session;
 mod unique;
 
+pub use chain::{Chain, ChainId};
 pub use enqueue::Enqueued;
 pub use options::Options;
 use session::{Reconnect, Sessions};

@@ -9,6 +9,7 @@
 //!                                   └─ on stop: cancel consumers, wait ≤ shutdown_timeout
 //! ```
 
+mod chain;
 mod control;
 pub(crate) mod decide;
 mod execute;
