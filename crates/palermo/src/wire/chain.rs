@@ -215,6 +215,30 @@ impl ChainHeader {
     }
 }
 
+impl ChainHeader {
+    /// One line about the chain, for people: `chain ID, step 2 of 3`.
+    pub fn summary(&self) -> String {
+        format!("chain {}, step {} of {}", self.id, self.step, self.steps)
+    }
+
+    /// One line per step still to run, for people: its number, job, queue, job id and
+    /// arguments.
+    pub fn remaining(&self) -> Vec<String> {
+        (self.step + 1..)
+            .zip(&self.next)
+            .map(|(n, step)| {
+                format!(
+                    "step {n}: {} on {} (job id {}) {}",
+                    step.job,
+                    step.queue,
+                    step.id,
+                    step.preview()
+                )
+            })
+            .collect()
+    }
+}
+
 impl Step {
     /// A step for a job of `meta` with `body`, its arguments in `meta.format`.
     pub fn of(meta: &JobMeta, body: &[u8]) -> Result<Self, Malformed> {
