@@ -18,6 +18,7 @@ mod support;
 mod web_support;
 
 mod addresses;
+mod chains;
 mod control;
 mod core;
 mod dashboard_browser;

@@ -311,7 +311,10 @@ fn describe(d: &FailureDetail) -> String {
     if let Some(chain) = &d.chain {
         let rest = match chain.next.len() {
             0 => "its last step".to_string(),
-            n => format!("{n} step{} after it; a retry resumes them", if n == 1 { "" } else { "s" }),
+            n => format!(
+                "{n} step{} after it; a retry resumes them",
+                if n == 1 { "" } else { "s" }
+            ),
         };
         line("Chain", format!("{} ({rest})", chain.summary()));
         for step in chain.remaining() {
