@@ -226,6 +226,38 @@ async fn a_failed_step_stops_the_chain_and_its_retry_resumes_it() {
     assert_eq!(rig.ready(&rig.failed).await, 0);
 }
 
+/// What a crash between the publish of a step and the ack of the step before leaves: the
+/// step twice in its queue, under one job id. The worker that runs the first copy acks the
+/// second without running it (it remembers the run), so the steps after it run once.
+#[tokio::test]
+async fn a_step_published_twice_runs_once_on_the_worker_that_ran_it() {
+    let rig = Rig::new("chains-twice").await;
+    let seen = Arc::new(Seen::default());
+    let on = || Options::new().queue(&rig.queue);
+    rig.client()
+        .chain()
+        .then_with(step_job("a", 0), on())
+        .then_with(step_job("b", 0), on())
+        .enqueue()
+        .await
+        .expect("enqueue the chain");
+    let taken = rig.drain(&rig.queue).await;
+    assert_eq!(taken.len(), 1, "only the first step is published");
+    let (properties, body) = &taken[0];
+    for _ in 0..2 {
+        rig.publish_raw(&rig.queue, body, properties.clone()).await;
+    }
+    let mut config = rig.config();
+    config.concurrency = 1;
+    rig.start(Worker::builder(config).state(seen.clone()));
+    eventually(WAIT, "both steps ran", || async { seen.spans().len() >= 2 }).await;
+    rig.wait_queue_empty().await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    rig.stop().await;
+    assert_eq!(seen.labels(), ["a", "b"], "a's copy was acked unrun");
+    assert_eq!(rig.ready(&rig.failed).await, 0, "the copy is no failure");
+}
+
 #[tokio::test]
 async fn a_chain_too_large_or_empty_is_refused_before_anything_is_published() {
     let rig = Rig::new("chains-refused").await;
