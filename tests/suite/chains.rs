@@ -331,3 +331,79 @@ async fn the_fake_runs_chains_by_the_same_rules() {
         "{waited:?}: e waits its delay after d"
     );
 }
+
+/// Counts its runs and wakes the measurement.
+#[derive(Default)]
+struct Count {
+    runs: std::sync::atomic::AtomicUsize,
+    ran: tokio::sync::Notify,
+}
+
+#[palermo::job(name = "chains_noop")]
+async fn noop(n: u32, count: State<Arc<Count>>) -> anyhow::Result<()> {
+    let _ = n;
+    count.runs.fetch_add(1, Ordering::SeqCst);
+    count.ran.notify_one();
+    Ok(())
+}
+
+/// The overhead of a chain step against a plain job: 1,000 no-op steps (twenty 50-step
+/// chains, one after the other: a chain's header holds about a hundred small steps, fewer with the long queue names of the tests) against
+/// 1,000 no-op jobs each enqueued once the one before it ran, on one worker. A
+/// measurement for docs/workflows.md, not a timed test:
+/// `cargo test --workspace --release --test suite -- --ignored --nocapture chains::measure`.
+#[tokio::test]
+#[ignore = "a measurement, run by hand"]
+async fn measure_chain_step_overhead() {
+    const STEPS: u32 = 1000;
+    let rig = Rig::new("chains-measure").await;
+    let count = Arc::new(Count::default());
+    rig.start(Worker::builder(rig.config()).state(count.clone()));
+    let on = || Options::new().queue(&rig.queue);
+    let wait_for = |n: usize| {
+        let count = count.clone();
+        async move {
+            while count.runs.load(Ordering::SeqCst) < n {
+                let _ = tokio::time::timeout(Duration::from_millis(50), count.ran.notified()).await;
+            }
+        }
+    };
+    // Warm up: the queue declared, the worker's channel busy once.
+    rig.client()
+        .enqueue_with(Noop { n: 0 }, on())
+        .await
+        .expect("enqueue");
+    wait_for(1).await;
+
+    let started = Instant::now();
+    for n in 0..STEPS {
+        rig.client()
+            .enqueue_with(Noop { n }, on())
+            .await
+            .expect("enqueue");
+        wait_for(2 + n as usize).await;
+    }
+    let sequential = started.elapsed();
+
+    const CHAIN: u32 = 50;
+    let started = Instant::now();
+    for _ in 0..STEPS / CHAIN {
+        let mut chain = rig.client().chain();
+        for n in 0..CHAIN {
+            chain = chain.then_with(Noop { n }, on());
+        }
+        let before = count.runs.load(Ordering::SeqCst);
+        chain.enqueue().await.expect("enqueue the chain");
+        wait_for(before + CHAIN as usize).await;
+    }
+    let chained = started.elapsed();
+    rig.stop().await;
+    let per = |d: Duration| d.as_secs_f64() * 1000.0 / f64::from(STEPS);
+    println!(
+        "{STEPS} sequential enqueue-and-wait: {sequential:?} ({:.2} ms each); \
+         {STEPS} chain steps ({CHAIN}-step chains): {chained:?} ({:.2} ms a step); ratio {:.2}",
+        per(sequential),
+        per(chained),
+        chained.as_secs_f64() / sequential.as_secs_f64()
+    );
+}
