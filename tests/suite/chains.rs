@@ -88,6 +88,16 @@ async fn flaky(label: String, seen: State<Arc<Seen>>, ctx: JobContext) -> anyhow
     Ok(())
 }
 
+#[palermo::job(name = "chains_once", max_attempts = 2, backoff = "1s..1s")]
+async fn once(label: String, seen: State<Arc<Seen>>, ctx: JobContext) -> anyhow::Result<()> {
+    let start = Instant::now();
+    seen.record(&label, &ctx, start, ctx.attempt > 1);
+    if ctx.attempt == 1 {
+        anyhow::bail!("{label} fails its first attempt");
+    }
+    Ok(())
+}
+
 fn step_job(label: &str, ms: u64) -> Step {
     Step {
         label: label.into(),
@@ -223,6 +233,32 @@ async fn a_failed_step_stops_the_chain_and_its_retry_resumes_it() {
     assert_eq!(spans[1].id, spans[2].id, "the retry runs the same job id");
     assert!(spans[3].start >= spans[2].end);
     assert_eq!(spans[3].queue, other);
+    assert_eq!(rig.ready(&rig.failed).await, 0);
+}
+
+/// A step's own retries keep its chain: the retry carries the header, and the chain goes on
+/// after the retry succeeded.
+#[tokio::test]
+async fn a_retried_step_keeps_its_chain() {
+    let rig = Rig::new("chains-retried").await;
+    let seen = Arc::new(Seen::default());
+    rig.start(Worker::builder(rig.config()).state(seen.clone()));
+    let on = || Options::new().queue(&rig.queue);
+    rig.client()
+        .chain()
+        .then_with(step_job("a", 0), on())
+        .then_with(Once { label: "b".into() }, on())
+        .then_with(step_job("c", 0), on())
+        .enqueue()
+        .await
+        .expect("enqueue the chain");
+    eventually(WAIT, "the chain finished", || async {
+        seen.spans().len() >= 4
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    rig.stop().await;
+    assert_eq!(seen.labels(), ["a", "b!", "b", "c"]);
     assert_eq!(rig.ready(&rig.failed).await, 0);
 }
 

@@ -181,15 +181,15 @@ fn step(message: &Message) -> Result<Step, Error> {
     let invalid = |e: wire::Malformed| Error::Config(e.0);
     let mut step = Step::of(&message.meta, &message.body).map_err(invalid)?;
     let headers = wire::headers(&message.properties);
-    for (name, value) in headers.inner() {
-        let name = name.as_str();
+    // The options' string headers (the first step's also pass the enqueue middleware,
+    // which runs when a message is sent; later steps are sent by workers).
+    for name in headers.inner().keys().map(|name| name.as_str()) {
         if name.starts_with("x-palermo-") {
             continue;
         }
         if let Ok(Some(value)) = wire::str_ref(headers, name) {
             step.headers.insert(name.to_string(), value.to_string());
         }
-        let _ = value;
     }
     match message.when {
         super::options::When::Now => {}

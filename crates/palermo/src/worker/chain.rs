@@ -37,6 +37,8 @@ pub(crate) async fn publish_next(
             debug!(chain.id = %chain.id, job.id = %meta.id, "the chain's last step succeeded");
             return Ok(());
         }
+        // Not reached: the header was read whole before the step ran (`ChainHeader::read`
+        // checks every later step), and a step that does not read never runs.
         Err(e) => return Err(Error::Config(e.0)),
     };
     let NextStep {
