@@ -132,7 +132,12 @@ WORKER=$!
 RUST_LOG=$WORKER_LOG_LEVEL setsid "$BIN/worker" --queues default --scheduler >"$LOG2" 2>&1 &
 WORKER2=$!
 
-"$BIN/enqueue-samples" --count 20
+if [ "$SMOKE" = "--smoke" ]; then
+  "$BIN/enqueue-samples" --count 20
+else
+  # With a 60 s export_report to cancel by hand (palermo jobs cancel ID, or the Workers page).
+  "$BIN/enqueue-samples" --count 20 --long-job
+fi
 say "workers $WORKER and $WORKER2 (both --scheduler), logs in $LOG and $LOG2; dashboard log in $WEB_LOG"
 say "the dashboard: $URL/"
 

@@ -23,7 +23,7 @@ cd "$(dirname "$0")/.."
 # The worker suites: modules of the tests/suite binary, selected by name. Every cargo command
 # names --workspace, as scripts/test.sh does: one feature resolution, so nothing is compiled
 # again.
-WORKER_SUITES=(core:: malformed:: retries:: unique:: priority:: periodic:: middleware::)
+WORKER_SUITES=(core:: malformed:: retries:: unique:: priority:: periodic:: middleware:: limits::)
 SUITE=(--workspace --test suite --)
 # The broker-restart test, and the poison test (modules of tests/disruptive).
 RESTART=(--workspace --test disruptive -- --ignored --test-threads=1 disruptive_reconnect::)

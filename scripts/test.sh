@@ -82,11 +82,11 @@ flock -x "$LOCK" cargo test --workspace --test disruptive -- --ignored --test-th
   $(printf -- '--skip %s ' $OWN_PROCESSES)
 # shellcheck disable=SC2086 # one filter per word
 flock -s "$LOCK" cargo test --workspace --test disruptive -- --ignored $OWN_PROCESSES
-stage "cluster tests (three-node RabbitMQ clusters on 5681-5683: failover on 3.10, chaos on 4.0)"
+stage "cluster tests (three-node RabbitMQ clusters on 5681-5683: failover, control and limits on 3.10, chaos on 4.0)"
 # Whatever happens, take the cluster down and leave the main broker running.
 at_exit 'flock -x /tmp/palermo-cluster.lock sh -c "scripts/cluster.sh down; PALERMO_CLUSTER_RABBITMQ=4.0 scripts/cluster.sh down"'
 # --nocapture: the failover times and the chaos line belong in the CI log.
-cargo test --workspace --test cluster -- cluster_failover:: cluster_control:: --ignored --test-threads=1 --nocapture
+cargo test --workspace --test cluster -- cluster_failover:: cluster_control:: cluster_limits:: --ignored --test-threads=1 --nocapture
 # The chaos test runs on a RabbitMQ 4.0 cluster (from scripts/rabbitmq4.sh's root, which the
 # matrix stage made): there neither it nor the plain-lapin baseline lost a job in 20 runs
 # each, so any loss fails CI. On 3.10.8 about one run in three loses a job the broker itself

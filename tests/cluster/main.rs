@@ -10,3 +10,4 @@ mod cluster_broker_chaos;
 mod cluster_chaos;
 mod cluster_control;
 mod cluster_failover;
+mod cluster_limits;

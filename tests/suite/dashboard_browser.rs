@@ -9,6 +9,8 @@
 //!   list and the detail page, and runs nothing.
 //! - Pause on a queue's page (and the confirmation) stops its worker: enqueued jobs wait, the
 //!   page shows them ready and the queue paused; Resume runs them.
+//! - Pause on the Schedules page (and the confirmation) stops a schedule's ticks, Run now
+//!   adds one run, Resume brings the ticks back; a screenshot of the page.
 //! - Screenshots of the overview, the Failed page (also phone-sized in dark mode) and the
 //!   probe's page go to `target/screenshots/`, for a person to look at.
 
@@ -222,6 +224,102 @@ async fn pause_a_queue_from_its_page_and_resume_it() {
     worker.stop().await;
     assert!(dashboard.stop(WAIT).success());
     client.close().await.expect("close the client");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pause_run_and_resume_a_schedule_from_the_schedules_page() {
+    if !browser_support::available() {
+        return;
+    }
+    let admin = Admin::new("sqlite", "browsersched").await;
+    let rig = &admin.rig;
+    let (exchange, election) = (support::unique("control"), rig.another_queue("scheduler"));
+    let ticks = rig.another_queue("ticks");
+    let name = support::unique("every-second");
+    let mut config = admin.worker_config(&[&rig.queue]);
+    config.scheduler = true;
+    config.deployment.control_exchange = exchange.clone();
+    config.deployment.scheduler_queue = election.clone();
+    let deployment = config.deployment.clone();
+    rig.track(&[&palermo::admin::schedules::status_queue(&election)]);
+    rig.owned()
+        .exchange(&palermo::control::schedule_pause_marker(&deployment, &name));
+    let every = palermo::Periodic::every(&name, "1s").and_then(|p| p.queue(&ticks));
+    let builder = Worker::builder(config)
+        .state(Arc::new(Runs::default()))
+        .periodic(every.expect("schedule"), BrowserCounted {});
+    let worker = RunningWorker::start_with(builder);
+    eventually(WAIT, "a first tick", || async {
+        rig.ready(&ticks).await >= 1
+    })
+    .await;
+    let dashboard = Dashboard::start(
+        &admin,
+        &[
+            "--control-exchange",
+            &exchange,
+            "--scheduler-queue",
+            &election,
+        ],
+    );
+    let browser = Browser::start(1280, 800, &[]).await;
+    let page = format!("{}/schedules", dashboard.url);
+    let row = format!("tr[data-schedule=\"{name}\"]");
+
+    open(&browser, &page, &format!("{row} .pause-button")).await;
+    click(&browser, &format!("{row} .pause-button")).await;
+    let question = browser
+        .text("#confirm-dialog[open] #confirm-message", WAIT)
+        .await;
+    assert!(
+        question.contains("Pause schedule"),
+        "the confirmation says {question:?}"
+    );
+    click(&browser, "#confirm-dialog[open] #confirm-yes").await;
+    browser
+        .element(&format!("{row} .resume-button"), WAIT)
+        .await;
+    let notice = browser.text("#notice", WAIT).await;
+    assert!(notice.contains("Paused"), "the page says {notice:?}");
+    let names = [name.clone()];
+    let paused = palermo::control::paused_schedules(&rig.connection, &deployment, &names).await;
+    assert_eq!(
+        paused.expect("markers").len(),
+        1,
+        "the marker is on the broker"
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let during = rig.ready(&ticks).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(rig.ready(&ticks).await, during, "no tick while paused");
+
+    click(&browser, &format!("{row} .run-button")).await;
+    click(&browser, "#confirm-dialog[open] #confirm-yes").await;
+    let deadline = Instant::now() + WAIT;
+    while !browser
+        .text("#notice", WAIT)
+        .await
+        .contains("Enqueued one run")
+    {
+        assert!(Instant::now() < deadline, "no Run now notice");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(rig.ready(&ticks).await, during + 1, "one run");
+    let screenshot = browser.screenshot("schedules").await;
+
+    click(&browser, &format!("{row} .resume-button")).await;
+    click(&browser, "#confirm-dialog[open] #confirm-yes").await;
+    browser.element(&format!("{row} .pause-button"), WAIT).await;
+    eventually(WAIT, "ticks again", || async {
+        rig.ready(&ticks).await >= during + 3
+    })
+    .await;
+    let text = body_text(&browser).await;
+    assert!(text.contains("Operator actions"), "the audit: {text}");
+    println!("screenshot: {}", screenshot.display());
+    browser.close().await;
+    worker.stop().await;
+    assert!(dashboard.stop(WAIT).success());
 }
 
 /// The Failed page on a phone-sized window in dark mode (Chromium's `--force-dark-mode` makes

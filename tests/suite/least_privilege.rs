@@ -217,10 +217,10 @@ async fn a_worker_with_the_producer_user_stops_at_start_up_naming_the_permission
         Some(1),
         "exit status {status:?}; log:\n{stderr}"
     );
-    // The worker consumes nothing: it fails declaring its events binding, which reads the
-    // events exchange, before its slots ask to consume.
+    // The worker consumes nothing: it fails reading the cancellations stream, which it does
+    // when it connects, before its slots ask to consume.
     let expected = format!(
-        "error: the broker refused access: read on exchange 'palermo.events' in vhost '{}' for user '{}' (ACCESS_REFUSED during queue.bind): check the user's permissions",
+        "error: the broker refused access: read on queue 'palermo.control.cancellations' in vhost '{}' for user '{}' (ACCESS_REFUSED during basic.consume (cancellations)): check the user's permissions",
         vhost.name,
         vhost.user("producer")
     );

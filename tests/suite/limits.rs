@@ -190,3 +190,81 @@ fn the_macro_writes_the_limit() {
 async fn limits_unlimited_job() -> anyhow::Result<()> {
     Ok(())
 }
+
+/// Runs of `limits_key_fn_job`: its `n` and its start and end.
+static KEYED_RUNS: std::sync::Mutex<Vec<(u64, Instant, Instant)>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// The key of a `limits_key_fn_job`: whether its `n` is odd.
+fn parity_of(job: &LimitsKeyFnJob) -> String {
+    (job.n % 2).to_string()
+}
+
+#[palermo::job(max_attempts = 1, concurrency = 1, key_fn = parity_of)]
+async fn limits_key_fn_job(n: u64) -> anyhow::Result<()> {
+    let start = Instant::now();
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    let mut runs = KEYED_RUNS.lock().unwrap_or_else(|p| p.into_inner());
+    runs.push((n, start, Instant::now()));
+    Ok(())
+}
+
+#[test]
+fn a_key_function_computes_the_key_from_the_arguments() {
+    let limit = <LimitsKeyFnJob as Job>::LIMIT;
+    let key_fn = limit.key_fn.expect("key_fn");
+    assert_eq!(key_fn.name, "parity_of");
+    assert_eq!(limit.per().as_deref(), Some("parity_of()"));
+    let key = |body: &[u8]| (key_fn.compute)(palermo::Format::Json, body);
+    assert_eq!(key(br#"{"n": 7}"#).as_deref(), Some("1"));
+    assert_eq!(key(br#"{"n": 4}"#).as_deref(), Some("0"));
+    assert_eq!(key(b"not json"), None);
+    let both = Limit {
+        key: Some("n".into()),
+        ..limit.clone()
+    };
+    let err = both
+        .validate("limits_key_fn_job")
+        .expect_err("key and key_fn");
+    assert!(err.to_string().contains("both a key and a key_fn"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_key_function_no_two_runs_of_a_key_overlap_while_keys_run_in_parallel() {
+    let rig = Rig::new("limits-key-fn").await;
+    let mut config = rig.config_for(&[&rig.queue]);
+    config.concurrency = 6;
+    // The job's own limit under this test's name, so that its slots are this test's alone.
+    let limit = Limit {
+        name: Some(rig.queue.clone().into()),
+        ..<LimitsKeyFnJob as Job>::LIMIT
+    };
+    config.limits.insert("limits_key_fn_job".into(), limit);
+    let worker = support::RunningWorker::start_with(palermo::Worker::builder(config));
+    let jobs = (0..12).map(|n| LimitsKeyFnJob { n });
+    rig.client()
+        .enqueue_many(jobs, palermo::Options::new().queue(&rig.queue))
+        .await
+        .expect("enqueue");
+    let done = || KEYED_RUNS.lock().map(|r| r.len()).unwrap_or(0) >= 12;
+    eventually(RECORDED, "12 keyed runs", || std::future::ready(done())).await;
+    worker.stop().await;
+    let runs = KEYED_RUNS.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let overlap = |a: &(u64, Instant, Instant), b: &(u64, Instant, Instant)| a.1 < b.2 && b.1 < a.2;
+    let mut across = 0;
+    for (i, a) in runs.iter().enumerate() {
+        for b in &runs[i + 1..] {
+            if overlap(a, b) {
+                assert_ne!(
+                    a.0 % 2,
+                    b.0 % 2,
+                    "runs {} and {} of one key overlapped",
+                    a.0,
+                    b.0
+                );
+                across += 1;
+            }
+        }
+    }
+    assert!(across > 0, "the two keys never ran in parallel");
+}

@@ -18,6 +18,7 @@ mod support;
 mod web_support;
 
 mod addresses;
+mod cancel;
 mod chains;
 mod control;
 mod core;
@@ -25,6 +26,7 @@ mod dashboard_browser;
 mod examples;
 mod least_privilege;
 mod limits;
+mod limits_seen;
 mod log_format;
 mod malformed;
 mod metrics_browser;

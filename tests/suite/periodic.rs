@@ -158,3 +158,183 @@ async fn a_restarted_scheduler_catches_up_from_the_token() {
     rig.stop().await;
     setup.check_ticks_once(from, Utc::now(), 5).await;
 }
+
+/// The schedule's row in the active scheduler's table, once that table shows a tick of it.
+async fn status_row(setup: &Setup) -> schedules::ScheduleRow {
+    let connection = &setup.rig.connection;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let status = schedules::read(connection, &setup.election)
+            .await
+            .ok()
+            .flatten();
+        let row = status
+            .and_then(|s| s.schedules.into_iter().find(|r| r.name == setup.schedule))
+            .filter(|r| r.last_run.is_some());
+        if let Some(row) = row {
+            return row;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no status row that ran"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Pauses (`paused`) or resumes the setup's schedule, as `palermo schedules pause` does.
+async fn set_paused(setup: &Setup, paused: bool) {
+    let deployment = setup.rig.config().deployment;
+    let connection = &setup.rig.connection;
+    palermo::control::set_schedule_paused(connection, &deployment, &setup.schedule, paused)
+        .await
+        .expect("pause or resume the schedule");
+    let names = [setup.schedule.clone()];
+    let marked = palermo::control::paused_schedules(connection, &deployment, &names).await;
+    assert_eq!(marked.expect("markers").len(), usize::from(paused));
+}
+
+/// Pausing a schedule stops its ticks within one tick, and the skipped ticks are not
+/// enqueued later; its last run stays put while its next run moves on. Resuming brings the
+/// ticks back.
+#[tokio::test]
+async fn a_paused_schedule_skips_its_ticks_until_resumed() {
+    let setup = Setup::new("paused-schedule").await;
+    let rig = &setup.rig;
+    setup.start_scheduler(CatchUp::All);
+    eventually(Duration::from_secs(10), "two ticks", || async {
+        rig.ready(&setup.ticks).await >= 2
+    })
+    .await;
+    set_paused(&setup, true).await;
+    let paused_at = Utc::now();
+    // A tick whose marker check ran before the pause may still land: wait it out.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let during = rig.ready(&setup.ticks).await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(
+        rig.ready(&setup.ticks).await,
+        during,
+        "no tick while paused"
+    );
+    let row = status_row(&setup).await;
+    let last = row.last_run.expect("last run");
+    assert!(last <= paused_at.timestamp_millis() + 1000, "{row:?}");
+    assert!(
+        row.next_run.expect("next") > paused_at.timestamp_millis() + 4000,
+        "{row:?}"
+    );
+    set_paused(&setup, false).await;
+    let resumed_at = Utc::now();
+    eventually(Duration::from_secs(5), "ticks again", || async {
+        rig.ready(&setup.ticks).await >= during + 2
+    })
+    .await;
+    rig.stop().await;
+    let messages = rig.drain(&setup.ticks).await;
+    let counts = ticks_of(&messages, &setup.schedule, paused_at, Utc::now());
+    let skipped = (paused_at.timestamp() + 2)..resumed_at.timestamp();
+    for (second, n) in &counts {
+        assert_eq!(*n, 1, "tick {second} once");
+        assert!(
+            !skipped.contains(second),
+            "tick {second} was paused: {counts:?}"
+        );
+    }
+}
+
+/// The pause is on the broker, not in the scheduler: a scheduler started after the pause
+/// (a failover, a restart) skips the ticks too, even with `catch_up = "all"`, and the ticks
+/// it skipped at its takeover are not enqueued after the resume.
+#[tokio::test]
+async fn a_new_scheduler_honours_the_pause() {
+    let setup = Setup::new("pause-failover").await;
+    let rig = &setup.rig;
+    setup.start_scheduler(CatchUp::All);
+    eventually(Duration::from_secs(10), "a tick", || async {
+        rig.ready(&setup.ticks).await >= 1
+    })
+    .await;
+    set_paused(&setup, true).await;
+    rig.stop().await;
+    let before = rig.ready(&setup.ticks).await;
+    let stopped_at = Utc::now();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    setup.start_scheduler(CatchUp::All);
+    // The new scheduler is active once it publishes its table.
+    let connection = &rig.connection;
+    eventually(
+        Duration::from_secs(10),
+        "the new scheduler's table",
+        || async {
+            let status = schedules::read(connection, &setup.election)
+                .await
+                .ok()
+                .flatten();
+            status.is_some_and(|s| s.written_at > stopped_at.timestamp_millis() + 2000)
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        rig.ready(&setup.ticks).await,
+        before,
+        "the new leader skipped"
+    );
+    set_paused(&setup, false).await;
+    let resumed_at = Utc::now();
+    eventually(Duration::from_secs(5), "ticks after the resume", || async {
+        rig.ready(&setup.ticks).await >= before + 2
+    })
+    .await;
+    rig.stop().await;
+    let messages = rig.drain(&setup.ticks).await;
+    let counts = ticks_of(&messages, &setup.schedule, stopped_at, Utc::now());
+    let skipped = (stopped_at.timestamp() + 1)..resumed_at.timestamp();
+    for (second, n) in &counts {
+        assert_eq!(*n, 1, "tick {second} once");
+        assert!(
+            !skipped.contains(second),
+            "tick {second} was paused: {counts:?}"
+        );
+    }
+}
+
+/// Run now enqueues exactly one extra run (the schedule's job, queue and arguments, a fresh
+/// id) and leaves the ticks alone: every tick is still enqueued once, none skipped.
+#[tokio::test]
+async fn run_now_enqueues_one_extra_run() {
+    let setup = Setup::new("run-now").await;
+    let rig = &setup.rig;
+    let from = Utc::now();
+    setup.start_scheduler(CatchUp::Latest);
+    let row = status_row(&setup).await;
+    assert_eq!(row.format.as_deref(), Some("json"));
+    assert_eq!(
+        row.args.as_deref(),
+        Some("{}"),
+        "the unit struct's arguments"
+    );
+    let deployment = rig.config().deployment;
+    let enqueued = schedules::run_now(&deployment, &row)
+        .await
+        .expect("run now");
+    let palermo::Enqueued::New(id) = enqueued else {
+        panic!("not unique, so enqueued: {enqueued:?}")
+    };
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    rig.stop().await;
+    let messages = rig.drain(&setup.ticks).await;
+    let (extra, ticks): (Vec<_>, Vec<_>) = messages
+        .into_iter()
+        .partition(|(p, _)| p.message_id().as_ref().map(|m| m.to_string()) == Some(id.to_string()));
+    assert_eq!(extra.len(), 1, "exactly one extra run");
+    assert_eq!(extra[0].1, b"{}".to_vec(), "the schedule's arguments");
+    let counts = ticks_of(&ticks, &setup.schedule, from, Utc::now());
+    let first = counts.keys().min().copied().expect("ticks");
+    let last = counts.keys().max().copied().expect("ticks");
+    assert!(last - first >= 3, "ticks from {first} to {last}");
+    for second in first..=last {
+        assert_eq!(counts.get(&second), Some(&1), "tick {second}: {counts:?}");
+    }
+}

@@ -99,20 +99,61 @@ impl Cluster {
 
     /// The node that leads quorum queue `queue`, asked of `via`; `None` while it has none.
     pub fn leader(&self, via: usize, queue: &str) -> Option<usize> {
-        let json = self.ctl(
-            via,
-            &["list_queues", "name", "leader", "--formatter", "json", "-q"],
-        )?;
-        let rows: Vec<serde_json::Value> = serde_json::from_str(&json).ok()?;
-        let leader = rows
+        self.queue_node(via, queue, "leader")
+    }
+
+    /// The node of the connection that owns exclusive queue `queue` (where the queue lives),
+    /// asked of `via`; `None` while there is no such queue. (3.10 lists no node for a classic
+    /// queue; its owner's pid is the connection's, whose port names the node.)
+    pub fn node_of_queue(&self, via: usize, queue: &str) -> Option<usize> {
+        let rows = |args: &[&str]| -> Option<Vec<serde_json::Value>> {
+            serde_json::from_str(&self.ctl(via, args)?).ok()
+        };
+        let queues = rows(&[
+            "list_queues",
+            "name",
+            "owner_pid",
+            "--formatter",
+            "json",
+            "-q",
+        ])?;
+        let owner = queues
             .iter()
             .find(|row| row["name"] == queue)?
-            .get("leader")?
+            .get("owner_pid")?
+            .clone();
+        let connections = rows(&[
+            "list_connections",
+            "pid",
+            "port",
+            "--formatter",
+            "json",
+            "-q",
+        ])?;
+        let port = connections
+            .iter()
+            .find(|row| row["pid"] == owner)?
+            .get("port")?
+            .as_u64()?;
+        NODES.into_iter().find(|&n| port == 5680 + n as u64)
+    }
+
+    /// The node in `list_queues`' column `column` (`leader`, `node`) for `queue`.
+    fn queue_node(&self, via: usize, queue: &str, column: &str) -> Option<usize> {
+        let json = self.ctl(
+            via,
+            &["list_queues", "name", column, "--formatter", "json", "-q"],
+        )?;
+        let rows: Vec<serde_json::Value> = serde_json::from_str(&json).ok()?;
+        let node = rows
+            .iter()
+            .find(|row| row["name"] == queue)?
+            .get(column)?
             .as_str()?
             .to_string();
         NODES
             .into_iter()
-            .find(|n| leader == format!("palermo-c{n}@localhost"))
+            .find(|n| node == format!("palermo-c{n}@localhost"))
     }
 
     /// [`Cluster::leader`], waiting up to 30 s for the queue to have one.

@@ -31,8 +31,12 @@ enum Command {
     Queues(commands::queues::Args),
     /// List, show, retry and remove failed jobs (recorded from the failed queue).
     Failed(commands::failed::Args),
+    /// Act on jobs by id: `palermo jobs cancel ID...`.
+    Jobs(commands::jobs::Args),
     /// Workers from their heartbeats: alive, stopped or gone, and what each is running.
     Workers(commands::workers::Args),
+    /// Fleet-wide limits of the alive workers' jobs: setting, in use, jobs waiting.
+    Limits(commands::limits::Args),
     /// Periodic jobs: their next and last run, and the active scheduler (from RabbitMQ).
     Schedules(commands::schedules::Args),
     /// Processed and failed job counts: all time and the last hour.
@@ -64,7 +68,9 @@ fn main() -> ExitCode {
             Command::Enqueue(args) => commands::enqueue::run(settings, args).await,
             Command::Queues(args) => commands::queues::run(settings, args).await,
             Command::Failed(args) => commands::failed::run(settings, args).await,
+            Command::Jobs(args) => commands::jobs::run(settings, args).await,
             Command::Workers(args) => commands::workers::run(settings, args).await,
+            Command::Limits(args) => commands::limits::run(settings, args).await,
             Command::Schedules(args) => commands::schedules::run(settings, args).await,
             Command::Stats(args) => commands::stats::run(settings, args).await,
             Command::Migrate(args) => commands::migrate::run(settings, args).await,
@@ -73,6 +79,13 @@ fn main() -> ExitCode {
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.downcast_ref::<commands::jobs::Exit>().is_some() => {
+            let code = e
+                .downcast_ref::<commands::jobs::Exit>()
+                .map_or(1, |exit| exit.code);
+            eprintln!("{}", output::escape(&e.to_string()));
+            ExitCode::from(code)
+        }
         Err(e) => {
             eprintln!("error: {}", output::escape(&admin::error_line(&e)));
             ExitCode::FAILURE

@@ -166,3 +166,23 @@ pub async fn render_report(report_id: u64, urgent: bool) -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_millis(200)).await;
     Ok(())
 }
+
+/// Exports a report, one page a second for `pages` seconds (60 in the demo): a long job to
+/// cancel by hand (`palermo jobs cancel ID`, or Cancel on the dashboard's Workers page). It
+/// checks `ctx.cancelled()` between pages and stops at once when told; its outcome is then
+/// cancelled, not failed, and it is not retried (docs/admin.md, "Control").
+#[palermo::job(queue = "reports", max_attempts = 1)]
+pub async fn export_report(report_id: u64, pages: u32, ctx: JobContext) -> anyhow::Result<()> {
+    info!(report_id, pages, job.id = %ctx.id, "exporting report: cancel it with `palermo jobs cancel {}`", ctx.id);
+    for page in 1..=pages {
+        tokio::select! {
+            () = ctx.cancelled() => {
+                info!(report_id, page, "export cancelled; stopping");
+                return Ok(());
+            }
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+    info!(report_id, pages, "report exported");
+    Ok(())
+}

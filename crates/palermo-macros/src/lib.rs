@@ -24,8 +24,9 @@ use syn::{
 /// `cron = "0 */5 * * * *"` (seconds first) or `every = "30s"`, with `tz = "Europe/Rome"`
 /// (default UTC) and `catch_up = "all" | "latest" | "none"` (default latest). Fleet-wide
 /// limits (docs/limits.md): `concurrency = 3`, `rate = "10/s"` (`"600/min"`, `"5/h"`,
-/// `"3/10s"`), `key = "account_id"` (per value of that argument), `limit = "name"` (shared
-/// by the jobs that name it; default the job's name).
+/// `"3/10s"`), `key = "account_id"` (per value of that argument) or `key_fn = region_of`
+/// (per value of `fn region_of(job: &Job) -> String`, given the job's arguments struct),
+/// `limit = "name"` (shared by the jobs that name it; default the job's name).
 #[proc_macro_attribute]
 pub fn job(attr: TokenStream, item: TokenStream) -> TokenStream {
     match expand(attr.into(), item) {
@@ -48,7 +49,7 @@ struct Options {
     priority: Option<u8>,
     /// `cron`, `every`, `tz`, `catch_up`: a periodic job.
     periodic: periodic::Periodic,
-    /// `concurrency`, `rate`, `key`, `limit`: fleet-wide limits.
+    /// `concurrency`, `rate`, `key`, `key_fn`, `limit`: fleet-wide limits.
     limit: limit::Limit,
 }
 
@@ -173,7 +174,7 @@ fn generate(function: &ItemFn, options: Options, arguments: Arguments) -> proc_m
     );
     let [max_attempts, timeout, backoff, format] = option_constants(&options);
     let uniqueness = unique_and_priority_constants(&options);
-    let limit = options.limit.constant();
+    let limit = options.limit.constant(&struct_name);
     let (default_derive, periodic) = periodic::items(&options.periodic, &struct_name);
     let wire_name = options.name.unwrap_or_else(|| fn_name.to_string());
     let queue = options.queue;
@@ -291,7 +292,7 @@ fn parse_options(attr: proc_macro2::TokenStream) -> syn::Result<Options> {
             "unique" => options.unique_ms = Some(parse_unique(&nv.value)?),
             "priority" => options.priority = Some(parse_priority(&nv.value)?),
             "cron" | "every" | "tz" | "catch_up" => periodic::parse(&mut options.periodic, &key, &nv.value)?,
-            "concurrency" | "rate" | "key" | "limit" => options.limit.parse(&key, &nv.value)?,
+            "concurrency" | "rate" | "key" | "key_fn" | "limit" => options.limit.parse(&key, &nv.value)?,
             "serializer" => {
                 let (text, span) = string(&nv.value)?;
                 options.serializer = Some(match text.as_str() {
@@ -303,7 +304,7 @@ fn parse_options(attr: proc_macro2::TokenStream) -> syn::Result<Options> {
             _ => {
                 return Err(syn::Error::new(
                     nv.path.span(),
-                    format!("unknown #[job] option `{key}`; the options are queue, name, max_attempts, timeout, backoff, serializer, unique, priority, cron, every, tz, catch_up, concurrency, rate, key, limit"),
+                    format!("unknown #[job] option `{key}`; the options are queue, name, max_attempts, timeout, backoff, serializer, unique, priority, cron, every, tz, catch_up, concurrency, rate, key, key_fn, limit"),
                 ))
             }
         }

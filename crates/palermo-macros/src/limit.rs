@@ -1,4 +1,5 @@
-//! `concurrency = 3`, `rate = "10/s"`, `key = "account_id"`, `limit = "name"`: a job's
+//! `concurrency = 3`, `rate = "10/s"`, `key = "account_id"` or `key_fn = path::to::function`,
+//! `limit = "name"`: a job's
 //! fleet-wide limits, checked at compile time with the same rules as `palermo::Limit`
 //! (docs/limits.md), and written as the job's `LIMIT` constant.
 
@@ -12,6 +13,8 @@ pub(crate) struct Limit {
     /// Count and window in ms.
     rate: Option<(u32, u64)>,
     key: Option<(String, Span)>,
+    /// The key function's path, and its text.
+    key_fn: Option<(syn::Path, String)>,
     name: Option<String>,
 }
 
@@ -45,6 +48,16 @@ impl Limit {
                 let (key, span) = super::string(value)?;
                 self.key = Some((key, span));
             }
+            "key_fn" => {
+                let Expr::Path(path) = value else {
+                    return Err(syn::Error::new(
+                        value.span(),
+                        "key_fn takes the path of a function `fn(&Job) -> String`, e.g. key_fn = region_of",
+                    ));
+                };
+                let text = quote!(#path).to_string().replace(' ', "");
+                self.key_fn = Some((path.path.clone(), text));
+            }
             _ => {
                 let (name, span) = super::string(value)?;
                 if name.is_empty() || name.len() > 150 {
@@ -70,17 +83,24 @@ impl Limit {
                 ));
             }
         }
-        if !limited && (self.key.is_some() || self.name.is_some()) {
+        if let (Some((_, span)), Some(_)) = (&self.key, &self.key_fn) {
+            return Err(syn::Error::new(
+                *span,
+                "give key or key_fn, not both: the limit holds per one key",
+            ));
+        }
+        if !limited && (self.key.is_some() || self.key_fn.is_some() || self.name.is_some()) {
             return Err(syn::Error::new(
                 Span::call_site(),
-                "key and limit need concurrency = N or rate = \"N/s\"",
+                "key, key_fn and limit need concurrency = N or rate = \"N/s\"",
             ));
         }
         Ok(())
     }
 
-    /// The `LIMIT` constant of the `Job` impl (nothing without a limit: the default).
-    pub fn constant(&self) -> TokenStream {
+    /// The `LIMIT` constant of the `Job` impl of `job` (nothing without a limit: the
+    /// default). A key function is wrapped in one that decodes the job's body first.
+    pub fn constant(&self, job: &syn::Ident) -> TokenStream {
         if self.concurrency.is_none() && self.rate.is_none() {
             return TokenStream::new();
         }
@@ -97,6 +117,23 @@ impl Limit {
                 .as_ref()
                 .map(|(k, _)| quote!(::std::borrow::Cow::Borrowed(#k))),
         );
+        let key_fn = some_or_none(self.key_fn.as_ref().map(|(path, text)| {
+            quote! {
+                ::palermo::KeyFn {
+                    name: #text,
+                    compute: {
+                        fn __palermo_key_of(
+                            format: ::palermo::Format,
+                            body: &[u8],
+                        ) -> ::core::option::Option<::std::string::String> {
+                            let job: #job = format.decode(body).ok()?;
+                            ::core::option::Option::Some(#path(&job))
+                        }
+                        __palermo_key_of
+                    },
+                }
+            }
+        }));
         let name = some_or_none(
             self.name
                 .as_ref()
@@ -107,6 +144,7 @@ impl Limit {
                 concurrency: #concurrency,
                 rate: #rate,
                 key: #key,
+                key_fn: #key_fn,
                 name: #name,
             };
         }

@@ -25,7 +25,8 @@ pub const RECENT_ACTIONS: i64 = 20;
 /// One recorded command.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, FromRow)]
 pub struct ControlAction {
-    /// `pause`, `resume`, `quiet` or `stop`.
+    /// `pause`, `resume`, `quiet` or `stop`; `schedule-run`, `schedule-pause` or
+    /// `schedule-resume` (palermo_store::schedules).
     pub action: String,
     /// The queue, or the worker's run id.
     pub target: String,
@@ -126,11 +127,12 @@ impl Store {
         Ok(())
     }
 
-    /// The newest commands about `target` (a queue or a worker's run id), newest first.
+    /// The newest commands about `target` (a queue or a worker's run id), newest first;
+    /// schedule actions (`schedule-*`, whose target is a schedule's name) are not among them.
     pub async fn control_actions(&self, target: &str) -> Result<Vec<ControlAction>> {
         sqlx::query_as(
             "SELECT action, target, at, actor FROM control_actions WHERE target = $1 \
-             ORDER BY at DESC, id DESC LIMIT $2",
+             AND action NOT LIKE 'schedule-%' ORDER BY at DESC, id DESC LIMIT $2",
         )
         .bind(target)
         .bind(RECENT_ACTIONS)

@@ -41,6 +41,9 @@ pub enum StoreError {
     /// A worker id that no alive worker has; `known` lists the ids that would do.
     #[error("no alive worker has the id {id:?}; alive workers: {}", known_list(.known))]
     UnknownWorker { id: String, known: Vec<String> },
+    /// A schedule name the active scheduler's table does not hold; `known` lists those it does.
+    #[error("no schedule is named {name:?}; known schedules: {}", known_list(.known))]
+    UnknownSchedule { name: String, known: Vec<String> },
 }
 
 fn known_list(known: &[String]) -> String {

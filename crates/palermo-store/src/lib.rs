@@ -11,7 +11,8 @@
 //!   removal marks with their history; `claim.rs`: one admin's retry or removal of a
 //!   failure at a time, when several share the store.
 //! - [`workers`], [`stats`], [`timings`]: workers from heartbeats; per-minute throughput
-//!   and run-time and wait histograms; [`metrics`]: their percentiles per job and queue.
+//!   and run-time and wait histograms; [`metrics`]: their percentiles per job and queue;
+//!   [`limits`]: the alive workers' fleet-wide limits, in use and waiting.
 //! - [`prunes`]: deleting old failures, by hand or by the recorder's retention policy,
 //!   and the record of every prune.
 //! - [`recorder`]: consumes the failed and events queues into the store (acks after commit).
@@ -24,6 +25,7 @@
 //! docs/admin.md is the user guide: schema, recorder, retry ordering, CLI.
 
 pub mod actions;
+pub mod cancel;
 mod claim;
 pub mod control;
 pub mod error;
@@ -31,6 +33,7 @@ pub mod facets;
 pub mod failures;
 pub mod filter;
 pub mod keyset;
+pub mod limits;
 pub mod metrics;
 mod percentiles;
 pub mod prunes;
@@ -39,6 +42,7 @@ pub mod recorder;
 pub mod requeue;
 #[doc(hidden)]
 pub mod sample;
+pub mod schedules;
 pub mod series;
 pub mod stats;
 pub mod store;

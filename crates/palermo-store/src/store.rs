@@ -58,6 +58,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../migrations/sqlite/0004_metrics_and_prunes.sql"),
         include_str!("../migrations/postgres/0004_metrics_and_prunes.sql"),
     ),
+    (
+        5,
+        "limits",
+        include_str!("../migrations/sqlite/0005_limits.sql"),
+        include_str!("../migrations/postgres/0005_limits.sql"),
+    ),
 ];
 
 /// The admin database: failures, workers and statistics.

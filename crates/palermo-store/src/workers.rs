@@ -135,6 +135,8 @@ impl Store {
         } else {
             serde_json::to_string(&beat.jobs).unwrap_or_else(|_| "[]".into())
         };
+        // Read only from alive workers (`limits.rs`).
+        let limits = serde_json::to_string(&beat.limits).unwrap_or_else(|_| "[]".into());
         let as_i64 = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
         let mut tx = self.pool.begin().await.map_err(StoreError::query(doing))?;
         // A write first: SQLite then takes its write lock at once instead of failing to
@@ -144,14 +146,15 @@ impl Store {
         sqlx::query(
             "INSERT INTO workers (id, identity, host, pid, queues, concurrency, started_at, \
              last_seen_at, interval_ms, seq, processed, failed, running, status, ended_at, \
-             state, paused, blocked) \
+             state, paused, blocked, limits) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, \
-             $17, $18) \
+             $17, $18, $19) \
              ON CONFLICT (id) DO UPDATE SET last_seen_at = excluded.last_seen_at, \
              interval_ms = excluded.interval_ms, seq = excluded.seq, \
              processed = excluded.processed, failed = excluded.failed, \
              running = excluded.running, status = excluded.status, ended_at = excluded.ended_at, \
-             state = excluded.state, paused = excluded.paused, blocked = excluded.blocked \
+             state = excluded.state, paused = excluded.paused, blocked = excluded.blocked, \
+             limits = excluded.limits \
              WHERE workers.seq < excluded.seq",
         )
         .bind(beat.id.to_string())
@@ -172,6 +175,7 @@ impl Store {
         .bind(beat.state.as_deref().unwrap_or("running"))
         .bind(beat.paused.join(","))
         .bind(beat.blocked.as_deref().filter(|_| !offline))
+        .bind(limits)
         .execute(&mut *tx)
         .await
         .map_err(StoreError::query(doing))?;

@@ -2,7 +2,7 @@
 //! backend): idempotent recording, filters and paging, retry/remove marks, heartbeats into
 //! workers and exact statistics.
 
-use palermo::admin::wire::event::{Counter, Heartbeat, RunningJob};
+use palermo::admin::wire::event::{Counter, Heartbeat, LimitUse, RunningJob};
 use palermo_store::{failures::NewFailure, Filter, Page, Store, StoreError};
 use palermo_testdb::{TestDb, BACKENDS};
 
@@ -51,10 +51,10 @@ async fn migrations_apply_once() {
         let db = TestDb::new(backend).await;
         let store = Store::connect(&db.url).await.expect("connect");
         let first = store.migrate().await.expect("migrate");
-        assert_eq!(first.applied, vec![1, 2, 3, 4], "{backend}");
+        assert_eq!(first.applied, vec![1, 2, 3, 4, 5], "{backend}");
         let again = store.migrate().await.expect("migrate again");
         assert!(again.applied.is_empty(), "{backend}");
-        assert_eq!(again.current, vec![1, 2, 3, 4]);
+        assert_eq!(again.current, vec![1, 2, 3, 4, 5]);
         store.close().await;
         db.remove().await;
     }
@@ -302,6 +302,7 @@ fn beat(id: uuid::Uuid, seq: u64, sent_at: i64, counters: &[(&str, &str, u64, u6
         paused: Vec::new(),
         timing_bounds_ms: Vec::new(),
         timings: Vec::new(),
+        limits: Vec::new(),
     }
 }
 
@@ -365,3 +366,46 @@ async fn heartbeats_make_workers_and_exact_statistics() {
 /// Run-time and wait histograms, blocked workers, prunes: `store/metrics.rs`.
 #[path = "store/metrics.rs"]
 mod metrics;
+
+#[tokio::test]
+async fn alive_workers_limits_add_up_and_a_stopped_workers_do_not_count() {
+    each_backend(|store| async move {
+        let now = palermo_store::time::now_ms();
+        let uses = |held, waited| {
+            vec![LimitUse {
+                job: "transcode".into(),
+                limit: "transcode".into(),
+                kind: "concurrency".into(),
+                value: 3,
+                window_ms: None,
+                key: None,
+                held,
+                waited,
+            }]
+        };
+        let (a, b) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+        for (id, held, waited) in [(a, 2, 4), (b, 1, 3)] {
+            let mut with = beat(id, 1, now, &[]);
+            with.limits = uses(held, waited);
+            store.record_heartbeat(&with).await.expect("record");
+        }
+        let rows = store.limits().await.expect("limits");
+        assert_eq!(rows.len(), 1, "{rows:?}");
+        let row = &rows[0];
+        assert_eq!((row.in_use, row.waiting, row.workers), (Some(3), 7, 2));
+        assert_eq!(
+            (row.setting(), row.jobs.clone()),
+            ("3".into(), vec!["transcode".into()])
+        );
+        let mut offline = beat(b, 2, now + 1, &[]);
+        offline.event = "offline".into();
+        offline.limits = uses(0, 0);
+        store.record_heartbeat(&offline).await.expect("record");
+        let rows = store.limits().await.expect("limits");
+        assert_eq!(
+            (rows[0].in_use, rows[0].waiting, rows[0].workers),
+            (Some(2), 4, 1)
+        );
+    })
+    .await;
+}

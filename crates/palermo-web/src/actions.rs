@@ -3,11 +3,12 @@
 //! nothing: if any id is unknown or was already retried or removed (by anyone), nothing
 //! changes and the answer says which and by whom.
 
-use palermo::control::Command;
+use palermo::{control::Command, Enqueued};
 use palermo_store::{
-    control,
+    cancel, control,
+    error::Rejection,
     prunes::{Prune, Rule},
-    time, Filter, StoreError,
+    schedules, time, Filter, StoreError,
 };
 use tracing::info;
 
@@ -134,6 +135,78 @@ pub(crate) async fn command_worker(
     .await?;
     info!(worker = %id, ?command, actor = %actor.0, "worker command sent from the dashboard");
     Ok(told.into_iter().map(|w| w.id).collect())
+}
+
+/// Cancels job `id` (docs/admin.md, "Control"): a running or retried job is cancelled; an id
+/// that is not a UUID, or that nobody knows (neither running nor in the failures), is a 404
+/// unless `even_unknown` (a queued or delayed job cannot be seen from here); a finished or
+/// already cancelled job is a 409 that says so. Nothing is published for a refused id.
+pub(crate) async fn cancel_job(
+    app: &App,
+    id: &str,
+    even_unknown: bool,
+    actor: &Actor,
+) -> Result<cancel::Cancelled, WebError> {
+    let job = uuid::Uuid::parse_str(id.trim())
+        .map_err(|_| WebError::NotFound(format!("no job {id:?}: a job id is a UUID")))?;
+    let broker = app.broker();
+    let connection = broker.connection().await?;
+    let answers = cancel::cancel_jobs(
+        &connection,
+        broker.deployment(),
+        app.store(),
+        &[job],
+        even_unknown,
+        &actor.0,
+    )
+    .await?;
+    let answer = answers
+        .into_iter()
+        .next()
+        .ok_or_else(|| WebError::Internal("no answer for the job".into()))?;
+    if !answer.cancelled {
+        return Err(match answer.known {
+            cancel::Known::Unknown => WebError::NotFound(format!("job {job}: {}", answer.message)),
+            _ => WebError::Stale(vec![Rejection {
+                id: job.to_string(),
+                reason: answer.message,
+            }]),
+        });
+    }
+    info!(job.id = %job, actor = %actor.0, "job cancelled from the dashboard");
+    Ok(answer)
+}
+
+/// Pauses (`pause`) or resumes schedule `name` for every scheduler, now and after failovers
+/// (docs/admin.md, "Control"). A name the active scheduler's table lacks is a 404 that lists
+/// the known ones.
+pub(crate) async fn pause_schedule(
+    app: &App,
+    name: &str,
+    pause: bool,
+    actor: &Actor,
+) -> Result<(), WebError> {
+    let broker = app.broker();
+    let connection = broker.connection().await?;
+    let (deployment, store) = (broker.deployment(), app.store());
+    schedules::set_paused(&connection, deployment, store, name, pause, &actor.0).await?;
+    info!(schedule = %name, paused = pause, actor = %actor.0, "schedule paused or resumed from the dashboard");
+    Ok(())
+}
+
+/// Enqueues one run of schedule `name`'s job now; its next tick is not moved. A unique job
+/// whose lock is held is not enqueued ([`Enqueued::Duplicate`]). Unknown names: a 404.
+pub(crate) async fn run_schedule(
+    app: &App,
+    name: &str,
+    actor: &Actor,
+) -> Result<Enqueued, WebError> {
+    let broker = app.broker();
+    let connection = broker.connection().await?;
+    let (deployment, store) = (broker.deployment(), app.store());
+    let enqueued = schedules::run_now(&connection, deployment, store, name, &actor.0).await?;
+    info!(schedule = %name, ?enqueued, actor = %actor.0, "schedule run now from the dashboard");
+    Ok(enqueued)
 }
 
 /// The ids, without blanks and repeats; none at all is a 400.

@@ -7,7 +7,7 @@ use axum::{
     extract::{Path, Query, State},
     Json,
 };
-use palermo::control::Command;
+use palermo::{control::Command, Enqueued};
 use palermo_store::{
     facets::Facets, keyset::KeysetPage, metrics::Metrics, prunes::Prune, queues::QueueRow,
     series::Series, stats::Stats, time, FailureDetail,
@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 
 use crate::{
     actions,
-    data::{Overview, Queues, Workers},
+    data::{Limits, Overview, Queues, Workers},
     error::{ApiError, WebError},
     pages::failed::PAGE_SIZE,
     query::FailedQuery,
@@ -90,6 +90,53 @@ pub(crate) async fn resume(
     Ok(Json(json!({"queue": name, "paused": false})))
 }
 
+/// `GET /api/schedules`: the active scheduler's table with each schedule's pause state
+/// (`null` when no scheduler has been active), and the newest schedule actions.
+pub(crate) async fn schedules(State(app): State<App>) -> ApiResult<Value> {
+    let connection = app.broker().connection().await?;
+    let loaded = palermo_store::schedules::load(&connection, app.broker().deployment()).await?;
+    let actions = app.store().schedule_actions().await?;
+    Ok(Json(json!({"status": loaded, "actions": actions})))
+}
+
+/// `POST /api/schedules/{name}/run`: `{"schedule": NAME, "enqueued": true, "id": ID}`, or
+/// `"enqueued": false` with `lock_holder` when the job is unique and its lock is held; 404
+/// with the known names for an unknown one.
+pub(crate) async fn run_schedule(
+    State(app): State<App>,
+    actor: Actor,
+    Path(name): Path<String>,
+) -> ApiResult<Value> {
+    Ok(Json(
+        match actions::run_schedule(&app, &name, &actor).await? {
+            Enqueued::New(id) => json!({"schedule": name, "enqueued": true, "id": id.to_string()}),
+            Enqueued::Duplicate(holder) => {
+                json!({"schedule": name, "enqueued": false, "lock_holder": holder.to_string()})
+            }
+        },
+    ))
+}
+
+/// `POST /api/schedules/{name}/pause`: `{"schedule": NAME, "paused": true}`.
+pub(crate) async fn pause_schedule(
+    State(app): State<App>,
+    actor: Actor,
+    Path(name): Path<String>,
+) -> ApiResult<Value> {
+    actions::pause_schedule(&app, &name, true, &actor).await?;
+    Ok(Json(json!({"schedule": name, "paused": true})))
+}
+
+/// `POST /api/schedules/{name}/resume`: `{"schedule": NAME, "paused": false}`.
+pub(crate) async fn resume_schedule(
+    State(app): State<App>,
+    actor: Actor,
+    Path(name): Path<String>,
+) -> ApiResult<Value> {
+    actions::pause_schedule(&app, &name, false, &actor).await?;
+    Ok(Json(json!({"schedule": name, "paused": false})))
+}
+
 /// `POST /api/workers/{id}/quiet`: `{"command": "quiet", "workers": [ID]}`; 404 with the
 /// alive workers for an unknown id.
 pub(crate) async fn quiet(
@@ -111,9 +158,36 @@ pub(crate) async fn stop(
     Ok(Json(json!({"command": "stop", "workers": told})))
 }
 
+/// Options of `POST /api/jobs/{id}/cancel`.
+#[derive(Debug, Deserialize)]
+pub(crate) struct CancelOptions {
+    /// Cancel an id nobody knows (a queued or delayed job) instead of a 404. Defaults to
+    /// false.
+    #[serde(default)]
+    even_unknown: bool,
+}
+
+/// `POST /api/jobs/{id}/cancel[?even_unknown=true]`: `{"id", "cancelled": true, "status",
+/// "message"}`; 404 for an id nobody knows (without `even_unknown`), 409 for a finished or
+/// already cancelled job.
+pub(crate) async fn cancel(
+    State(app): State<App>,
+    actor: Actor,
+    Path(id): Path<String>,
+    Query(options): Query<CancelOptions>,
+) -> ApiResult<palermo_store::cancel::Cancelled> {
+    let answer = actions::cancel_job(&app, &id, options.even_unknown, &actor).await?;
+    Ok(Json(answer))
+}
+
 /// `GET /api/workers`: the workers and the jobs running now.
 pub(crate) async fn workers(State(app): State<App>) -> ApiResult<Workers> {
     Ok(Json(Workers::load(&app, time::now_ms()).await?))
+}
+
+/// `GET /api/limits`: the alive workers' limits, in use and waiting.
+pub(crate) async fn limits(State(app): State<App>) -> ApiResult<Limits> {
+    Ok(Json(Limits::load(&app).await?))
 }
 
 /// Paging of `GET /api/failed`, besides the filter.

@@ -6,6 +6,7 @@
 //! shown, with the broker's error in place of the queue depths.
 
 use palermo_store::{
+    limits::LimitRow,
     queues::QueuesReport,
     series::Series,
     stats::Counts,
@@ -63,6 +64,34 @@ impl Queues {
                 .map(|q| u64::from(q.ready.unwrap_or(0)))
                 .sum()
         })
+    }
+}
+
+/// The limits of the alive workers' jobs (docs/limits.md, "Seeing limits").
+#[derive(Debug, Serialize)]
+pub(crate) struct Limits {
+    pub(crate) limits: Vec<LimitRow>,
+    /// The broker's error when it could not be asked: the rates' windows are then not
+    /// counted (`in_use` null), the rest comes from the store.
+    pub(crate) broker_error: Option<String>,
+}
+
+impl Limits {
+    pub(crate) async fn load(app: &App) -> Result<Limits, WebError> {
+        match app.broker().limits(app.store()).await {
+            Ok(limits) => Ok(Limits {
+                limits,
+                broker_error: None,
+            }),
+            Err(palermo_store::StoreError::Broker(e)) => {
+                tracing::warn!(error = %e, "rate windows unavailable");
+                Ok(Limits {
+                    limits: app.store().limits().await?,
+                    broker_error: Some(e.to_string()),
+                })
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 }
 

@@ -53,7 +53,8 @@ impl WebError {
         match self {
             WebError::Store(StoreError::Rejected(_)) | WebError::Stale(_) => StatusCode::CONFLICT,
             WebError::Store(StoreError::Broker(_)) => StatusCode::BAD_GATEWAY,
-            WebError::Store(StoreError::UnknownWorker { .. }) => StatusCode::NOT_FOUND,
+            WebError::Store(StoreError::UnknownWorker { .. })
+            | WebError::Store(StoreError::UnknownSchedule { .. }) => StatusCode::NOT_FOUND,
             WebError::Store(_) | WebError::Render(_) | WebError::Internal(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }

@@ -103,7 +103,7 @@ pub fn router(config: WebConfig) -> Router {
 
 /// The HTML pages and their forms.
 fn pages_and_actions() -> Router<App> {
-    use pages::{actions, failed, failure, metrics, overview, queues, workers};
+    use pages::{actions, failed, failure, limits, metrics, overview, queues, schedules, workers};
     Router::new()
         .route("/", get(overview::page))
         .route("/queues", get(queues::list))
@@ -111,9 +111,13 @@ fn pages_and_actions() -> Router<App> {
         .route("/queues/{name}/purge", post(actions::purge))
         .route("/queues/{name}/pause", post(actions::pause))
         .route("/queues/{name}/resume", post(actions::resume))
+        .route("/schedules", get(schedules::page))
+        .route("/schedules/{name}/{action}", post(actions::schedule))
         .route("/workers", get(workers::page))
+        .route("/limits", get(limits::page))
         .route("/workers/{id}/quiet", post(actions::quiet))
         .route("/workers/{id}/stop", post(actions::stop))
+        .route("/jobs/{id}/cancel", post(actions::cancel))
         .route("/failed", get(failed::page))
         .route("/job-metrics", get(metrics::page))
         // GET: one failure; POST: retry, remove, retry-all, remove-all, prune.
@@ -131,9 +135,15 @@ fn api() -> Router<App> {
         .route("/queues/{name}/purge", post(api::purge))
         .route("/queues/{name}/pause", post(api::pause))
         .route("/queues/{name}/resume", post(api::resume))
+        .route("/schedules", get(api::schedules))
+        .route("/schedules/{name}/run", post(api::run_schedule))
+        .route("/schedules/{name}/pause", post(api::pause_schedule))
+        .route("/schedules/{name}/resume", post(api::resume_schedule))
         .route("/workers", get(api::workers))
+        .route("/limits", get(api::limits))
         .route("/workers/{id}/quiet", post(api::quiet))
         .route("/workers/{id}/stop", post(api::stop))
+        .route("/jobs/{id}/cancel", post(api::cancel))
         .route("/failed", get(api::failed))
         .route("/failed/facets", get(api::facets))
         .route("/failed/retry", post(api::retry))

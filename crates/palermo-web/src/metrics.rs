@@ -23,7 +23,7 @@ use prometheus_client::{
 };
 
 use crate::{
-    data::{Queues, Workers},
+    data::{Limits, Queues, Workers},
     error::WebError,
     histograms::Frozen,
     state::App,
@@ -46,11 +46,12 @@ fn count(n: i64) -> u64 {
 pub(crate) async fn metrics(State(app): State<App>) -> Result<Response, WebError> {
     let now = time::now_ms();
     let store = app.store();
-    let (stats, unresolved, workers, queues, durations, latencies) = tokio::try_join!(
+    let (stats, unresolved, workers, queues, limits, durations, latencies) = tokio::try_join!(
         async { store.stats(now).await.map_err(WebError::from) },
         async { store.failed_per_queue().await.map_err(WebError::from) },
         Workers::load(&app, now),
         Queues::load(&app),
+        Limits::load(&app),
         async {
             store
                 .timing_buckets(Kind::Duration, By::Job, None)
@@ -151,6 +152,10 @@ pub(crate) async fn metrics(State(app): State<App>) -> Result<Response, WebError
     );
 
     register_queues(&mut registry, &queues);
+    if queues.report.is_some() {
+        register_schedules(&mut registry, &app).await;
+    }
+    register_limits(&mut registry, &limits);
     let mut body = String::new();
     encode(&mut body, &registry)
         .map_err(|e| WebError::Internal(format!("encoding the metrics failed: {e}")))?;
@@ -162,6 +167,73 @@ pub(crate) async fn metrics(State(app): State<App>) -> Result<Response, WebError
         body,
     )
         .into_response())
+}
+
+/// Per schedule: paused or not, and its last run as a Unix timestamp (absent before its
+/// first run). Left out when the scheduler's table cannot be read.
+async fn register_schedules(registry: &mut Registry, app: &App) {
+    let broker = app.broker();
+    let loaded = match broker.connection().await {
+        Ok(connection) => palermo_store::schedules::load(&connection, broker.deployment()).await,
+        Err(e) => Err(e),
+    };
+    let Ok(Some(loaded)) = loaded else { return };
+    let paused = Family::<Labels, Gauge>::default();
+    let last_run = Family::<Labels, Gauge>::default();
+    for s in &loaded.schedules {
+        let l = labels(&[("schedule", &s.row.name)]);
+        paused.get_or_create(&l).set(i64::from(s.paused));
+        if let Some(ms) = s.row.last_run {
+            last_run.get_or_create(&l).set(ms.div_euclid(1000));
+        }
+    }
+    registry.register(
+        "palermo_schedule_paused",
+        "1 when an operator paused the schedule: its ticks are skipped (docs/admin.md, Control)",
+        paused,
+    );
+    registry.register(
+        "palermo_schedule_last_run_timestamp_seconds",
+        "When the active scheduler last enqueued the schedule's tick, Unix seconds",
+        last_run,
+    );
+}
+
+/// Per limit and kind (docs/limits.md, "Seeing limits"): its setting (the largest, when
+/// workers disagree), in use (left out when not counted: a rate per key, or the broker
+/// away) and the jobs sent back to wait during the workers' last heartbeat intervals.
+fn register_limits(registry: &mut Registry, limits: &Limits) {
+    let setting = Family::<Labels, Gauge>::default();
+    let in_use = Family::<Labels, Gauge>::default();
+    let waiting = Family::<Labels, Gauge>::default();
+    let as_i64 = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+    for row in &limits.limits {
+        let l = labels(&[("limit", &row.limit), ("kind", &row.kind)]);
+        let value = i64::from(row.value);
+        let gauge = setting.get_or_create(&l);
+        if gauge.get() < value {
+            gauge.set(value);
+        }
+        if let Some(n) = row.in_use {
+            in_use.get_or_create(&l).inc_by(as_i64(n));
+        }
+        waiting.get_or_create(&l).inc_by(as_i64(row.waiting));
+    }
+    registry.register(
+        "palermo_limit_setting",
+        "Each limit's setting: runs at once (concurrency), or starts per window (rate); per key when the limit has one",
+        setting,
+    );
+    registry.register(
+        "palermo_limit_in_use",
+        "Concurrency: slots held (alive workers' last heartbeats); rate: starts in the current window (from the broker; not counted per key)",
+        in_use,
+    );
+    registry.register(
+        "palermo_limit_waiting",
+        "Jobs sent back to wait for the limit during the alive workers' last heartbeat intervals",
+        waiting,
+    );
 }
 
 fn register_queues(registry: &mut Registry, queues: &Queues) {

@@ -38,8 +38,11 @@ pub mod broker {
     };
 }
 
-/// The schedule table the active scheduler publishes (`palermo schedules`).
+/// The schedule table the active scheduler publishes (`palermo schedules`), and Run now
+/// (one extra run of a schedule's job, built from that table). Pausing a schedule is in
+/// [`crate::control`].
 pub mod schedules {
+    pub use crate::periodic::now::{job, run_now};
     pub use crate::periodic::status::{read, status_queue, ScheduleRow, Status};
 }
 

@@ -44,6 +44,10 @@ pub struct WorkerArgs {
     /// consumer_timeout, 30 minutes by default).
     #[arg(long, default_value_t = 25 * 60)]
     pub job_timeout: u64,
+    /// Seconds a running job an operator cancelled may go on before its run is dropped
+    /// (fractions allowed).
+    #[arg(long, default_value_t = 30.0)]
+    pub cancel_grace: f64,
     /// Runs of a job at most, when the job does not say; 1 means no retry.
     #[arg(long, default_value_t = crate::retry::DEFAULT_MAX_ATTEMPTS)]
     pub max_attempts: u32,
@@ -96,6 +100,7 @@ impl WorkerArgs {
             prefetch: self.prefetch,
             shutdown_timeout: Duration::from_secs(self.shutdown_timeout),
             job_timeout: Duration::from_secs(self.job_timeout),
+            cancel_grace: Duration::try_from_secs_f64(self.cancel_grace).unwrap_or(Duration::ZERO),
             max_attempts: self.max_attempts,
             max_redeliveries: self.max_redeliveries,
             backoff: crate::retry::Backoff {

@@ -36,6 +36,10 @@ pub struct WorkerConfig {
     /// `consumer_timeout` (30 minutes), which would otherwise close the channel under a
     /// running job (docs/retries.md says how to raise it for longer jobs).
     pub job_timeout: Duration,
+    /// How long a running job an operator cancelled (`palermo jobs cancel`) may go on after
+    /// it is told (`JobContext::cancelled`) before its run is dropped, as a timeout drops
+    /// it; either way its outcome is cancelled. `--cancel-grace`. Defaults to 30 s.
+    pub cancel_grace: Duration,
     /// How many times a job runs at most when neither its message nor the job
     /// (`#[job(max_attempts = ..)]`) says; 1 means no retry. Defaults to
     /// 15 (about a day of retries).
@@ -77,6 +81,7 @@ impl Default for WorkerConfig {
             prefetch: 1,
             shutdown_timeout: Duration::from_secs(30),
             job_timeout: Duration::from_secs(25 * 60),
+            cancel_grace: Duration::from_secs(30),
             max_attempts: crate::retry::DEFAULT_MAX_ATTEMPTS,
             max_redeliveries: 5,
             backoff: Backoff::DEFAULT,

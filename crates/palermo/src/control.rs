@@ -17,6 +17,19 @@
 //! The admin side ([`pause`], [`resume`], [`send`]) declares the marker first and publishes
 //! the command after, with a confirm; a worker reads the markers after its command queue is
 //! bound, so whichever it sees last is the newest state.
+//!
+//! - **A paused schedule** (periodic jobs) is a marker too ([`schedule_pause_marker`]),
+//!   followed by a [`ScheduleCommand`] to [`SCHEDULER_KEY`], which only the active scheduler
+//!   listens to. The scheduler reads the markers when it takes over (after binding its
+//!   command queue, as a worker does) and follows the commands after that, so a scheduler
+//!   that takes over (a failover, a restart) honours a pause from its first tick, and no
+//!   check runs per tick.
+//!
+//! - **A cancellation is an entry in a stream** ([`cancellations`]): the broker keeps it for a
+//!   retention window, and every worker reads the whole stream when it connects, so a job
+//!   cancelled before its worker started is not run either.
+
+pub mod cancellations;
 
 use std::collections::BTreeSet;
 
@@ -50,6 +63,32 @@ pub fn pause_marker(deployment: &Deployment, queue: &str) -> String {
     format!("{}.paused.{queue}", deployment.control_exchange)
 }
 
+/// The exchange whose existence means that schedule `name` is paused.
+pub fn schedule_pause_marker(deployment: &Deployment, name: &str) -> String {
+    format!("{}.schedule-paused.{name}", deployment.control_exchange)
+}
+
+/// The routing key the active scheduler listens to (schedule pauses and resumes).
+pub const SCHEDULER_KEY: &str = "scheduler";
+
+/// What an operator tells the active scheduler (JSON,
+/// `{"command": "pause_schedule", "schedule": "nightly"}`); the marker says so to later ones.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "command", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ScheduleCommand {
+    /// Skip the schedule's ticks.
+    PauseSchedule {
+        /// The schedule's name.
+        schedule: String,
+    },
+    /// Enqueue its ticks again.
+    ResumeSchedule {
+        /// The schedule's name.
+        schedule: String,
+    },
+}
+
 /// What an operator tells workers (JSON, `{"command": "pause", "queue": "mail"}`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "command", rename_all = "snake_case")]
@@ -78,21 +117,45 @@ pub async fn declare(channel: &Channel, deployment: &Deployment) -> Result<(), E
         .await
 }
 
-/// Which of `queues` are paused: those whose marker exists. One passive declare per queue,
-/// each on a throwaway channel (the broker closes the channel of a passive declare that finds
-/// nothing).
+/// Which of `queues` are paused: those whose marker exists.
 pub async fn paused(
     connection: &Connection,
     deployment: &Deployment,
     queues: &[String],
 ) -> Result<BTreeSet<String>, Error> {
-    let mut paused = BTreeSet::new();
-    for queue in queues {
+    marked(connection, queues, |queue| pause_marker(deployment, queue)).await
+}
+
+/// Which of the schedules `names` are paused: those whose marker exists.
+pub async fn paused_schedules(
+    connection: &Connection,
+    deployment: &Deployment,
+    names: &[String],
+) -> Result<BTreeSet<String>, Error> {
+    marked(connection, names, |name| {
+        schedule_pause_marker(deployment, name)
+    })
+    .await
+}
+
+/// Which of `names` have their marker (`marker(name)`): one passive declare per name, each
+/// on a throwaway channel (the broker closes the channel of a passive declare that finds
+/// nothing).
+async fn marked(
+    connection: &Connection,
+    names: &[String],
+    marker: impl Fn(&str) -> String,
+) -> Result<BTreeSet<String>, Error> {
+    let mut found = BTreeSet::new();
+    for name in names {
         let channel = connection
             .create_channel()
             .await
             .map_err(Error::broker("channel.open"))?;
-        let marker = topology::short_name("exchange name", &pause_marker(deployment, queue))?;
+        // A name too long for a marker cannot have been paused (its pause was refused).
+        let Ok(marker) = topology::short_name("exchange name", &marker(name)) else {
+            continue;
+        };
         let passive = ExchangeDeclareOptions {
             passive: true,
             ..Default::default()
@@ -102,14 +165,63 @@ pub async fn paused(
             .await
         {
             Ok(()) => {
-                paused.insert(queue.clone());
+                found.insert(name.clone());
                 let _ = channel.close(200, "looked".into()).await;
             }
             Err(e) if topology::is_not_found(&e) => {}
             Err(e) => return Err(Error::broker("exchange.declare (passive)")(e)),
         }
     }
-    Ok(paused)
+    Ok(found)
+}
+
+/// Declares the durable, internal marker exchange `marker` (idempotent).
+async fn declare_marker(channel: &Channel, marker: &str) -> Result<(), Error> {
+    let internal = ExchangeDeclareOptions {
+        durable: true,
+        internal: true,
+        ..Default::default()
+    };
+    channel
+        .exchange_declare(
+            topology::short_name("exchange name", marker)?,
+            ExchangeKind::Fanout,
+            internal,
+            FieldTable::default(),
+        )
+        .await
+        .map_err(Error::broker("exchange.declare"))
+}
+
+/// Deletes the marker exchange `marker` (deleting a missing one is not an error).
+async fn delete_marker(channel: &Channel, marker: &str) -> Result<(), Error> {
+    let marker = topology::short_name("exchange name", marker)?;
+    channel
+        .exchange_delete(marker, ExchangeDeleteOptions::default())
+        .await
+        .map_err(Error::broker("exchange.delete"))
+}
+
+/// Pauses (`paused`) or resumes schedule `name` for every scheduler, now and after failovers
+/// and restarts: declares or deletes its marker, then tells the active scheduler (confirmed).
+/// A paused schedule's ticks are skipped, not kept for later.
+pub async fn set_schedule_paused(
+    connection: &Connection,
+    deployment: &Deployment,
+    name: &str,
+    paused: bool,
+) -> Result<(), Error> {
+    let channel = broker::confirm_channel(connection).await?;
+    let marker = schedule_pause_marker(deployment, name);
+    let schedule = name.to_string();
+    let command = if paused {
+        declare_marker(&channel, &marker).await?;
+        ScheduleCommand::PauseSchedule { schedule }
+    } else {
+        delete_marker(&channel, &marker).await?;
+        ScheduleCommand::ResumeSchedule { schedule }
+    };
+    publish(&channel, deployment, SCHEDULER_KEY, &command).await
 }
 
 /// Pauses `queue` for every worker, now and later: declares its marker, then broadcasts.
@@ -120,21 +232,7 @@ pub async fn pause(
 ) -> Result<(), Error> {
     topology::validate_queue_name(queue)?;
     let channel = broker::confirm_channel(connection).await?;
-    let marker = pause_marker(deployment, queue);
-    let internal = ExchangeDeclareOptions {
-        durable: true,
-        internal: true,
-        ..Default::default()
-    };
-    channel
-        .exchange_declare(
-            topology::short_name("exchange name", &marker)?,
-            ExchangeKind::Fanout,
-            internal,
-            FieldTable::default(),
-        )
-        .await
-        .map_err(Error::broker("exchange.declare"))?;
+    declare_marker(&channel, &pause_marker(deployment, queue)).await?;
     let command = Command::Pause {
         queue: queue.to_string(),
     };
@@ -149,11 +247,7 @@ pub async fn resume(
 ) -> Result<(), Error> {
     topology::validate_queue_name(queue)?;
     let channel = broker::confirm_channel(connection).await?;
-    let marker = topology::short_name("exchange name", &pause_marker(deployment, queue))?;
-    channel
-        .exchange_delete(marker, ExchangeDeleteOptions::default())
-        .await
-        .map_err(Error::broker("exchange.delete"))?;
+    delete_marker(&channel, &pause_marker(deployment, queue)).await?;
     let command = Command::Resume {
         queue: queue.to_string(),
     };
@@ -176,7 +270,7 @@ async fn publish(
     channel: &Channel,
     deployment: &Deployment,
     key: &str,
-    command: &Command,
+    command: &impl Serialize,
 ) -> Result<(), Error> {
     declare(channel, deployment).await?;
     let body = serde_json::to_vec(command).map_err(Error::EventSerialize)?;
@@ -219,5 +313,10 @@ mod tests {
         assert_eq!(serde_json::from_str::<Command>(&json).ok(), Some(pause));
         let stop: Command = serde_json::from_str(r#"{"command":"stop"}"#).expect("stop");
         assert_eq!(stop, Command::Stop);
+        let pause = ScheduleCommand::PauseSchedule {
+            schedule: "nightly".into(),
+        };
+        let json = serde_json::to_string(&pause).expect("json");
+        assert_eq!(json, r#"{"command":"pause_schedule","schedule":"nightly"}"#);
     }
 }

@@ -4,7 +4,14 @@
 //! a struct (`send_email` → `SendEmail`) that is the message body, and calls the function when
 //! a worker receives one.
 
-use std::{future::Future, sync::Arc, time::Duration};
+use std::{
+    future::Future,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, OnceLock,
+    },
+    time::Duration,
+};
 
 use serde::{de::DeserializeOwned, Serialize};
 use uuid::Uuid;
@@ -182,12 +189,44 @@ pub struct JobContext {
     /// The attempt after which it goes to the failed queue.
     pub max_attempts: u32,
     pub(crate) state: Arc<StateMap>,
+    /// Raised when an operator cancels the job (docs/admin.md, "Control").
+    pub(crate) cancel: Arc<CancelSignal>,
 }
 
 impl JobContext {
     /// The state of type `T` the worker was given with [`crate::WorkerBuilder::state`].
     pub fn state<T: Send + Sync + 'static>(&self) -> Result<crate::State<T>, JobError> {
         self.state.get::<T>().map_err(JobError::fail_now)
+    }
+
+    /// Whether an operator cancelled this job (`palermo jobs cancel`): it should stop soon.
+    /// The worker drops the run after its cancel grace period
+    /// ([`crate::WorkerConfig::cancel_grace`]) if it does not return first; either way the
+    /// outcome is cancelled, not failed, and the job is not retried.
+    pub fn is_cancelled(&self) -> bool {
+        self.cancel.is_raised()
+    }
+
+    /// Completes when an operator cancels this job; never, otherwise. Cancel-safe, for
+    /// `tokio::select!`:
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use palermo::{JobContext, JobError};
+    ///
+    /// #[palermo::job]
+    /// async fn export_report(pages: u32, ctx: JobContext) -> Result<(), JobError> {
+    ///     for _page in 0..pages {
+    ///         tokio::select! {
+    ///             () = ctx.cancelled() => return Ok(()), // the outcome is cancelled anyway
+    ///             () = tokio::time::sleep(Duration::from_millis(1)) => {} // one page's work
+    ///         }
+    ///     }
+    ///     Ok(())
+    /// }
+    /// ```
+    pub async fn cancelled(&self) {
+        self.cancel.raised().await
     }
 
     /// A context for calling a job's function directly, in a unit test of the job.
@@ -199,6 +238,49 @@ impl JobContext {
             attempt: 1,
             max_attempts: 1,
             state: Arc::new(state),
+            cancel: Arc::default(),
+        }
+    }
+}
+
+/// A job's cancellation: raised once, by the worker's cancellation listener (or before the
+/// run, for a job cancelled while it waited), with who cancelled it and when.
+#[derive(Debug, Default)]
+pub(crate) struct CancelSignal {
+    raised: AtomicBool,
+    notify: tokio::sync::Notify,
+    /// `(by, at ms)` of the cancellation.
+    by: OnceLock<(String, i64)>,
+}
+
+impl CancelSignal {
+    /// Raises it (the first call's `by` and `at` are kept) and wakes every waiter.
+    pub fn raise(&self, by: &str, at: i64) {
+        let _ = self.by.set((by.to_string(), at));
+        self.raised.store(true, Ordering::Release);
+        self.notify.notify_waiters();
+    }
+
+    pub fn is_raised(&self) -> bool {
+        self.raised.load(Ordering::Acquire)
+    }
+
+    /// Who raised it and when.
+    pub fn by(&self) -> Option<&(String, i64)> {
+        self.by.get()
+    }
+
+    /// Completes once raised.
+    pub async fn raised(&self) {
+        loop {
+            let notified = self.notify.notified();
+            tokio::pin!(notified);
+            // Registered before the check: a raise between the two still wakes it.
+            notified.as_mut().enable();
+            if self.is_raised() {
+                return;
+            }
+            notified.await;
         }
     }
 }

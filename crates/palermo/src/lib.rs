@@ -78,7 +78,7 @@ pub use config::WorkerConfig;
 pub use deployment::Deployment;
 pub use error::{Error, NameError, Refusal};
 pub use job::{Job, JobContext, JobError, JobResult};
-pub use limits::{Limit, Names as LimitNames, Rate};
+pub use limits::{KeyFn, Limit, Names as LimitNames, Rate};
 pub use palermo_macros::job;
 pub use periodic::{job_id as periodic_job_id, CatchUp, Periodic, MAX_CATCH_UP};
 pub use registry::{Registration, Registry};

@@ -39,10 +39,41 @@ pub struct Limit {
     /// The argument (a top-level field of the job's body) whose value the limits apply per;
     /// `None` limits the job as a whole. Defaults to `None`.
     pub key: Option<Cow<'static, str>>,
+    /// A function of the job's arguments whose result the limits apply per
+    /// (`#[job(key_fn = path)]`), instead of `key`. Defaults to `None`.
+    pub key_fn: Option<KeyFn>,
     /// The limit's name on the broker; jobs that give the same name share one limit.
     /// Defaults to the job's name.
     pub name: Option<Cow<'static, str>>,
 }
+
+/// A key computed from a job's arguments: `#[job(concurrency = 1, key_fn = region_of)]`
+/// with `fn region_of(job: &SyncAccount) -> String`, the job's arguments struct by
+/// reference. `#[job]` writes it; the worker calls it on each delivery of the job.
+#[derive(Clone, Copy)]
+pub struct KeyFn {
+    /// The function's path as written, which `palermo limits` shows as the key.
+    pub name: &'static str,
+    /// Decodes a job's body and computes its key; `None` when the body does not decode
+    /// (the job then counts under the key `null`).
+    pub compute: fn(Format, &[u8]) -> Option<String>,
+}
+
+impl fmt::Debug for KeyFn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "KeyFn({})", self.name)
+    }
+}
+
+/// Two key functions are the same when they have the same path (a function pointer's
+/// address is no identity: one function may have several).
+impl PartialEq for KeyFn {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name
+    }
+}
+
+impl Eq for KeyFn {}
 
 /// `count` starts per `per`: `"10/s"`, `"600/min"`, `"5/h"`, `"3/10s"`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -59,6 +90,7 @@ impl Limit {
         concurrency: None,
         rate: None,
         key: None,
+        key_fn: None,
         name: None,
     };
 
@@ -118,6 +150,9 @@ impl Limit {
         if let Some(rate) = self.rate {
             rate.validate().or_else(bad)?;
         }
+        if self.key.is_some() && self.key_fn.is_some() {
+            return bad("it has both a key and a key_fn; give one".into());
+        }
         if self.key.as_deref().is_some_and(|k| k.trim().is_empty()) {
             return bad("its key is empty; name one of the job's arguments".into());
         }
@@ -128,6 +163,28 @@ impl Limit {
             ));
         }
         Ok(())
+    }
+
+    /// What the limit holds per, as people read it: the key's argument, or `path()` for a
+    /// key function; `None` for a limit of the whole job.
+    pub fn per(&self) -> Option<String> {
+        match (&self.key, &self.key_fn) {
+            (Some(key), _) => Some(key.to_string()),
+            (None, Some(f)) => Some(format!("{}()", f.name)),
+            (None, None) => None,
+        }
+    }
+
+    /// The key value of a job's body (format `format`): the key function's result, or the
+    /// key argument's text; `None` for a limit of the whole job. A body that does not
+    /// decode counts under the key `null`.
+    pub(crate) fn key_of(&self, format: Format, body: &[u8]) -> Option<String> {
+        let value = match (&self.key, &self.key_fn) {
+            (Some(arg), _) => key_value(format, body, arg),
+            (None, Some(f)) => (f.compute)(format, body),
+            (None, None) => return None,
+        };
+        Some(value.unwrap_or_else(|| "null".into()))
     }
 
     /// The limit's name: its own, else the job's.
@@ -216,7 +273,7 @@ impl Names {
 
 /// The text of argument `key` in a job's body: a string as it is, anything else as JSON
 /// (`null` when the body has no such field). `None` when the body does not decode.
-pub(crate) fn key_value(format: Format, body: &[u8], key: &str) -> Option<String> {
+fn key_value(format: Format, body: &[u8], key: &str) -> Option<String> {
     let value = format.to_json_value(body).ok()?;
     Some(match value.get(key) {
         Some(serde_json::Value::String(s)) => s.clone(),

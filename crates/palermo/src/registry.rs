@@ -80,6 +80,7 @@ impl Registration {
         names: Names,
         default_max_attempts: u32,
         state: Arc<crate::state::StateMap>,
+        cancel: Arc<crate::job::CancelSignal>,
     ) -> JobContext {
         JobContext {
             id: meta.id,
@@ -91,6 +92,7 @@ impl Registration {
                 .or(self.max_attempts)
                 .unwrap_or(default_max_attempts),
             state,
+            cancel,
         }
     }
 }

@@ -2,6 +2,8 @@
 
 pub mod enqueue;
 pub mod failed;
+pub mod jobs;
+pub mod limits;
 pub mod migrate;
 pub mod queues;
 pub mod schedules;

@@ -3,7 +3,9 @@
 use anyhow::Context;
 use clap::Parser;
 use palermo::Options;
-use palermo_demo::{ChargeCard, RebuildSearchIndex, RenderReport, SendEmail, TranscodeVideo};
+use palermo_demo::{
+    ChargeCard, ExportReport, RebuildSearchIndex, RenderReport, SendEmail, TranscodeVideo,
+};
 
 #[derive(Parser)]
 #[command(about = "Enqueue a burst of the demo's sample jobs")]
@@ -11,6 +13,9 @@ struct Args {
     /// How many of each kind of job.
     #[arg(long, default_value_t = 20)]
     count: u64,
+    /// Also enqueue a 60 s `export_report` job, to cancel by hand (`palermo jobs cancel`).
+    #[arg(long)]
+    long_job: bool,
     /// The deployment, as the workers take it (`PALERMO_MAX_PRIORITY=reports=10` for the
     /// demo's priority queue).
     #[command(flatten)]
@@ -90,6 +95,22 @@ async fn main() -> anyhow::Result<()> {
             .await?;
     }
     println!("scheduled: 3 reminder emails due in 2, 5 and 10 minutes");
+    // A long job to cancel by hand: 60 s, checking ctx.cancelled() every second.
+    if !args.long_job {
+        client.close().await?;
+        return Ok(());
+    }
+    let export = client
+        .enqueue(ExportReport {
+            report_id: 42,
+            pages: 60,
+        })
+        .await?;
+    println!(
+        "long job: export_report {} runs 60 s; cancel it with `palermo jobs cancel {}` or on the Workers page",
+        export.id(),
+        export.id()
+    );
     client.close().await?;
     Ok(())
 }

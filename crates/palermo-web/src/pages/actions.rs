@@ -1,5 +1,6 @@
 //! The pages' forms: retry and remove selected failures, retry and remove all matching a
-//! filter, prune old failures, purge, pause and resume a queue, quiet and stop a worker. Each is a POST (the cross-origin check ran before it), asks for a
+//! filter, prune old failures, purge, pause and resume a queue, quiet and stop a worker,
+//! run, pause and resume a schedule. Each is a POST (the cross-origin check ran before it), asks for a
 //! confirmation first, then redirects back (303) with a notice.
 //!
 //! The confirmation: the page's script opens a dialog and submits with `confirmed=1`.
@@ -13,7 +14,7 @@ use axum::{
     http::{header, StatusCode},
     response::{IntoResponse, Response},
 };
-use palermo::control::Command;
+use palermo::{control::Command, Enqueued};
 use palermo_store::time;
 
 use super::{render, Base};
@@ -393,6 +394,76 @@ async fn command_worker(
         done_word,
         told.len() as u64,
     ))
+}
+
+/// `POST /jobs/{id}/cancel`: cancels a running job (the Busy table's Cancel button).
+pub(crate) async fn cancel(
+    State(app): State<App>,
+    root: Root,
+    actor: Actor,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Response, WebError> {
+    let fields = Fields::parse(&body);
+    if !fields.confirmed() {
+        let message = format!(
+            "Cancel job {}? A running job is told to stop and dropped after its worker's grace \
+             period; it is not retried.",
+            text::cell(&id, 200)
+        );
+        let action = format!("jobs/{}/cancel", crate::links::segment(&id));
+        return confirm(&app, &root, &action, message, &fields);
+    }
+    actions::cancel_job(&app, &id, false, &actor).await?;
+    Ok(done(&root, &fields.return_to("workers"), "cancelled", 1))
+}
+
+/// `POST /schedules/{name}/{action}`: `run`, `pause` or `resume`; another action is a 404,
+/// and so is a name the active scheduler does not know.
+pub(crate) async fn schedule(
+    State(app): State<App>,
+    root: Root,
+    actor: Actor,
+    Path((name, action)): Path<(String, String)>,
+    body: Bytes,
+) -> Result<Response, WebError> {
+    let consequence = match action.as_str() {
+        "run" => "One run of its job is enqueued now; its next tick is unchanged.",
+        "pause" => "Its ticks are skipped (not queued up for later) until it is resumed, also across scheduler failovers and restarts.",
+        "resume" => "Its next tick is enqueued again.",
+        _ => {
+            return Err(WebError::NotFound(format!(
+                "no action {:?}: use run, pause or resume",
+                text::cell(&action, 40)
+            )))
+        }
+    };
+    let fields = Fields::parse(&body);
+    if !fields.confirmed() {
+        let verb = if action == "run" { "run now" } else { &action };
+        let message = format!(
+            "{} schedule {}? {consequence}",
+            capitalized(verb),
+            text::cell(&name, 200)
+        );
+        let path = format!("schedules/{}/{action}", crate::links::segment(&name));
+        return confirm(&app, &root, &path, message, &fields);
+    }
+    let what = match action.as_str() {
+        "run" => match actions::run_schedule(&app, &name, &actor).await? {
+            Enqueued::New(_) => "schedule-run",
+            Enqueued::Duplicate(_) => "schedule-locked",
+        },
+        "pause" => {
+            actions::pause_schedule(&app, &name, true, &actor).await?;
+            "schedule-paused"
+        }
+        _ => {
+            actions::pause_schedule(&app, &name, false, &actor).await?;
+            "schedule-resumed"
+        }
+    };
+    Ok(done(&root, &fields.return_to("schedules"), what, 1))
 }
 
 fn capitalized(verb: &str) -> String {

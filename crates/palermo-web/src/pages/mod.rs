@@ -7,10 +7,12 @@
 pub(crate) mod actions;
 pub(crate) mod failed;
 pub(crate) mod failure;
+pub(crate) mod limits;
 pub(crate) mod metrics;
 pub(crate) mod overview;
 pub(crate) mod queues;
 pub(crate) mod rows;
+pub(crate) mod schedules;
 pub(crate) mod workers;
 
 use askama::Template;
@@ -33,8 +35,8 @@ pub(crate) struct Base {
     pub(crate) env_name: Option<String>,
     pub(crate) read_only: bool,
     pub(crate) title: String,
-    /// The navigation entry to mark current: `overview`, `queues`, `workers`, `failed`,
-    /// `metrics`.
+    /// The navigation entry to mark current: `overview`, `queues`, `workers`, `schedules`,
+    /// `limits`, `failed`, `metrics`.
     pub(crate) nav: &'static str,
     /// Whether the page offers live refresh.
     pub(crate) live: bool,
@@ -109,6 +111,17 @@ impl Done {
                 format!("Stop sent to {n} worker{plural}: running jobs finish, then it exits.")
             }
             "pruned" => format!("Pruned {n} old failure{plural}."),
+            "cancelled" => "Cancelled: the job is told to stop and will not run again.".into(),
+            "schedule-run" => {
+                "Enqueued one run of the schedule's job now; its next tick is unchanged.".into()
+            }
+            "schedule-locked" => {
+                "Not enqueued: the job is unique and a run of it holds its lock.".into()
+            }
+            "schedule-paused" => {
+                "Paused: the schedule's ticks are skipped until it is resumed.".into()
+            }
+            "schedule-resumed" => "Resumed: the schedule's next tick is enqueued.".into(),
             _ => return None,
         };
         Some(what)

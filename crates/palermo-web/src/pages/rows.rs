@@ -102,6 +102,8 @@ pub(crate) struct BusyLine {
     pub(crate) worker: String,
     pub(crate) job: String,
     pub(crate) job_id: String,
+    /// `jobs/ID/cancel`, the Cancel button's action.
+    pub(crate) cancel: String,
     pub(crate) queue: String,
     pub(crate) args: String,
     pub(crate) started: String,
@@ -114,6 +116,7 @@ impl BusyLine {
             worker: text::cell(&busy.worker, 120),
             job: text::cell(&busy.job.name, 80),
             job_id: text::cell(&busy.job.id, 60),
+            cancel: format!("jobs/{}/cancel", crate::links::segment(&busy.job.id)),
             queue: text::cell(&busy.job.queue, 80),
             args: text::cell(&busy.job.args_preview, 120),
             started: time::short(busy.job.started_at),

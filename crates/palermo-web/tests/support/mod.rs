@@ -74,6 +74,11 @@ pub fn failure(
 
 /// Records a heartbeat of a worker serving `queue`, running one job.
 pub async fn heartbeat(store: &Store, queue: &str) {
+    heartbeat_running(store, queue, "running-1").await
+}
+
+/// [`heartbeat`] of a worker running the job `job_id`.
+pub async fn heartbeat_running(store: &Store, queue: &str, job_id: &str) {
     let now = chrono::Utc::now().timestamp_millis();
     let beat = Heartbeat {
         version: 1,
@@ -101,8 +106,9 @@ pub async fn heartbeat(store: &Store, queue: &str) {
         paused: Vec::new(),
         timing_bounds_ms: Vec::new(),
         timings: Vec::new(),
+        limits: Vec::new(),
         jobs: vec![RunningJob {
-            id: "running-1".into(),
+            id: job_id.into(),
             name: "send_email".into(),
             queue: queue.into(),
             started_at: now - 7000,

@@ -63,6 +63,10 @@ impl Side {
         let _ = channel
             .queue_delete(self.queue.as_str().into(), QueueDeleteOptions::default())
             .await;
+        let stream = control::cancellations::stream_name(&self.deployment);
+        let _ = channel
+            .queue_delete(stream.as_str().into(), QueueDeleteOptions::default())
+            .await;
         for exchange in [
             control::pause_marker(&self.deployment, &self.queue),
             self.deployment.control_exchange.clone(),
@@ -202,7 +206,8 @@ async fn quiet_and_stop_a_worker_and_refuse_unknown_ids() {
 async fn control_actions_need_login_same_origin_and_a_writable_dashboard() {
     let (store, db) = store("sqlite").await;
     let side = Side::new("web-guard").await;
-    heartbeat(&store, &side.queue).await;
+    let job = uuid::Uuid::new_v4().to_string();
+    heartbeat_running(&store, &side.queue, &job).await;
     let id = store.workers().await.expect("workers")[0].id.clone();
     let queue = side.queue.clone();
     let paths = [
@@ -212,6 +217,8 @@ async fn control_actions_need_login_same_origin_and_a_writable_dashboard() {
         format!("/workers/{id}/stop"),
         format!("/api/queues/{queue}/pause"),
         format!("/api/workers/{id}/stop"),
+        format!("/jobs/{job}/cancel"),
+        format!("/api/jobs/{job}/cancel"),
     ];
     let deployment = side.deployment.clone();
 
@@ -237,19 +244,151 @@ async fn control_actions_need_login_same_origin_and_a_writable_dashboard() {
     }
     assert!(!side.paused().await, "nothing was paused");
     assert!(store.control_actions(&id).await.expect("audit").is_empty());
+    assert!(store.control_actions(&job).await.expect("audit").is_empty());
     for page in [
         format!("/queues/{queue}"),
         "/queues".into(),
         "/workers".into(),
     ] {
         let answer = send(&read_only, get(&page)).await;
-        for button in ["pause-button", "quiet-button", "stop-button"] {
+        for button in [
+            "pause-button",
+            "quiet-button",
+            "stop-button",
+            "cancel-button",
+        ] {
             assert!(
                 !answer.body.contains(button),
                 "{page}: {button} in read-only mode"
             );
         }
     }
+
+    side.clean_up().await;
+    store.close().await;
+    db.remove().await;
+}
+
+/// The job ids on the test's cancellations stream, read from its first entry.
+async fn cancelled_on_the_stream(side: &Side) -> Vec<uuid::Uuid> {
+    use futures_lite::StreamExt;
+    let channel = side.connection.create_channel().await.expect("channel");
+    channel
+        .basic_qos(100, lapin::options::BasicQosOptions::default())
+        .await
+        .expect("qos");
+    let mut arguments = FieldTable::default();
+    arguments.insert(
+        "x-stream-offset".into(),
+        lapin::types::AMQPValue::LongString("first".into()),
+    );
+    let stream = control::cancellations::stream_name(&side.deployment);
+    let mut consumer = channel
+        .basic_consume(
+            stream.as_str().into(),
+            "probe".into(),
+            lapin::options::BasicConsumeOptions::default(),
+            arguments,
+        )
+        .await
+        .expect("consume the stream");
+    let mut ids = Vec::new();
+    let wait = std::time::Duration::from_millis(500);
+    while let Ok(Some(Ok(delivery))) = tokio::time::timeout(wait, consumer.next()).await {
+        if let Ok(c) =
+            serde_json::from_slice::<control::cancellations::Cancellation>(&delivery.data)
+        {
+            ids.push(c.id);
+        }
+        let _ = delivery
+            .ack(lapin::options::BasicAckOptions::default())
+            .await;
+    }
+    let _ = channel.close(200, "read".into()).await;
+    ids
+}
+
+#[tokio::test]
+async fn cancel_a_running_job_behind_a_confirmation_and_refuse_unknown_and_repeated_ids() {
+    let (store, db) = store("sqlite").await;
+    let side = Side::new("web-cancel").await;
+    let job = uuid::Uuid::new_v4();
+    heartbeat_running(&store, &side.queue, &job.to_string()).await;
+    let router = palermo_web::router(config_of(&store, side.deployment.clone()));
+
+    let page = send(&router, get("/workers")).await;
+    assert!(
+        page.body.contains(&format!("jobs/{job}/cancel")) && page.body.contains("cancel-button"),
+        "{}",
+        page.body
+    );
+    let ask = send(&router, post_form(&format!("/jobs/{job}/cancel"), "")).await;
+    assert!(ask.body.contains("confirm-page-yes"), "{}", ask.body);
+    let target = job.to_string();
+    assert!(store
+        .control_actions(&target)
+        .await
+        .expect("audit")
+        .is_empty());
+    let done = send(
+        &router,
+        post_form(&format!("/jobs/{job}/cancel"), "confirmed=1"),
+    )
+    .await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.body);
+    assert!(done.header("location").contains("done=cancelled"));
+    let audit = store.control_actions(&target).await.expect("audit");
+    assert_eq!(audit.len(), 1);
+    assert_eq!(
+        (audit[0].action.as_str(), audit[0].actor.as_str()),
+        ("cancel", "web")
+    );
+    assert_eq!(cancelled_on_the_stream(&side).await, [job], "on the broker");
+
+    let again = send(
+        &router,
+        post_json(&format!("/api/jobs/{job}/cancel"), serde_json::json!({})),
+    )
+    .await;
+    assert_eq!(again.status, StatusCode::CONFLICT, "{}", again.body);
+    assert!(
+        again.body.contains("already cancelled by web"),
+        "{}",
+        again.body
+    );
+
+    let nobody = uuid::Uuid::new_v4();
+    let unknown = send(
+        &router,
+        post_json(&format!("/api/jobs/{nobody}/cancel"), serde_json::json!({})),
+    )
+    .await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND, "{}", unknown.body);
+    assert!(unknown.body.contains("nobody knows"), "{}", unknown.body);
+    let garbage = send(
+        &router,
+        post_json("/api/jobs/not-a-job/cancel", serde_json::json!({})),
+    )
+    .await;
+    assert_eq!(garbage.status, StatusCode::NOT_FOUND, "{}", garbage.body);
+    assert_eq!(
+        cancelled_on_the_stream(&side).await,
+        [job],
+        "nothing more published"
+    );
+
+    let anyway = send(
+        &router,
+        post_json(
+            &format!("/api/jobs/{nobody}/cancel?even_unknown=true"),
+            serde_json::json!({}),
+        ),
+    )
+    .await;
+    assert_eq!(anyway.status, StatusCode::OK, "{}", anyway.body);
+    assert_eq!(anyway.json()["status"], "unknown", "{}", anyway.body);
+    assert_eq!(anyway.json()["cancelled"], true);
+    assert_eq!(cancelled_on_the_stream(&side).await, [job, nobody]);
 
     side.clean_up().await;
     store.close().await;

@@ -9,4 +9,5 @@ mod control;
 mod failed_list;
 mod metrics;
 mod pages;
+mod schedules;
 mod security;

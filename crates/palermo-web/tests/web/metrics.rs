@@ -64,6 +64,7 @@ fn beat(queue: &str, job: &str, blocked: Option<&str>) -> Heartbeat {
             duration: histogram(&[(20, 10), (50, 10)]),
             latency: histogram(&[(100, 20)]),
         }],
+        limits: Vec::new(),
     }
 }
 

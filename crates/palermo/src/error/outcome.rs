@@ -43,18 +43,31 @@ pub enum Outcome {
         /// Whether it runs again (attempts remain).
         retry: bool,
     },
+    /// An operator cancelled the job (`palermo jobs cancel`): while it ran (it returned, or
+    /// was dropped after the cancel grace period), or before it started (then it did not
+    /// run; a worker's middleware does not see that case, [`crate::testing`]'s runs do).
+    /// Not a failure; it does not run again.
+    Cancelled {
+        /// Who cancelled it.
+        by: String,
+        /// When, in milliseconds since the Unix epoch.
+        at_ms: i64,
+    },
 }
 
 impl Outcome {
-    /// Whether the run did not fail: it succeeded or snoozed.
+    /// Whether the run did not fail: it succeeded, snoozed or was cancelled.
     pub fn is_ok(&self) -> bool {
-        matches!(self, Outcome::Ok | Outcome::Snoozed { .. })
+        matches!(
+            self,
+            Outcome::Ok | Outcome::Snoozed { .. } | Outcome::Cancelled { .. }
+        )
     }
 
     /// Whether the job runs again after this run (a retry or a snooze).
     pub fn runs_again(&self) -> bool {
         match self {
-            Outcome::Ok | Outcome::Failed { .. } => false,
+            Outcome::Ok | Outcome::Failed { .. } | Outcome::Cancelled { .. } => false,
             Outcome::Retry { .. } | Outcome::Snoozed { .. } => true,
             Outcome::TimedOut { retry, .. } | Outcome::Panicked { retry, .. } => *retry,
         }

@@ -13,6 +13,10 @@
 //! acks the one it held and receives messages until its own new token comes back, merging
 //! any extra tokens (two schedulers that started on an empty queue both published one) on
 //! the way: at most one token survives.
+//!
+//! A paused schedule's ticks are skipped: recorded as handled in the token, not enqueued,
+//! not kept for later. The leader learns which are paused from the broker when it takes
+//! over and from operators' commands after that (`pauses.rs`).
 
 use std::time::Duration;
 
@@ -24,10 +28,10 @@ use lapin::{
     types::{AMQPValue, FieldTable},
     BasicProperties, Channel, Connection, Consumer,
 };
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 use uuid::Uuid;
 
-use super::{job_id, token::State, Entry};
+use super::{job_id, pauses::Pauses, token::State, Entry};
 use crate::{
     broker,
     client::{Client, ClientConfig, Enqueued},
@@ -104,9 +108,15 @@ async fn follow_then_lead(
     };
     info!(scheduler = %settings.identity, schedules = entries.len(), "scheduler active");
     let client = Client::connect_with(&ClientConfig::new(settings.deployment.clone())).await?;
+    let names: Vec<String> = entries
+        .iter()
+        .map(|e| e.periodic.name().to_string())
+        .collect();
+    let pauses = Pauses::subscribe(connection, &settings.deployment, &names).await?;
     let mut leader = Leader {
         state: State::read(&first.data),
         held: first,
+        pauses,
         channel,
         consumer,
         settings,
@@ -176,6 +186,8 @@ async fn next(consumer: &mut Consumer, queue: &str) -> Result<Delivery, Error> {
 struct Leader<'a> {
     state: State,
     held: Delivery,
+    /// Which schedules are paused.
+    pauses: Pauses,
     channel: Channel,
     consumer: Consumer,
     settings: &'a Settings,
@@ -190,7 +202,12 @@ impl Leader<'_> {
         self.state.leader = self.settings.identity.clone();
         self.state.written_ms = Utc::now().timestamp_millis();
         publish(&self.channel, self.settings.queue(), &self.state, &id).await?;
-        let table = super::status::table(&self.settings.identity, self.entries, |n| self.last(n));
+        let ran = |n: &str| {
+            let ms = self.state.ran.get(n)?;
+            Some(DateTime::from_timestamp_millis(*ms))
+        };
+        let table =
+            super::status::table(&self.settings.identity, self.entries, |n| self.last(n), ran);
         let (queue, queue_type) = (self.settings.queue(), self.settings.deployment.queue_type);
         super::status::publish(&self.channel, queue, queue_type, &table).await?;
         self.held
@@ -229,9 +246,18 @@ impl Leader<'_> {
         for entry in self.entries {
             let name = entry.periodic.name();
             if let Some(last) = self.last(name) {
-                for tick in entry.periodic.missed(last, now) {
-                    info!(schedule = name, %tick, "enqueueing a missed tick");
-                    self.enqueue(entry, tick, client).await?;
+                let missed = entry.periodic.missed(last, now);
+                if !missed.is_empty() && self.pauses.is_paused(name) {
+                    info!(
+                        schedule = name,
+                        missed = missed.len(),
+                        "missed ticks skipped: the schedule is paused"
+                    );
+                } else {
+                    for tick in missed {
+                        info!(schedule = name, %tick, "enqueueing a missed tick");
+                        self.enqueue(entry, tick, client).await?;
+                    }
                 }
             }
             let last = self.last(name).map_or(now, |last| last.max(now));
@@ -260,6 +286,10 @@ impl Leader<'_> {
                     warn!(event = ?lost.map(|d| d.map(|_| ())), "the scheduler's consumer ended");
                     return Err(Error::ConsumerCancelled { queue: self.settings.queue().to_string() });
                 }
+                changed = self.pauses.next() => {
+                    changed?;
+                    continue;
+                }
                 () = tokio::time::sleep(wait) => {}
                 () = shutdown.requested() => return Ok(()),
             }
@@ -267,11 +297,22 @@ impl Leader<'_> {
             let now = Utc::now();
             for entry in self.entries {
                 let name = entry.periodic.name();
-                while let Some(tick) = self
-                    .last(name)
-                    .and_then(|last| entry.periodic.next_after(last))
-                    .filter(|tick| *tick <= now)
-                {
+                let due = |leader: &Self| {
+                    leader
+                        .last(name)
+                        .and_then(|last| entry.periodic.next_after(last))
+                        .filter(|tick| *tick <= now)
+                };
+                if due(self).is_some() && self.pauses.is_paused(name) {
+                    while let Some(tick) = due(self) {
+                        debug!(schedule = name, %tick, "tick skipped: the schedule is paused");
+                        self.state
+                            .last
+                            .insert(name.to_string(), tick.timestamp_millis());
+                    }
+                    continue;
+                }
+                while let Some(tick) = due(self) {
                     self.enqueue(entry, tick, client).await?;
                 }
             }
@@ -322,6 +363,9 @@ impl Leader<'_> {
         }
         self.state
             .last
+            .insert(name.to_string(), tick.timestamp_millis());
+        self.state
+            .ran
             .insert(name.to_string(), tick.timestamp_millis());
         Ok(())
     }

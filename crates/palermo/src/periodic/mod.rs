@@ -8,6 +8,8 @@
 //! is decided in `leader.rs` (docs/scheduling.md).
 
 mod leader;
+pub(crate) mod now;
+mod pauses;
 pub(crate) mod status;
 mod token;
 
@@ -220,6 +222,10 @@ pub struct Entry {
     pub(crate) periodic: Periodic,
     pub(crate) job: RawJob,
     pub(crate) options: Options,
+    /// The job's `#[job(priority)]`, published in the status for Run now.
+    pub(crate) priority: Option<u8>,
+    /// The job's `#[job(unique)]` lock time, published in the status for Run now.
+    pub(crate) unique: Option<Duration>,
 }
 
 impl Entry {
@@ -251,6 +257,8 @@ impl Entry {
             periodic,
             job,
             options,
+            priority: J::PRIORITY,
+            unique: J::UNIQUE,
         })
     }
 }

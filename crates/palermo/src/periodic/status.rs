@@ -17,6 +17,7 @@ use crate::{
     broker,
     broker::topology::{self, QueueType},
     error::Error,
+    serializer::Format,
 };
 
 /// What the active scheduler last published.
@@ -45,6 +46,23 @@ pub struct ScheduleRow {
     pub last_run: Option<i64>,
     /// The next tick, Unix milliseconds.
     pub next_run: Option<i64>,
+    /// The serializer of [`ScheduleRow::args`] (`json`, `msgpack`); absent from the status of
+    /// schedulers older than Run now, like the three fields after it.
+    #[serde(default)]
+    pub format: Option<String>,
+    /// The job's serialized arguments, as every tick enqueues them: the JSON text for `json`,
+    /// lowercase hex for `msgpack`.
+    #[serde(default)]
+    pub args: Option<String>,
+    /// The job's `#[job(priority)]`.
+    #[serde(default)]
+    pub priority: Option<u8>,
+    /// The job's `#[job(unique)]` lock time in milliseconds.
+    #[serde(default)]
+    pub unique_ms: Option<u64>,
+    /// The job's max attempts, when the job sets them.
+    #[serde(default)]
+    pub max_attempts: Option<u32>,
 }
 
 /// The status queue of scheduler queue `scheduler_queue`.
@@ -52,20 +70,28 @@ pub fn status_queue(scheduler_queue: &str) -> String {
     format!("{scheduler_queue}.status")
 }
 
-/// The table of `entries` with the handled-up-to times `last`.
+/// The table of `entries` with the handled-up-to times `last` and the last ticks enqueued
+/// `ran` (`None` when the token does not say: one written before paused schedules existed).
 pub(crate) fn table(
     leader: &str,
     entries: &[Entry],
     last: impl Fn(&str) -> Option<DateTime<Utc>>,
+    ran: impl Fn(&str) -> Option<Option<DateTime<Utc>>>,
 ) -> Status {
     let schedules = entries
         .iter()
         .map(|e| {
             let p = &e.periodic;
             let last = last(p.name());
-            // `last` is a tick when it was one; a schedule never run holds its start time.
-            let ran =
-                last.filter(|l| p.next_after(*l - chrono::Duration::milliseconds(1)) == Some(*l));
+            // `last` is a tick when it was one; a schedule never run holds its start time
+            // (only for tokens without `ran`: a skipped tick moves `last`, not `ran`).
+            let ran = ran(p.name()).unwrap_or_else(|| {
+                last.filter(|l| p.next_after(*l - chrono::Duration::milliseconds(1)) == Some(*l))
+            });
+            let args = match e.job.format {
+                Format::Json => String::from_utf8_lossy(&e.job.body).into_owned(),
+                _ => super::now::hex(&e.job.body),
+            };
             ScheduleRow {
                 name: p.name().to_string(),
                 spec: p.spec().to_string(),
@@ -75,6 +101,13 @@ pub(crate) fn table(
                 next_run: last
                     .and_then(|l| p.next_after(l))
                     .map(|t| t.timestamp_millis()),
+                format: Some(e.job.format.name().to_string()),
+                args: Some(args),
+                priority: e.priority,
+                unique_ms: e
+                    .unique
+                    .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+                max_attempts: e.job.max_attempts,
             }
         })
         .collect();

@@ -13,6 +13,10 @@ pub(crate) struct State {
     /// Per schedule name, the Unix milliseconds of the last tick enqueued.
     #[serde(default)]
     pub last: BTreeMap<String, i64>,
+    /// Per schedule name, the Unix milliseconds of the last tick actually enqueued: behind
+    /// `last` when the schedule was paused (its ticks skipped). Absent from older tokens.
+    #[serde(default)]
+    pub ran: BTreeMap<String, i64>,
     /// The scheduler that wrote it (`hostname:pid:queues`).
     #[serde(default)]
     pub leader: String,
@@ -40,6 +44,10 @@ impl State {
         for (name, tick) in other.last {
             let last = self.last.entry(name).or_insert(tick);
             *last = (*last).max(tick);
+        }
+        for (name, tick) in other.ran {
+            let ran = self.ran.entry(name).or_insert(tick);
+            *ran = (*ran).max(tick);
         }
     }
 

@@ -6,6 +6,7 @@ use uuid::Uuid;
 
 use super::{lock, Fake, Recorded, Run};
 use crate::{
+    job::CancelSignal,
     registry::{Names, Registry},
     wire::{
         self,
@@ -110,6 +111,7 @@ impl Fake {
                     headers: job.properties.headers().as_ref(),
                     names: Names::of(&job.meta),
                     state: lock(&self.inner.state).clone(),
+                    cancel: self.signal(&job.id),
                 };
                 let middleware = lock(&self.inner.middleware).clone();
                 decide::run(run, &retries, &middleware).await
@@ -162,7 +164,7 @@ impl Fake {
         let (attempt, delay) = match decision {
             Decision::Snooze { delay } => (job.attempt, *delay),
             Decision::Retry { next, .. } => (next.attempt, next.delay),
-            Decision::Succeeded | Decision::Fail { .. } => return,
+            Decision::Succeeded | Decision::Fail { .. } | Decision::Cancelled { .. } => return,
         };
         let due = at + delay;
         let mut headers = wire::headers(&job.properties).clone();
@@ -174,6 +176,17 @@ impl Fake {
         job.due = Some(due);
         job.run_at = due;
         lock(&self.inner.pending).push_back(job);
+    }
+}
+
+impl Fake {
+    /// The signal of a run of job `id`: raised when [`Fake::cancel`] named it.
+    fn signal(&self, id: &Uuid) -> Arc<CancelSignal> {
+        let signal = Arc::new(CancelSignal::default());
+        if let Some((by, at)) = lock(&self.inner.cancelled).get(id) {
+            signal.raise(by, *at);
+        }
+        signal
     }
 }
 

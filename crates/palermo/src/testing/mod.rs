@@ -37,11 +37,14 @@
 //! A delayed job ([`crate::Options::delay`], [`crate::Options::at`]) is recorded with its due time
 //! ([`Recorded::due`]); `drain` runs jobs in the order of their due times, and does not wait
 //! for them.
+//!
+//! [`Fake::cancel`] cancels a recorded job as `palermo jobs cancel` would: the drain does not
+//! run it, and its run says [`Outcome::Cancelled`] (no middleware sees it, as in a worker).
 
 mod drain;
 
 use std::{
-    collections::VecDeque,
+    collections::{HashMap, VecDeque},
     future::Future,
     pin::Pin,
     sync::{Arc, Mutex, MutexGuard, PoisonError},
@@ -103,6 +106,8 @@ struct Inner {
     retries: Mutex<Retries>,
     /// The virtual time of the drain, ahead of the real one after retries and snoozes.
     clock: Mutex<SystemTime>,
+    /// Jobs [`Fake::cancel`] cancelled: by whom, when (ms).
+    cancelled: Mutex<HashMap<Uuid, (String, i64)>>,
 }
 
 /// A job the fake client recorded and has not run yet (named apart from
@@ -219,6 +224,7 @@ impl Fake {
                 middleware: Mutex::default(),
                 retries: Mutex::new(Retries::of(&WorkerConfig::default())),
                 clock: Mutex::new(SystemTime::now()),
+                cancelled: Mutex::default(),
             }),
         }
     }
@@ -305,6 +311,31 @@ impl Fake {
     pub fn count_of<J: Job>(&self) -> usize {
         let pending = lock(&self.inner.pending);
         pending.iter().filter(|job| job.name == J::NAME).count()
+    }
+
+    /// Cancels job `id` on behalf of `by`, as `palermo jobs cancel` does: when the drain
+    /// meets it (or a retry of it), it is not run, and its run's outcome is
+    /// [`Outcome::Cancelled`].
+    ///
+    /// ```
+    /// use palermo::{middleware::Outcome, testing::Fake};
+    ///
+    /// #[palermo::job]
+    /// async fn export_report(account: u64) -> Result<(), palermo::JobError> {
+    ///     Ok(())
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), palermo::Error> {
+    /// let fake = Fake::new();
+    /// let enqueued = fake.client().enqueue(ExportReport { account: 7 }).await?;
+    /// fake.cancel(enqueued.id(), "ada");
+    /// let runs = fake.drain().await;
+    /// assert!(matches!(&runs[0].outcome, Outcome::Cancelled { by, .. } if by == "ada"));
+    /// # Ok(()) }
+    /// ```
+    pub fn cancel(&self, id: Uuid, by: &str) {
+        let at = millis_now();
+        lock(&self.inner.cancelled).insert(id, (by.to_string(), at));
     }
 
     /// Forgets the recorded jobs and runs.
@@ -394,6 +425,10 @@ fn preview(job: &Recorded) -> String {
         .to_json_value(&job.body)
         .map(|v| wire::preview(&v.to_string()))
         .unwrap_or_else(|e| format!("<{e}>"))
+}
+
+fn millis_now() -> i64 {
+    wire::now_ms()
 }
 
 /// Locks `mutex`; a test that panicked while holding it left its data usable.

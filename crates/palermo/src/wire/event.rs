@@ -72,6 +72,39 @@ pub struct Heartbeat {
     /// Cumulative run-time and wait histograms per queue and job, since the worker started.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub timings: Vec<Timing>,
+    /// The limits of the worker's jobs and its use of them (docs/limits.md, "Seeing
+    /// limits"): one entry per limited job and kind. Added after version 1 shipped: absent
+    /// from older workers and from workers without limited jobs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub limits: Vec<LimitUse>,
+}
+
+/// One limit of one of a worker's jobs (a limit with both a concurrency and a rate is two
+/// entries), and what the worker does with it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LimitUse {
+    /// The job's wire name.
+    pub job: String,
+    /// The limit's name (the job's own unless it names one; jobs naming one limit share it).
+    pub limit: String,
+    /// `concurrency` or `rate`.
+    pub kind: String,
+    /// The configured value: runs at once (`concurrency`) or starts per window (`rate`).
+    pub value: u32,
+    /// The rate's window, ms; absent for a concurrency.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_ms: Option<u64>,
+    /// The argument the limit holds per value of; absent for a limit of the whole job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// Concurrency: the slots this worker holds now (over every key). Always 0 for a rate
+    /// (its window is counted on the broker).
+    #[serde(default)]
+    pub held: u64,
+    /// How many different jobs this worker sent back to wait for this limit since its
+    /// previous event.
+    #[serde(default)]
+    pub waited: u64,
 }
 
 /// The bucket bounds workers of this version use, ms (docs/wire-format.md): about ×2 to

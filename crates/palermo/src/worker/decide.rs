@@ -9,7 +9,11 @@
 //! - an error, a panic or a timeout with attempts left → [`Decision::Retry`] as the next
 //!   attempt, after the [`crate::retry`] backoff's delay;
 //! - [`crate::JobError::fail_now`], the last attempt, or arguments that do not decode →
-//!   [`Decision::Fail`], to the failed queue.
+//!   [`Decision::Fail`], to the failed queue;
+//! - a job an operator cancelled ([`crate::control::cancellations`]) → [`Decision::Cancelled`]:
+//!   not run at all when it was cancelled before it started; when it was cancelled while it
+//!   ran, whatever the run returns, or the run dropped after the cancel grace period. Never
+//!   retried, never failed.
 //!
 //! A job's settings come first, the application's ([`Retries`]) fill in what it leaves out;
 //! the enqueuer's max attempts, written in the message, come before both.
@@ -30,7 +34,7 @@ use super::{
 };
 use crate::{
     config::WorkerConfig,
-    job::{ErrorKind, JobResult},
+    job::{CancelSignal, ErrorKind, JobResult},
     middleware::{self, JobInfo, Outcome},
     registry::{Names, Registration},
     retry::Backoff,
@@ -46,6 +50,8 @@ pub(crate) struct Retries {
     pub max_attempts: u32,
     pub backoff: Backoff,
     pub job_timeout: Duration,
+    /// How long a cancelled run may go on before it is dropped.
+    pub cancel_grace: Duration,
 }
 
 impl Retries {
@@ -54,6 +60,7 @@ impl Retries {
             max_attempts: config.max_attempts,
             backoff: config.backoff,
             job_timeout: config.job_timeout,
+            cancel_grace: config.cancel_grace,
         }
     }
 }
@@ -66,6 +73,8 @@ pub(crate) struct Job<'a> {
     pub headers: Option<&'a FieldTable>,
     pub names: Names,
     pub state: Arc<StateMap>,
+    /// Its cancellation, raised already when it was cancelled before it started.
+    pub cancel: Arc<CancelSignal>,
 }
 
 /// What follows one run of a job.
@@ -83,6 +92,9 @@ pub(crate) enum Decision {
         gave_up: GaveUp,
         max_attempts: Option<u32>,
     },
+    /// An operator cancelled it: acked, not retried, not failed. `ran` is false when it was
+    /// cancelled before it started (then it never ran).
+    Cancelled { by: String, at: i64, ran: bool },
 }
 
 /// The run a retry schedules.
@@ -116,9 +128,19 @@ pub(crate) async fn run(job: Job<'_>, retries: &Retries, middleware: &middleware
         headers,
         names,
         state,
+        cancel,
     } = job;
     let timeout = registration.timeout.unwrap_or(retries.job_timeout);
-    let ctx = registration.context(meta, names, retries.max_attempts, state);
+    if cancel.is_raised() {
+        let decision = Decision::cancelled(&cancel, false);
+        let elapsed = Duration::ZERO;
+        return Ran {
+            decision,
+            elapsed,
+            timeout,
+        };
+    }
+    let ctx = registration.context(meta, names, retries.max_attempts, state, cancel.clone());
     let code = match (registration.decode)(meta.format, body, ctx.clone()) {
         Ok(code) => code,
         Err(reason) => {
@@ -144,9 +166,19 @@ pub(crate) async fn run(job: Job<'_>, retries: &Retries, middleware: &middleware
         // With "job done" below, at debug: a log that shows every job a worker took and how
         // it ended (Sidekiq's start/done lines), when asked for; the chaos tests read it.
         debug!(job.id = %meta.id, job.name = %meta.name, queue = %meta.queue, attempt = meta.attempt, "job started");
-        // On timeout the job's future is dropped: it stops at its next `.await`.
-        let result = tokio::time::timeout(timeout, panic::catch(code)).await;
-        if let Ok(Ok(Ok(()))) = result {
+        // On timeout the job's future is dropped: it stops at its next `.await`; so it is,
+        // `cancel_grace` after a cancellation (`None`).
+        let run = tokio::time::timeout(timeout, panic::catch(code));
+        let dropped = async {
+            cancel.raised().await;
+            tokio::time::sleep(retries.cancel_grace).await;
+        };
+        let result = tokio::select! {
+            biased;
+            result = run => Some(result),
+            () = dropped => None,
+        };
+        if let Some(Ok(Ok(Ok(())))) = result {
             // At debug: formatting and writing a line is the largest share of a tiny job's
             // cost in the worker (docs/performance.md), so it is only done when asked for,
             // e.g. `RUST_LOG=info,palermo::worker=debug`.
@@ -159,8 +191,10 @@ pub(crate) async fn run(job: Job<'_>, retries: &Retries, middleware: &middleware
     let elapsed = started.elapsed();
     let backoff = registration.backoff.unwrap_or(retries.backoff);
     let decision = match result {
-        Ok(ran) => decide(ran, meta.attempt, ctx.max_attempts, &backoff),
-        Err(_) => {
+        // Cancelled while it ran (or dropped, `None`): whatever it returned, it was told.
+        _ if cancel.is_raised() => Decision::cancelled(&cancel, true),
+        Some(Ok(ran)) => decide(ran, meta.attempt, ctx.max_attempts, &backoff),
+        Some(Err(_)) | None => {
             let failure =
                 Failure::new(FailureKind::Timeout, format!("timed out after {timeout:?}"));
             after_failure(failure, false, meta.attempt, ctx.max_attempts, &backoff)
@@ -244,9 +278,18 @@ fn after_failure(
 }
 
 impl Decision {
-    /// Whether the run did not fail: it succeeded or snoozed.
+    /// The decision for a job whose `cancel` signal is raised; `ran`: it started.
+    fn cancelled(cancel: &CancelSignal, ran: bool) -> Decision {
+        let (by, at) = cancel.by().cloned().unwrap_or_default();
+        Decision::Cancelled { by, at, ran }
+    }
+
+    /// Whether the run did not fail: it succeeded, snoozed or was cancelled.
     pub fn is_ok(&self) -> bool {
-        matches!(self, Decision::Succeeded | Decision::Snooze { .. })
+        matches!(
+            self,
+            Decision::Succeeded | Decision::Snooze { .. } | Decision::Cancelled { .. }
+        )
     }
 }
 
@@ -270,6 +313,12 @@ impl Ran {
         let (failure, retry) = match &self.decision {
             Decision::Succeeded => return Outcome::Ok,
             Decision::Snooze { delay } => return Outcome::Snoozed { delay: *delay },
+            Decision::Cancelled { by, at, .. } => {
+                return Outcome::Cancelled {
+                    by: by.clone(),
+                    at_ms: *at,
+                }
+            }
             Decision::Retry { failure, .. } => (failure, true),
             Decision::Fail { failure, .. } => (failure, false),
         };

@@ -7,10 +7,13 @@
 //! - a snooze → publish it again, delayed, same attempt → ack;
 //! - a retry → publish it, delayed by its backoff, as the next attempt → ack;
 //! - failed for good, or a message that cannot run at all → publish it to the failed queue
-//!   → ack.
+//!   → ack;
+//! - cancelled by an operator (before it started, or while it ran) → ack (`cancel.rs`).
 //!
 //! Every publish is confirmed before the ack; when it cannot be, the delivery goes back to
 //! the broker unacked, so nothing is lost.
+
+use std::sync::Arc;
 
 use lapin::{
     message::Delivery,
@@ -29,6 +32,7 @@ use super::{
 };
 use crate::{
     error::Error,
+    job::CancelSignal,
     limits::Limit,
     registry::{Names, Registration},
     wire::{self, chain::ChainHeader, JobMeta},
@@ -50,7 +54,9 @@ pub(crate) async fn execute(
     }
     // Parsed once here; the stats and the run share it, and its names.
     let meta = JobMeta::parse(&delivery.properties);
-    let (running, names) = slot.started(&shared.stats, delivery, meta.as_ref().ok());
+    // In flight with its signal before the cancelled ids are checked (`cancel.rs`).
+    let cancel = Arc::new(CancelSignal::default());
+    let (running, names) = slot.started(&shared.stats, delivery, meta.as_ref().ok(), &cancel);
     // `done`: the job's work is over and its unique key (if any) free once acked.
     // `took`: how long the job's function ran, for the duration histogram.
     let (succeeded, done, handed_over, took) = match admit(shared, delivery, meta) {
@@ -66,10 +72,15 @@ pub(crate) async fn execute(
             run_key,
             chain,
         } => {
+            if let Some((by, at)) = shared.cancels.check(&meta.id) {
+                cancel.raise(&by, at);
+            }
             // A limited job first takes its permit, or waits (docs/limits.md); an unlimited
             // one pays one empty-map check.
             let permit = match shared.limits.of(&meta.name) {
                 None => None,
+                // A cancelled job takes no permit: it does not run.
+                Some(_) if cancel.is_raised() => None,
                 Some(limit) => match take_permit(shared, limits, limit, &meta, delivery).await {
                     Ok(permit) => Some(permit),
                     Err(waiting_for) => {
@@ -92,19 +103,24 @@ pub(crate) async fn execute(
                 headers: Some(wire::headers(&delivery.properties)),
                 names: names.unwrap_or_else(|| Names::of(&meta)),
                 state: shared.state.clone(),
+                cancel,
             };
             let ran = decide::run(job, &Retries::of(&shared.config), &shared.middleware).await;
             if let Some(permit) = permit {
                 gate::release(&shared.limits, limits, permit).await;
             }
-            let done = matches!(ran.decision, Decision::Succeeded);
+            let done = matches!(
+                ran.decision,
+                Decision::Succeeded | Decision::Cancelled { .. }
+            );
+            let ran_through = matches!(ran.decision, Decision::Succeeded);
             let succeeded = ran.decision.is_ok();
             let took = ran.elapsed;
             let handed_over = carry_out(shared, channel, delivery, &meta, chain.as_ref(), ran);
             let handed_over = handed_over.await;
             // Remembered once what follows it is confirmed: a redelivery of a chain step
             // whose next step was not published must run again, not be acked unrun.
-            if done && handed_over.is_ok() {
+            if ran_through && handed_over.is_ok() {
                 shared.recent.insert(run_key);
             }
             (succeeded, done, handed_over, Some(took))
@@ -167,6 +183,14 @@ async fn carry_out(
             None => return Ok(()),
             Some(chain) => return super::chain::publish_next(shared, channel, meta, chain).await,
         },
+        Decision::Cancelled { by, at, ran: true } => {
+            info!(job.id = %meta.id, job.name = %meta.name, queue = %meta.queue, attempt = meta.attempt, cancelled_by = %by, cancelled_at = at, elapsed = ?ran.elapsed, "running job cancelled; acking it");
+            return Ok(());
+        }
+        Decision::Cancelled { by, at, ran: false } => {
+            info!(job.id = %meta.id, job.name = %meta.name, queue = %meta.queue, attempt = meta.attempt, cancelled_by = %by, cancelled_at = at, "cancelled job not run; acking it");
+            return Ok(());
+        }
         Decision::Snooze { delay } => {
             info!(job.id = %meta.id, job.name = %meta.name, queue = %meta.queue, attempt = meta.attempt, ?delay, "job snoozed");
             return retrying::snooze(shared, channel, delivery, meta, delay, None).await;
@@ -215,7 +239,7 @@ async fn take_permit(
     let acquired = gate::acquire(&shared.limits, limits, limit, meta, &delivery.data);
     match acquired.await {
         Ok(Acquired::Run(permit)) => Ok(permit),
-        Ok(Acquired::Wait(name)) => {
+        Ok(Acquired::Wait(name, _)) => {
             debug!(job.id = %meta.id, job.name = %meta.name, limit = %name, "limit reached; the job waits");
             Err(name)
         }

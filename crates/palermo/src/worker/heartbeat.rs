@@ -282,6 +282,7 @@ impl Sender {
                 TIMING_BOUNDS_MS.to_vec()
             },
             timings,
+            limits: self.shared.limits.tally.report(&self.shared.limits.all()),
         }
     }
 }

@@ -27,10 +27,11 @@ use lapin::{
 };
 use tracing::debug;
 
+use super::limit_tally::{Kind, Tally};
 use crate::{
     broker,
     error::Error,
-    limits::{key_value, Limit, Names, KEY_EXPIRY_EXTRA, RATE_SLACK},
+    limits::{Limit, Names, KEY_EXPIRY_EXTRA, RATE_SLACK},
     registry::Registry,
     wire::JobMeta,
 };
@@ -46,6 +47,8 @@ pub(crate) struct Limits {
     /// limit stays full, the jobs waiting for it go back to wait without asking the broker
     /// again, so that cycling through the queue stays cheap for the jobs behind them.
     full: Mutex<HashMap<Names, Instant>>,
+    /// What heartbeats report: slots held, jobs sent back to wait.
+    pub tally: Tally,
 }
 
 impl Limits {
@@ -69,6 +72,7 @@ impl Limits {
             by_job,
             held: Mutex::default(),
             full: Mutex::default(),
+            tally: Tally::default(),
         }
     }
 
@@ -154,8 +158,8 @@ impl Opener {
 pub(crate) enum Acquired {
     /// It may run; give the permit back after the run.
     Run(Permit),
-    /// Its limit is reached: it waits (named in the waiting copy's header).
-    Wait(String),
+    /// Its limit is reached: it waits (the limit named in the waiting copy's header).
+    Wait(String, Kind),
 }
 
 /// A concurrency slot held while a job runs (a rate's start needs no giving back).
@@ -163,10 +167,13 @@ pub(crate) enum Acquired {
 pub(crate) struct Permit {
     slot: Option<String>,
     names: Names,
+    /// The job's name, for the tally of slots held.
+    job: String,
 }
 
 /// Takes what `limit` requires for a run of the job of `meta` with `body`: a free
-/// concurrency slot, then a start in the rate's window.
+/// concurrency slot, then a start in the rate's window. A job that waits (or meets an
+/// error, and waits too) is counted in the tally under the check that stopped it.
 pub(crate) async fn acquire(
     limits: &Limits,
     opener: &mut Opener,
@@ -174,23 +181,44 @@ pub(crate) async fn acquire(
     meta: &JobMeta,
     body: &[u8],
 ) -> Result<Acquired, Error> {
+    let acquired = try_acquire(limits, opener, limit, meta, body).await;
+    match &acquired {
+        Ok(Acquired::Run(_)) => {}
+        Ok(Acquired::Wait(_, kind)) => limits.tally.waited(&meta.name, *kind, meta.id),
+        Err((_, kind)) => limits.tally.waited(&meta.name, *kind, meta.id),
+    }
+    acquired.map_err(|(e, _)| e)
+}
+
+async fn try_acquire(
+    limits: &Limits,
+    opener: &mut Opener,
+    limit: &Limit,
+    meta: &JobMeta,
+    body: &[u8],
+) -> Result<Acquired, (Error, Kind)> {
     let name = limit.name_for(&meta.name);
-    let key = (limit.key.as_ref())
-        .map(|arg| key_value(meta.format, body, arg).unwrap_or_else(|| "null".into()));
+    let key = limit.key_of(meta.format, body);
     let names = Names::of(name, key.as_deref());
     let mut permit = Permit {
         slot: None,
         names: names.clone(),
+        job: meta.name.clone(),
     };
     if let Some(n) = limit.concurrency {
+        let wait = Acquired::Wait(name.to_string(), Kind::Concurrency);
         if limits.known_full(&names) {
-            return Ok(Acquired::Wait(name.to_string()));
+            return Ok(wait);
         }
-        match take_slot(limits, opener, &names, n).await? {
-            Some(slot) => permit.slot = Some(slot),
+        let taken = take_slot(limits, opener, &names, n).await;
+        match taken.map_err(|e| (e, Kind::Concurrency))? {
+            Some(slot) => {
+                limits.tally.took_slot(&meta.name);
+                permit.slot = Some(slot);
+            }
             None => {
                 limits.mark_full(&names, true);
-                return Ok(Acquired::Wait(name.to_string()));
+                return Ok(wait);
             }
         }
     }
@@ -199,7 +227,10 @@ pub(crate) async fn acquire(
             Ok(true) => {}
             started => {
                 release(limits, opener, permit).await;
-                return started.map(|_| Acquired::Wait(name.to_string()));
+                return match started {
+                    Err(e) => Err((e, Kind::Rate)),
+                    Ok(_) => Ok(Acquired::Wait(name.to_string(), Kind::Rate)),
+                };
             }
         }
     }
@@ -226,6 +257,7 @@ pub(crate) async fn release(limits: &Limits, opener: &mut Opener, permit: Permit
         }
     }
     limits.unreserve(&slot);
+    limits.tally.gave_slot(&permit.job);
     limits.mark_full(&permit.names, false);
 }
 
@@ -306,6 +338,7 @@ async fn record_start(
         .await
         .map_err(Error::broker("queue.declare (rate limit)"))?;
     let id = meta.id.to_string();
+    let asked = Instant::now();
     let sent = broker::publish_via(
         &channel,
         "",
@@ -315,6 +348,13 @@ async fn record_start(
         BasicProperties::default(),
     );
     match sent.await?.confirmed().await {
+        // A confirm slower than the slack could let this start fall less than the window
+        // after a start recorded R records earlier (docs/limits.md): the record stays and
+        // counts, but the job waits as if refused, an under-run and never an over-run.
+        Ok(()) if asked.elapsed() > RATE_SLACK => {
+            tracing::debug!(queue = %queue, took = ?asked.elapsed(), "rate record confirmed later than the slack; waiting");
+            Ok(false)
+        }
         Ok(()) => Ok(true),
         Err(Error::Nacked { .. }) => Ok(false),
         Err(e) => Err(e),

@@ -150,8 +150,10 @@ pub(crate) async fn connect(shared: &Shared) -> Result<Connection, Error> {
         if let Err(e) = channel.close(200, "declared".into()).await {
             debug!(error = %e, "closing the declaring channel failed");
         }
-        // Before any slot consumes on this connection: a pause holds from the first delivery.
-        super::control::read_markers(shared, &connection).await
+        // Before any slot consumes on this connection: a pause holds from the first delivery,
+        // and so does a cancellation.
+        super::control::read_markers(shared, &connection).await?;
+        super::cancel::catch_up(shared, &connection).await
     };
     match declared.await {
         Ok(()) => Ok(connection),

@@ -9,6 +9,7 @@
 //!                                   └─ on stop: cancel consumers, wait ≤ shutdown_timeout
 //! ```
 
+mod cancel;
 mod chain;
 mod control;
 pub(crate) mod decide;
@@ -17,6 +18,7 @@ mod failure;
 mod heal;
 mod heartbeat;
 mod limit_gate;
+mod limit_tally;
 mod link;
 mod panic;
 mod poison;
@@ -72,6 +74,8 @@ pub(crate) struct Shared {
     pub run_id: uuid::Uuid,
     /// What it applied of the operators' commands (paused queues, quiet, stopping).
     pub control: control::Control,
+    /// The cancelled job ids it knows (`cancel.rs`).
+    pub cancels: cancel::Cancels,
 }
 
 /// Builds a [`Worker`]: the configuration, the application state jobs may ask for.
@@ -183,6 +187,11 @@ impl Worker {
             stop,
             shutdown.clone(),
         ));
+        let cancellations = tokio::spawn(cancel::listen(
+            self.shared.clone(),
+            link.clone(),
+            shutdown.clone(),
+        ));
         let started = async {
             let heart = heartbeat::start(self.shared.clone(), link.clone()).await?;
             let mut slots = JoinSet::new();
@@ -200,6 +209,7 @@ impl Worker {
             Ok(started) => started,
             Err(e) => {
                 listener.abort();
+                cancellations.abort();
                 link::close(&keeper.connection(), "worker failed to start").await;
                 return Err(e);
             }
@@ -215,6 +225,7 @@ impl Worker {
             }
         }
         listener.abort();
+        cancellations.abort();
         heart.stop(result.is_ok()).await;
         stop_keeper.stop();
         match keeper.await {
@@ -375,6 +386,7 @@ impl WorkerBuilder {
                 limits,
                 run_id: uuid::Uuid::new_v4(),
                 control: control::Control::default(),
+                cancels: cancel::Cancels::default(),
             }),
             schedules: self.schedules,
         })

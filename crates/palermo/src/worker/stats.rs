@@ -27,6 +27,7 @@ use uuid::Uuid;
 
 use super::timing::{waited, Histogram};
 use crate::{
+    job::CancelSignal,
     registry::Names,
     wire::{
         self,
@@ -58,6 +59,8 @@ struct InFlight {
     queue: Arc<str>,
     started_at: i64,
     preview: String,
+    /// The run's cancellation signal (`cancel.rs` raises it).
+    cancel: Option<Arc<CancelSignal>>,
 }
 
 impl InFlight {
@@ -105,6 +108,7 @@ impl SlotStats {
         stats: &'a Stats,
         delivery: &Delivery,
         meta: Option<&JobMeta>,
+        cancel: &Arc<CancelSignal>,
     ) -> (Running<'a>, Option<Names>) {
         let (job, counts, names) = match meta {
             Some(meta) => {
@@ -119,6 +123,7 @@ impl SlotStats {
                     queue: names.queue.clone(),
                     started_at: now,
                     preview: meta.preview.clone(),
+                    cancel: Some(Arc::clone(cancel)),
                 };
                 (job, counts, Some(names))
             }
@@ -138,6 +143,7 @@ impl SlotStats {
                         .into(),
                     started_at: wire::now_ms(),
                     preview: read(header::PREVIEW).unwrap_or_default().to_string(),
+                    cancel: None,
                 };
                 let counts = stats.counts(&job.queue, &job.name);
                 (job, counts, None)
@@ -188,6 +194,23 @@ pub(crate) struct Running<'a> {
 }
 
 impl Stats {
+    /// Raises the cancellation signal of job `id` if a slot runs it; `true` when one did.
+    pub fn raise(&self, id: &Uuid, by: &str, at: i64) -> bool {
+        let slots: Vec<_> = lock(&self.slots).iter().filter_map(Weak::upgrade).collect();
+        let mut raised = false;
+        for slot in slots {
+            if let Some(job) = lock(&slot).as_ref() {
+                if job.id.as_ref() == Ok(id) {
+                    if let Some(cancel) = &job.cancel {
+                        cancel.raise(by, at);
+                        raised = true;
+                    }
+                }
+            }
+        }
+        raised
+    }
+
     /// A new slot's share of the stats, listed for the heartbeats while the slot lives.
     pub fn slot(&self) -> SlotStats {
         let running = Arc::default();
@@ -306,7 +329,7 @@ pub(crate) mod tests {
         let delivery = Delivery::mock(1, "".into(), "q".into(), false, Vec::new());
         for &(queue, name, succeeded) in runs {
             let meta = meta(queue, name);
-            let (running, _) = slot.started(stats, &delivery, Some(&meta));
+            let (running, _) = slot.started(stats, &delivery, Some(&meta), &Arc::default());
             let jobs = stats.snapshot().jobs;
             assert_eq!(jobs.len(), 1, "in flight while it runs");
             assert_eq!((&*jobs[0].queue, &*jobs[0].name), (queue, name));
@@ -377,7 +400,7 @@ pub(crate) mod tests {
         let meta = meta("mail", "send");
         let mut slot = stats.slot();
         let delivery = Delivery::mock(1, "".into(), "mail".into(), false, Vec::new());
-        drop(slot.started(&stats, &delivery, Some(&meta)));
+        drop(slot.started(&stats, &delivery, Some(&meta), &Arc::default()));
         let snapshot = stats.snapshot();
         assert!(snapshot.jobs.is_empty());
         assert_eq!((snapshot.processed, snapshot.failed), (0, 0));
