@@ -76,7 +76,7 @@ stage "disruptive tests"
 at_exit 'scripts/broker.sh'   # whatever happens, leave the broker running
 # Those that restart the broker, raise an alarm or delete what every test shares run one at
 # a time; those that only kill processes of their own run two at a time, beside each other.
-OWN_PROCESSES="disruptive_admin:: disruptive_limits:: disruptive_poison:: disruptive_scheduler:: disruptive_unique::"
+OWN_PROCESSES="disruptive_admin:: disruptive_chains:: disruptive_limits:: disruptive_poison:: disruptive_scheduler:: disruptive_unique::"
 # shellcheck disable=SC2046 # one --skip per word
 flock -x "$LOCK" cargo test --workspace --test disruptive -- --ignored --test-threads=1 \
   $(printf -- '--skip %s ' $OWN_PROCESSES)

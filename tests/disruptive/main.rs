@@ -12,6 +12,7 @@ mod support;
 
 mod disruptive_admin;
 mod disruptive_alarm;
+mod disruptive_chains;
 mod disruptive_chaos;
 mod disruptive_consumer_timeout;
 mod disruptive_control;

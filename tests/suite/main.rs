@@ -19,6 +19,7 @@ mod web_support;
 
 mod addresses;
 mod cancel;
+mod chains;
 mod control;
 mod core;
 mod dashboard_browser;

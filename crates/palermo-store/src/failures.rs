@@ -9,6 +9,7 @@
 /// One entry of a failure's attempt history: the type the worker writes into the
 /// `x-palermo-error-history` header, read back with the same serde shape.
 pub use palermo::admin::wire::history::FailedAttempt;
+use palermo::admin::wire::{self, chain::ChainHeader};
 use serde::Serialize;
 use sqlx::{FromRow, Row};
 
@@ -95,6 +96,10 @@ pub struct FailureDetail {
     pub actions: Vec<Action>,
     /// The AMQP properties as received.
     pub properties: serde_json::Value,
+    /// The chain this job is a step of, from its `x-palermo-chain` header: the step that
+    /// failed and the steps a retry resumes (docs/workflows.md). `None` for a job of no
+    /// chain, or a header that does not read.
+    pub chain: Option<ChainHeader>,
     #[serde(skip)]
     pub body: Vec<u8>,
 }
@@ -228,7 +233,11 @@ impl Store {
             .and_then(|h| serde_json::from_str(&h).ok())
             .unwrap_or_default();
         let (earlier_failures, actions) = self.job_history(&failure).await?;
+        let chain = serde_json::from_str::<lapin::BasicProperties>(&properties)
+            .ok()
+            .and_then(|p| ChainHeader::read(wire::headers(&p)).ok().flatten());
         Ok(Some(FailureDetail {
+            chain,
             args,
             raw_body,
             backtrace,

@@ -30,6 +30,7 @@ use crate::{
 pub use config::{ClientConfig, DEFAULT_PUBLISH_TIMEOUT};
 
 mod batch;
+mod chain;
 mod config;
 mod enqueue;
 mod options;
@@ -37,6 +38,7 @@ mod session;
 mod unique;
 
 pub use batch::BatchBuilder;
+pub use chain::{Chain, ChainId};
 pub use enqueue::Enqueued;
 pub use options::Options;
 use session::{Reconnect, Sessions};

@@ -174,6 +174,15 @@ pub enum Error {
         /// The middleware's reason.
         reason: Refused,
     },
+    /// A chain's header (its later steps and their arguments) is too large for one AMQP
+    /// frame; nothing was enqueued (docs/workflows.md).
+    #[error("the chain's header would be {bytes} bytes; the limit is {max} (pass large arguments by reference: an id, a URL)")]
+    ChainTooLarge {
+        /// The header's length, in bytes.
+        bytes: usize,
+        /// [`crate::admin::wire::chain::MAX_BYTES`].
+        max: usize,
+    },
     /// In [`crate::testing::Fake::inline`] mode, the job enqueued ran and failed for good.
     #[error("job {job:?} ran inline and failed: {outcome:?}")]
     InlineJobFailed {

@@ -71,7 +71,9 @@ pub mod cli;
 
 pub use broker::priority::Priorities;
 pub use broker::topology::QueueType;
-pub use client::{BatchBuilder, Client, ClientConfig, Enqueued, Options, DEFAULT_PUBLISH_TIMEOUT};
+pub use client::{
+    BatchBuilder, Chain, ChainId, Client, ClientConfig, Enqueued, Options, DEFAULT_PUBLISH_TIMEOUT,
+};
 pub use config::WorkerConfig;
 pub use deployment::Deployment;
 pub use error::{Error, NameError, Refusal};

@@ -308,6 +308,19 @@ fn describe(d: &FailureDetail) -> String {
         None => f.status.clone(),
     };
     line("Status", status);
+    if let Some(chain) = &d.chain {
+        let rest = match chain.next.len() {
+            0 => "its last step".to_string(),
+            n => format!(
+                "{n} step{} after it; a retry resumes them",
+                if n == 1 { "" } else { "s" }
+            ),
+        };
+        line("Chain", format!("{} ({rest})", chain.summary()));
+        for step in chain.remaining() {
+            line("", step);
+        }
+    }
     let mut attempt = match f.max_attempts {
         Some(max) => format!("{} of {max}", f.attempt),
         None => f.attempt.to_string(),

@@ -30,6 +30,8 @@ struct FailurePage {
     args: String,
     error: String,
     backtrace: Option<String>,
+    /// A chain step's remaining steps (what a retry resumes).
+    chain: Option<String>,
     properties: String,
     attempts: Vec<Entry>,
     earlier: Vec<FailureLine>,
@@ -60,6 +62,7 @@ pub(crate) async fn page(
         args: text::visible(&arguments(&detail)),
         error: text::visible(&detail.failure.error),
         backtrace: detail.backtrace.as_deref().map(text::visible),
+        chain: chain_steps(&detail),
         properties: text::visible(
             &serde_json::to_string_pretty(&detail.properties).unwrap_or_default(),
         ),
@@ -136,7 +139,26 @@ fn fields(detail: &FailureDetail) -> Vec<(&'static str, String)> {
         ("Recorded", when(Some(f.recorded_at))),
         ("Status", text::cell(&f.status, 20)),
         ("Resolved", when(f.resolved_at)),
+        ("Chain", chain_field(detail)),
     ]
+}
+
+/// The chain this job is a step of, on one line, or `–`.
+fn chain_field(detail: &FailureDetail) -> String {
+    match &detail.chain {
+        Some(chain) => text::cell(&chain.summary(), 200),
+        None => "–".into(),
+    }
+}
+
+/// The steps a retry resumes, one per line, when this job is a step of a chain.
+fn chain_steps(detail: &FailureDetail) -> Option<String> {
+    let chain = detail.chain.as_ref()?;
+    let lines = match chain.next.len() {
+        0 => vec!["(the chain's last step: nothing follows it)".to_string()],
+        _ => chain.remaining(),
+    };
+    Some(text::visible(&lines.join("\n")))
 }
 
 /// One failed attempt of this run, from the job's error history.

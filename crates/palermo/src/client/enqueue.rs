@@ -68,6 +68,8 @@ pub(super) struct Message {
     pub(super) delayed: Option<(delay::Kind, Duration)>,
     /// The lock queue it takes first, and the lock's TTL.
     pub(super) lock: Option<(String, Duration)>,
+    /// When it runs, as the options said (a chain's later step counts a delay again).
+    pub(super) when: When,
 }
 
 impl Client {
@@ -219,7 +221,7 @@ impl Client {
     }
 
     /// Publishes `message`, taking its lock first when it has one.
-    async fn publish(&self, message: Message) -> Result<Enqueued, Error> {
+    pub(super) async fn publish(&self, message: Message) -> Result<Enqueued, Error> {
         if message.lock.is_some() {
             return self.enqueue_locked(message).await;
         }
@@ -237,7 +239,7 @@ impl Client {
 
     /// `job` serialized for `queue`, with `options` and its own unique lock unless the
     /// options give one.
-    fn job_message<J: Job>(
+    pub(super) fn job_message<J: Job>(
         &self,
         queue: &str,
         job: &J,
@@ -301,6 +303,7 @@ impl Client {
             properties,
             delayed,
             lock,
+            when: options.when,
         })
     }
 

@@ -25,6 +25,7 @@ impl Client {
             properties,
             delayed,
             lock,
+            ..
         } = message;
         let (Backend::Broker(sessions), Some((lock, ttl))) = (&self.backend, lock) else {
             self.send_confirmed(&meta.queue, delayed, &body, properties)

@@ -8,7 +8,11 @@ use super::{lock, Fake, Recorded, Run};
 use crate::{
     job::CancelSignal,
     registry::{Names, Registry},
-    wire::{self, header},
+    wire::{
+        self,
+        chain::{ChainHeader, Due},
+        header,
+    },
     worker::decide::{self, Decision, Failure, FailureKind, Ran},
     Error,
 };
@@ -18,7 +22,8 @@ const MAX_RUNS: usize = 10_000;
 
 impl Fake {
     /// Runs every recorded job, and every job they lead to (retries, snoozes, jobs they
-    /// enqueue), until none is left; returns each run in order.
+    /// enqueue, a chain's next step once a step succeeded), until none is left; returns
+    /// each run in order.
     ///
     /// Jobs run one at a time, in the order of their due times, by the worker's rules and the
     /// retry settings of [`Fake::with_config`]; a retry is due its backoff delay after the
@@ -91,8 +96,14 @@ impl Fake {
     async fn run_one(&self, job: Recorded) -> Run {
         let at = *lock(&self.inner.clock);
         let retries = *lock(&self.inner.retries);
-        let ran = match self.registry().get(&job.name) {
-            Some(registration) => {
+        let chain = ChainHeader::read(wire::headers(&job.properties));
+        let ran = match (self.registry().get(&job.name), &chain) {
+            // As the worker: a step whose chain cannot go on after it does not run.
+            (_, Err(reason)) => {
+                let failure = Failure::new(FailureKind::Malformed, reason.0.clone());
+                Ran::rejected(failure, &retries)
+            }
+            (Some(registration), Ok(_)) => {
                 let run = decide::Job {
                     meta: &job.meta,
                     registration,
@@ -105,7 +116,7 @@ impl Fake {
                 let middleware = lock(&self.inner.middleware).clone();
                 decide::run(run, &retries, &middleware).await
             }
-            None => {
+            (None, Ok(_)) => {
                 let error = format!("unknown job {:?}: not linked into this test", job.name);
                 Ran::rejected(Failure::new(FailureKind::UnknownJob, error), &retries)
             }
@@ -117,8 +128,34 @@ impl Fake {
             at,
             outcome: ran.outcome(),
         };
+        if let (Decision::Succeeded, Ok(Some(chain))) = (&ran.decision, &chain) {
+            self.chain_on(chain, at);
+        }
         self.follow(job, at, &ran.decision);
         run
+    }
+
+    /// Records the step that follows a chain step that succeeded at `at`, as the worker
+    /// publishes it (`worker/chain.rs`), due after its delay on the virtual clock.
+    fn chain_on(&self, chain: &ChainHeader, at: SystemTime) {
+        let next = match chain.next_step() {
+            Ok(Some(next)) => next,
+            Ok(None) => return,
+            Err(e) => panic!("Fake::drain: chain {}: {e}", chain.id),
+        };
+        let queue = next.meta.queue.clone();
+        let mut job = match super::recorded(&queue, &next.body, next.properties) {
+            Ok(job) => job,
+            Err(e) => panic!("Fake::drain: chain {}: {e}", chain.id),
+        };
+        let due = match next.due {
+            None => None,
+            Some(Due::After(delay)) => Some(at + delay),
+            Some(Due::At(time)) => Some(time.max(at)),
+        };
+        job.due = due;
+        job.run_at = due.unwrap_or(at);
+        lock(&self.inner.pending).push_back(job);
     }
 
     /// Carries out `decision` in memory, for a job that ran at `at`: a snooze or a retry is

@@ -377,31 +377,36 @@ impl Fake {
         body: &[u8],
         properties: BasicProperties,
     ) -> Result<(), Error> {
-        let meta = JobMeta::parse(&properties)
-            .map_err(|e| Error::Config(format!("the fake client made a bad message: {e}")))?;
-        let due = wire::get_int(wire::headers(&properties), header::NEXT_RUN_AT)
-            .ok()
-            .flatten()
-            .map(|ms| UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64));
-        let id = meta.id;
-        let job = Recorded {
-            id,
-            name: meta.name.clone(),
-            queue: queue.to_string(),
-            format: meta.format,
-            body: body.to_vec(),
-            attempt: meta.attempt,
-            due,
-            meta,
-            run_at: due.unwrap_or_else(SystemTime::now),
-            properties,
-        };
+        let job = recorded(queue, body, properties)?;
+        let id = job.id;
         lock(&self.inner.pending).push_back(job);
         if self.inner.inline {
             self.run_inline(id).await?;
         }
         Ok(())
     }
+}
+
+/// A message the fake client (or a chain step's success) publishes, as the fake keeps it.
+fn recorded(queue: &str, body: &[u8], properties: BasicProperties) -> Result<Recorded, Error> {
+    let meta = JobMeta::parse(&properties)
+        .map_err(|e| Error::Config(format!("the fake client made a bad message: {e}")))?;
+    let due = wire::get_int(wire::headers(&properties), header::NEXT_RUN_AT)
+        .ok()
+        .flatten()
+        .map(|ms| UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64));
+    Ok(Recorded {
+        id: meta.id,
+        name: meta.name.clone(),
+        queue: queue.to_string(),
+        format: meta.format,
+        body: body.to_vec(),
+        attempt: meta.attempt,
+        due,
+        meta,
+        run_at: due.unwrap_or_else(SystemTime::now),
+        properties,
+    })
 }
 
 impl crate::client::Recorder for Fake {

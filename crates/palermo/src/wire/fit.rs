@@ -13,12 +13,15 @@ use super::{header, put_str, truncate_bytes};
 /// more) makes the broker close the whole connection; a message that arrived with huge
 /// headers must not take the worker down when it is handed on.
 pub const HEADERS_BUDGET: usize = 32 * 1024;
+/// Headers never cut: the error history trims itself, and a chain's header is bounded at
+/// enqueue and would not read once cut (the chain would stop).
+const KEPT_WHOLE: [&str; 2] = [header::ERROR_HISTORY, header::CHAIN];
 /// What a header value is cut to when the headers are over [`HEADERS_BUDGET`].
 const CUT_VALUE_BYTES: usize = 1024;
 
 /// Cuts the largest string values (then drops the largest tables and arrays) until
 /// `headers` encode to at most `budget` bytes; names what it cut in
-/// `x-palermo-headers-cut`. The error history is kept whole (it trims itself).
+/// `x-palermo-headers-cut`. The error history and a chain's header are kept whole.
 pub fn fit_headers(headers: &mut FieldTable, budget: usize) {
     if encoded_len(headers) <= budget {
         return;
@@ -26,7 +29,7 @@ pub fn fit_headers(headers: &mut FieldTable, budget: usize) {
     let mut map = headers.inner().clone();
     let mut by_size: Vec<(ShortString, usize)> = map
         .iter()
-        .filter(|(name, _)| name.as_str() != header::ERROR_HISTORY)
+        .filter(|(name, _)| !KEPT_WHOLE.contains(&name.as_str()))
         .map(|(name, value)| (name.clone(), value_len(value)))
         .collect();
     by_size.sort_by_key(|entry| std::cmp::Reverse(entry.1));

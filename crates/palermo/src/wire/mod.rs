@@ -17,6 +17,7 @@ use uuid::Uuid;
 use crate::serializer::Format;
 
 pub mod batch;
+pub mod chain;
 pub mod event;
 pub mod failure;
 mod fit;
@@ -96,6 +97,9 @@ pub mod header {
     /// On the failed queue: why no retry follows (`attempts_exhausted`, `fail_now`,
     /// `not_retryable`).
     pub const GAVE_UP: &str = "x-palermo-gave-up";
+    /// On a step of a chain: the chain and its steps still to run, as JSON (see
+    /// [`super::chain`]).
+    pub const CHAIN: &str = super::chain::HEADER;
 }
 
 /// Most entries kept in the error history header: the first failure and the latest ones.

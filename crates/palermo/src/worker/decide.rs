@@ -2,7 +2,9 @@
 //! knows no broker: the worker carries a [`Decision`] out on the broker (`execute.rs`), the
 //! testing mode in memory (`testing/drain.rs`), so a test's fake runs jobs by the same rules.
 //!
-//! - success → [`Decision::Succeeded`];
+//! - success → [`Decision::Succeeded`]; for a step of a chain, its next step follows, built
+//!   from the step's header by [`crate::wire::chain::ChainHeader::next_step`] for the
+//!   worker (`chain.rs`) and the testing mode alike;
 //! - [`crate::JobError::snooze`] → [`Decision::Snooze`]: again after its delay, no attempt used;
 //! - an error, a panic or a timeout with attempts left → [`Decision::Retry`] as the next
 //!   attempt, after the [`crate::retry`] backoff's delay;

@@ -2,7 +2,8 @@
 //! follows (`decide.rs`, the one place that decides), then carry the decision out on the
 //! broker:
 //!
-//! - success → ack;
+//! - success → ack; a chain step's success first publishes the chain's next step
+//!   (`chain.rs`);
 //! - a snooze → publish it again, delayed, same attempt → ack;
 //! - a retry → publish it, delayed by its backoff, as the next attempt → ack;
 //! - failed for good, or a message that cannot run at all → publish it to the failed queue
@@ -34,7 +35,7 @@ use crate::{
     job::CancelSignal,
     limits::Limit,
     registry::{Names, Registration},
-    wire::{self, JobMeta},
+    wire::{self, chain::ChainHeader, JobMeta},
 };
 
 /// Runs one delivery to its end: acked, or handed over (retry, snooze, failed queue) and then
@@ -69,6 +70,7 @@ pub(crate) async fn execute(
             meta,
             registration,
             run_key,
+            chain,
         } => {
             if let Some((by, at)) = shared.cancels.check(&meta.id) {
                 cancel.raise(&by, at);
@@ -111,12 +113,16 @@ pub(crate) async fn execute(
                 ran.decision,
                 Decision::Succeeded | Decision::Cancelled { .. }
             );
-            if matches!(ran.decision, Decision::Succeeded) {
-                shared.recent.insert(run_key);
-            }
+            let ran_through = matches!(ran.decision, Decision::Succeeded);
             let succeeded = ran.decision.is_ok();
             let took = ran.elapsed;
-            let handed_over = carry_out(shared, channel, delivery, &meta, ran).await;
+            let handed_over = carry_out(shared, channel, delivery, &meta, chain.as_ref(), ran);
+            let handed_over = handed_over.await;
+            // Remembered once what follows it is confirmed: a redelivery of a chain step
+            // whose next step was not published must run again, not be acked unrun.
+            if ran_through && handed_over.is_ok() {
+                shared.recent.insert(run_key);
+            }
             (succeeded, done, handed_over, Some(took))
         }
     };
@@ -166,17 +172,22 @@ async fn settle(
     }
 }
 
-/// Carries out `ran`'s decision on the broker: publishes the snooze, the retry or the
-/// failure (logged once, here), confirmed. `Ok` when the delivery can be acked.
+/// Carries out `ran`'s decision on the broker: publishes a chain's next step, the snooze,
+/// the retry or the failure (logged once, here), confirmed. `Ok` when the delivery can be
+/// acked.
 async fn carry_out(
     shared: &Shared,
     channel: &Channel,
     delivery: &Delivery,
     meta: &JobMeta,
+    chain: Option<&ChainHeader>,
     ran: Ran,
 ) -> Result<(), Error> {
     let (failure, gave_up, max) = match ran.decision {
-        Decision::Succeeded => return Ok(()),
+        Decision::Succeeded => match chain {
+            None => return Ok(()),
+            Some(chain) => return super::chain::publish_next(shared, channel, meta, chain).await,
+        },
         Decision::Cancelled { by, at, ran: true } => {
             info!(job.id = %meta.id, job.name = %meta.name, queue = %meta.queue, attempt = meta.attempt, cancelled_by = %by, cancelled_at = at, elapsed = ?ran.elapsed, "running job cancelled; acking it");
             return Ok(());
@@ -267,6 +278,8 @@ enum Admission {
         meta: JobMeta,
         registration: &'static Registration,
         run_key: recent::RunKey,
+        /// The chain it is a step of, if any.
+        chain: Option<ChainHeader>,
     },
     /// A redelivery of a run that already succeeded here: ack it, do not run it again.
     AlreadyRan,
@@ -288,8 +301,23 @@ fn admit(
             return Admission::Rejected(Failure::new(FailureKind::Malformed, reason.0));
         }
     };
-    let run_key = recent::RunKey::of(&meta, wire::headers(&delivery.properties));
+    let headers = wire::headers(&delivery.properties);
+    // Read before the run: a step whose chain cannot go on after it does not run.
+    let chain = match ChainHeader::read(headers) {
+        Ok(chain) => chain,
+        Err(reason) => {
+            warn!(job.id = %meta.id, job.name = %meta.name, %reason, "malformed chain header; moving the job to the failed queue");
+            return Admission::Rejected(Failure::new(FailureKind::Malformed, reason.0));
+        }
+    };
+    let run_key = recent::RunKey::of(&meta, headers);
     if shared.recent.contains(&run_key) {
+        // A chain step published twice (a crash between the next step's publish and the
+        // ack of the one before): this worker ran it and published what follows it.
+        if let Some(chain) = &chain {
+            info!(job.id = %meta.id, job.name = %meta.name, chain.id = %chain.id, step = chain.step, "chain step already ran here; acking the duplicate without running it");
+            return Admission::AlreadyRan;
+        }
         if poison::redeliveries(delivery) > 0 {
             info!(job.id = %meta.id, job.name = %meta.name, attempt = meta.attempt, "redelivered job already ran here (its ack was lost); acking it without running it again");
             return Admission::AlreadyRan;
@@ -318,5 +346,6 @@ fn admit(
         meta,
         registration,
         run_key,
+        chain,
     }
 }

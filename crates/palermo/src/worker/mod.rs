@@ -11,6 +11,7 @@
 
 mod batch;
 mod cancel;
+mod chain;
 mod control;
 pub(crate) mod decide;
 mod execute;
