@@ -69,7 +69,7 @@ at_exit 'kill "$compile_fail" 2>/dev/null || true'   # not left running if a tes
 flock -s "$LOCK" cargo test --workspace -- --skip job_macro_misuse_fails_to_compile
 wait "$compile_fail" || { cat target/compile-fail.log; exit 1; }
 # A test that measures the process (its memory) is #[ignore]d in the parallel run: alone here.
-flock -s "$LOCK" cargo test --workspace --test suite -- --ignored
+flock -s "$LOCK" cargo test --workspace --test suite -- --ignored retries::
 stage "the broker matrix: 3.10 and 4.0, classic and quorum queues"
 flock -s "$LOCK" scripts/matrix.sh
 stage "disruptive tests"
