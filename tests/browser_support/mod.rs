@@ -117,12 +117,21 @@ impl Browser {
     }
 
     /// The visible text of the element matching `selector`, waiting up to `within` for it.
+    /// An element found just before the page is replaced (a form's redirect, a live refresh)
+    /// goes stale: it is looked up again within `within`.
     pub async fn text(&self, selector: &str, within: Duration) -> String {
-        self.element(selector, within)
-            .await
-            .text()
-            .await
-            .unwrap_or_else(|e| panic!("the text of {selector}: {e}"))
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.element(selector, left).await.text().await {
+                Ok(text) => return text,
+                Err(e) if std::time::Instant::now() < deadline => {
+                    eprintln!("the text of {selector} (trying again): {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => panic!("the text of {selector}: {e}"),
+            }
+        }
     }
 
     /// Runs `script` in the page and returns its value.
