@@ -123,6 +123,23 @@ impl Keeper {
     }
 }
 
+/// [`connect`] for a worker's start: a setup step the broker failed after the connection
+/// was made (not a refused login, permission or argument) is tried again, twice, a second
+/// apart. RabbitMQ 4.0 answered `INTERNAL_ERROR` to a consume of the cancellations stream
+/// while many workers created it at once on a fresh broker; a later try found it whole.
+pub(crate) async fn connect_at_start(shared: &Shared) -> Result<Connection, Error> {
+    for _ in 0..2 {
+        match connect(shared).await {
+            Err(e @ Error::Broker { .. }) => {
+                warn!(error = %e, "setting up on the broker failed; trying again in a second");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            other => return other,
+        }
+    }
+    connect(shared).await
+}
+
 /// Connects, declares the exchange, the failed queue and the worker's queues (harmless
 /// when they exist, essential when the broker lost them), and reads their pause markers.
 pub(crate) async fn connect(shared: &Shared) -> Result<Connection, Error> {

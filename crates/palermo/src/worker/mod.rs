@@ -171,7 +171,7 @@ impl Worker {
         let deployment = &config.deployment;
         let (url, queue_type) = (&deployment.amqp_url, deployment.queue_type);
         crate::broker::priority::check_broker_at(url, queue_type, &deployment.priorities).await?;
-        let connection = link::connect(&self.shared).await?;
+        let connection = link::connect_at_start(&self.shared).await?;
         info!(
             worker = %self.shared.identity,
             queues = ?config.queues,
